@@ -1,0 +1,3 @@
+from brazecfg.cli.main import main
+
+main()

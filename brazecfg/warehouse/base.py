@@ -1,0 +1,44 @@
+"""The warehouse interface the planner depends on.
+
+A warehouse computes, for one model, every property value and every group flag per record in
+one query (or a few), and streams the rows ordered by the record key *as text in byte order*
+(the ledger sorts the same way; the merge-diff relies on it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    """One record of a model as the warehouse computed it.
+
+    key: the primary key rendered as text (Braze external ids are strings).
+    values: property name -> raw database value (None when empty); every property of the model.
+    groups: names of the model's groups this record belongs to.
+    """
+
+    key: str
+    values: dict[str, Any]
+    groups: frozenset[str]
+
+
+class Warehouse(Protocol):
+    app_name: str
+
+    def stream_model(
+        self, model: str, *, now: datetime, batch_size: int = 5000,
+        changed_since: datetime | None = None,
+    ) -> Iterator[ModelRow]:
+        """Rows of every record of ``model``, ordered by key text (byte order), streamed.
+
+        ``now`` anchors relative dates ("within 30 days"), so a plan is reproducible.
+        ``changed_since`` (incremental reads) limits rows to records whose sources changed since.
+        """
+        ...
+
+    def close(self) -> None: ...
