@@ -1,0 +1,56 @@
+"""Client-side rate limiting: never send more requests in any window than Braze allows.
+
+A sliding log (the send times of the last ``limit`` requests) guarantees at most ``limit``
+requests in every interval of ``window`` seconds, so a server counting fixed windows never
+sees more than its limit either, while a steady stream still runs at the full rate.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+# Braze's published limits (requests, seconds), see shared/braze-api-facts.md.
+DEFAULT_LIMITS: dict[str, tuple[int, float]] = {
+    "/users/track": (3000, 3.0),
+    "/users/delete": (20000, 60.0),
+    "/users/export/ids": (250, 60.0),
+    "subscription": (5000, 60.0),
+}
+
+
+def bucket_for(path: str) -> str:
+    return "subscription" if "subscription/status/set" in path else path
+
+
+class SlidingWindowLimiter:
+    def __init__(self, limit: int, window: float, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.limit = limit
+        self.window = window
+        self._sent: deque[float] = deque()
+        self._blocked_until = 0.0
+        self._lock = threading.Lock()
+        self._clock = clock
+        self._sleep = sleep
+
+    def acquire(self) -> None:
+        while True:
+            with self._lock:
+                now = self._clock()
+                while self._sent and self._sent[0] <= now - self.window:
+                    self._sent.popleft()
+                wait = self._blocked_until - now
+                if wait <= 0 and len(self._sent) < self.limit:
+                    self._sent.append(now)
+                    return
+                if wait <= 0:
+                    wait = self._sent[0] + self.window - now
+            self._sleep(max(wait, 0.001))
+
+    def block_for(self, seconds: float) -> None:
+        """The server said to wait: hold every sender of this bucket, not only the one told."""
+        with self._lock:
+            self._blocked_until = max(self._blocked_until, self._clock() + seconds)

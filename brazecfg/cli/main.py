@@ -1,0 +1,244 @@
+"""The brazecfg command line: each command turns options into arguments, calls the library,
+renders, and exits with a code. One boundary maps errors to exit codes (``_guard``)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from brazecfg import __version__
+from brazecfg.errors import BrazecfgError, ProjectError
+
+app = typer.Typer(
+    name="brazecfg", no_args_is_help=True, add_completion=False,
+    pretty_exceptions_enable=False,  # never print locals: they can hold an API key
+    help="Braze configuration as code: validate, plan and apply warehouse data into Braze.",
+)
+emulator_app = typer.Typer(help="Run or inspect the local Braze emulator.")
+app.add_typer(emulator_app, name="emulator")
+
+_state: dict[str, Any] = {"debug": False, "no_color": False}
+
+PathArg = Annotated[Path, typer.Argument(help="Project folder (holds brazecfg.yml).")]
+
+
+class Format(str, Enum):
+    text = "text"
+    json = "json"
+    markdown = "markdown"
+
+
+def _console(stderr: bool = False) -> Any:
+    from brazecfg.cli.render import make_console
+
+    return make_console(stderr=stderr, no_color=_state["no_color"] or "NO_COLOR" in os.environ)
+
+
+@contextmanager
+def _guard() -> Iterator[None]:
+    """Map errors to messages and exit codes; never a traceback unless --debug."""
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except ProjectError as exc:
+        from brazecfg.cli.render import render_diagnostics
+
+        render_diagnostics(_console(stderr=True), exc.diagnostics)
+        raise typer.Exit(1) from None
+    except BrazecfgError as exc:
+        _console(stderr=True).print(f"[error]error:[/] {exc}", markup=True, highlight=False)
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        _console(stderr=True).print("[error]interrupted[/]: what Braze confirmed so far is in the "
+                                    "ledger; run the command again to continue")
+        raise typer.Exit(130) from None
+    except Exception as exc:  # a bug: say so, without locals
+        err = _console(stderr=True)
+        err.print(f"[error]unexpected error[/] ({type(exc).__name__}). This is a bug in brazecfg; "
+                  "run again with --debug for the traceback and report it.")
+        if _state["debug"]:
+            traceback.print_exc(file=sys.stderr)
+        raise typer.Exit(1) from None
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of unexpected errors.")] = False,
+    no_color: Annotated[bool, typer.Option("--no-color", help="Plain output.")] = False,
+    version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
+) -> None:
+    _state.update(debug=debug, no_color=no_color)
+    if version:
+        typer.echo(f"brazecfg {__version__}")
+        raise typer.Exit(0)
+
+
+def _now(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise BrazecfgError(f"--now must be an ISO 8601 date-time, not {value!r}") from None
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+
+
+@app.command()
+def validate(path: PathArg = Path(".")) -> None:
+    """Check every file against the schemas and every reference; list every problem."""
+    from brazecfg.config.loader import load_project
+
+    with _guard():
+        project = load_project(path)
+        n = len(project.all())
+        _console().print(f"[ok]ok[/]: {n} resources in {path} are valid.")
+
+
+@app.command()
+def plan(
+    path: PathArg = Path("."),
+    format: Annotated[Format, typer.Option("--format", "-f", help="text, json or markdown.")] = Format.text,
+    out: Annotated[Path | None, typer.Option("--out", help="Also save the plan as JSON, for `apply --plan`.")] = None,
+    detailed_exitcode: Annotated[bool, typer.Option("--detailed-exitcode", help="Exit 2 when there are changes, 0 when none.")] = False,
+    now: Annotated[str | None, typer.Option("--now", help="Anchor for relative dates (ISO 8601); default: now.")] = None,
+) -> None:
+    """Show what would change in Braze, user by user. Writes nothing (except --out)."""
+    from brazecfg.apply.run import Clients
+    from brazecfg.cli import render
+    from brazecfg.config.loader import load_project
+    from brazecfg.plan.planner import make_plan
+
+    with _guard():
+        project = load_project(path)
+        clients = Clients()
+        try:
+            result = make_plan(project, now=_now(now), clients=clients)
+        finally:
+            clients.close()
+        if format is Format.json:
+            sys.stdout.write(render.render_plan_json(result))
+        elif format is Format.markdown:
+            sys.stdout.write(render.render_plan_markdown(result))
+        else:
+            render.render_plan_text(_console(), result)
+        if out is not None:
+            out.write_text(render.render_plan_json(result), encoding="utf-8")
+        if detailed_exitcode and result.has_changes:
+            raise typer.Exit(2)
+
+
+@app.command()
+def apply(
+    path: PathArg = Path("."),
+    auto_approve: Annotated[bool, typer.Option("--auto-approve", help="Do not ask before sending.")] = False,
+    plan_file: Annotated[Path | None, typer.Option("--plan", help="A plan saved by `plan --out`: refuse to apply if it is stale.")] = None,
+    now: Annotated[str | None, typer.Option("--now", help="Anchor for relative dates (ISO 8601).")] = None,
+) -> None:
+    """Show the plan, ask, send it to Braze, and record what Braze confirmed."""
+    from brazecfg.apply.run import apply_project
+    from brazecfg.cli import render
+    from brazecfg.config.loader import load_project
+    from brazecfg.plan.definition import Plan
+
+    console = _console()
+
+    def confirm(p: Plan) -> bool:
+        render.render_plan_text(console, p)
+        if auto_approve:
+            return True
+        if not sys.stdin.isatty():
+            raise BrazecfgError("apply needs a yes: pass --auto-approve when no one can answer "
+                                "(CI, scripts)")
+        return typer.confirm("Apply these changes to Braze?", default=False)
+
+    def progress(dest: str, done: int) -> None:
+        if sys.stderr.isatty():
+            sys.stderr.write(f"\r{dest}: {done:,} records sent")
+            sys.stderr.flush()
+
+    with _guard():
+        if plan_file is not None and not plan_file.is_file():
+            raise BrazecfgError(f"no saved plan at {plan_file}; make one with `brazecfg plan --out {plan_file}`")
+        project = load_project(path)
+        outcome = apply_project(project, confirm=confirm, now=_now(now), saved_plan=plan_file,
+                                progress=progress,
+                                on_wait=lambda m: _console(stderr=True).print(m))
+        if sys.stderr.isatty():
+            sys.stderr.write("\n")
+        if not outcome.applied:
+            render.render_plan_text(console, outcome.plan)
+            return
+        console.print("[heading]Applied[/]")
+        render.render_results(console, outcome.results)
+        if any(r.failed for r in outcome.results):
+            raise typer.Exit(1)
+
+
+@emulator_app.callback(invoke_without_command=True)
+def emulator(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (0 picks a free one).")] = 4567,
+    state: Annotated[Path | None, typer.Option(help="Load users from this file and save them there on exit.")] = None,
+    latency_ms: Annotated[float, typer.Option(help="Added to every API response.")] = 0.0,
+    fault_429_every: Annotated[int, typer.Option(help="Answer 429 to every Nth request.")] = 0,
+    fault_500_every: Annotated[int, typer.Option(help="Answer 500 to every Nth request.")] = 0,
+    fault_drop_every: Annotated[int, typer.Option(help="Drop the connection of every Nth request.")] = 0,
+    track_limit: Annotated[str | None, typer.Option(help="Rate limit of /users/track as REQUESTS/SECONDS, e.g. 300/3.")] = None,
+    per_array_cap: Annotated[bool, typer.Option(help="Legacy cap: 75 objects per array instead of 75 in all.")] = False,
+) -> None:
+    """Start a local HTTP server that speaks Braze's REST API (key: local-emulator-key)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from brazecfg.emulator import EmulatorConfig, serve
+
+    with _guard():
+        config = EmulatorConfig(host=host, port=port, latency_ms=latency_ms,
+                                fault_429_every=fault_429_every, fault_500_every=fault_500_every,
+                                fault_drop_every=fault_drop_every,
+                                state_file=str(state) if state else None,
+                                track_cap_mode="per_array" if per_array_cap else "total")
+        if track_limit:
+            try:
+                n, s = track_limit.split("/")
+                config.rate_limits["/users/track"] = (int(n), float(s))
+            except ValueError:
+                raise BrazecfgError("--track-limit takes REQUESTS/SECONDS, such as 300/3") from None
+        serve(config, announce=lambda m: _console().print(m))
+
+
+@emulator_app.command("dump")
+def emulator_dump(
+    url: Annotated[str, typer.Option(help="The running emulator.")] = "http://127.0.0.1:4567",
+    what: Annotated[str, typer.Argument(help="users, requests or stats")] = "users",
+) -> None:
+    """Print the running emulator's users (or request log, or stats) as JSON."""
+    import json
+    import urllib.request
+
+    with _guard():
+        if what not in ("users", "requests", "stats"):
+            raise BrazecfgError("dump takes users, requests or stats")
+        try:
+            with urllib.request.urlopen(f"{url.rstrip('/')}/_emulator/{what}", timeout=10) as r:
+                data = json.load(r)
+        except OSError as exc:
+            raise BrazecfgError(f"no emulator answers at {url} ({exc}); start one with "
+                                "`brazecfg emulator`") from None
+        sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def main() -> None:
+    app()
+
+

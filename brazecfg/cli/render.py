@@ -1,0 +1,191 @@
+"""Rendering plans and results: rich text for terminals, Markdown for pull requests, JSON for CI.
+
+Only the text renderer shows sample values (the person at the terminal may see their data);
+Markdown and JSON show counts, field names, group names and record ids, never values.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.theme import Theme
+
+from brazecfg.apply.applier import DestinationResult
+from brazecfg.errors import Diagnostic
+from brazecfg.plan.definition import Action, ConfigAction, DestinationPlan, Plan
+
+THEME = Theme({
+    "create": "green", "update": "yellow", "delete": "red", "unchanged": "dim",
+    "enrich": "cyan", "warn": "yellow", "error": "bold red", "ok": "green", "heading": "bold",
+    "muted": "dim",
+})
+SIGN = {"create": "+", "update": "~", "delete": "-", "enrich": "~"}
+
+
+def make_console(*, stderr: bool = False, no_color: bool = False) -> Console:
+    return Console(theme=THEME, stderr=stderr, no_color=no_color or None, highlight=False,
+                   soft_wrap=True)
+
+
+def _n(count: int, word: str) -> str:
+    return f"{count:,} {word}{'' if count == 1 else 's'}"
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def render_diagnostics(console: Console, diagnostics: list[Diagnostic]) -> None:
+    for d in diagnostics:
+        console.print(f"[error]error[/] {escape(str(d))}")
+    console.print(f"\n[error]{_n(len(diagnostics), 'problem')}[/] found.")
+
+
+def render_plan_text(console: Console, plan: Plan) -> None:
+    if plan.config_changes:
+        console.print("[heading]Config changes[/]")
+        for c in plan.config_changes:
+            keys = f" [muted]({', '.join(c.keys)})[/]" if c.keys else ""
+            console.print(f"  [{c.action.value}]{SIGN[c.action.value]} {c.ref}[/]{keys}")
+        console.print()
+    for d in plan.destinations:
+        _render_destination(console, d)
+    console.print(plan_headline(plan))
+
+
+def _render_destination(console: Console, d: DestinationPlan) -> None:
+    c = d.counts
+    console.print(f"[heading]Destination {d.destination}[/] [muted]({d.mode} mode, model "
+                  f"{d.model})[/]")
+    parts = []
+    for action, label in (("create", "to create"), ("enrich", "to enrich"), ("update", "to update"),
+                          ("delete", "to delete")):
+        if c[action]:
+            parts.append(f"[{action}]{SIGN[action]} {c[action]:,} {label}[/]")
+    parts.append(f"[unchanged]= {c['unchanged']:,} unchanged[/]")
+    if c["kept"]:
+        parts.append(f"[muted]{c['kept']:,} gone from the warehouse, kept in Braze ({d.mode})[/]")
+    if c["skipped"]:
+        parts.append(f"[warn]{c['skipped']:,} skipped[/]")
+    console.print("  " + "   ".join(parts))
+    fields = sorted(set(d.field_sets) | set(d.field_removals))
+    if fields:
+        console.print("  [heading]Attributes[/]")
+        width = max(len(f) for f in fields)
+        for f in fields:
+            bits = []
+            if d.field_sets[f]:
+                bits.append(f"set for {_n(d.field_sets[f], 'user')}")
+            if d.field_removals[f]:
+                bits.append(f"[delete]removed for {_n(d.field_removals[f], 'user')}[/]")
+            console.print(f"    {f.ljust(width)}  {', '.join(bits)}")
+    groups = sorted(set(d.joins) | set(d.leaves))
+    if groups:
+        console.print("  [heading]Groups[/]")
+        for g in groups:
+            console.print(f"    {g}  [create]+{d.joins[g]:,} join[/]  [delete]-{d.leaves[g]:,} leave[/]")
+    if d.samples:
+        console.print("  [heading]Samples[/]")
+        for s in d.samples:
+            sign = SIGN[s.action.value]
+            if s.action is Action.DELETE:
+                console.print(f"    [delete]- {escape(s.external_id)}[/]")
+                continue
+            attrs = ", ".join(f"{k}={_short(v)}" for k, v in sorted(s.attributes.items()))
+            extra = "".join(f" +{g}" for g in s.joins) + "".join(f" -{g}" for g in s.leaves)
+            console.print(f"    [{s.action.value}]{sign} {escape(s.external_id)}[/] "
+                          f"{escape(attrs)}{escape(extra)}")
+    if d.issue_count:
+        console.print(f"  [warn]{_n(d.issue_count, 'value')} will not be sent[/] "
+                      "[muted](the rest of each record still syncs)[/]")
+        for i in d.issues[:10]:
+            console.print(f"    {escape(i.external_id)} · {i.field}: {escape(i.reason)}")
+        if d.issue_count > 10:
+            console.print(f"    [muted]... and {d.issue_count - 10:,} more (--format json lists up to 50)[/]")
+    if d.failed_last_time:
+        console.print(f"  [warn]{_n(d.failed_last_time, 'record')} failed last time[/] "
+                      "[muted](sent again by this apply)[/]")
+        for i in d.failed_samples[:10]:
+            console.print(f"    {escape(i.external_id)}: {escape(i.reason)}")
+    console.print()
+
+
+def plan_headline(plan: Plan) -> str:
+    if not plan.has_changes:
+        return "[ok]No changes.[/] Braze matches the warehouse and the config."
+    c: dict[str, int] = {}
+    for d in plan.destinations:
+        for k in ("create", "enrich", "update", "delete"):
+            c[k] = c.get(k, 0) + d.counts[k]
+    text = (f"Plan: [create]{c['create']:,} to create[/], [update]{c['update']:,} to update[/], "
+            f"[delete]{c['delete']:,} to delete[/]")
+    if c["enrich"]:
+        text += f", [enrich]{c['enrich']:,} to enrich[/]"
+    if plan.config_changes:
+        text += f"; {_n(len(plan.config_changes), 'config change')}"
+    return text + "."
+
+
+def render_plan_markdown(plan: Plan) -> str:
+    out = ["## brazecfg plan", ""]
+    if not plan.has_changes:
+        out.append("**No changes.** Braze matches the warehouse and the config.")
+        return "\n".join(out) + "\n"
+    if plan.config_changes:
+        out += ["### Config changes", "", "```diff"]
+        for c in plan.config_changes:
+            keys = f" ({', '.join(c.keys)})" if c.keys else ""
+            out.append(f"{'+' if c.action is ConfigAction.CREATE else '-' if c.action is ConfigAction.DELETE else '!'} {c.ref}{keys}")
+        out += ["```", ""]
+    for d in plan.destinations:
+        s = d.summary()
+        out += [f"### Destination `{d.destination}` ({d.mode})", "",
+                "| create | update | enrich | delete | unchanged | kept | skipped |",
+                "|---:|---:|---:|---:|---:|---:|---:|",
+                "| " + " | ".join(f"{s['counts'][k]:,}" for k in
+                                  ("create", "update", "enrich", "delete", "unchanged", "kept",
+                                   "skipped")) + " |", ""]
+        fields = sorted(set(d.field_sets) | set(d.field_removals))
+        if fields:
+            out += ["| attribute | set | removed |", "|---|---:|---:|"]
+            out += [f"| `{f}` | {d.field_sets[f]:,} | {d.field_removals[f]:,} |" for f in fields]
+            out.append("")
+        groups = sorted(set(d.joins) | set(d.leaves))
+        if groups:
+            out += ["| group | join | leave |", "|---|---:|---:|"]
+            out += [f"| `{g}` | {d.joins[g]:,} | {d.leaves[g]:,} |" for g in groups]
+            out.append("")
+        if d.issue_count:
+            out.append(f"**{d.issue_count:,} values will not be sent** (record id, field, reason):")
+            out += [f"- `{i.external_id}` `{i.field}`: {i.reason}" for i in d.issues[:20]]
+            out.append("")
+        if d.failed_last_time:
+            out.append(f"**{d.failed_last_time:,} records failed last time** and will be retried.")
+            out.append("")
+    return "\n".join(out) + "\n"
+
+
+def render_plan_json(plan: Plan) -> str:
+    return json.dumps(plan.to_dict(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def render_results(console: Console, results: list[DestinationResult]) -> None:
+    for r in results:
+        bits = [f"[create]{r.created:,} created[/]", f"[update]{r.updated:,} updated[/]"]
+        if r.enriched:
+            bits.append(f"[enrich]{r.enriched:,} enriched[/]")
+        bits.append(f"[delete]{r.deleted:,} deleted[/]")
+        if r.subscribed or r.unsubscribed:
+            bits.append(f"{r.subscribed:,} subscribed, {r.unsubscribed:,} unsubscribed")
+        if r.failed:
+            bits.append(f"[error]{r.failed:,} failed[/]")
+        console.print(f"[heading]{r.destination}[/]: " + ", ".join(bits))
+        for f in r.failures[:10]:
+            console.print(f"  [error]failed[/] {escape(f.external_id)}: {escape(f.reason)}")
+        if r.failed:
+            console.print("  [muted]Failed records stay out of the ledger and are sent again by "
+                          "the next apply.[/]")

@@ -1,0 +1,152 @@
+"""A plan is frozen data: what will change in the config and, per destination, in Braze.
+
+The summary (counts, per-field counts, a few samples) lives in memory; the full list of record
+changes is streamed to a spool only when apply needs it, so a million users never means a
+million objects in memory. Nothing in a Plan holds a secret; only samples hold values, and the
+JSON/Markdown renderers leave those out.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+
+class Action(str, Enum):
+    CREATE = "create"  # new Braze user (sync, additive)
+    UPDATE = "update"  # changed fields and/or group memberships of a user brazecfg sent before
+    ENRICH = "enrich"  # enrich mode: a user Braze has that brazecfg never sent; updated only
+    DELETE = "delete"  # sync mode: gone from the warehouse
+
+
+class ConfigAction(str, Enum):
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE = "delete"
+
+
+@dataclass(frozen=True)
+class ConfigChange:
+    action: ConfigAction
+    ref: str  # kind/name
+    keys: tuple[str, ...] = ()  # top-level keys that changed, for updates
+
+
+@dataclass(frozen=True)
+class RecordChange:
+    """One record's change. ``attributes`` are the values to send (None removes the attribute);
+    ``fields``/``groups`` are the ledger's state for the record once Braze confirmed it."""
+
+    action: Action
+    external_id: str
+    attributes: dict[str, Any] = field(default_factory=dict)
+    fields: dict[str, str] = field(default_factory=dict)
+    groups: frozenset[str] = frozenset()
+    joins: tuple[str, ...] = ()
+    leaves: tuple[str, ...] = ()
+
+    def to_json(self) -> str:
+        return json.dumps({
+            "a": self.action.value, "id": self.external_id, "attrs": self.attributes,
+            "fields": self.fields, "groups": sorted(self.groups), "joins": list(self.joins),
+            "leaves": list(self.leaves),
+        }, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, line: str) -> RecordChange:
+        d = json.loads(line)
+        return cls(Action(d["a"]), d["id"], d["attrs"], d["fields"], frozenset(d["groups"]),
+                   tuple(d["joins"]), tuple(d["leaves"]))
+
+
+@dataclass(frozen=True)
+class Issue:
+    """A value that will not be sent: record, Braze field, and why (never the value)."""
+
+    external_id: str
+    field: str
+    reason: str
+
+
+SAMPLE_SIZE = 5
+ISSUE_SAMPLE_SIZE = 50
+
+
+@dataclass
+class DestinationPlan:
+    """What one destination will do. Built by the diff, frozen once finished."""
+
+    destination: str
+    mode: str
+    model: str
+    counts: Counter[str] = field(default_factory=Counter)  # action -> records (+ unchanged, kept, skipped)
+    field_sets: Counter[str] = field(default_factory=Counter)  # field -> records getting a new value
+    field_removals: Counter[str] = field(default_factory=Counter)  # field -> records where it is removed
+    joins: Counter[str] = field(default_factory=Counter)  # group -> records joining
+    leaves: Counter[str] = field(default_factory=Counter)  # group -> records leaving
+    samples: list[RecordChange] = field(default_factory=list)
+    issues: list[Issue] = field(default_factory=list)  # first ISSUE_SAMPLE_SIZE
+    issue_count: int = 0
+    failed_last_time: int = 0
+    failed_samples: list[Issue] = field(default_factory=list)
+    digest: str = ""  # sha256 over every record change, to bind a saved plan to the data
+    spool: Path | None = field(default=None, repr=False)
+
+    @property
+    def changes(self) -> int:
+        return sum(self.counts[a.value] for a in Action)
+
+    def read_spool(self) -> Iterator[RecordChange]:
+        if self.spool is None:
+            return
+        with self.spool.open(encoding="utf-8") as f:
+            for line in f:
+                yield RecordChange.from_json(line)
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-safe summary: counts, field names, group names, ids of records with issues."""
+        return {
+            "destination": self.destination,
+            "mode": self.mode,
+            "model": self.model,
+            "counts": {k: self.counts.get(k, 0) for k in
+                       ("create", "update", "enrich", "delete", "unchanged", "kept", "skipped")},
+            "fields_set": dict(sorted(self.field_sets.items())),
+            "fields_removed": dict(sorted(self.field_removals.items())),
+            "group_joins": dict(sorted(self.joins.items())),
+            "group_leaves": dict(sorted(self.leaves.items())),
+            "issues": {"count": self.issue_count,
+                       "first": [vars(i) for i in self.issues]},
+            "failed_last_time": {"count": self.failed_last_time,
+                                 "first": [vars(i) for i in self.failed_samples]},
+            "digest": self.digest,
+        }
+
+
+@dataclass
+class Plan:
+    config_changes: tuple[ConfigChange, ...]
+    destinations: tuple[DestinationPlan, ...]
+    config_fingerprint: str
+    ledger_generation: int
+    fingerprints: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.config_changes) or any(d.changes for d in self.destinations)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format_version": 1,
+            "config_fingerprint": self.config_fingerprint,
+            "ledger_generation": self.ledger_generation,
+            "has_changes": self.has_changes,
+            "config_changes": [{"action": c.action.value, "resource": c.ref, "keys": list(c.keys)}
+                               for c in self.config_changes],
+            "destinations": [d.summary() for d in self.destinations],
+        }

@@ -1,0 +1,240 @@
+"""From a raw warehouse value to the JSON value Braze receives, or a reason it cannot be sent.
+
+Two checks run per value: the property's type (``normalise``), then the Braze field it feeds
+(``check_field``). A failing value is reported for that record and field and not sent; the
+rest of the record still syncs. Reasons never quote the value (it may be personal data).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from functools import lru_cache
+from typing import Any
+from zoneinfo import available_timezones
+
+from brazecfg.plan.codes import COUNTRIES, LANGUAGES
+
+MAX_STRING = 255
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_E164 = re.compile(r"^\+[1-9]\d{1,14}$")
+_PHONE_NOISE = re.compile(r"[\s\-().]")
+_URL = re.compile(r"^https?://[^\s/$.?#][^\s]*$", re.IGNORECASE)
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_TRUE = {"true", "t", "yes", "y", "1"}
+_FALSE = {"false", "f", "no", "n", "0"}
+
+
+class ValueProblem(Exception):
+    """Why one value cannot be sent. The message is safe to show: it never holds the value."""
+
+
+def normalise(value: Any, type_: str) -> Any:
+    """The JSON value for a property of ``type_``; None stays None. Raises ValueProblem."""
+    if value is None:
+        return None
+    match type_:
+        case "string":
+            return _string(value)
+        case "integer":
+            return _integer(value)
+        case "float":
+            return _float(value)
+        case "boolean":
+            return _boolean(value)
+        case "date":
+            return _date(value)
+        case "datetime":
+            return _datetime(value)
+        case "email":
+            s = _string(value).strip()
+            if not _EMAIL.match(s):
+                raise ValueProblem("not a valid email address")
+            return s
+        case "phone":
+            s = _PHONE_NOISE.sub("", _string(value))
+            if not _E164.match(s):
+                raise ValueProblem("not an E.164 phone number (+ country code and digits)")
+            return s
+        case "url":
+            s = _string(value).strip()
+            if not _URL.match(s):
+                raise ValueProblem("not an http(s) URL")
+            return s
+        case "string_array":
+            return _string_array(value)
+    raise ValueProblem(f"unknown property type {type_!r}")
+
+
+def _string(value: Any) -> str:
+    if isinstance(value, bytes):
+        try:
+            return value.decode()
+        except UnicodeDecodeError:
+            raise ValueProblem("bytes that are not UTF-8 text") from None
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _integer(value: Any) -> int:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, (float, Decimal)):
+        if not math.isfinite(value) or value != int(value):
+            raise ValueProblem("not a whole number")
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            try:
+                return _integer(Decimal(value.strip()))
+            except ArithmeticError:
+                raise ValueProblem("not an integer") from None
+    raise ValueProblem(f"not an integer (got {type(value).__name__})")
+
+
+def _float(value: Any) -> int | float:
+    if isinstance(value, bool):
+        raise ValueProblem("a boolean where a number is expected")
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        raise ValueProblem("not a number") from None
+    if not math.isfinite(f):
+        raise ValueProblem("not a finite number")
+    # 10.0 and 10 are the same value for Braze: one spelling keeps hashes stable across warehouses.
+    return int(f) if f.is_integer() and abs(f) < 2**53 else f
+
+
+def _boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, Decimal)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ValueProblem("not a boolean (true/false, 1/0, yes/no)")
+
+
+def _date(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.date().isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value.strip()[:10]).isoformat()
+        except ValueError:
+            pass
+    raise ValueProblem("not a date (YYYY-MM-DD)")
+
+
+def _datetime(value: Any) -> str:
+    if isinstance(value, datetime):
+        dt = value
+    elif isinstance(value, date):
+        dt = datetime(value.year, value.month, value.day)
+    elif isinstance(value, str):
+        s = value.strip().replace("Z", "+00:00")
+        try:
+            dt = datetime.fromisoformat(s)
+        except ValueError:
+            raise ValueProblem("not an ISO 8601 date-time") from None
+    else:
+        raise ValueProblem(f"not a date-time (got {type(value).__name__})")
+    # Braze reads a time with no zone as UTC; say so explicitly, and send every time in UTC.
+    dt = dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
+    text = dt.isoformat(timespec="milliseconds" if dt.microsecond else "seconds")
+    return text.replace("+00:00", "Z")
+
+
+def _string_array(value: Any) -> list[str]:
+    if isinstance(value, str):
+        s = value.strip()
+        if s.startswith("["):
+            try:
+                value = json.loads(s)
+            except ValueError:
+                raise ValueProblem("not a JSON array of strings") from None
+        else:
+            value = [p.strip() for p in s.split(",") if p.strip()] if s else []
+    if not isinstance(value, (list, tuple)):
+        raise ValueProblem("not an array of strings")
+    out: list[str] = []
+    for item in value:
+        if item is None:
+            continue
+        s = _string(item)
+        if s not in out:  # Braze keeps array values unique; so do we, keeping first-seen order
+            out.append(s)
+    return out
+
+
+@lru_cache(maxsize=1)
+def _timezones() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
+_SUBSCRIBE = {"opted_in", "subscribed", "unsubscribed"}
+
+
+def check_field(field: str, value: Any) -> Any:
+    """Check (and canonicalise) a value against the Braze field it feeds. Raises ValueProblem."""
+    if value is None:
+        return None
+    match field:
+        case "country":
+            s = str(value).strip().upper()
+            if s not in COUNTRIES:
+                raise ValueProblem("country must be an ISO-3166-1 alpha-2 code such as US or FR")
+            return s
+        case "language":
+            s = str(value).strip().lower()
+            if s not in LANGUAGES:
+                raise ValueProblem("language must be an ISO-639-1 code such as en or fr")
+            return s
+        case "gender":
+            s = str(value).strip().upper()
+            if s not in {"M", "F", "O", "N", "P"}:
+                raise ValueProblem("gender must be one of M, F, O, N, P")
+            return s
+        case "dob":
+            s = str(value)
+            if not _DATE.match(s):
+                raise ValueProblem("dob must be a date YYYY-MM-DD")
+            return s
+        case "time_zone":
+            if str(value) not in _timezones():
+                raise ValueProblem("time_zone must be an IANA time zone name such as Europe/Paris")
+            return str(value)
+        case "email":
+            if not _EMAIL.match(str(value)):
+                raise ValueProblem("not a valid email address")
+        case "phone":
+            if not _E164.match(_PHONE_NOISE.sub("", str(value))):
+                raise ValueProblem("phone must be an E.164 number")
+            return _PHONE_NOISE.sub("", str(value))
+        case "email_subscribe" | "push_subscribe":
+            s = str(value).strip().lower()
+            if s not in _SUBSCRIBE:
+                raise ValueProblem(f"{field} must be opted_in, subscribed or unsubscribed")
+            return s
+        case "email_open_tracking_disabled" | "email_click_tracking_disabled":
+            if not isinstance(value, bool):
+                raise ValueProblem(f"{field} must be a boolean")
+    if isinstance(value, str) and len(value) > MAX_STRING:
+        raise ValueProblem(f"longer than Braze's {MAX_STRING}-character limit ({len(value)} characters)")
+    if isinstance(value, list):
+        for item in value:
+            if len(item) > MAX_STRING:
+                raise ValueProblem(f"an array item is longer than {MAX_STRING} characters")
+    return value

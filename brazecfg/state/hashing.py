@@ -1,0 +1,71 @@
+"""Keyed field hashes: the ledger remembers *that* a value was sent, never the value.
+
+A field hash is BLAKE2b keyed with a secret that lives outside the lockfile (environment
+variable BRAZECFG_HASH_KEY, or a local key file created on the first apply), so a low-entropy
+value such as a country or a gender cannot be recovered by hashing every candidate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from brazecfg.errors import StateError
+
+KEY_ENV = "BRAZECFG_HASH_KEY"
+KEY_FILE = "hash.key"
+_CHECK_MESSAGE = b"brazecfg key check v1"
+
+
+def canonical(value: Any) -> str:
+    """The one JSON spelling of a value: sorted keys, no spaces, UTF-8 kept."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+class Hasher:
+    """Hashes field values with a secret key. Cheap to call millions of times."""
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) < 16:
+            raise StateError(f"the hash key must be at least 16 bytes; set {KEY_ENV} to a longer secret")
+        self._key = key[:64]  # blake2b takes keys up to 64 bytes
+
+    def field(self, name: str, value: Any) -> str:
+        msg = (name + "\x00" + canonical(value)).encode()
+        return hashlib.blake2b(msg, key=self._key, digest_size=8).hexdigest()
+
+    def check_value(self) -> str:
+        """A value stored in the ledger to tell, later, whether the same key is in use."""
+        return hashlib.blake2b(_CHECK_MESSAGE, key=self._key, digest_size=8).hexdigest()
+
+
+def load_key(state_dir: Path, *, create: bool) -> bytes | None:
+    """The hash key from the environment or the local key file.
+
+    Returns None when there is none and ``create`` is False (plan must not write anything).
+    """
+    env = os.environ.get(KEY_ENV)
+    if env:
+        return env.encode()
+    path = state_dir / KEY_FILE
+    if path.exists():
+        try:
+            return path.read_bytes().strip()
+        except OSError as exc:
+            raise StateError(f"cannot read the hash key {path}: {exc.strerror}") from None
+    if not create:
+        return None
+    state_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_hex(32).encode()
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return key

@@ -1,0 +1,206 @@
+"""The ledger: per destination and record, what Braze confirmed.
+
+One row per (destination, external_id): a keyed hash per field sent and the synced group
+memberships. Rows enter or change only after Braze accepted them (invariant 3 of DESIGN.md),
+so a crash between a send and its commit makes the next plan send that record again.
+Records Braze rejected are remembered apart, with Braze's reason, so the next plan can say
+"37 records failed last time" and the next apply retries them.
+
+Default home: a SQLite file in the project's state folder. Rows stream in external_id byte
+order (SQLite's BINARY collation on UTF-8 equals Python's str order), the order the
+merge-diff needs. Behind this small class a PostgreSQL or warehouse ledger can slot in.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from brazecfg.errors import StateError
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS records (
+    destination TEXT NOT NULL,
+    external_id TEXT NOT NULL,
+    fields TEXT NOT NULL,          -- JSON {field: keyed hash}
+    groups TEXT NOT NULL,          -- JSON sorted list of synced group names
+    confirmed_at TEXT NOT NULL,
+    PRIMARY KEY (destination, external_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS failures (
+    destination TEXT NOT NULL,
+    external_id TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    failed_at TEXT NOT NULL,
+    PRIMARY KEY (destination, external_id)
+) WITHOUT ROWID;
+"""
+
+
+@dataclass(frozen=True)
+class LedgerRecord:
+    external_id: str
+    fields: dict[str, str] = field(default_factory=dict)  # field -> keyed hash
+    groups: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Failure:
+    external_id: str
+    reason: str
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Ledger:
+    """A ledger file. Open read-only for plans (a missing file reads as empty), writable for apply."""
+
+    def __init__(self, path: Path, *, writable: bool) -> None:
+        self.path = path
+        self.writable = writable
+        self._db: sqlite3.Connection | None = None
+        try:
+            if writable:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._db = sqlite3.connect(path, isolation_level=None)
+                # Rollback journal, not WAL: a read-only plan must not create -wal/-shm files.
+                self._db.execute("PRAGMA synchronous=FULL")
+                self._db.executescript(_SCHEMA)
+                if self._meta("version") is None:
+                    self._set_meta("version", str(SCHEMA_VERSION))
+            elif path.exists():
+                self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+            if self._db is not None:
+                self._check_version()
+        except sqlite3.DatabaseError as exc:
+            raise StateError(f"the ledger {path} is unreadable ({exc}); restore it from a backup "
+                             "or move it away to start over (everything will be resent)") from None
+
+    # -- metadata ---------------------------------------------------------------------------
+    def _meta(self, key: str) -> str | None:
+        if self._db is None:
+            return None
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def _set_meta(self, key: str, value: str) -> None:
+        assert self._db is not None and self.writable
+        self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    def _check_version(self) -> None:
+        version = self._meta("version")
+        if version is not None and int(version) > SCHEMA_VERSION:
+            raise StateError(f"the ledger {self.path} was written by a newer brazecfg "
+                             f"(ledger version {version}); upgrade brazecfg")
+
+    @property
+    def key_check(self) -> str | None:
+        return self._meta("key_check")
+
+    def set_key_check(self, value: str) -> None:
+        self._set_meta("key_check", value)
+
+    @property
+    def generation(self) -> int:
+        """Bumped by every commit: a saved plan remembers it to detect a ledger that moved on."""
+        value = self._meta("generation")
+        return int(value) if value else 0
+
+    # -- reads ------------------------------------------------------------------------------
+    def stream(self, destination: str, batch_size: int = 5000) -> Iterator[LedgerRecord]:
+        """Every record of a destination in external_id byte order, streamed."""
+        if self._db is None:
+            return
+        cur = self._db.execute(
+            "SELECT external_id, fields, groups FROM records WHERE destination = ? "
+            "ORDER BY external_id", (destination,))
+        while rows := cur.fetchmany(batch_size):
+            for ext_id, fields, groups in rows:
+                yield LedgerRecord(ext_id, json.loads(fields), frozenset(json.loads(groups)))
+
+    def count(self, destination: str) -> int:
+        if self._db is None:
+            return 0
+        return int(self._db.execute("SELECT count(*) FROM records WHERE destination = ?",
+                                    (destination,)).fetchone()[0])
+
+    def destinations(self) -> list[str]:
+        if self._db is None:
+            return []
+        rows = self._db.execute("SELECT DISTINCT destination FROM records ORDER BY 1").fetchall()
+        return [r[0] for r in rows]
+
+    def failures(self, destination: str, limit: int | None = None) -> tuple[int, list[Failure]]:
+        """How many records failed last time, and up to ``limit`` of them with Braze's reason."""
+        if self._db is None:
+            return 0, []
+        n = int(self._db.execute("SELECT count(*) FROM failures WHERE destination = ?",
+                                 (destination,)).fetchone()[0])
+        sql = "SELECT external_id, reason FROM failures WHERE destination = ? ORDER BY external_id"
+        params: tuple[object, ...] = (destination,)
+        if limit is not None:
+            sql += " LIMIT ?"
+            params += (limit,)
+        return n, [Failure(a, b) for a, b in self._db.execute(sql, params)]
+
+    # -- writes (apply only) ----------------------------------------------------------------
+    def _write(self) -> sqlite3.Connection:
+        if self._db is None or not self.writable:
+            raise RuntimeError("ledger opened read-only")
+        return self._db
+
+    def commit(self, destination: str, *, upserts: Iterable[LedgerRecord] = (),
+               deletes: Iterable[str] = (), failures: Iterable[Failure] = ()) -> None:
+        """One transaction: what Braze confirmed for one batch (and what it rejected)."""
+        db = self._write()
+        at = _now()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            ups = [(destination, r.external_id,
+                    json.dumps(r.fields, sort_keys=True, separators=(",", ":")),
+                    json.dumps(sorted(r.groups), separators=(",", ":")), at) for r in upserts]
+            if ups:
+                db.executemany("INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?, ?)", ups)
+                db.executemany("DELETE FROM failures WHERE destination = ? AND external_id = ?",
+                               [(d, e) for d, e, *_ in ups])
+            dels = [(destination, e) for e in deletes]
+            if dels:
+                db.executemany("DELETE FROM records WHERE destination = ? AND external_id = ?", dels)
+                db.executemany("DELETE FROM failures WHERE destination = ? AND external_id = ?", dels)
+            fails = [(destination, f.external_id, f.reason, at) for f in failures]
+            if fails:
+                db.executemany("INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?)", fails)
+            db.execute("INSERT INTO meta(key, value) VALUES ('generation', '1') ON CONFLICT(key) "
+                       "DO UPDATE SET value = CAST(value AS INTEGER) + 1")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def forget_destination(self, destination: str) -> None:
+        """Drop a removed destination's rows (after its removal was applied)."""
+        db = self._write()
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("DELETE FROM records WHERE destination = ?", (destination,))
+        db.execute("DELETE FROM failures WHERE destination = ?", (destination,))
+        db.execute("COMMIT")
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

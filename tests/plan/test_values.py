@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+
+from brazecfg.plan.values import ValueProblem, check_field, normalise
+
+
+@pytest.mark.parametrize(("raw", "type_", "expected"), [
+    ("abc", "string", "abc"),
+    (12, "string", "12"),
+    (Decimal("12"), "integer", 12),
+    ("  7 ", "integer", 7),
+    (3.0, "integer", 3),
+    (Decimal("10.50"), "float", 10.5),
+    (10.0, "float", 10),  # one spelling for 10 and 10.0: hashes agree across warehouses
+    ("1", "boolean", True),
+    ("No", "boolean", False),
+    (0, "boolean", False),
+    (date(2024, 2, 29), "date", "2024-02-29"),
+    ("2024-02-29 13:00:00", "date", "2024-02-29"),
+    (datetime(2024, 1, 2, 3, 4, 5), "datetime", "2024-01-02T03:04:05Z"),
+    (datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone(timedelta(hours=2))), "datetime",
+     "2024-01-02T01:04:05Z"),
+    ("2024-01-02 03:04:05", "datetime", "2024-01-02T03:04:05Z"),
+    ("A@Example.com ", "email", "A@Example.com"),
+    ("+33 6 12-34-56-78", "phone", "+33612345678"),
+    ("https://example.com/x", "url", "https://example.com/x"),
+    ('["a","b","a"]', "string_array", ["a", "b"]),
+    ("a, b", "string_array", ["a", "b"]),
+    (["x", None, 3], "string_array", ["x", "3"]),
+    (None, "integer", None),
+])
+def test_normalise(raw: object, type_: str, expected: object) -> None:
+    assert normalise(raw, type_) == expected
+
+
+@pytest.mark.parametrize(("raw", "type_"), [
+    ("x", "integer"), (1.5, "integer"), ("nan", "float"), ("maybe", "boolean"),
+    ("2024-13-01", "date"), ("yesterday", "datetime"), ("no-at-sign", "email"),
+    ("0612345678", "phone"), ("ftp://x", "url"), (5, "string_array"),
+])
+def test_normalise_rejects_without_quoting_the_value(raw: object, type_: str) -> None:
+    with pytest.raises(ValueProblem) as info:
+        normalise(raw, type_)
+    assert str(raw) not in str(info.value) or str(raw) in type_
+
+
+@pytest.mark.parametrize(("field", "raw", "expected"), [
+    ("country", "fr", "FR"), ("language", "EN", "en"), ("gender", "f", "F"),
+    ("dob", "1990-05-01", "1990-05-01"), ("time_zone", "Europe/Paris", "Europe/Paris"),
+    ("email_subscribe", "Opted_In", "opted_in"), ("home_city", "Paris", "Paris"),
+])
+def test_check_field_accepts_and_canonicalises(field: str, raw: object, expected: object) -> None:
+    assert check_field(field, raw) == expected
+
+
+@pytest.mark.parametrize(("field", "raw"), [
+    ("country", "France"), ("language", "english"), ("gender", "male"), ("dob", "01/05/1990"),
+    ("time_zone", "Mars/Olympus"), ("email_subscribe", "yes"),
+    ("email_open_tracking_disabled", "true"), ("home_city", "x" * 256),
+    ("custom", ["y" * 256]),
+])
+def test_check_field_rejects(field: str, raw: object) -> None:
+    with pytest.raises(ValueProblem):
+        check_field(field, raw)
