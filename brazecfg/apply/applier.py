@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, TypeVar
 
-from brazecfg.braze.client import BrazeClient
+from brazecfg.braze.client import BrazeClient, DeliveryUnknown
 from brazecfg.errors import BrazeError
 from brazecfg.model.resources import Destination, Project
 from brazecfg.plan.definition import Action, DestinationPlan, RecordChange
@@ -42,6 +42,9 @@ class DestinationResult:
     subscribed: int = 0
     unsubscribed: int = 0
     failures: list[Failure] = field(default_factory=list)  # first few, for the summary
+    events_sent: int = 0
+    events_failed: int = 0
+    events_unknown: int = 0
 
     def count(self, action: Action) -> None:
         match action:
@@ -149,57 +152,138 @@ class DestinationApplier:
         if room > 0:
             result.failures.extend(outcome.failed[:room])
 
+    # -- events: exactly once -------------------------------------------------------------
+    def _mark(self, batch: list[dict[str, Any]], state: str, reasons: dict[int, str] | None = None
+              ) -> None:
+        by_stream: dict[str, list[tuple[str, str, str | None]]] = defaultdict(list)
+        for i, item in enumerate(batch):
+            reason = (reasons or {}).get(i)
+            by_stream[item["stream"]].append((item["key"], "failed" if reason else state, reason))
+        for stream, states in sorted(by_stream.items()):
+            self.ledger.mark_events(self.dest.name, stream, states)
+
+    def send_events(self, batch: list[dict[str, Any]]) -> EventOutcome:
+        """One /users/track request with events and purchases only (never attributes, so an
+        attribute retry can never duplicate an event). Runs after the rows were marked
+        "sending"; 429s are retried by the client, anything uncertain is DeliveryUnknown."""
+        events = [(i, x["obj"]) for i, x in enumerate(batch) if x["type"] == "event"]
+        purchases = [(i, x["obj"]) for i, x in enumerate(batch) if x["type"] == "purchase"]
+        try:
+            r = self.client.track(events=[o for _, o in events] or None,
+                                  purchases=[o for _, o in purchases] or None)
+        except DeliveryUnknown as exc:
+            return EventOutcome(batch, unknown=True, message=str(exc))
+        reasons: dict[int, str] = {}
+        for err in r.body.get("errors") or []:
+            arr = events if err.get("input_array") == "events" else purchases
+            idx = err.get("index")
+            if isinstance(idx, int) and 0 <= idx < len(arr):
+                reasons[arr[idx][0]] = str(err.get("type", "rejected by Braze"))
+        if r.status == 400 and not reasons:
+            msg = str(r.body.get("message", "request refused"))[:200]
+            reasons = {i: msg for i in range(len(batch))}
+        return EventOutcome(batch, reasons=reasons)
+
+    def _commit_events(self, outcome: EventOutcome, result: DestinationResult) -> None:
+        if outcome.unknown:
+            self._mark(outcome.batch, "unknown")
+            result.events_unknown += len(outcome.batch)
+            return
+        self._mark(outcome.batch, "sent", outcome.reasons)
+        result.events_failed += len(outcome.reasons)
+        result.events_sent += len(outcome.batch) - len(outcome.reasons)
+
+    def _unsent(self, batch: list[dict[str, Any]]) -> None:
+        """A batch marked "sending" that never left: safe to send again next time."""
+        self._mark(batch, "failed", {i: "not sent: the apply stopped first" for i in range(len(batch))})
+
+    # -- the whole destination: workers send, the main thread commits ----------------------
     def run(self, plan: DestinationPlan, progress: Progress | None = None) -> DestinationResult:
         result = DestinationResult(self.dest.name)
-        workers = max(1, self.client.settings.concurrency)
+        writes = (c for c in plan.read_spool() if c.action is not Action.DELETE)
+        deletes = (c for c in plan.read_spool() if c.action is Action.DELETE)
 
-        def work() -> Iterator[tuple[Callable[[list[RecordChange]], ChunkOutcome],
-                                     list[RecordChange]]]:
-            writes = (c for c in plan.read_spool() if c.action is not Action.DELETE)
+        def steps() -> Iterator[Step]:
             for batch in chunks(writes, TRACK_BATCH):
-                yield self.send_chunk, batch
-            deletes = (c for c in plan.read_spool() if c.action is Action.DELETE)
+                yield Step(self.send_chunk, batch, self.commit)
             for batch in chunks(deletes, IDS_BATCH):
-                yield self.send_deletes, batch
+                yield Step(self.send_deletes, batch, self.commit)
+            for ev in chunks(plan.read_event_spool(), TRACK_BATCH):
+                # Marked before the request leaves: a crash now leaves "sending", never a resend.
+                self._mark(ev, "sending")
+                yield Step(self.send_events, ev, self._commit_events, on_cancel=self._unsent)
 
-        done = 0
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="braze") as pool:
-            in_flight: set[Future[ChunkOutcome]] = set()
-            try:
-                for fn, batch in work():
-                    in_flight.add(pool.submit(fn, batch))
-                    if len(in_flight) >= workers * 2:
-                        finished, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
-                        done += self._collect(finished, result)
-                        if progress:
-                            progress(self.dest.name, done)
-                finished, in_flight = wait(in_flight)
-                done += self._collect(finished, result)
-                if progress:
-                    progress(self.dest.name, done)
-            except BaseException:
-                # Keep what Braze already confirmed, then stop: cancel what has not started
-                # and record what finished, so the ledger never loses a confirmed write.
-                for f in in_flight:
-                    f.cancel()
-                finished, _ = wait(in_flight)
-                for f in finished:
-                    if not f.cancelled() and f.exception() is None:
-                        self.commit(f.result(), result)
-                raise
+        run_pipeline(steps(), max(1, self.client.settings.concurrency), result,
+                     lambda n: progress(self.dest.name, n) if progress else None)
         return result
 
-    def _collect(self, finished: set[Future[ChunkOutcome]], result: DestinationResult) -> int:
-        n = 0
-        error: BaseException | None = None
-        for f in finished:
-            exc = f.exception()
-            if exc is not None:
-                error = error or exc
-                continue
-            outcome = f.result()
-            self.commit(outcome, result)
-            n += len(outcome.accepted) + len(outcome.failed)
-        if error is not None:
-            raise error
-        return n
+
+@dataclass
+class EventOutcome:
+    batch: list[dict[str, Any]]
+    unknown: bool = False
+    message: str = ""
+    reasons: dict[int, str] = field(default_factory=dict)
+
+
+@dataclass
+class Step:
+    send: Callable[[Any], Any]  # runs in a worker thread: HTTP only
+    batch: Any
+    commit: Callable[[Any, DestinationResult], None]  # runs in the main thread: ledger only
+    on_cancel: Callable[[Any], None] | None = None  # the batch was never sent
+
+    def size(self) -> int:
+        return len(self.batch)
+
+
+def run_pipeline(steps: Iterator[Step], workers: int, result: DestinationResult,
+                 progress: Callable[[int], None]) -> None:
+    """Run steps on a thread pool with bounded work in flight; commit each as it finishes.
+
+    On an error, steps not started are cancelled, finished ones are still committed (the
+    ledger never loses a confirmed write), and the error is raised."""
+    done = 0
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="braze") as pool:
+        in_flight: dict[Future[Any], Step] = {}
+
+        def collect(finished: Iterable[Future[Any]]) -> None:
+            nonlocal done
+            error: BaseException | None = None
+            for f in finished:
+                step = in_flight.pop(f)
+                if f.cancelled():
+                    continue
+                exc = f.exception()
+                if exc is not None:
+                    # Uncertain outcomes never raise (DeliveryUnknown is an outcome); an error
+                    # here (auth, exhausted 429s) means Braze processed nothing.
+                    if step.on_cancel:
+                        step.on_cancel(step.batch)
+                    error = error or exc
+                    continue
+                step.commit(f.result(), result)
+                done += step.size()
+            progress(done)
+            if error is not None:
+                raise error
+
+        try:
+            for step in steps:
+                in_flight[pool.submit(step.send, step.batch)] = step
+                if len(in_flight) >= workers * 2:
+                    finished, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
+                    collect(finished)
+            collect(wait(list(in_flight))[0])
+        except BaseException:
+            for f in in_flight:
+                f.cancel()
+            finished, _ = wait(list(in_flight))
+            for f in finished:
+                step = in_flight[f]
+                if f.cancelled():
+                    if step.on_cancel:
+                        step.on_cancel(step.batch)
+                elif f.exception() is None:
+                    step.commit(f.result(), result)
+            raise

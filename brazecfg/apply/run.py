@@ -68,7 +68,7 @@ def apply_project(project: Project, *, confirm: Callable[[Plan], bool],
                   now: datetime | None = None, saved_plan: Path | None = None,
                   progress: Progress | None = None,
                   on_wait: Callable[[str], None] | None = None,
-                  clients: Clients | None = None) -> ApplyOutcome:
+                  clients: Clients | None = None, resend_unknown: bool = False) -> ApplyOutcome:
     paths = StatePaths.of(project.settings)
     clients = clients or Clients()
     try:
@@ -80,7 +80,7 @@ def apply_project(project: Project, *, confirm: Callable[[Plan], bool],
                 if ledger.key_check is None:
                     ledger.set_key_check(hasher.check_value())
                 plan = make_plan(project, now=now, clients=clients, spool_dir=Path(spool),
-                                 ledger=ledger, hasher=hasher)
+                                 ledger=ledger, hasher=hasher, resend_unknown=resend_unknown)
                 if saved_plan is not None:
                     check_saved_plan(json.loads(saved_plan.read_text(encoding="utf-8")), plan)
                 outcome = ApplyOutcome(plan)

@@ -111,6 +111,7 @@ def plan(
     out: Annotated[Path | None, typer.Option("--out", help="Also save the plan as JSON, for `apply --plan`.")] = None,
     detailed_exitcode: Annotated[bool, typer.Option("--detailed-exitcode", help="Exit 2 when there are changes, 0 when none.")] = False,
     now: Annotated[str | None, typer.Option("--now", help="Anchor for relative dates (ISO 8601); default: now.")] = None,
+    resend_unknown: Annotated[bool, typer.Option("--resend-unknown", help="Plan to send again events whose delivery is unknown.")] = False,
 ) -> None:
     """Show what would change in Braze, user by user. Writes nothing (except --out)."""
     from brazecfg.apply.run import Clients
@@ -122,7 +123,8 @@ def plan(
         project = load_project(path)
         clients = Clients()
         try:
-            result = make_plan(project, now=_now(now), clients=clients)
+            result = make_plan(project, now=_now(now), clients=clients,
+                               resend_unknown=resend_unknown)
         finally:
             clients.close()
         if format is Format.json:
@@ -143,6 +145,7 @@ def apply(
     auto_approve: Annotated[bool, typer.Option("--auto-approve", help="Do not ask before sending.")] = False,
     plan_file: Annotated[Path | None, typer.Option("--plan", help="A plan saved by `plan --out`: refuse to apply if it is stale.")] = None,
     now: Annotated[str | None, typer.Option("--now", help="Anchor for relative dates (ISO 8601).")] = None,
+    resend_unknown: Annotated[bool, typer.Option("--resend-unknown", help="Send again events whose delivery is unknown (Braze may count them twice).")] = False,
 ) -> None:
     """Show the plan, ask, send it to Braze, and record what Braze confirmed."""
     from brazecfg.apply.run import apply_project
@@ -171,7 +174,7 @@ def apply(
             raise BrazecfgError(f"no saved plan at {plan_file}; make one with `brazecfg plan --out {plan_file}`")
         project = load_project(path)
         outcome = apply_project(project, confirm=confirm, now=_now(now), saved_plan=plan_file,
-                                progress=progress,
+                                progress=progress, resend_unknown=resend_unknown,
                                 on_wait=lambda m: _console(stderr=True).print(m))
         if sys.stderr.isatty():
             sys.stderr.write("\n")

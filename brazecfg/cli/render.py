@@ -88,6 +88,15 @@ def _render_destination(console: Console, d: DestinationPlan) -> None:
         console.print("  [heading]Groups[/]")
         for g in groups:
             console.print(f"    {g}  [create]+{d.joins[g]:,} join[/]  [delete]-{d.leaves[g]:,} leave[/]")
+    streams = sorted(set(d.events_to_send) | set(d.events_unknown))
+    if streams:
+        console.print("  [heading]Events and purchases[/]")
+        for st in streams:
+            line = f"    {st}  [create]+{d.events_to_send[st]:,} to send[/]"
+            if d.events_unknown[st]:
+                line += (f"  [warn]{d.events_unknown[st]:,} delivery unknown[/] [muted](not resent;"
+                         " check Braze, then `apply --resend-unknown` to send them again)[/]")
+            console.print(line)
     if d.samples:
         console.print("  [heading]Samples[/]")
         for s in d.samples:
@@ -118,6 +127,7 @@ def plan_headline(plan: Plan) -> str:
     if not plan.has_changes:
         return "[ok]No changes.[/] Braze matches the warehouse and the config."
     c: dict[str, int] = {}
+    events = sum(sum(d.events_to_send.values()) for d in plan.destinations)
     for d in plan.destinations:
         for k in ("create", "enrich", "update", "delete"):
             c[k] = c.get(k, 0) + d.counts[k]
@@ -125,6 +135,8 @@ def plan_headline(plan: Plan) -> str:
             f"[delete]{c['delete']:,} to delete[/]")
     if c["enrich"]:
         text += f", [enrich]{c['enrich']:,} to enrich[/]"
+    if events:
+        text += f", {events:,} events to send"
     if plan.config_changes:
         text += f"; {_n(len(plan.config_changes), 'config change')}"
     return text + "."
@@ -163,6 +175,12 @@ def render_plan_markdown(plan: Plan) -> str:
             out.append(f"**{d.issue_count:,} values will not be sent** (record id, field, reason):")
             out += [f"- `{i.external_id}` `{i.field}`: {i.reason}" for i in d.issues[:20]]
             out.append("")
+        streams = sorted(set(d.events_to_send) | set(d.events_unknown))
+        if streams:
+            out += ["| events | to send | delivery unknown |", "|---|---:|---:|"]
+            out += [f"| `{st}` | {d.events_to_send[st]:,} | {d.events_unknown[st]:,} |"
+                    for st in streams]
+            out.append("")
         if d.failed_last_time:
             out.append(f"**{d.failed_last_time:,} records failed last time** and will be retried.")
             out.append("")
@@ -183,6 +201,12 @@ def render_results(console: Console, results: list[DestinationResult]) -> None:
             bits.append(f"{r.subscribed:,} subscribed, {r.unsubscribed:,} unsubscribed")
         if r.failed:
             bits.append(f"[error]{r.failed:,} failed[/]")
+        if r.events_sent or r.events_failed or r.events_unknown:
+            bits.append(f"{r.events_sent:,} events sent")
+            if r.events_failed:
+                bits.append(f"[error]{r.events_failed:,} events rejected[/]")
+            if r.events_unknown:
+                bits.append(f"[warn]{r.events_unknown:,} events delivery unknown[/]")
         console.print(f"[heading]{r.destination}[/]: " + ", ".join(bits))
         for f in r.failures[:10]:
             console.print(f"  [error]failed[/] {escape(f.external_id)}: {escape(f.reason)}")

@@ -122,6 +122,31 @@ class SubscriptionMapping:
 
 
 @dataclass(frozen=True)
+class EventSpec:
+    """Rows of a source sent as Braze custom events or purchases, each row exactly once.
+
+    ``key`` names the column that identifies a row for good (the ledger remembers which keys
+    Braze confirmed); ``user`` the column holding the user's primary key (default: the
+    source's ``key``). For purchases, ``product_id``/``price``/``quantity`` name columns and
+    ``currency`` is either a column or a literal three-letter code (``currency_code``).
+    """
+
+    name: str  # event name for custom events; also names this stream in the ledger
+    source: str
+    type: str = "event"  # event | purchase
+    key: str = "id"
+    user: str | None = None
+    time: str = "created_at"
+    properties: Mapping[str, str] = field(default_factory=dict)  # event property -> column
+    product_id: str | None = None
+    price: str | None = None
+    quantity: str | None = None
+    currency: str | None = None  # column
+    currency_code: str | None = None  # literal, e.g. USD
+    since: str | None = None  # ISO date-time: older rows are never sent (no history backfill)
+
+
+@dataclass(frozen=True)
 class Destination(Resource):
     app: str = ""
     model: str = ""
@@ -131,6 +156,7 @@ class Destination(Resource):
     subscription_groups: tuple[SubscriptionMapping, ...] = ()
     unsubscribe_on_leave: bool = True
     groups_attribute: str | None = None  # array custom attribute listing group names
+    events: tuple[EventSpec, ...] = ()
 
     def fields(self) -> dict[str, str]:
         """Every Braze field this destination writes, except external_id, -> property name."""

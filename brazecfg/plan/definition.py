@@ -8,6 +8,7 @@ JSON/Markdown renderers leave those out.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from collections.abc import Iterator
@@ -94,12 +95,31 @@ class DestinationPlan:
     issue_count: int = 0
     failed_last_time: int = 0
     failed_samples: list[Issue] = field(default_factory=list)
-    digest: str = ""  # sha256 over every record change, to bind a saved plan to the data
+    events_to_send: Counter[str] = field(default_factory=Counter)  # event stream -> rows to send
+    events_unknown: Counter[str] = field(default_factory=Counter)  # stream -> delivery unknown
     spool: Path | None = field(default=None, repr=False)
+    event_spool: Path | None = field(default=None, repr=False)
+    _digest: Any = field(default_factory=hashlib.sha256, repr=False)
+
+    def add_to_digest(self, line: str) -> None:
+        self._digest.update(line.encode())
+        self._digest.update(b"\n")
+
+    @property
+    def digest(self) -> str:
+        """sha256 over every change, binding a saved plan to the data it was made from."""
+        return str(self._digest.hexdigest())
 
     @property
     def changes(self) -> int:
-        return sum(self.counts[a.value] for a in Action)
+        return sum(self.counts[a.value] for a in Action) + sum(self.events_to_send.values())
+
+    def read_event_spool(self) -> Iterator[dict[str, Any]]:
+        if self.event_spool is None:
+            return
+        with self.event_spool.open(encoding="utf-8") as f:
+            for line in f:
+                yield json.loads(line)
 
     def read_spool(self) -> Iterator[RecordChange]:
         if self.spool is None:
@@ -122,6 +142,8 @@ class DestinationPlan:
             "group_leaves": dict(sorted(self.leaves.items())),
             "issues": {"count": self.issue_count,
                        "first": [vars(i) for i in self.issues]},
+            "events_to_send": dict(sorted(self.events_to_send.items())),
+            "events_delivery_unknown": dict(sorted(self.events_unknown.items())),
             "failed_last_time": {"count": self.failed_last_time,
                                  "first": [vars(i) for i in self.failed_samples]},
             "digest": self.digest,

@@ -8,7 +8,6 @@ buffers are a few samples and, in enrich mode, up to 50 ids waiting for an exist
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO
 
@@ -82,7 +81,6 @@ class _Diff:
         self.exists = exists
         self.plan = DestinationPlan(destination.name, destination.mode, destination.model)
         self.issues: list[Issue] = []
-        self._digest = hashlib.sha256()
         self._enrich_waiting: list[RecordChange] = []
 
     # -- emitting ---------------------------------------------------------------------------
@@ -98,7 +96,7 @@ class _Diff:
         if sum(1 for s in plan.samples if s.action is change.action) < SAMPLE_SIZE:
             plan.samples.append(change)
         line = change.to_json()
-        self._digest.update(line.encode())
+        plan.add_to_digest(line)
         if self.spool is not None:
             self.spool.write(line + "\n")
 
@@ -192,7 +190,6 @@ class _Diff:
         self._check_existing()
         self._flush_issues()
         self.plan.counts["skipped"] += skipped[0]
-        self.plan.digest = self._digest.hexdigest()
         return self.plan
 
 

@@ -15,10 +15,11 @@ from pathlib import Path
 from brazecfg.braze.client import BrazeClient
 from brazecfg.errors import StateError
 from brazecfg.model.graph import fingerprints as resource_fingerprints
-from brazecfg.model.resources import App, Project
+from brazecfg.model.resources import App, Destination, Project
 from brazecfg.plan.config_diff import config_fingerprint, diff_config
 from brazecfg.plan.definition import ISSUE_SAMPLE_SIZE, DestinationPlan, Issue, Plan
 from brazecfg.plan.diff import diff_destination
+from brazecfg.plan.events import diff_events
 from brazecfg.state.hashing import Hasher, load_key
 from brazecfg.state.ledger import Ledger
 from brazecfg.state.lockfile import read_lockfile
@@ -47,10 +48,41 @@ def hasher_for(paths: StatePaths, ledger: Ledger, *, create: bool) -> Hasher:
     return hasher
 
 
+def _plan_events(project: Project, dest: Destination, dplan: DestinationPlan,
+                 warehouse: Warehouse, ledger: Ledger, spool_dir: Path | None,
+                 resend_unknown: bool) -> None:
+    spool = None
+    if spool_dir is not None:
+        dplan.event_spool = spool_dir / f"{dest.name}.events.jsonl"
+        spool = dplan.event_spool.open("w", encoding="utf-8")
+    try:
+        for spec in dest.events:
+            source = project.sources[spec.source]
+            columns = sorted({c for c in (spec.time, spec.product_id, spec.price, spec.quantity,
+                                          spec.currency, *spec.properties.values()) if c})
+            since = _since(spec.since)
+            rows = warehouse.stream_events(dest.model, spec.source, key=spec.key,
+                                           user=spec.user or source.key, columns=columns,
+                                           since=since, time_column=spec.time)
+            diff_events(dplan, spec, rows, ledger.stream_events(dest.name, spec.name),
+                        update_existing_only=dest.mode == "enrich",
+                        resend_unknown=resend_unknown, spool=spool)
+    finally:
+        if spool is not None:
+            spool.close()
+
+
+def _since(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+
+
 def make_plan(project: Project, *, now: datetime | None = None,
               clients: ClientFactory | None = None, spool_dir: Path | None = None,
               ledger: Ledger | None = None, hasher: Hasher | None = None,
-              destinations: list[str] | None = None) -> Plan:
+              destinations: list[str] | None = None, resend_unknown: bool = False) -> Plan:
     """Plan every destination (or those named). ``clients`` is needed for enrich mode."""
     now = now or datetime.now(timezone.utc)
     paths = StatePaths.of(project.settings)
@@ -86,6 +118,9 @@ def make_plan(project: Project, *, now: datetime | None = None,
                         spool.close()
                 if spool_dir is not None:
                     dplan.spool = spool_path
+                if dest.events:
+                    _plan_events(project, dest, dplan, warehouses[app.name], ledger,
+                                 spool_dir, resend_unknown)
                 failed, sample = ledger.failures(name, limit=ISSUE_SAMPLE_SIZE)
                 dplan.failed_last_time = failed
                 dplan.failed_samples = [Issue(f.external_id, "", f.reason) for f in sample]

@@ -34,6 +34,15 @@ CREATE TABLE IF NOT EXISTS records (
     confirmed_at TEXT NOT NULL,
     PRIMARY KEY (destination, external_id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS events (
+    destination TEXT NOT NULL,
+    stream TEXT NOT NULL,          -- the event spec's name
+    row_key TEXT NOT NULL,         -- the source row's key: each row reaches Braze once
+    state TEXT NOT NULL,           -- sending | sent | unknown | failed
+    reason TEXT,
+    at TEXT NOT NULL,
+    PRIMARY KEY (destination, stream, row_key)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS failures (
     destination TEXT NOT NULL,
     external_id TEXT NOT NULL,
@@ -152,6 +161,43 @@ class Ledger:
             params += (limit,)
         return n, [Failure(a, b) for a, b in self._db.execute(sql, params)]
 
+    def stream_events(self, destination: str, stream: str, batch_size: int = 5000
+                      ) -> Iterator[tuple[str, str]]:
+        """(row_key, state) of every event row the ledger knows, in row_key byte order."""
+        if self._db is None:
+            return
+        cur = self._db.execute(
+            "SELECT row_key, state FROM events WHERE destination = ? AND stream = ? "
+            "ORDER BY row_key", (destination, stream))
+        while rows := cur.fetchmany(batch_size):
+            yield from rows
+
+    def event_states(self, destination: str) -> dict[str, int]:
+        if self._db is None:
+            return {}
+        rows = self._db.execute("SELECT state, count(*) FROM events WHERE destination = ? "
+                                "GROUP BY state ORDER BY state", (destination,))
+        return {state: int(n) for state, n in rows}
+
+    def mark_events(self, destination: str, stream: str, states: Iterable[tuple[str, str, str | None]]
+                    ) -> None:
+        """Record (row_key, state, reason) for event rows, in one transaction.
+
+        Called with state "sending" *before* a request goes out, so a crash mid-request
+        leaves the rows marked: the next plan reports them as delivery unknown instead of
+        sending them twice (Braze never deduplicates events)."""
+        db = self._write()
+        at = _now()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany("INSERT OR REPLACE INTO events VALUES (?, ?, ?, ?, ?, ?)",
+                           [(destination, stream, k, st, r, at) for k, st, r in states])
+            self._bump_generation(db)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
     # -- writes (apply only) ----------------------------------------------------------------
     def _write(self) -> sqlite3.Connection:
         if self._db is None or not self.writable:
@@ -179,12 +225,16 @@ class Ledger:
             fails = [(destination, f.external_id, f.reason, at) for f in failures]
             if fails:
                 db.executemany("INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?)", fails)
-            db.execute("INSERT INTO meta(key, value) VALUES ('generation', '1') ON CONFLICT(key) "
-                       "DO UPDATE SET value = CAST(value AS INTEGER) + 1")
+            self._bump_generation(db)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
+
+    @staticmethod
+    def _bump_generation(db: sqlite3.Connection) -> None:
+        db.execute("INSERT INTO meta(key, value) VALUES ('generation', '1') ON CONFLICT(key) "
+                   "DO UPDATE SET value = CAST(value AS INTEGER) + 1")
 
     def forget_destination(self, destination: str) -> None:
         """Drop a removed destination's rows (after its removal was applied)."""
@@ -192,6 +242,7 @@ class Ledger:
         db.execute("BEGIN IMMEDIATE")
         db.execute("DELETE FROM records WHERE destination = ?", (destination,))
         db.execute("DELETE FROM failures WHERE destination = ?", (destination,))
+        db.execute("DELETE FROM events WHERE destination = ?", (destination,))
         db.execute("COMMIT")
 
     def close(self) -> None:

@@ -41,4 +41,21 @@ class Warehouse(Protocol):
         """
         ...
 
+    def stream_events(self, model: str, source: str, *, key: str, user: str, columns: list[str],
+                      since: datetime | None = None, time_column: str | None = None,
+                      batch_size: int = 5000) -> Iterator[EventRow]:
+        """Rows of ``source`` ordered by ``key`` as text (byte order), with ``columns``, only
+        for users that are records of ``model`` (an event never resurrects a deleted user),
+        and only rows whose ``time_column`` >= ``since`` when given."""
+        ...
+
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class EventRow:
+    """One row of an event source: its own key (text), the user's key (text), raw values."""
+
+    key: str
+    user: str
+    values: dict[str, Any]

@@ -1,0 +1,63 @@
+"""What an emulator run looks like: keys, limits, faults, persistence. Plain data, no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+ALL_PERMISSIONS: frozenset[str] = frozenset(
+    {"users.track", "users.delete", "users.export.ids", "subscription.status.set"}
+)
+
+DEFAULT_API_KEY = "local-emulator-key"
+
+# Braze's published limits (braze-api-facts.md). The two subscription endpoints share one
+# bucket, so they share one entry here; see SUBSCRIPTION_BUCKET in ratelimit.py.
+DEFAULT_RATE_LIMITS: dict[str, tuple[int, float]] = {
+    "/users/track": (3000, 3.0),
+    "/users/delete": (20000, 60.0),
+    "/users/export/ids": (250, 60.0),
+    "/subscription/status/set": (5000, 60.0),
+}
+
+TRACK_CAP_MODES = ("total", "per_array")
+
+
+def _default_keys() -> dict[str, frozenset[str]]:
+    return {DEFAULT_API_KEY: ALL_PERMISSIONS}
+
+
+def _default_limits() -> dict[str, tuple[int, float]]:
+    return dict(DEFAULT_RATE_LIMITS)
+
+
+@dataclass
+class EmulatorConfig:
+    """Everything a run of the emulator can vary.
+
+    Where Braze's own pages disagree (the /users/track cap, the array length) both values
+    are reachable from here, so a test can pin the one its customer's contract has.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 4567  # 0 picks a free port
+    api_keys: dict[str, frozenset[str]] = field(default_factory=_default_keys)
+    track_cap_mode: str = "total"  # "total": 75 objects in all; "per_array": 75 per array
+    track_cap: int = 75
+    max_string_length: int = 255
+    max_array_length: int = 500
+    rate_limits: dict[str, tuple[int, float]] = field(default_factory=_default_limits)
+    latency_ms: float = 0.0
+    fault_429_every: int = 0  # every Nth API request answers 429 (0 = off)
+    fault_500_every: int = 0
+    fault_drop_every: int = 0  # every Nth API request: close the socket, answer nothing
+    state_file: str | None = None
+    # The log keeps raw request bodies; both caps bound memory in long benchmarks.
+    request_log_limit: int = 100_000
+    request_log_max_bytes: int = 256 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        if self.track_cap_mode not in TRACK_CAP_MODES:
+            raise ValueError(f"track_cap_mode must be one of {TRACK_CAP_MODES}")
+        for name in ("fault_429_every", "fault_500_every", "fault_drop_every", "port"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative")

@@ -1,0 +1,123 @@
+"""One user profile as the emulator holds it, how an attribute update changes it, and the
+shapes it is shown in (inspection, saved state, /users/export/ids)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from brazecfg.emulator.fields import STANDARD_FIELDS, is_number
+from brazecfg.emulator.validation import AttributeOp
+
+
+@dataclass
+class Profile:
+    braze_id: str
+    created_at: str
+    external_id: str | None = None
+    aliases: list[tuple[str, str]] = field(default_factory=list)  # (alias_label, alias_name)
+    attributes: dict[str, Any] = field(default_factory=dict)
+    subscriptions: dict[str, str] = field(default_factory=dict)  # group id -> state
+    events: list[dict[str, Any]] = field(default_factory=list)
+    purchases: list[dict[str, Any]] = field(default_factory=list)
+
+    def apply(self, op: AttributeOp, max_array_length: int) -> None:
+        attrs = self.attributes
+        if op.op == "set":
+            attrs[op.name] = copy.deepcopy(op.value) if isinstance(op.value, (list, dict)) else op.value
+        elif op.op == "unset":
+            attrs.pop(op.name, None)
+        elif op.op == "inc":
+            # Incrementing a missing or non-numeric attribute starts from zero.
+            current = attrs.get(op.name)
+            attrs[op.name] = (current if is_number(current) else 0) + op.value
+        elif op.op == "add_remove":
+            add, remove = op.value
+            current = attrs.get(op.name)
+            values = [v for v in current if isinstance(v, str)] if isinstance(current, list) else []
+            dropped = set(remove)
+            values = [v for v in values if v not in dropped]
+            seen = set(values)
+            values += [v for v in add if v not in seen]
+            # Past the cap Braze drops the oldest values, so the newest adds survive.
+            attrs[op.name] = values[-max_array_length:] if max_array_length else []
+        elif op.op == "merge":
+            current = attrs.get(op.name)
+            base = current if isinstance(current, dict) else {}
+            attrs[op.name] = _deep_merge(base, op.value)
+        else:  # pragma: no cover - validation only produces the ops above
+            raise ValueError(op.op)
+
+    def to_json(self) -> dict[str, Any]:
+        """Everything held, for inspection and saved state."""
+        return {
+            "external_id": self.external_id,
+            "braze_id": self.braze_id,
+            "created_at": self.created_at,
+            "user_aliases": [{"alias_label": lbl, "alias_name": nm} for lbl, nm in self.aliases],
+            "attributes": self.attributes,
+            "subscription_groups": self.subscriptions,
+            "events": self.events,
+            "purchases": self.purchases,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Profile:
+        return cls(
+            braze_id=data["braze_id"],
+            created_at=data["created_at"],
+            external_id=data.get("external_id"),
+            aliases=[(a["alias_label"], a["alias_name"]) for a in data.get("user_aliases", [])],
+            attributes=dict(data.get("attributes", {})),
+            subscriptions=dict(data.get("subscription_groups", {})),
+            events=list(data.get("events", [])),
+            purchases=list(data.get("purchases", [])),
+        )
+
+    def export(self, fields: Iterable[str] | None) -> dict[str, Any]:
+        """The /users/export/ids shape. external_id is always included so a caller can
+        match users to the ids it asked for."""
+        out: dict[str, Any] = {
+            "created_at": self.created_at,
+            "external_id": self.external_id,
+            "user_aliases": [{"alias_name": nm, "alias_label": lbl} for lbl, nm in self.aliases],
+            "braze_id": self.braze_id,
+        }
+        custom: dict[str, Any] = {}
+        for name, value in self.attributes.items():
+            if name == "current_location":
+                out["last_coordinates"] = [value["longitude"], value["latitude"]]
+            elif name in STANDARD_FIELDS:
+                out[name] = value
+            else:
+                custom[name] = value
+        out["custom_attributes"] = custom
+        out["custom_events"] = _summary(self.events, "name")
+        out["purchases"] = _summary(self.purchases, "product_id")
+        out["total_revenue"] = sum(p["price"] * p.get("quantity", 1) for p in self.purchases)
+        if fields is not None:
+            wanted = set(fields) | {"external_id"}
+            out = {k: v for k, v in out.items() if k in wanted}
+        return out
+
+
+def _summary(records: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+    """Braze exports counts per name with first/last times, not the individual records."""
+    by_name: dict[str, dict[str, Any]] = {}
+    for r in records:
+        s = by_name.setdefault(r[key], {"name": r[key], "first": r["time"], "last": r["time"], "count": 0})
+        s["first"], s["last"] = min(s["first"], r["time"]), max(s["last"], r["time"])
+        s["count"] += 1
+    return list(by_name.values())
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out

@@ -1,0 +1,317 @@
+"""One model -> one SQL query computing every property and every group flag per record.
+
+The shape (``r`` is the inner query, one row per row of the primary source)::
+
+    SELECT r.k, r.v0 .. r.vN, CASE WHEN <group 0> THEN 1 ELSE 0 END AS g0, ..
+    FROM (
+        SELECT CAST(p.<key> AS VARCHAR) AS k,
+               p.<column>                          -- plain properties of the primary source
+               COALESCE(a0.v3, 0), a0.v4, ..       -- count / sum / avg / min / max
+               w0.v5, ..                           -- most_recent / least_recent
+        FROM <primary source> AS p
+        LEFT JOIN (SELECT key AS k, COUNT(CASE WHEN <filters> THEN 1 END) AS v3,
+                          SUM(CASE WHEN <filters> THEN amount END) AS v4, ..
+                   FROM <source> GROUP BY key) AS a0 ON a0.k = p.<key>
+        LEFT JOIN (SELECT k, v5 FROM (SELECT key AS k, <column> AS v5,
+                          ROW_NUMBER() OVER (PARTITION BY key ORDER BY <sort> DESC) AS rn
+                          FROM <source> WHERE <sort> IS NOT NULL AND <filters>) AS w0_r
+                   WHERE rn = 1) AS w0 ON w0.k = p.<key>
+        [WHERE p.<key> IN (<keys changed since>)]
+    ) AS r
+    ORDER BY (r.k IS NULL), r.k COLLATE <binary>
+
+One grouped subquery per related source (each property's filters inside its aggregate, so
+the source is scanned once), one window subquery per (source, sort, direction, filters).
+Group flags are computed over the named property columns of ``r``; a ``member`` rule inlines
+the other group's condition. Every value from a filter or rule is a bound parameter.
+
+Aggregates: ``count`` counts the matching rows (or, with ``column``, the matching rows where
+it is not NULL) and is 0 with none; the others are NULL with no matching row. ``most_recent``
+and ``least_recent`` ignore rows whose ``sort`` is NULL; ties go to the greatest ``column``
+value (for most_recent; the smallest for least_recent), NULL values last. A property of the
+primary source with an aggregate is aggregated over the primary source's rows of the same key.
+A property without ``column`` reads the column named like the property.
+
+Ordering: by the key rendered as text, in byte order (UTF-8 bytes = code points = Python's
+``sorted()``): PostgreSQL ``COLLATE "C"``, MySQL ``utf8mb4_bin``; SQLite, DuckDB, Snowflake
+and BigQuery compare bytes by default. Rows with a NULL key come last with key ``""``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import String, case, cast, collate, false, func, literal, not_, or_, select, union
+from sqlalchemy.engine import Dialect
+from sqlalchemy.sql import Select
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.selectable import FromClause
+
+from brazecfg.errors import WarehouseError
+from brazecfg.model.resources import Group, Project, Property, Rule, Source
+from brazecfg.warehouse.conditions import Dates, all_of, condition
+from brazecfg.warehouse.dates import utc_naive
+from brazecfg.warehouse.sources import source_from
+
+_SIMPLE = {"count", "sum", "avg", "min", "max"}
+_WINDOW = {"most_recent", "least_recent"}
+_BINARY_COLLATION = {"postgresql": "C", "mysql": "utf8mb4_bin", "mariadb": "utf8mb4_bin"}
+
+
+@dataclass
+class ModelQuery:
+    """The query for one model, and how to read its rows back."""
+
+    select: Select[Any]
+    properties: tuple[str, ...]  # names of the value columns, in order after the key
+    groups: tuple[str, ...]  # names of the group flag columns, in order after the values
+    # source name -> column -> resources needing it ("property/x"), for error diagnostics
+    needs: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+
+
+def get_dialect(dialect: Dialect | str) -> Dialect:
+    if isinstance(dialect, str):
+        from sqlalchemy.dialects import registry
+
+        return registry.load(dialect)()  # type: ignore[no-any-return]
+    return dialect
+
+
+def compile_model_query(project: Project, model: str, *, now: datetime,
+                        dialect: Dialect | str, changed_since: datetime | None = None,
+                        ) -> Select[Any]:
+    """The SELECT computing ``model`` (see the module docstring). For tests and ``--show-sql``.
+
+    ``dialect`` is a SQLAlchemy dialect or its name ("sqlite", "postgresql", "duckdb", ..).
+    """
+    return build_model_query(project, model, now=now, dialect=dialect,
+                             changed_since=changed_since).select
+
+
+class _Builder:
+    def __init__(self, project: Project, model: str, dialect: Dialect, now: datetime) -> None:
+        self.project = project
+        self.model = model
+        self.dialect = dialect
+        self.dates = Dates(dialect, utc_naive(now))
+        self.primary = project.primary_source(model)
+        self.props = project.model_properties(model)
+        self.groups = project.model_groups(model)
+        self.needs: dict[str, dict[str, list[str]]] = {}
+        self._aliases = 0
+
+    # -- columns and sources -------------------------------------------------------------
+
+    def need(self, source: Source, col: str | None, who: str) -> None:
+        if col:
+            self.needs.setdefault(source.name, {}).setdefault(col, []).append(who)
+
+    def collect_needs(self, changed_since: datetime | None) -> None:
+        for name in self.source_names():
+            src = self.project.sources[name]
+            self.need(src, src.key, src.ref)
+            if changed_since is not None:
+                self.need(src, src.updated_at, src.ref)
+        for prop in self.props:
+            src = self.project.sources[prop.source]
+            if prop.aggregate != "count":
+                self.need(src, column_of(prop), prop.ref)
+            self.need(src, prop.sort, prop.ref)
+            for f in prop.filters:
+                self.need(src, f.column, prop.ref)
+
+    def source_names(self) -> list[str]:
+        names = dict.fromkeys([self.primary.name, *(p.source for p in self.props)])
+        return list(names)
+
+    def from_(self, source: Source, prefix: str) -> FromClause:
+        self._aliases += 1
+        cols = list(self.needs.get(source.name, {}))
+        return source_from(source, cols, f"{prefix}{self._aliases}", self.dialect,
+                           self.project.settings.root)
+
+    def filters(self, prop: Property, src: FromClause) -> list[ColumnElement[bool]]:
+        out = []
+        for f in prop.filters:
+            try:
+                out.append(condition(src.c[f.column], f.op, f.value, self.dates))
+            except ValueError as exc:
+                raise WarehouseError(f"{prop.ref}: filter on {f.column!r}: {exc}") from None
+        return out
+
+    # -- properties ------------------------------------------------------------------------
+
+    def build(self, changed_since: datetime | None) -> ModelQuery:
+        self.check_apps()
+        self.collect_needs(changed_since)
+        p = self.from_(self.primary, "p")
+        pkey = p.c[self.primary.key]
+        exprs: dict[str, ColumnElement[Any]] = {}
+        joined: FromClause = p
+        simple: dict[str, list[Property]] = {}
+        windows: dict[tuple[str, str, str, str], list[Property]] = {}
+        for prop in self.props:
+            agg = prop.aggregate
+            if not agg:
+                if prop.source != self.primary.name:
+                    raise WarehouseError(
+                        f"{prop.ref} reads source/{prop.source}, which is not the primary "
+                        f"source of model/{self.model} (source/{self.primary.name}): give it "
+                        "an aggregate (count, sum, avg, min, max, most_recent, least_recent)")
+                col = p.c[column_of(prop)]
+                conds = self.filters(prop, p)
+                exprs[prop.name] = case((all_of(conds), col)) if conds else col
+            elif agg in _SIMPLE:
+                simple.setdefault(prop.source, []).append(prop)
+            elif agg in _WINDOW:
+                if not prop.sort:
+                    raise WarehouseError(f"{prop.ref}: {agg} needs a sort column")
+                key = (prop.source, prop.sort, agg, repr(prop.filters))
+                windows.setdefault(key, []).append(prop)
+            else:
+                raise WarehouseError(f"{prop.ref}: unknown aggregate {agg!r}")
+        for source_name, props in simple.items():
+            sq = self.grouped(self.project.sources[source_name], props, exprs)
+            joined = joined.outerjoin(sq, sq.c.k == pkey)
+        for (source_name, sort, agg, _), props in windows.items():
+            sq = self.window(self.project.sources[source_name], sort, agg, props, exprs)
+            joined = joined.outerjoin(sq, sq.c.k == pkey)
+
+        names = [prop.name for prop in self.props]
+        inner = select(cast(pkey, String()).label("k"),
+                       *(exprs[n].label(f"v{i}") for i, n in enumerate(names)))
+        inner = inner.select_from(joined)
+        if changed_since is not None:
+            changed = self.changed_keys(changed_since)
+            if changed is not None:
+                inner = inner.where(pkey.in_(changed))
+        r = inner.subquery("r")
+        by_name = {n: r.c[f"v{i}"] for i, n in enumerate(names)}
+        flags = []
+        for i, group in enumerate(self.groups):
+            cond = self.group_condition(group, by_name, ())
+            flags.append(case((cond, literal(1)), else_=literal(0)).label(f"g{i}"))
+        key = r.c.k
+        collation = _BINARY_COLLATION.get(self.dialect.name)
+        ordered = collate(key, collation) if collation else key
+        stmt = (select(key, *(by_name[n] for n in names), *flags)
+                .order_by(case((key.is_(None), 1), else_=0), ordered))
+        return ModelQuery(stmt, tuple(names), tuple(g.name for g in self.groups), self.needs)
+
+    def check_apps(self) -> None:
+        app = self.primary.app
+        for name in self.source_names():
+            src = self.project.sources[name]
+            if src.app != app:
+                raise WarehouseError(
+                    f"model/{self.model} reads source/{src.name} from app/{src.app} and its "
+                    f"primary source from app/{app}: every source of a model must live in "
+                    "the same warehouse (join them there, e.g. with a query source)")
+
+    def grouped(self, source: Source, props: list[Property],
+                exprs: dict[str, ColumnElement[Any]]) -> FromClause:
+        s = self.from_(source, "s")
+        cols: list[ColumnElement[Any]] = [s.c[source.key].label("k")]
+        labels = [f"v{i}" for i in range(len(props))]
+        for prop, label in zip(props, labels, strict=True):
+            conds = self.filters(prop, s)
+            if prop.aggregate == "count":
+                target: ColumnElement[Any] = s.c[prop.column] if prop.column else literal(1)
+                if conds:
+                    cols.append(func.count(case((all_of(conds), target))).label(label))
+                elif prop.column:
+                    cols.append(func.count(target).label(label))
+                else:
+                    cols.append(func.count().label(label))
+            else:
+                col: ColumnElement[Any] = s.c[column_of(prop)]
+                arg = case((all_of(conds), col)) if conds else col
+                cols.append(getattr(func, str(prop.aggregate))(arg).label(label))
+        sq = select(*cols).group_by(s.c[source.key]).subquery(f"a{self._aliases}")
+        for prop, label in zip(props, labels, strict=True):
+            value = sq.c[label]
+            exprs[prop.name] = func.coalesce(value, 0) if prop.aggregate == "count" else value
+        return sq
+
+    def window(self, source: Source, sort: str, agg: str, props: list[Property],
+               exprs: dict[str, ColumnElement[Any]]) -> FromClause:
+        s = self.from_(source, "s")
+        skey = s.c[source.key]
+        first = s.c[column_of(props[0])]
+        if agg == "most_recent":
+            order = [s.c[sort].desc(), case((first.is_(None), 1), else_=0), first.desc()]
+        else:
+            order = [s.c[sort].asc(), case((first.is_(None), 1), else_=0), first.asc()]
+        rn = func.row_number().over(partition_by=skey, order_by=order).label("rn")
+        labels = [f"v{i}" for i in range(len(props))]
+        ranked = (select(skey.label("k"),
+                         *(s.c[column_of(p)].label(lb) for p, lb in zip(props, labels, strict=True)), rn)
+                  .where(s.c[sort].is_not(None), *self.filters(props[0], s))
+                  .subquery(f"r{self._aliases}"))
+        sq = (select(ranked.c.k, *(ranked.c[lb] for lb in labels))
+              .where(ranked.c.rn == 1).subquery(f"w{self._aliases}"))
+        for p, lb in zip(props, labels, strict=True):
+            exprs[p.name] = sq.c[lb]
+        return sq
+
+    def changed_keys(self, since: datetime) -> Select[Any] | None:
+        sources = [self.project.sources[n] for n in self.source_names()]
+        if any(not s.updated_at for s in sources):
+            return None  # some source cannot say what changed: read everything
+        bound = self.dates.value(utc_naive(since))
+        parts = []
+        for src in sources:
+            f = self.from_(src, "c")
+            parts.append(select(f.c[src.key].label("k"))
+                         .where(self.dates.column(f.c[str(src.updated_at)]) >= bound))
+        u = union(*parts).subquery("changed") if len(parts) > 1 else parts[0].subquery("changed")
+        return select(u.c.k)
+
+    # -- groups ----------------------------------------------------------------------------
+
+    def group_condition(self, group: Group, values: dict[str, ColumnElement[Any]],
+                        stack: tuple[str, ...]) -> ColumnElement[bool]:
+        if group.name in stack:
+            raise WarehouseError(f"{group.ref}: membership rules form a cycle "
+                                 f"({' -> '.join((*stack, group.name))})")
+        conds = [self.rule_condition(group, rule, values, (*stack, group.name))
+                 for rule in group.rules]
+        if group.match == "any":
+            return or_(*conds) if conds else false()
+        return all_of(conds)
+
+    def rule_condition(self, group: Group, rule: Rule, values: dict[str, ColumnElement[Any]],
+                       stack: tuple[str, ...]) -> ColumnElement[bool]:
+        if rule.group is not None:
+            other = self.project.groups.get(rule.group)
+            if other is None or other.model != self.model:
+                raise WarehouseError(f"{group.ref}: rule refers to group/{rule.group}, which "
+                                     f"is not a group of model/{self.model}")
+            cond = self.group_condition(other, values, stack)
+            if rule.op == "member":
+                return cond
+            if rule.op == "not_member":
+                return not_(cond)
+            raise WarehouseError(f"{group.ref}: a group rule takes op member or not_member, "
+                                 f"not {rule.op!r}")
+        if rule.property not in values:
+            raise WarehouseError(f"{group.ref}: rule refers to property/{rule.property}, which "
+                                 f"is not a property of model/{self.model}")
+        try:
+            return condition(values[str(rule.property)], rule.op, rule.value, self.dates)
+        except ValueError as exc:
+            raise WarehouseError(f"{group.ref}: rule on {rule.property!r}: {exc}") from None
+
+
+def column_of(prop: Property) -> str:
+    return prop.column or prop.name
+
+
+def build_model_query(project: Project, model: str, *, now: datetime, dialect: Dialect | str,
+                      changed_since: datetime | None = None) -> ModelQuery:
+    """The query for ``model`` and how to read its rows (see the module docstring)."""
+    if model not in project.models:
+        raise WarehouseError(f"model/{model} does not exist")
+    return _Builder(project, model, get_dialect(dialect), now).build(changed_since)

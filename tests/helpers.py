@@ -1,0 +1,67 @@
+"""Shared test helpers: run the CLI in-process, copy the example project, talk to the emulator."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from typer.testing import CliRunner
+
+from brazecfg.cli.main import app
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "project"
+NOW = "2026-11-01T00:00:00Z"  # fixed anchor for relative dates
+
+
+@dataclass
+class Run:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def cli(*args: str, env: dict[str, str] | None = None, input: str | None = None) -> Run:
+    runner = CliRunner()
+    result = runner.invoke(app, ["--no-color", *args], env=env, input=input,
+                           catch_exceptions=False)
+    return Run(result.exit_code, result.stdout, result.stderr)
+
+
+def copy_example(dest: Path) -> Path:
+    target = dest / "project"
+    shutil.copytree(EXAMPLE, target, ignore=shutil.ignore_patterns(".brazecfg", "warehouse.db"))
+    return target
+
+
+def sql(project: Path, statement: str, params: tuple[Any, ...] = ()) -> None:
+    """Change the example warehouse (built from warehouse.sql on first use)."""
+    db = project / "warehouse.db"
+    if not db.exists():
+        con = sqlite3.connect(db)
+        con.executescript((project / "warehouse.sql").read_text())
+        con.close()
+    con = sqlite3.connect(db)
+    with con:
+        con.execute(statement, params)
+    con.close()
+
+
+def emulator_get(url: str, what: str) -> Any:
+    with urllib.request.urlopen(f"{url}/_emulator/{what}", timeout=10) as r:
+        return json.load(r)
+
+
+def emulator_post(url: str, what: str) -> Any:
+    req = urllib.request.Request(f"{url}/_emulator/{what}", data=b"{}", method="POST")
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.load(r)
