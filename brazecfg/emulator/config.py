@@ -53,7 +53,7 @@ class EmulatorConfig:
     state_file: str | None = None
     # The log keeps raw request bodies; both caps bound memory in long benchmarks.
     request_log_limit: int = 100_000
-    request_log_max_bytes: int = 256 * 1024 * 1024
+    request_log_max_bytes: int = 64 * 1024 * 1024
 
     def __post_init__(self) -> None:
         if self.track_cap_mode not in TRACK_CAP_MODES:

@@ -15,14 +15,16 @@ from brazecfg.emulator.config import EmulatorConfig
 from brazecfg.emulator.profile import Profile
 from brazecfg.emulator.requestlog import LoggedRequest, RequestLog
 from brazecfg.emulator.validation import AttributeUpdate, Identifier, Occurrence
+from brazecfg.errors import StateError
 from brazecfg.state.atomic import write_atomic
 
 STATE_VERSION = 1
 _CONTACT_FIELDS = ("email", "phone")  # attributes that can also identify a profile
 
 
-class StateFileError(Exception):
-    """A state file that cannot be loaded: a newer version or not emulator state."""
+class StateFileError(StateError):
+    """A state file that cannot be loaded: a newer version or not emulator state. A
+    StateError, so the CLI reports it as one line with its next step."""
 
 
 class Store:
@@ -36,7 +38,9 @@ class Store:
         self._profiles: dict[str, Profile] = {}  # braze_id -> profile
         self._by_external: dict[str, str] = {}
         self._by_alias: dict[tuple[str, str], str] = {}
-        self._by_contact: dict[tuple[str, str], set[str]] = {}  # (field, value) -> braze_ids
+        # field -> value -> braze_id, or a set of them when profiles share an address.
+        # A bare str for the common case: a set per address would double the memory.
+        self._by_contact: dict[str, dict[str, str | set[str]]] = {f: {} for f in _CONTACT_FIELDS}
         self._next_id = 1
         self._events = 0
         self._purchases = 0
@@ -51,19 +55,20 @@ class Store:
         elif who.kind == "braze_id":
             ids = [str(who.value)]
         else:
-            ids = sorted(self._by_contact.get((who.kind, str(who.value)), ()))
+            held = self._by_contact[who.kind].get(str(who.value), ())
+            ids = [held] if isinstance(held, str) else sorted(held)
         return [self._profiles[i] for i in ids if i in self._profiles]
 
-    def _resolve(self, who: Identifier, update_existing_only: bool) -> list[Profile]:
+    def _resolve(self, who: Identifier, update_existing_only: bool, now: str) -> list[Profile]:
         found = self._find(who)
         if found or update_existing_only or who.kind == "braze_id":
             return found  # Braze cannot create a profile from a braze_id it never issued
-        profile = Profile(braze_id=f"{self._next_id:024x}", created_at=_now())
+        profile = Profile(braze_id=f"{self._next_id:024x}", created_at=now)
         self._next_id += 1
         if who.kind == "external_id":
             profile.external_id = str(who.value)
         elif who.kind == "user_alias":
-            profile.aliases.append(who.value)  # type: ignore[arg-type]
+            profile.aliases = (who.value,)  # type: ignore[assignment]
         else:
             profile.attributes[who.kind] = who.value
         self._index(profile)
@@ -76,14 +81,28 @@ class Store:
         for alias in profile.aliases:
             self._by_alias[alias] = profile.braze_id
         for f in _CONTACT_FIELDS:
-            if isinstance(profile.attributes.get(f), str):
-                self._by_contact.setdefault((f, profile.attributes[f]), set()).add(profile.braze_id)
+            value = profile.attributes.get(f)
+            if isinstance(value, str):
+                index = self._by_contact[f]
+                held = index.get(value)
+                if held is None or held == profile.braze_id:
+                    index[value] = profile.braze_id
+                elif isinstance(held, str):
+                    index[value] = {held, profile.braze_id}
+                else:
+                    held.add(profile.braze_id)
 
     def _unindex_contacts(self, profile: Profile) -> None:
         for f in _CONTACT_FIELDS:
             value = profile.attributes.get(f)
-            if isinstance(value, str):
-                self._by_contact.get((f, value), set()).discard(profile.braze_id)
+            if not isinstance(value, str):
+                continue
+            index = self._by_contact[f]
+            held = index.get(value)
+            if held == profile.braze_id:
+                del index[value]
+            elif isinstance(held, set):
+                held.discard(profile.braze_id)
 
     def _remove(self, profile: Profile) -> None:
         self._unindex_contacts(profile)
@@ -92,34 +111,45 @@ class Store:
             self._by_external.pop(profile.external_id, None)
         for alias in profile.aliases:
             self._by_alias.pop(alias, None)
-        self._events -= len(profile.events)
-        self._purchases -= len(profile.purchases)
+        events, purchases = profile.counts()
+        self._events -= events
+        self._purchases -= purchases
 
     # -- writes -------------------------------------------------------------------------
 
-    def apply_track(self, updates: Sequence[AttributeUpdate], occurrences: Sequence[Occurrence]) -> None:
+    def apply_track(
+        self, updates: Sequence[AttributeUpdate], occurrences: Sequence[Occurrence]
+    ) -> None:
         """Attributes first, then events and purchases, as one step under the lock.
         An update-only object for an unknown user is accepted and changes nothing."""
         limit = self.config.max_array_length
+        now = _now()
         with self.lock:
             for update in updates:
-                for profile in self._resolve(update.who, update.update_existing_only):
-                    self._unindex_contacts(profile)
+                contacts = any(op.name in _CONTACT_FIELDS for op in update.ops)
+                for profile in self._resolve(update.who, update.update_existing_only, now):
+                    if contacts:
+                        self._unindex_contacts(profile)
                     for op in update.ops:
                         profile.apply(op, limit)
-                    self._index(profile)
-                    profile.subscriptions.update(update.subscriptions)
+                    if contacts:
+                        self._index(profile)
+                    if update.subscriptions:
+                        profile.set_subscriptions(update.subscriptions)
             for occ in occurrences:
-                for profile in self._resolve(occ.who, occ.update_existing_only):
+                for profile in self._resolve(occ.who, occ.update_existing_only, now):
+                    profile.record(occ.kind, occ.record)
                     if occ.kind == "event":
-                        profile.events.append(occ.record)
                         self._events += 1
                     else:
-                        profile.purchases.append(occ.record)
                         self._purchases += 1
 
-    def delete(self, external_ids: Sequence[str], braze_ids: Sequence[str],
-               aliases: Sequence[tuple[str, str]]) -> int:
+    def delete(
+        self,
+        external_ids: Sequence[str],
+        braze_ids: Sequence[str],
+        aliases: Sequence[tuple[str, str]],
+    ) -> int:
         """Deletes at once (Braze queues it for minutes) and counts profiles that existed."""
         who = [Identifier("external_id", i) for i in external_ids]
         who += [Identifier("braze_id", i) for i in braze_ids]
@@ -137,12 +167,13 @@ class Store:
         with self.lock:
             for w in who:
                 for profile in self._find(w):
-                    profile.subscriptions[group_id] = state
+                    profile.set_subscriptions([(group_id, state)])
 
     # -- reads --------------------------------------------------------------------------
 
-    def export(self, who: Sequence[Identifier], fields: Sequence[str] | None
-               ) -> tuple[list[dict[str, Any]], list[str]]:
+    def export(
+        self, who: Sequence[Identifier], fields: Sequence[str] | None
+    ) -> tuple[list[dict[str, Any]], list[str]]:
         users: list[dict[str, Any]] = []
         invalid: list[str] = []
         with self.lock:
@@ -198,20 +229,22 @@ class Store:
     def save(self, path: str) -> int:
         """Atomically writes every profile; returns how many. The request log is not saved."""
         with self.lock:
-            data = {
-                "version": STATE_VERSION,
-                "next_id": self._next_id,
-                "users": [p.to_json() for p in self._profiles.values()],
-            }
+            users = [p.to_json() for p in self._profiles.values()]
+            data = {"version": STATE_VERSION, "next_id": self._next_id, "users": users}
             text = json.dumps(data, separators=(",", ":"))
         write_atomic(Path(path), text)
-        return len(data["users"])
+        return len(users)
 
     def load(self, path: str) -> int:
         """Replaces the store with a saved one; returns how many profiles it held."""
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except ValueError:
+            data = None
         if not isinstance(data, dict) or "version" not in data:
-            raise StateFileError(f"{path} is not a brazecfg emulator state file")
+            raise StateFileError(
+                f"{path} is not a brazecfg emulator state file; pass another --state file"
+            )
         if data["version"] > STATE_VERSION:
             raise StateFileError(
                 f"{path} was written by a newer brazecfg (state version {data['version']}); upgrade brazecfg"
@@ -221,11 +254,14 @@ class Store:
             for item in data["users"]:
                 profile = Profile.from_json(item)
                 self._index(profile)
-                self._events += len(profile.events)
-                self._purchases += len(profile.purchases)
+                events, purchases = profile.counts()
+                self._events += events
+                self._purchases += purchases
             self._next_id = int(data["next_id"])
             return len(self._profiles)
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return (
+        dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )

@@ -39,8 +39,9 @@ class Quota:
 
 
 class RateLimiter:
-    def __init__(self, limits: dict[str, tuple[int, float]],
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, limits: dict[str, tuple[int, float]], clock: Callable[[], float] = time.time
+    ) -> None:
         self._limits = limits
         self._clock = clock
         self._lock = threading.Lock()
@@ -91,12 +92,16 @@ class FaultInjector:
         self._count = 0
 
     def next_fault(self) -> str | None:
-        """"drop", "500", "429" or None; drop wins over 500 over 429 when several divide n."""
+        """The fault for the next request, or None; drop beats 500 beats 429 on a tie."""
         with self._lock:
             self._count += 1
             n = self._count
         c = self._config
-        for every, fault in ((c.fault_drop_every, "drop"), (c.fault_500_every, "500"), (c.fault_429_every, "429")):
+        for every, fault in (
+            (c.fault_drop_every, "drop"),
+            (c.fault_500_every, "500"),
+            (c.fault_429_every, "429"),
+        ):
             if every and n % every == 0:
                 return fault
         return None

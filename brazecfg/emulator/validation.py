@@ -18,8 +18,14 @@ MAX_OBJECT_BYTES = 100 * 1024
 PRIMARY_IDENTIFIERS = ("external_id", "user_alias", "braze_id")
 # Keys of an attributes object that steer the request rather than name an attribute.
 CONTROL_KEYS = frozenset(
-    {*PRIMARY_IDENTIFIERS, "_update_existing_only", "_merge_objects", "push_token_import",
-     "subscription_groups", "push_tokens"}
+    {
+        *PRIMARY_IDENTIFIERS,
+        "_update_existing_only",
+        "_merge_objects",
+        "push_token_import",
+        "subscription_groups",
+        "push_tokens",
+    }
 )
 GROUP_STATES = ("subscribed", "unsubscribed")
 
@@ -105,7 +111,11 @@ def validate_attributes(obj: Any, config: EmulatorConfig) -> AttributeUpdate:
             if value is None:
                 ops.append(AttributeOp(name, "unset"))
             else:
-                ops.append(AttributeOp(name, "set", STANDARD_FIELDS[name](name, value, config.max_string_length)))
+                ops.append(
+                    AttributeOp(
+                        name, "set", STANDARD_FIELDS[name](name, value, config.max_string_length)
+                    )
+                )
         else:
             ops.append(_custom(name, value, merge, config))
     groups = _subscription_groups(obj.get("subscription_groups"))
@@ -193,7 +203,12 @@ def validate_purchase(obj: Any, config: EmulatorConfig) -> Occurrence:
             raise Invalid(f"'{required}' is required")
     product = check_string("product_id", obj["product_id"], config.max_string_length)
     currency = obj["currency"]
-    if not (isinstance(currency, str) and len(currency) == 3 and currency.isascii() and currency.isalpha()):
+    if not (
+        isinstance(currency, str)
+        and len(currency) == 3
+        and currency.isascii()
+        and currency.isalpha()
+    ):
         raise Invalid("'currency' must be a three-letter ISO 4217 currency code")
     if not is_number(obj["price"]):
         raise Invalid("'price' must be a number")

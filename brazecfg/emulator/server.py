@@ -1,0 +1,268 @@
+"""The HTTP side: a stdlib ThreadingHTTPServer that speaks Braze's REST API on loopback.
+
+Each API request goes: route (404) -> key (401/403) -> injected fault -> rate limit (429)
+-> JSON (400) -> endpoint. Bodies are always read in full first, so a keep-alive
+connection stays in step whatever the answer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+
+from brazecfg.emulator.api import ENDPOINTS, BadRequest
+from brazecfg.emulator.config import EmulatorConfig
+from brazecfg.emulator.inspection import PREFIX, inspect
+from brazecfg.emulator.requestlog import DROPPED
+from brazecfg.emulator.store import Store
+from brazecfg.emulator.traffic import FaultInjector, Quota, RateLimiter
+
+JSON = "application/json"
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # NaN and Infinity are Python's, not JSON's
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256  # benchmarks open many connections at once
+    emulator: Emulator
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive: clients reuse connections
+    timeout = 120  # an idle keep-alive connection frees its thread eventually
+    # Headers and body go out in two writes; with Nagle on, the body waits for the
+    # client's delayed ACK (~40 ms a request).
+    disable_nagle_algorithm = True
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: a terminal line per request would drown a benchmark."""
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    def do_PATCH(self) -> None:
+        self._dispatch("PATCH")
+
+    def _dispatch(self, method: str) -> None:
+        body = self._read_body()
+        if body is None:
+            self._send(400, {"message": "Unreadable request body"})
+            self.close_connection = True
+            return
+        path, _, query = self.path.partition("?")
+        emulator = self.server.emulator
+        if path.startswith(PREFIX):
+            self._send(*inspect(emulator, method, path, query))
+            return
+        if emulator.config.latency_ms:
+            time.sleep(emulator.config.latency_ms / 1000)
+        status = self._api(emulator, method, path, body)
+        emulator.store.log_request(method, path, status, body)
+
+    def _api(self, emulator: Emulator, method: str, path: str, body: bytes) -> int:
+        """Answers one API request; returns the status for the request log."""
+        endpoint = ENDPOINTS.get(path)
+        if endpoint is None or method != "POST":
+            return self._send(404, {"message": "Not Found"})
+        key = self._api_key()
+        permissions = emulator.config.api_keys.get(key) if key is not None else None
+        if permissions is None:
+            # Braze echoes the key here; brazecfg must never print auth error bodies.
+            return self._send(401, {"message": f"Invalid API key: {key or ''}"})
+        if endpoint.permission not in permissions:
+            return self._send(403, {"message": "Access Denied"})
+        fault = emulator.faults.next_fault()
+        if fault == "drop":
+            self.close_connection = True  # the socket closes with nothing written
+            return DROPPED
+        if fault == "500":
+            return self._send(
+                500, {"message": "Internal Server Error"}, emulator.limiter.peek(path)
+            )
+        quota = emulator.limiter.peek(path) if fault == "429" else emulator.limiter.take(path)
+        if fault == "429" or (quota is not None and not quota.allowed):
+            return self._send(429, {"message": "API rate limit exceeded"}, quota, throttled=True)
+        try:
+            parsed = json.loads(body, parse_constant=_reject_constant) if body.strip() else None
+        except ValueError:
+            return self._send(400, {"message": "Request body is not valid JSON"}, quota)
+        try:
+            status, payload = endpoint.handler(parsed, emulator.store, emulator.config)
+        except BadRequest as exc:
+            status, payload = 400, {"message": str(exc)}
+        return self._send(status, payload, quota)
+
+    def _api_key(self) -> str | None:
+        header = self.headers.get("Authorization")
+        if header is None:
+            return None
+        scheme, _, key = header.strip().partition(" ")
+        return key.strip() if scheme.lower() == "bearer" else None
+
+    def _read_body(self) -> bytes | None:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            return self._read_chunked()
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            return None
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _read_chunked(self) -> bytes | None:
+        parts: list[bytes] = []
+        while True:
+            line = self.rfile.readline(65537)
+            try:
+                size = int(line.split(b";")[0].strip(), 16)
+            except ValueError:
+                return None
+            if size == 0:
+                while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                return b"".join(parts)
+            parts.append(self.rfile.read(size))
+            self.rfile.readline(65537)
+
+    def _send(
+        self,
+        status: int,
+        payload: dict[str, Any],
+        quota: Quota | None = None,
+        *,
+        throttled: bool = False,
+    ) -> int:
+        data = json.dumps(payload).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", JSON)
+        self.send_header("Content-Length", str(len(data)))
+        if quota is not None:
+            for name, value in quota.headers().items():
+                self.send_header(name, value)
+            if throttled:
+                self.send_header("Retry-After", str(quota.retry_after()))
+        elif throttled:
+            self.send_header("Retry-After", "1")
+        self.end_headers()
+        self.wfile.write(data)
+        return status
+
+
+class Emulator:
+    """A local Braze REST API. Use as a context manager, or start() and stop().
+
+    `url` is known after start() (port 0 picks a free port); `store` gives tests direct
+    access to users, events, purchases, subscriptions and the request log.
+    """
+
+    def __init__(self, config: EmulatorConfig | None = None) -> None:
+        self.config = config or EmulatorConfig()
+        self.store = Store(self.config)
+        self.limiter = RateLimiter(self.config.rate_limits)
+        self.faults = FaultInjector(self.config)
+        self.url = _url(self.config.host, self.config.port)
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> Emulator:
+        if self._server is not None:
+            return self
+        state = self.config.state_file
+        if state and os.path.exists(state):
+            self.store.load(state)
+        server_class = _Server6 if ":" in self.config.host else _Server
+        server = server_class((self.config.host, self.config.port), _Handler)
+        server.emulator = self
+        self.url = _url(self.config.host, server.server_address[1])
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="braze-emulator",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stops serving, closes the listening socket and saves state if configured."""
+        server, thread = self._server, self._thread
+        if server is None:
+            return
+        self._server = self._thread = None
+        server.shutdown()
+        server.server_close()
+        if thread is not None:
+            thread.join()
+        if self.config.state_file:
+            self.save()
+
+    def save(self) -> int:
+        """Writes the state file now; returns the number of users saved."""
+        if not self.config.state_file:
+            raise ValueError("no state_file configured")
+        return self.store.save(self.config.state_file)
+
+    def reset(self) -> None:
+        """Forgets users, the request log, rate-limit windows and fault counters."""
+        self.store.reset()
+        self.limiter.reset()
+        self.faults.reset()
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def serve(config: EmulatorConfig, *, announce: Callable[[str], None] = print) -> None:
+    """Runs the emulator until Ctrl-C or SIGTERM, then stops cleanly (saving state)."""
+    stopping = threading.Event()
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, lambda signum, frame: stopping.set())
+    emulator = Emulator(config).start()
+    try:
+        announce(f"Braze emulator listening on {emulator.url} (Ctrl-C to stop)")
+        while not stopping.wait(0.2):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        emulator.stop()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
