@@ -116,7 +116,7 @@ class _Builder:
                 self.need(src, src.updated_at, src.ref)
         for prop in self.props:
             src = self.project.sources[prop.source]
-            if prop.aggregate != "count":
+            if prop.aggregate != "count" or prop.column:
                 self.need(src, column_of(prop), prop.ref)
             self.need(src, prop.sort, prop.ref)
             for f in prop.filters:
@@ -168,8 +168,8 @@ class _Builder:
             elif agg in _WINDOW:
                 if not prop.sort:
                     raise WarehouseError(f"{prop.ref}: {agg} needs a sort column")
-                key = (prop.source, prop.sort, agg, repr(prop.filters))
-                windows.setdefault(key, []).append(prop)
+                window_key = (prop.source, prop.sort, agg, repr(prop.filters))
+                windows.setdefault(window_key, []).append(prop)
             else:
                 raise WarehouseError(f"{prop.ref}: unknown aggregate {agg!r}")
         for source_name, props in simple.items():
@@ -188,16 +188,13 @@ class _Builder:
             if changed is not None:
                 inner = inner.where(pkey.in_(changed))
         r = inner.subquery("r")
-        by_name = {n: r.c[f"v{i}"] for i, n in enumerate(names)}
+        by_name: dict[str, ColumnElement[Any]] = {n: r.c[f"v{i}"] for i, n in enumerate(names)}
         flags = []
         for i, group in enumerate(self.groups):
             cond = self.group_condition(group, by_name, ())
             flags.append(case((cond, literal(1)), else_=literal(0)).label(f"g{i}"))
-        key = r.c.k
-        collation = _BINARY_COLLATION.get(self.dialect.name)
-        ordered = collate(key, collation) if collation else key
-        stmt = (select(key, *(by_name[n] for n in names), *flags)
-                .order_by(case((key.is_(None), 1), else_=0), ordered))
+        stmt = (select(r.c.k, *(by_name[n] for n in names), *flags)
+                .order_by(*key_order(r.c.k, self.dialect)))
         return ModelQuery(stmt, tuple(names), tuple(g.name for g in self.groups), self.needs)
 
     def check_apps(self) -> None:
@@ -303,6 +300,39 @@ class _Builder:
             return condition(values[str(rule.property)], rule.op, rule.value, self.dates)
         except ValueError as exc:
             raise WarehouseError(f"{group.ref}: rule on {rule.property!r}: {exc}") from None
+
+
+def key_order(key: ColumnElement[Any], dialect: Dialect) -> list[ColumnElement[Any]]:
+    """ORDER BY a text key in byte order, NULL keys last (same place on every dialect)."""
+    collation = _BINARY_COLLATION.get(dialect.name)
+    return [case((key.is_(None), 1), else_=0), collate(key, collation) if collation else key]
+
+
+def build_events_query(project: Project, model: str, source: str, *, key: str, user: str,
+                       columns: list[str], dialect: Dialect | str,
+                       since: datetime | None = None, time_column: str | None = None,
+                       ) -> Select[Any]:
+    """Rows of an event ``source``: key text, user key text, then ``columns``; ordered by
+    key text in byte order; only users that are records of ``model`` (their key is in the
+    primary source); only rows whose ``time_column`` >= ``since`` when both are given."""
+    d = get_dialect(dialect)
+    primary = project.primary_source(model)
+    src = project.sources[source]
+    if src.app != primary.app:
+        raise WarehouseError(f"{src.ref} is in app/{src.app} but model/{model} reads "
+                             f"app/{primary.app}: events must come from the model's warehouse")
+    need = [key, user, *columns, *([time_column] if since is not None and time_column else [])]
+    root = project.settings.root
+    e = source_from(src, need, "e", d, root)
+    p = source_from(primary, [primary.key], "p", d, root)
+    k = cast(e.c[key], String()).label("k")
+    stmt = (select(k, cast(e.c[user], String()).label("u"),
+                   *(e.c[c].label(f"c{i}") for i, c in enumerate(columns)))
+            .where(e.c[user].in_(select(p.c[primary.key]).where(p.c[primary.key].is_not(None)))))
+    if since is not None and time_column:
+        dates = Dates(d, utc_naive(since))
+        stmt = stmt.where(dates.column(e.c[time_column]) >= dates.value(utc_naive(since)))
+    return stmt.order_by(*key_order(cast(e.c[key], String()), d))
 
 
 def column_of(prop: Property) -> str:

@@ -10,10 +10,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import column, func, literal, select, table, text
 from sqlalchemy.engine import Dialect
-from sqlalchemy.sql.elements import quoted_name
+from sqlalchemy.sql.elements import ColumnClause, quoted_name
 from sqlalchemy.sql.selectable import FromClause
 
 from brazecfg.errors import WarehouseError
@@ -84,7 +85,11 @@ def _escape_colons(sql: str) -> str:
 def source_from(source: Source, columns: Iterable[str], alias: str, dialect: Dialect,
                 root: str) -> FromClause:
     """The source as ``<table|query|file> AS alias`` with ``columns`` declared."""
-    cols = [column(c) for c in dict.fromkeys(columns)]
+    # duckdb_engine quotes with PostgreSQL's reserved words, not DuckDB's (``at`` is reserved
+    # there); DuckDB matches quoted names case-insensitively, so quoting everything is safe.
+    force = True if dialect.name == "duckdb" else None
+    cols: list[ColumnClause[Any]] = [column(quoted_name(c, quote=force))
+                                     for c in dict.fromkeys(columns)]
     if source.query:
         return text(_escape_colons(source.query)).columns(*cols).subquery(alias)
     if not source.table:
@@ -109,12 +114,13 @@ def source_from(source: Source, columns: Iterable[str], alias: str, dialect: Dia
     name, forced = parts[-1]
     schema: str | None = None
     if len(parts) == 2:
-        schema = quoted_name(parts[0][0], quote=True if parts[0][1] else None)
+        schema = quoted_name(parts[0][0], quote=True if parts[0][1] else force)
     elif len(parts) > 2:
         # SQLAlchemy quotes a dotted schema as one identifier; render each part ourselves.
         prep = dialect.identifier_preparer
         schema = quoted_name(
-            ".".join(prep.quote(quoted_name(p, quote=True if q else None)) for p, q in parts[:-1]),
+            ".".join(prep.quote(quoted_name(p, quote=True if q else force))
+                     for p, q in parts[:-1]),
             quote=False)
-    tname = quoted_name(name, quote=True if forced else None)
+    tname = quoted_name(name, quote=True if forced else force)
     return table(tname, *cols, schema=schema).alias(alias)

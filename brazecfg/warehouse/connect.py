@@ -1,0 +1,160 @@
+"""connect(): an app of type sqlite, duckdb, postgres or sqlalchemy -> a Warehouse.
+
+All four are one implementation over SQLAlchemy (engine.SqlWarehouse); this module only
+turns an app's options into an engine and checks it can connect. Errors name the app and
+where it points, never the password (scrubbed from URLs and from driver messages).
+
+Options by type:
+
+- ``sqlite``: ``path`` (relative to the project root). Opened read-only: planning writes nothing.
+- ``duckdb``: ``path`` (relative to the project root, or ``:memory:``). Files are opened
+  read-only; relative data-file paths in sources resolve against the project root.
+- ``postgres``: ``host``, ``port`` (5432), ``database``, ``user``, ``password``, ``sslmode``,
+  ``connect_timeout`` (10 s); or ``url``. Driver: psycopg 3. The session runs in UTC.
+- ``sqlalchemy``: ``url`` (any dialect; install its driver, e.g. ``brazecfg[snowflake]``),
+  optional ``connect_args``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+
+from brazecfg.errors import WarehouseError
+from brazecfg.model.resources import App, Project
+from brazecfg.warehouse.base import Warehouse
+from brazecfg.warehouse.engine import SqlWarehouse, driver_message, scrub
+
+_EXTRAS = {"snowflake": "snowflake", "bigquery": "bigquery", "redshift": "redshift",
+           "mysql": "mysql", "postgresql": "postgres", "duckdb": "duckdb"}
+
+
+def connect(app: App, project: Project) -> Warehouse:
+    """A connected warehouse for ``app``. Raises WarehouseError (naming the app, never the
+    password) when the options are wrong, the driver is missing or the server refuses."""
+    options: Mapping[str, Any] = app.options or {}
+    url: URL | None = None
+    secrets: tuple[str, ...] = tuple(str(options[k]) for k in ("password",) if options.get(k))
+    try:
+        url, kwargs, hint = _engine_args(app, options, project.settings.root)
+        if url.password:
+            secrets = (*secrets, str(url.password))
+        engine = create_engine(url, **kwargs)
+        if url.get_backend_name() == "duckdb":
+            event.listen(engine, "connect", _duckdb_session)
+    except WarehouseError:
+        raise
+    except NoSuchModuleError as exc:
+        backend = url.get_backend_name() if url is not None else "?"
+        extra = _EXTRAS.get(backend, backend)
+        raise WarehouseError(
+            f"app/{app.name}: no SQLAlchemy driver for {backend!r} ({scrub(str(exc), secrets)}); "
+            f"install it, e.g. pip install 'brazecfg[{extra}]'") from None
+    except (ArgumentError, ImportError, ValueError) as exc:
+        raise WarehouseError(f"app/{app.name}: invalid connection options: "
+                             f"{scrub(str(exc), secrets)}") from None
+    where = url.render_as_string(hide_password=True)
+    try:
+        with engine.connect():
+            pass
+    except (SQLAlchemyError, OSError) as exc:
+        engine.dispose()
+        raise WarehouseError(
+            f"cannot connect to app/{app.name} ({scrub(where, secrets)}): "
+            f"{driver_message(exc, secrets)}. Check {hint}.") from None
+    return SqlWarehouse(app, project, engine, secrets)
+
+
+def _engine_args(app: App, options: Mapping[str, Any], root: str
+                 ) -> tuple[URL, dict[str, Any], str]:
+    """(url, create_engine keyword arguments, what to check when connecting fails)."""
+    match app.type:
+        case "sqlite":
+            path = _local_path(app, options, root)
+            # read-only: plan is pure, and a typo'd path must not create an empty database
+            url = make_url("sqlite://").set(database=f"file:{path}",
+                                            query={"mode": "ro", "uri": "true"})
+            return url, {}, f"options.path of app/{app.name} (resolved to {path})"
+        case "duckdb":
+            # data files named by sources (read_csv_auto('data/x.csv')) resolve from the root
+            config = {"file_search_path": str(Path(root).resolve())}
+            if str(options.get("path", ":memory:")) == ":memory:":
+                return (make_url("duckdb:///:memory:"), {"connect_args": {"config": config}},
+                        f"options.path of app/{app.name}")
+            path = _local_path(app, options, root)
+            args = {"connect_args": {"read_only": True, "config": config}}
+            return (make_url("duckdb://").set(database=str(path)), args,
+                    f"options.path of app/{app.name} (resolved to {path}) and that no other "
+                    "process holds the file open for writing")
+        case "postgres":
+            url = _postgres_url(options)
+            connect_args: dict[str, Any] = {
+                "connect_timeout": int(options.get("connect_timeout", 10)),
+                # relative dates are computed in UTC: make the session agree
+                "options": "-c TimeZone=UTC",
+            }
+            return (url, {"connect_args": connect_args},
+                    "host, port, database, user and password (or url), that the server is "
+                    "running and accepts connections from this machine, and sslmode")
+        case "sqlalchemy":
+            if not options.get("url"):
+                raise WarehouseError(f"app/{app.name}: a sqlalchemy app needs options.url")
+            url = make_url(str(options["url"]))
+            kwargs: dict[str, Any] = {}
+            if options.get("connect_args"):
+                kwargs["connect_args"] = dict(options["connect_args"])
+            return url, kwargs, "options.url (driver, host, credentials, database)"
+        case _:
+            raise WarehouseError(f"app/{app.name} has type {app.type!r}, which is not a "
+                                 "warehouse (sqlite, duckdb, postgres, sqlalchemy)")
+
+
+def _local_path(app: App, options: Mapping[str, Any], root: str) -> Path:
+    if not options.get("path"):
+        raise WarehouseError(f"app/{app.name}: options.path is required for a {app.type} app")
+    path = Path(str(options["path"]))
+    if not path.is_absolute():
+        path = Path(root) / path
+    path = path.resolve()
+    if not path.is_file():
+        raise WarehouseError(f"app/{app.name}: database file {path} does not exist; check "
+                             f"options.path (relative paths start at the project root)")
+    return path
+
+
+def _postgres_url(options: Mapping[str, Any]) -> URL:
+    if options.get("url"):
+        url = make_url(str(options["url"]))
+        if url.drivername in ("postgres", "postgresql"):
+            url = url.set(drivername="postgresql+psycopg")
+        return url
+    query: dict[str, str] = {}
+    host = options.get("host")
+    if host and str(host).startswith("/"):  # a unix socket directory
+        query["host"] = str(host)
+        host = None
+    if options.get("sslmode"):
+        query["sslmode"] = str(options["sslmode"])
+    port = options.get("port")
+    return URL.create(
+        "postgresql+psycopg",
+        username=options.get("user"),
+        password=options.get("password"),
+        host=host,
+        port=int(port) if port else None,
+        database=options.get("database"),
+        query=query,
+    )
+
+
+def _duckdb_session(dbapi_connection: Any, _record: Any) -> None:
+    # Timestamps with a time zone are compared in UTC, like everywhere else.
+    try:
+        dbapi_connection.execute("SET TimeZone = 'UTC'")
+    except Exception:  # noqa: BLE001 - without ICU, DuckDB is in UTC already
+        pass

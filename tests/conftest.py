@@ -1,0 +1,26 @@
+"""Shared fixtures."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """URL of a throwaway PostgreSQL server (tests/pg.py) for the session; skips without one.
+
+    Superuser ``brazecfg`` with a password over TCP on 127.0.0.1; create your own database or
+    schema in it rather than sharing tables with other tests.
+    """
+    from tests.pg import Unavailable, start_postgres
+
+    try:
+        server = start_postgres()
+    except Unavailable as exc:
+        pytest.skip(f"PostgreSQL unavailable: {exc}")
+    try:
+        yield server.url
+    finally:
+        server.stop()

@@ -1,0 +1,57 @@
+"""The SQL's shape: bound values, binary ordering, quoting, one subquery per source."""
+
+from __future__ import annotations
+
+import pytest
+
+from brazecfg.model.resources import Project
+from brazecfg.warehouse.compile import compile_model_query, get_dialect
+from tests.warehouse import build as b
+from tests.warehouse import data
+
+
+def project(table: str = "users") -> Project:
+    sources = [b.source("users", table, key="id"), b.source("purchases", "purchases")]
+    props = [
+        b.prop("user_id", "users", "id"),
+        b.prop("n", "purchases", aggregate="count", filters=[("status", "eq", data.INJECTION)]),
+        b.prop("ltv", "purchases", "amount", aggregate="sum", filters=data.PAID),
+        b.prop("last", "purchases", "status", aggregate="most_recent", sort="purchased_at"),
+    ]
+    groups = [b.group("g", b.rule("ltv", "gte", 100), b.rule("user_id", "in", ["a", "b"]))]
+    return b.project("/nowhere", b.app("sqlite", path="x"), sources, props, groups)
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql", "duckdb", "mysql"])
+def test_values_are_bound_parameters(dialect: str) -> None:
+    stmt = compile_model_query(project(), "users", now=data.NOW, dialect=dialect)
+    compiled = stmt.compile(dialect=get_dialect(dialect))
+    assert "DROP" not in str(compiled)
+    assert data.INJECTION in compiled.params.values()
+    assert "paid" in compiled.params.values()
+
+
+def test_one_grouped_subquery_per_source_and_a_window_for_most_recent() -> None:
+    sql = str(compile_model_query(project(), "users", now=data.NOW, dialect="sqlite"))
+    assert sql.count("GROUP BY") == 1
+    assert sql.count("row_number() OVER") == 1
+    assert sql.count("LEFT OUTER JOIN") == 2
+
+
+def test_binary_ordering_per_dialect() -> None:
+    pg = str(compile_model_query(project(), "users", now=data.NOW, dialect="postgresql"))
+    assert 'COLLATE "C"' in pg
+    lite = str(compile_model_query(project(), "users", now=data.NOW, dialect="sqlite"))
+    assert "COLLATE" not in lite
+    assert "ORDER BY" in lite and "CAST(" in lite
+
+
+@pytest.mark.parametrize(("table", "rendered"), [
+    ("analytics.users", "analytics.users AS"),
+    ('analytics."My Users"', 'analytics."My Users" AS'),
+    ('"my-project".analytics.users', '"my-project".analytics.users AS'),
+    ('"Odd ""q"""', '"Odd ""q""" AS'),
+])
+def test_table_names_are_quoted_part_by_part(table: str, rendered: str) -> None:
+    sql = str(compile_model_query(project(table), "users", now=data.NOW, dialect="postgresql"))
+    assert rendered in sql
