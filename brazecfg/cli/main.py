@@ -71,16 +71,20 @@ def _guard() -> Iterator[None]:
         raise typer.Exit(1) from None
 
 
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"brazecfg {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _main(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of unexpected errors.")] = False,
     no_color: Annotated[bool, typer.Option("--no-color", help="Plain output.")] = False,
-    version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
+    version: Annotated[bool, typer.Option("--version", help="Print the version.", callback=_version,
+                                          is_eager=True)] = False,
 ) -> None:
     _state.update(debug=debug, no_color=no_color)
-    if version:
-        typer.echo(f"brazecfg {__version__}")
-        raise typer.Exit(0)
 
 
 def _now(value: str | None) -> datetime | None:

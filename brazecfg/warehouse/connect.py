@@ -7,6 +7,7 @@ where it points, never the password (scrubbed from URLs and from driver messages
 Options by type:
 
 - ``sqlite``: ``path`` (relative to the project root). Opened read-only: planning writes nothing.
+  ``seed``: a SQL file that builds the database when ``path`` does not exist yet (examples).
 - ``duckdb``: ``path`` (relative to the project root, or ``:memory:``). Files are opened
   read-only; relative data-file paths in sources resolve against the project root.
 - ``postgres``: ``host``, ``port`` (5432), ``database``, ``user``, ``password``, ``sslmode``,
@@ -121,10 +122,41 @@ def _local_path(app: App, options: Mapping[str, Any], root: str) -> Path:
     if not path.is_absolute():
         path = Path(root) / path
     path = path.resolve()
+    if not path.is_file() and options.get("seed"):
+        _seed(app, path, Path(root) / str(options["seed"]))
     if not path.is_file():
         raise WarehouseError(f"app/{app.name}: database file {path} does not exist; check "
                              f"options.path (relative paths start at the project root)")
     return path
+
+
+def _seed(app: App, path: Path, script: Path) -> None:
+    """Build a missing example database from checked-in SQL (``options.seed``), so example
+    projects need no binary in git. Never touches an existing database."""
+    try:
+        sql = script.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise WarehouseError(f"app/{app.name}: cannot read options.seed {script}: "
+                             f"{exc.strerror}") from None
+    tmp = path.with_name(f".{path.name}.seeding")
+    tmp.unlink(missing_ok=True)
+    try:
+        if app.type == "duckdb":
+            import duckdb
+
+            con = duckdb.connect(str(tmp))
+            con.execute(sql)
+        else:
+            import sqlite3
+
+            con = sqlite3.connect(tmp)  # type: ignore[assignment]
+            con.executescript(sql)  # type: ignore[attr-defined]
+            con.commit()  # type: ignore[attr-defined]
+        con.close()
+        tmp.replace(path)
+    except Exception as exc:  # the seed is user SQL: report, don't crash
+        tmp.unlink(missing_ok=True)
+        raise WarehouseError(f"app/{app.name}: options.seed {script.name} failed: {exc}") from None
 
 
 def _postgres_url(options: Mapping[str, Any]) -> URL:
