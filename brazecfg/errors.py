@@ -3,7 +3,7 @@ happened, where, and what to do next. The CLI maps them to exit codes; anything 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True, order=True)
@@ -80,13 +80,3 @@ class AbortedError(BrazecfgError):
     """The user declined the plan."""
 
     exit_code = 1
-
-
-@dataclass
-class RecordIssue:
-    """A value that cannot be sent for one record and field; the rest of the record still syncs."""
-
-    record_id: str
-    field: str
-    reason: str
-    extra: dict[str, str] = field(default_factory=dict)

@@ -1,0 +1,213 @@
+"""Project files -> a validated, typed Project, or a ProjectError listing every problem.
+
+The steps, each collecting diagnostics instead of stopping at the first:
+
+1. read ``brazecfg.yml`` (or .yaml/.json): project settings and vars;
+2. find every other ``*.yml``/``*.yaml``/``*.json`` below the root (hidden folders, the state
+   folder, ``node_modules`` and ``target`` skipped) and parse each into documents;
+3. per document: check ``kind``, render templates, validate against ``schemas/<kind>.json``;
+4. build frozen resources from the documents that passed, then run the cross-reference checks.
+
+This module is the only one that reads project files.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from brazecfg.config.templating import Renderer, is_template, render_document
+from brazecfg.config.yaml import Document, PathElem, load_file
+from brazecfg.errors import Diagnostic, Location, ProjectError
+from brazecfg.model.build import build_resource, build_settings
+from brazecfg.model.checks import check_resources
+from brazecfg.model.resources import KINDS, Project, ProjectSettings, Resource
+from brazecfg.schema import validate
+from brazecfg.schema.diagnostics import did_you_mean, path_text
+
+PROJECT_FILES: tuple[str, ...] = ("brazecfg.yml", "brazecfg.yaml", "brazecfg.json")
+EXTENSIONS: frozenset[str] = frozenset({".yml", ".yaml", ".json"})
+SKIP_DIRS: frozenset[str] = frozenset({".brazecfg", "node_modules", "target", "__pycache__"})
+
+
+def load_project(root: str | Path, *, env: Mapping[str, str] | None = None) -> Project:
+    """Load and validate the project at ``root``.
+
+    ``env`` is the environment templates read with ``env()`` (default: ``os.environ``).
+    Raises ProjectError with every problem found (schema, references, templates).
+    Diagnostics name files as ``root/relative/path``, with ``root`` as given.
+    """
+    return _Loader(Path(root), os.environ if env is None else env).load()
+
+
+class _Loader:
+    def __init__(self, root: Path, env: Mapping[str, str]) -> None:
+        self.root = root
+        self.env = env
+        self.diagnostics: list[Diagnostic] = []
+        self.docs: dict[int, Document] = {}  # id(resource) -> its document, for locations
+
+    def display(self, path: Path) -> str:
+        return (self.root / path.relative_to(self.root)).as_posix()
+
+    def load(self) -> Project:
+        if not self.root.is_dir():
+            raise ProjectError([Diagnostic(Location(self.root.as_posix()),
+                                           "project folder not found",
+                                           hint="pass the folder that holds brazecfg.yml")])
+        settings, skip = self.load_settings()
+        renderer = Renderer(self.env, settings.vars if settings else {})
+        resources: list[Resource] = []
+        known: dict[str, set[str]] = defaultdict(set)
+        for path in self.resource_files(skip):
+            docs, diags = load_file(path, self.display(path))
+            self.diagnostics += diags
+            for doc in docs:
+                resource = self.load_document(doc, renderer, known)
+                if resource is not None:
+                    self.docs[id(resource)] = doc
+                    resources.append(resource)
+        self.diagnostics += check_resources(resources, known=known, locate=self.locate)
+        if self.diagnostics or settings is None:
+            raise ProjectError(self.diagnostics)
+        return _project(settings, resources)
+
+    def locate(self, resource: Resource, path: Sequence[PathElem]) -> Location:
+        doc = self.docs.get(id(resource))
+        if doc is None:
+            return resource.where(str(path[0])) if path else resource.location
+        return doc.location(path, at="key")
+
+    # --- project settings -----------------------------------------------------------------
+
+    def load_settings(self) -> tuple[ProjectSettings | None, set[Path]]:
+        """The settings (None when invalid) and the files that are not resource files."""
+        found = [self.root / n for n in PROJECT_FILES if (self.root / n).is_file()]
+        skip = set(found)
+        if not found:
+            self.diagnostics.append(Diagnostic(
+                Location(self.display(self.root / "brazecfg.yml")),
+                "no project file: this folder has no brazecfg.yml",
+                hint="create brazecfg.yml with at least `name: my_project`"))
+            return None, skip
+        path = found[0]
+        for extra in found[1:]:
+            self.diagnostics.append(Diagnostic(
+                Location(self.display(extra)), f"a second project file next to {path.name}",
+                hint="keep one project file"))
+        docs, diags = load_file(path, self.display(path))
+        self.diagnostics += diags
+        if diags:
+            return None, skip
+        if len(docs) != 1 or not isinstance(docs[0].value, dict):
+            where = docs[1].location() if len(docs) > 1 else (
+                docs[0].location() if docs else Location(self.display(path)))
+            self.diagnostics.append(Diagnostic(
+                where, "the project file must hold one mapping (name, vars, state)",
+                hint="write `name: my_project` and, optionally, vars: and state:"))
+            return None, skip
+        doc = docs[0]
+        # vars may read the environment (env()), not other vars
+        rendered = render_document(doc, Renderer(self.env, {}))
+        problems = rendered.diagnostics + validate(doc, rendered.value, "project",
+                                                   skip=rendered.failed)
+        self.diagnostics += problems
+        if problems:
+            return None, skip
+        settings = build_settings(rendered.value, self.root)
+        skip.add(self.root / settings.lockfile)
+        skip.add(self.root / settings.state_dir)
+        return settings, skip
+
+    # --- resource files -------------------------------------------------------------------
+
+    def resource_files(self, skip: set[Path]) -> list[Path]:
+        out: list[Path] = []
+
+        def on_error(e: OSError) -> None:
+            where = Path(e.filename) if e.filename else self.root
+            self.diagnostics.append(Diagnostic(
+                Location(self.display(where) if where.is_relative_to(self.root) else str(where)),
+                f"cannot read the folder: {e.strerror or e}", hint="check its permissions"))
+
+        for folder, dirs, files in os.walk(self.root, onerror=on_error):
+            here = Path(folder)
+            dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in SKIP_DIRS
+                             and here / d not in skip)
+            for name in sorted(files):
+                path = here / name
+                if (not name.startswith(".") and path.suffix.lower() in EXTENSIONS
+                        and path not in skip):
+                    out.append(path)
+        return out
+
+    def load_document(self, doc: Document, renderer: Renderer,
+                      known: dict[str, set[str]]) -> Resource | None:
+        """One document -> a resource, or None after adding its diagnostics."""
+        value = doc.value
+        if not isinstance(value, dict):
+            what = "a list" if isinstance(value, list) else "a single value"
+            self.diagnostics.append(Diagnostic(
+                doc.location(), f"a resource must be a mapping with kind and name, not {what}",
+                hint="write one resource per YAML document (separate them with ---) or per "
+                     "JSON object"))
+            return None
+        kind, name = value.get("kind"), value.get("name")
+        label = f"{kind}/{name}" if isinstance(kind, str) and isinstance(name, str) else ""
+        if kind is None:
+            self.diagnostics.append(Diagnostic(
+                doc.location(), "missing required key 'kind'", resource=label,
+                hint=f"add kind: one of {', '.join(KINDS)}"))
+            return None
+        if kind not in KINDS:
+            self.diagnostics.append(Diagnostic(
+                doc.location(["kind"]),
+                f"unknown kind {kind!r}{did_you_mean(str(kind), KINDS)}",
+                hint=f"kind is one of {', '.join(KINDS)}"))
+            return None
+        if isinstance(name, str):
+            known[kind].add(name)  # even if invalid below: no "unknown" noise for references
+        if not doc.ok:
+            return None
+        fixed = [Diagnostic(doc.location(path), f"{path_text(path)} cannot be a template",
+                            resource=label,
+                            hint="names and references are written out, so they never depend "
+                                 "on the environment")
+                 for path in _name_paths(value) if is_template(doc.at(path))]
+        if fixed:
+            self.diagnostics += fixed
+            return None
+        rendered = render_document(doc, renderer, resource=label)
+        problems = rendered.diagnostics + validate(doc, rendered.value, kind, resource=label,
+                                                   skip=rendered.failed)
+        self.diagnostics += problems
+        if problems:
+            return None
+        key_locations = {k: doc.location([k], at="key") for k in value}
+        return build_resource(rendered.value, value, doc.location(), key_locations)
+
+
+def _name_paths(value: dict[str, Any]) -> list[tuple[PathElem, ...]]:
+    """Where a resource holds a name or a reference to another resource."""
+    paths: list[tuple[PathElem, ...]] = [
+        (k,) for k in ("kind", "name", "app", "model", "source", "primary_key")]
+    for key, fields in (("rules", ("property", "group")), ("events", ("source",))):
+        items = value.get(key)
+        for i, _ in enumerate(items if isinstance(items, list) else []):
+            paths += [(key, i, f) for f in fields]
+    for key in ("mapping", "custom_attributes"):
+        section = value.get(key)
+        paths += [(key, k) for k in (section if isinstance(section, dict) else {})]
+    return paths
+
+
+def _project(settings: ProjectSettings, resources: list[Resource]) -> Project:
+    by_kind: dict[str, dict[str, Any]] = {k: {} for k in KINDS}
+    for r in resources:
+        by_kind[r.kind][r.name] = r
+    return Project(settings=settings, apps=by_kind["app"], models=by_kind["model"],
+                   sources=by_kind["source"], properties=by_kind["property"],
+                   groups=by_kind["group"], destinations=by_kind["destination"])

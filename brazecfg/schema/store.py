@@ -1,0 +1,50 @@
+"""The JSON Schemas shipped in ``brazecfg/schemas/``, loaded once from the installed package.
+
+Each schema is checked against the 2020-12 metaschema when first loaded, and ``$ref``s between
+files (``defs.json#/$defs/name``) resolve through one ``referencing`` registry: nothing is ever
+fetched from the network.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from importlib.resources import files
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+SCHEMA_FILES: tuple[str, ...] = (
+    "defs.json", "project.json", "app.json", "model.json", "source.json", "property.json",
+    "group.json", "destination.json",
+)
+BASE_URI = "https://brazecfg.dev/schemas/"
+
+
+def load_schema(filename: str) -> dict[str, Any]:
+    """One schema file's JSON, read from the installed package."""
+    text = files("brazecfg.schemas").joinpath(filename).read_text(encoding="utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+@cache
+def registry() -> Registry[Any]:
+    """Every shipped schema, each checked against its metaschema, keyed by its ``$id``."""
+    resources = []
+    for filename in SCHEMA_FILES:
+        schema = load_schema(filename)
+        Draft202012Validator.check_schema(schema)
+        resources.append((schema["$id"], Resource.from_contents(schema,
+                                                                default_specification=DRAFT202012)))
+    reg: Registry[Any] = Registry().with_resources(resources)
+    return reg.crawl()
+
+
+@cache
+def validator(name: str) -> Draft202012Validator:
+    """The validator of ``<name>.json`` (a kind, or "project")."""
+    schema = registry().contents(BASE_URI + f"{name}.json")
+    return Draft202012Validator(schema, registry=registry())
