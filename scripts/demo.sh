@@ -8,15 +8,18 @@ BIN=.venv/bin/brazecfg
 PROJECT=${1:-examples/project}
 PORT=${BRAZECFG_EMULATOR_PORT:-4567}
 export BRAZE_REST_ENDPOINT=${BRAZE_REST_ENDPOINT:-http://127.0.0.1:$PORT}
-started=""
-if ! curl -fs "http://127.0.0.1:$PORT/_emulator/health" >/dev/null 2>&1; then
+health() {
+  .venv/bin/python -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=1)" \
+    "http://127.0.0.1:$PORT/_emulator/health" >/dev/null 2>&1
+}
+if ! health; then
   mkdir -p "$PROJECT/.brazecfg"
   "$BIN" emulator --port "$PORT" --state "$PROJECT/.brazecfg/emulator.json" \
     > "$PROJECT/.brazecfg/emulator.log" 2>&1 &
   started=$!
-  trap 'kill $started 2>/dev/null; wait $started 2>/dev/null' EXIT
+  trap 'set +x; kill $started 2>/dev/null; wait $started 2>/dev/null' EXIT
   for _ in $(seq 50); do
-    curl -fs "http://127.0.0.1:$PORT/_emulator/health" >/dev/null 2>&1 && break
+    health && break
     sleep 0.1
   done
 fi

@@ -16,7 +16,7 @@ from brazecfg.braze.settings import braze_settings
 from brazecfg.errors import AbortedError, StalePlanError
 from brazecfg.model.resources import App, Project
 from brazecfg.plan.config_diff import key_hashes
-from brazecfg.plan.definition import Plan
+from brazecfg.plan.definition import DestinationPlan, Plan
 from brazecfg.plan.planner import hasher_for, make_plan
 from brazecfg.state.hashing import load_key
 from brazecfg.state.ledger import Ledger
@@ -64,11 +64,19 @@ def check_saved_plan(saved: dict[str, Any], plan: Plan) -> None:
                                  "saved plan was made; run `brazecfg plan --out` again")
 
 
+def _advance_watermark(ledger: Ledger, dplan: DestinationPlan, failed: int) -> None:
+    """The next incremental read starts where this run's read started, but only when every
+    record was confirmed: a failed record must be read again next time."""
+    if failed == 0 and dplan.next_watermark:
+        ledger.set_watermark(dplan.destination, dplan.next_watermark)
+
+
 def apply_project(project: Project, *, confirm: Callable[[Plan], bool],
                   now: datetime | None = None, saved_plan: Path | None = None,
                   progress: Progress | None = None,
                   on_wait: Callable[[str], None] | None = None,
-                  clients: Clients | None = None, resend_unknown: bool = False) -> ApplyOutcome:
+                  clients: Clients | None = None, resend_unknown: bool = False,
+                  full_refresh: bool = False) -> ApplyOutcome:
     paths = StatePaths.of(project.settings)
     clients = clients or Clients()
     try:
@@ -80,11 +88,14 @@ def apply_project(project: Project, *, confirm: Callable[[Plan], bool],
                 if ledger.key_check is None:
                     ledger.set_key_check(hasher.check_value())
                 plan = make_plan(project, now=now, clients=clients, spool_dir=Path(spool),
-                                 ledger=ledger, hasher=hasher, resend_unknown=resend_unknown)
+                                 ledger=ledger, hasher=hasher, resend_unknown=resend_unknown,
+                                 full_refresh=full_refresh)
                 if saved_plan is not None:
                     check_saved_plan(json.loads(saved_plan.read_text(encoding="utf-8")), plan)
                 outcome = ApplyOutcome(plan)
                 if not plan.has_changes:
+                    for dplan in plan.destinations:
+                        _advance_watermark(ledger, dplan, failed=0)
                     return outcome
                 if not confirm(plan):
                     raise AbortedError("apply cancelled; nothing was sent")
@@ -92,7 +103,9 @@ def apply_project(project: Project, *, confirm: Callable[[Plan], bool],
                     dest = project.destinations[dplan.destination]
                     applier = DestinationApplier(project, dest, clients(project.apps[dest.app]),
                                                  ledger)
-                    outcome.results.append(applier.run(dplan, progress))
+                    result = applier.run(dplan, progress)
+                    outcome.results.append(result)
+                    _advance_watermark(ledger, dplan, failed=result.failed)
                 for gone in ledger.destinations():
                     if gone not in project.destinations:
                         ledger.forget_destination(gone)

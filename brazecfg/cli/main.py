@@ -116,6 +116,7 @@ def plan(
     detailed_exitcode: Annotated[bool, typer.Option("--detailed-exitcode", help="Exit 2 when there are changes, 0 when none.")] = False,
     now: Annotated[str | None, typer.Option("--now", help="Anchor for relative dates (ISO 8601); default: now.")] = None,
     resend_unknown: Annotated[bool, typer.Option("--resend-unknown", help="Plan to send again events whose delivery is unknown.")] = False,
+    full_refresh: Annotated[bool, typer.Option("--full-refresh", help="Read every record, not only those changed since the last run.")] = False,
 ) -> None:
     """Show what would change in Braze, user by user. Writes nothing (except --out)."""
     from brazecfg.apply.run import Clients
@@ -128,7 +129,7 @@ def plan(
         clients = Clients()
         try:
             result = make_plan(project, now=_now(now), clients=clients,
-                               resend_unknown=resend_unknown)
+                               resend_unknown=resend_unknown, full_refresh=full_refresh)
         finally:
             clients.close()
         if format is Format.json:
@@ -150,6 +151,7 @@ def apply(
     plan_file: Annotated[Path | None, typer.Option("--plan", help="A plan saved by `plan --out`: refuse to apply if it is stale.")] = None,
     now: Annotated[str | None, typer.Option("--now", help="Anchor for relative dates (ISO 8601).")] = None,
     resend_unknown: Annotated[bool, typer.Option("--resend-unknown", help="Send again events whose delivery is unknown (Braze may count them twice).")] = False,
+    full_refresh: Annotated[bool, typer.Option("--full-refresh", help="Read every record, not only those changed since the last run.")] = False,
 ) -> None:
     """Show the plan, ask, send it to Braze, and record what Braze confirmed."""
     from brazecfg.apply.run import apply_project
@@ -179,6 +181,7 @@ def apply(
         project = load_project(path)
         outcome = apply_project(project, confirm=confirm, now=_now(now), saved_plan=plan_file,
                                 progress=progress, resend_unknown=resend_unknown,
+                                full_refresh=full_refresh,
                                 on_wait=lambda m: _console(stderr=True).print(m))
         if sys.stderr.isatty():
             sys.stderr.write("\n")

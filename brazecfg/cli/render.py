@@ -72,6 +72,11 @@ def _render_destination(console: Console, d: DestinationPlan) -> None:
     if c["skipped"]:
         parts.append(f"[warn]{c['skipped']:,} skipped[/]")
     console.print("  " + "   ".join(parts))
+    if d.read_since:
+        console.print(f"  [muted]incremental read: records changed since {d.read_since} "
+                      "(--full-refresh reads everything)[/]")
+    elif d.full_read_reason and d.full_read_reason != "first run":
+        console.print(f"  [muted]full read: {d.full_read_reason}[/]")
     fields = sorted(set(d.field_sets) | set(d.field_removals))
     if fields:
         console.print("  [heading]Attributes[/]")

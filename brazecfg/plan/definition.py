@@ -97,6 +97,9 @@ class DestinationPlan:
     failed_samples: list[Issue] = field(default_factory=list)
     events_to_send: Counter[str] = field(default_factory=Counter)  # event stream -> rows to send
     events_unknown: Counter[str] = field(default_factory=Counter)  # stream -> delivery unknown
+    read_since: str | None = None  # incremental read: records changed since this time
+    full_read_reason: str = ""  # why a full read, when incremental reads were possible
+    next_watermark: dict[str, str] = field(default_factory=dict, repr=False)
     spool: Path | None = field(default=None, repr=False)
     event_spool: Path | None = field(default=None, repr=False)
     _digest: Any = field(default_factory=hashlib.sha256, repr=False)
@@ -146,6 +149,7 @@ class DestinationPlan:
             "events_delivery_unknown": dict(sorted(self.events_unknown.items())),
             "failed_last_time": {"count": self.failed_last_time,
                                  "first": [vars(i) for i in self.failed_samples]},
+            "read_since": self.read_since,
             "digest": self.digest,
         }
 

@@ -70,6 +70,19 @@ def merge(rows: Iterator[ModelRow], ledger: Iterator[LedgerRecord]
             r, led = next(rows, None), next(ledger, None)
 
 
+class KeyCursor:
+    """Membership tests against a sorted key stream, for increasing keys, in one pass."""
+
+    def __init__(self, keys: Iterator[str]) -> None:
+        self._keys = keys
+        self._current = next(keys, None)
+
+    def contains(self, key: str) -> bool:
+        while self._current is not None and self._current < key:
+            self._current = next(self._keys, None)
+        return self._current == key
+
+
 class _Diff:
     def __init__(self, project: Project, destination: Destination, hasher: Hasher,
                  spool: IO[str] | None, exists: ExistsCheck | None) -> None:
@@ -170,12 +183,17 @@ class _Diff:
         else:
             self.plan.counts["kept"] += 1  # additive and enrich never delete
 
-    def run(self, rows: Iterable[ModelRow], ledger: Iterator[LedgerRecord]) -> DestinationPlan:
+    def run(self, rows: Iterable[ModelRow], ledger: Iterator[LedgerRecord],
+            keys: Iterator[str] | None) -> DestinationPlan:
         skipped = [0]
+        present = KeyCursor(keys) if keys is not None else None
         for row, had in merge(_ordered(rows, self.issues, skipped), ledger):
             if row is None:
                 assert had is not None
-                self.gone(had)
+                if present is not None and present.contains(had.external_id):
+                    self.plan.counts["unchanged"] += 1  # incremental: not changed since
+                else:
+                    self.gone(had)
                 continue
             want = self.builder.build(row, self.issues)
             if want is None:
@@ -195,7 +213,11 @@ class _Diff:
 
 def diff_destination(project: Project, destination: Destination, rows: Iterable[ModelRow],
                      ledger: Iterator[LedgerRecord], hasher: Hasher, *,
-                     spool: IO[str] | None = None, exists: ExistsCheck | None = None
-                     ) -> DestinationPlan:
-    """Compare what the warehouse wants with what Braze confirmed, for one destination."""
-    return _Diff(project, destination, hasher, spool, exists).run(rows, ledger)
+                     spool: IO[str] | None = None, exists: ExistsCheck | None = None,
+                     keys: Iterator[str] | None = None) -> DestinationPlan:
+    """Compare what the warehouse wants with what Braze confirmed, for one destination.
+
+    Incremental reads pass only the records changed since the last run as ``rows``, and
+    ``keys``, every record key: a ledger record absent from ``rows`` is then unchanged if its
+    key is still in ``keys``, and gone (a deletion) otherwise."""
+    return _Diff(project, destination, hasher, spool, exists).run(rows, ledger, keys)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from brazecfg.braze.client import BrazeClient
@@ -18,7 +18,7 @@ from brazecfg.model.graph import fingerprints as resource_fingerprints
 from brazecfg.model.resources import App, Destination, Project
 from brazecfg.plan.config_diff import config_fingerprint, diff_config
 from brazecfg.plan.definition import ISSUE_SAMPLE_SIZE, DestinationPlan, Issue, Plan
-from brazecfg.plan.diff import diff_destination
+from brazecfg.plan.diff import ExistsCheck, diff_destination
 from brazecfg.plan.events import diff_events
 from brazecfg.state.hashing import Hasher, load_key
 from brazecfg.state.ledger import Ledger
@@ -79,10 +79,71 @@ def _since(text: str | None) -> datetime | None:
     return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
 
 
+WATERMARK_OVERLAP = timedelta(minutes=5)  # clock skew between here and the warehouse
+RELATIVE_OPS = frozenset({"within", "not_within"})
+
+
+def read_since(project: Project, dest: Destination, ledger: Ledger, fingerprint: str,
+               full_refresh: bool) -> tuple[datetime | None, str]:
+    """When to read only records changed since the last run, and if not, why not.
+
+    Incremental reads need: a previous confirmed run with the same config (a new property
+    must be computed for everyone), ``updated_at`` on every source the model reads, and no
+    relative date in its filters or rules (time moves records in and out of "within 30 days"
+    without any row changing)."""
+    if full_refresh:
+        return None, "full refresh requested"
+    mark = ledger.watermark(dest.name)
+    props = project.model_properties(dest.model)
+    sources = {project.primary_source(dest.model).name, *(p.source for p in props)}
+    if any(project.sources[s].updated_at is None for s in sources):
+        return None, ""
+    if mark is None:
+        return None, "first run"
+    if mark.get("fingerprint") != fingerprint:
+        return None, "the destination's config changed since the last run"
+    if any(f.op in RELATIVE_OPS for p in props for f in p.filters) or any(
+            r.op in RELATIVE_OPS for g in project.model_groups(dest.model) for r in g.rules):
+        return None, "relative dates (within ...) need a full read"
+    return datetime.fromisoformat(mark["since"]), ""
+
+
+def _plan_destination(project: Project, dest: Destination, warehouse: Warehouse,
+                      ledger: Ledger, hasher: Hasher, *, now: datetime, fps: dict[str, str],
+                      spool_dir: Path | None, exists: ExistsCheck | None, full_refresh: bool,
+                      resend_unknown: bool) -> DestinationPlan:
+    started = datetime.now(timezone.utc)
+    since, why_full = read_since(project, dest, ledger, fps[dest.ref], full_refresh)
+    rows = warehouse.stream_model(dest.model, now=now, changed_since=since)
+    keys = warehouse.stream_keys(dest.model) if since is not None else None
+    spool = None
+    spool_path = spool_dir / f"{dest.name}.jsonl" if spool_dir is not None else None
+    if spool_path is not None:
+        spool = spool_path.open("w", encoding="utf-8")
+    try:
+        dplan = diff_destination(project, dest, rows, ledger.stream(dest.name), hasher,
+                                 spool=spool, exists=exists, keys=keys)
+    finally:
+        if spool is not None:
+            spool.close()
+    dplan.spool = spool_path
+    dplan.read_since = since.isoformat() if since else None
+    dplan.full_read_reason = why_full
+    dplan.next_watermark = {"since": (started - WATERMARK_OVERLAP).isoformat(),
+                            "fingerprint": fps[dest.ref]}
+    if dest.events:
+        _plan_events(project, dest, dplan, warehouse, ledger, spool_dir, resend_unknown)
+    failed, sample = ledger.failures(dest.name, limit=ISSUE_SAMPLE_SIZE)
+    dplan.failed_last_time = failed
+    dplan.failed_samples = [Issue(f.external_id, "", f.reason) for f in sample]
+    return dplan
+
+
 def make_plan(project: Project, *, now: datetime | None = None,
               clients: ClientFactory | None = None, spool_dir: Path | None = None,
               ledger: Ledger | None = None, hasher: Hasher | None = None,
-              destinations: list[str] | None = None, resend_unknown: bool = False) -> Plan:
+              destinations: list[str] | None = None, resend_unknown: bool = False,
+              full_refresh: bool = False) -> Plan:
     """Plan every destination (or those named). ``clients`` is needed for enrich mode."""
     now = now or datetime.now(timezone.utc)
     paths = StatePaths.of(project.settings)
@@ -102,29 +163,13 @@ def make_plan(project: Project, *, now: datetime | None = None,
                 app = project.apps[project.primary_source(dest.model).app]
                 if app.name not in warehouses:
                     warehouses[app.name] = connect(app, project)
-                rows = warehouses[app.name].stream_model(dest.model, now=now)
                 exists = None
                 if dest.mode == "enrich" and clients is not None:
                     exists = clients(project.apps[dest.app]).existing
-                spool = None
-                if spool_dir is not None:
-                    spool_path = spool_dir / f"{name}.jsonl"
-                    spool = spool_path.open("w", encoding="utf-8")
-                try:
-                    dplan = diff_destination(project, dest, rows, ledger.stream(name), hasher,
-                                             spool=spool, exists=exists)
-                finally:
-                    if spool is not None:
-                        spool.close()
-                if spool_dir is not None:
-                    dplan.spool = spool_path
-                if dest.events:
-                    _plan_events(project, dest, dplan, warehouses[app.name], ledger,
-                                 spool_dir, resend_unknown)
-                failed, sample = ledger.failures(name, limit=ISSUE_SAMPLE_SIZE)
-                dplan.failed_last_time = failed
-                dplan.failed_samples = [Issue(f.external_id, "", f.reason) for f in sample]
-                plans.append(dplan)
+                plans.append(_plan_destination(
+                    project, dest, warehouses[app.name], ledger, hasher, now=now, fps=fps,
+                    spool_dir=spool_dir, exists=exists, full_refresh=full_refresh,
+                    resend_unknown=resend_unknown))
         finally:
             for wh in warehouses.values():
                 wh.close()

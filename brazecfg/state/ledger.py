@@ -124,6 +124,14 @@ class Ledger:
         value = self._meta("generation")
         return int(value) if value else 0
 
+    def watermark(self, destination: str) -> dict[str, str] | None:
+        """Where the last fully confirmed run started reading, and its config fingerprint."""
+        value = self._meta(f"watermark:{destination}")
+        return None if value is None else dict(json.loads(value))
+
+    def set_watermark(self, destination: str, mark: dict[str, str]) -> None:
+        self._set_meta(f"watermark:{destination}", json.dumps(mark, sort_keys=True))
+
     # -- reads ------------------------------------------------------------------------------
     def stream(self, destination: str, batch_size: int = 5000) -> Iterator[LedgerRecord]:
         """Every record of a destination in external_id byte order, streamed."""
@@ -243,6 +251,7 @@ class Ledger:
         db.execute("DELETE FROM records WHERE destination = ?", (destination,))
         db.execute("DELETE FROM failures WHERE destination = ?", (destination,))
         db.execute("DELETE FROM events WHERE destination = ?", (destination,))
+        db.execute("DELETE FROM meta WHERE key = ?", (f"watermark:{destination}",))
         db.execute("COMMIT")
 
     def close(self) -> None:

@@ -41,6 +41,10 @@ class Warehouse(Protocol):
         """
         ...
 
+    def stream_keys(self, model: str, *, batch_size: int = 20000) -> Iterator[str]:
+        """Every record key of ``model`` as text in byte order; nothing else is computed."""
+        ...
+
     def stream_events(self, model: str, source: str, *, key: str, user: str, columns: list[str],
                       since: datetime | None = None, time_column: str | None = None,
                       batch_size: int = 5000) -> Iterator[EventRow]:

@@ -335,6 +335,17 @@ def build_events_query(project: Project, model: str, source: str, *, key: str, u
     return stmt.order_by(*key_order(cast(e.c[key], String()), d))
 
 
+def build_keys_query(project: Project, model: str, *, dialect: Dialect | str) -> Select[Any]:
+    """Every record key of ``model`` (its primary source's key as text), in byte order.
+    Incremental reads use it to find deletions without computing any property."""
+    d = get_dialect(dialect)
+    primary = project.primary_source(model)
+    p = source_from(primary, [primary.key], "p", d, project.settings.root)
+    k = cast(p.c[primary.key], String())
+    return (select(k.label("k")).where(p.c[primary.key].is_not(None))
+            .order_by(*key_order(k, d)))
+
+
 def column_of(prop: Property) -> str:
     return prop.column or prop.name
 

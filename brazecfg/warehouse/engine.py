@@ -18,7 +18,12 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from brazecfg.errors import WarehouseError
 from brazecfg.model.resources import App, Project
 from brazecfg.warehouse.base import EventRow, ModelRow
-from brazecfg.warehouse.compile import ModelQuery, build_events_query, build_model_query
+from brazecfg.warehouse.compile import (
+    ModelQuery,
+    build_events_query,
+    build_keys_query,
+    build_model_query,
+)
 from brazecfg.warehouse.sources import source_from
 
 T = TypeVar("T")
@@ -96,6 +101,13 @@ class SqlWarehouse:
                             values=dict(zip(columns, row[2:n + 2], strict=True)))
 
         return self._stream(f"source/{source}", query, batch_size, event)
+
+    def stream_keys(self, model: str, *, batch_size: int = 20000) -> Iterator[str]:
+        """Every record key of ``model``, as text in byte order (no property is computed)."""
+        primary = self.project.primary_source(model)
+        stmt = build_keys_query(self.project, model, dialect=self.engine.dialect)
+        query = ModelQuery(stmt, (), (), {primary.name: {primary.key: [primary.ref]}})
+        return self._stream(f"model/{model}", query, batch_size, lambda row: str(row[0]))
 
     def _rows(self, model: str, query: ModelQuery, batch_size: int) -> Iterator[ModelRow]:
         n = len(query.properties)

@@ -1,5 +1,7 @@
 -- The example warehouse. brazecfg builds warehouse.db from this file when it does not exist;
 -- delete warehouse.db to start over. Change a row (sqlite3 warehouse.db) and run plan again.
+-- updated_at columns are kept by triggers, as a warehouse's loader would: brazecfg uses them
+-- to read only the records changed since the last apply.
 CREATE TABLE users (
   id INTEGER PRIMARY KEY,
   email TEXT,
@@ -27,9 +29,10 @@ CREATE TABLE purchases (
   product TEXT NOT NULL,
   amount REAL NOT NULL,
   status TEXT NOT NULL,
-  created_at TEXT NOT NULL
+  created_at TEXT NOT NULL,
+  updated_at TEXT NOT NULL DEFAULT '2026-10-01 00:00:00'
 );
-INSERT INTO purchases VALUES
+INSERT INTO purchases (id, user_id, product, amount, status, created_at) VALUES
   (1,  1, 'engine',    120.00, 'paid',     '2026-02-01 10:00:00'),
   (2,  1, 'notebook',   15.50, 'paid',     '2026-03-01 10:00:00'),
   (3,  2, 'enigma',     80.00, 'paid',     '2026-02-11 12:30:00'),
@@ -43,3 +46,13 @@ INSERT INTO purchases VALUES
   (11, 7, 'apollo',    500.00, 'paid',     '2026-07-20 20:17:00'),
   (12, 9, 'ptran',      60.00, 'paid',     '2026-08-08 08:08:08'),
   (13, 10,'www',        10.00, 'paid',     '2026-09-09 09:09:09');
+
+CREATE TRIGGER users_touch AFTER UPDATE ON users BEGIN
+  UPDATE users SET updated_at = datetime('now') WHERE id = NEW.id;
+END;
+CREATE TRIGGER purchases_touch AFTER UPDATE ON purchases BEGIN
+  UPDATE purchases SET updated_at = datetime('now') WHERE id = NEW.id;
+END;
+CREATE TRIGGER purchases_stamp AFTER INSERT ON purchases BEGIN
+  UPDATE purchases SET updated_at = datetime('now') WHERE id = NEW.id;
+END;
