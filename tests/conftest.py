@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -19,6 +20,8 @@ def postgres_url() -> Iterator[str]:
     try:
         server = start_postgres()
     except Unavailable as exc:
+        if os.environ.get("CI"):  # CI must prove PostgreSQL works, not skip it silently
+            pytest.fail(f"PostgreSQL unavailable in CI: {exc}")
         pytest.skip(f"PostgreSQL unavailable: {exc}")
     try:
         yield server.url
