@@ -144,15 +144,16 @@ def _seed(app: App, path: Path, script: Path) -> None:
         if app.type == "duckdb":
             import duckdb
 
-            con = duckdb.connect(str(tmp))
-            con.execute(sql)
+            duck = duckdb.connect(str(tmp))
+            duck.execute(sql)
+            duck.close()
         else:
             import sqlite3
 
-            con = sqlite3.connect(tmp)  # type: ignore[assignment]
-            con.executescript(sql)  # type: ignore[attr-defined]
-            con.commit()  # type: ignore[attr-defined]
-        con.close()
+            lite = sqlite3.connect(tmp)
+            lite.executescript(sql)
+            lite.commit()
+            lite.close()
         tmp.replace(path)
     except Exception as exc:  # the seed is user SQL: report, don't crash
         tmp.unlink(missing_ok=True)
