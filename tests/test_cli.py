@@ -1,0 +1,78 @@
+"""The CLI's contract: exit codes, error messages without tracebacks, the emulator command."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import ROOT, cli, copy_example
+
+CASES = ROOT / "tests" / "config" / "cases"
+LOCATED = re.compile(r"^error \S+:\d+:\d+: ", re.M)
+
+
+def test_broken_project_lists_every_error_with_location_and_exits_1() -> None:
+    out = cli("validate", str(CASES / "many_errors"))
+    assert out.exit_code == 1
+    assert "Traceback" not in out.output
+    expected = (CASES / "many_errors" / "expected.txt").read_text().splitlines()
+    assert len(LOCATED.findall(out.stderr)) >= len([x for x in expected if re.search(r":\d+:\d+:", x)])
+    assert f"{len(expected)} problems found." in out.stderr
+
+
+def test_each_broken_case_exits_1_without_traceback() -> None:
+    for case in sorted(p for p in CASES.iterdir() if p.is_dir() and p.name != "valid"):
+        out = cli("plan", str(case))
+        assert out.exit_code == 1, case.name
+        assert "Traceback" not in out.output and "problem" in out.stderr, case.name
+
+
+def test_missing_project_folder_is_a_clear_error(tmp_path: Path) -> None:
+    out = cli("validate", str(tmp_path / "nope"))
+    assert out.exit_code == 1 and "Traceback" not in out.output
+    assert out.stderr.strip()
+
+
+def test_unreachable_braze_is_one_clear_error(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BRAZE_REST_ENDPOINT", "http://127.0.0.1:9")  # discard port: refused
+    project = copy_example(tmp_path)
+    f = project / "apps" / "braze.yml"
+    f.write_text(f.read_text() + "  max_retries: 0\n")
+    out = cli("apply", str(project), "--auto-approve")
+    assert out.exit_code == 1
+    assert "app/braze" in out.stderr and "reachable" in out.stderr
+    assert "Traceback" not in out.output
+
+
+def test_missing_warehouse_file_names_the_app(tmp_path: Path) -> None:
+    project = copy_example(tmp_path)
+    (project / "warehouse.sql").unlink()
+    out = cli("plan", str(project))
+    assert out.exit_code == 1
+    assert "app/warehouse" in out.stderr and "Traceback" not in out.output
+
+
+def test_emulator_command_serves_until_stopped(tmp_path: Path) -> None:
+    exe = shutil.which("brazecfg", path=str(Path(sys.executable).parent))
+    assert exe
+    proc = subprocess.Popen([exe, "--no-color", "emulator", "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        url = re.search(r"http://127\.0\.0\.1:\d+", line)
+        assert url, line
+        dump = subprocess.run([exe, "emulator", "dump", "stats", "--url", url.group(0)],
+                              capture_output=True, text=True, timeout=30, check=False)
+        assert dump.returncode == 0 and '"users": 0' in dump.stdout
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        if proc.stdout:
+            proc.stdout.close()
