@@ -193,3 +193,15 @@ def test_digest_is_deterministic_and_data_sensitive() -> None:
     b = spooled(p, d, [row("1")], [])[0]
     c = spooled(p, d, [row("1", last_name="Z")], [])[0]
     assert a.digest == b.digest != c.digest  # type: ignore[attr-defined]
+
+
+def test_groups_attribute_lists_the_record_groups_like_grouparoo() -> None:
+    p, d = project(groups_attribute="brazecfg_groups", subscription_groups=())
+    _, changes = spooled(p, d, [row("1", ("vip",)), row("2")], [])
+    assert changes[0].attributes["brazecfg_groups"] == ["vip"]
+    assert "brazecfg_groups" not in changes[1].attributes  # empty: nothing to set on a new user
+    assert changes[0].joins == ()  # no subscription group mapped: no subscription call
+    led = [LedgerRecord(c.external_id, c.fields, c.groups) for c in changes]
+    _, changes = spooled(p, d, [row("1"), row("2", ("vip",))], led)
+    assert [(c.external_id, c.attributes) for c in changes] == [
+        ("1", {"brazecfg_groups": None}), ("2", {"brazecfg_groups": ["vip"]})]
