@@ -9,7 +9,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from brazecfg.emulator.codes import COUNTRIES, LANGUAGES, time_zones
+from brazecfg.braze.codes import COUNTRIES, LANGUAGES, time_zones
 
 
 class Invalid(Exception):

@@ -12,11 +12,9 @@ import math
 import re
 from datetime import date, datetime, timezone
 from decimal import Decimal
-from functools import lru_cache
 from typing import Any
-from zoneinfo import available_timezones
 
-from brazecfg.plan.codes import COUNTRIES, LANGUAGES
+from brazecfg.braze.codes import COUNTRIES, LANGUAGES, time_zones
 
 MAX_STRING = 255
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -179,11 +177,6 @@ def _string_array(value: Any) -> list[str]:
     return out
 
 
-@lru_cache(maxsize=1)
-def _timezones() -> frozenset[str]:
-    return frozenset(available_timezones())
-
-
 _SUBSCRIBE = {"opted_in", "subscribed", "unsubscribed"}
 
 
@@ -213,7 +206,7 @@ def check_field(field: str, value: Any) -> Any:
                 raise ValueProblem("dob must be a date YYYY-MM-DD")
             return s
         case "time_zone":
-            if str(value) not in _timezones():
+            if str(value) not in time_zones():
                 raise ValueProblem("time_zone must be an IANA time zone name such as Europe/Paris")
             return str(value)
         case "email":

@@ -1,5 +1,6 @@
 """Code lists Braze validates standard fields against, kept here so validation needs no
-new dependency: ISO-3166-1 alpha-2 countries, ISO-639-1 languages, IANA time zones."""
+new dependency: ISO-3166-1 alpha-2 countries, ISO-639-1 languages, IANA time zones.
+One copy serves both brazecfg's own value checks and the emulator."""
 
 from __future__ import annotations
 
