@@ -81,8 +81,13 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if emulator.config.latency_ms:
             time.sleep(emulator.config.latency_ms / 1000)
+        # Logged by _send before the response leaves, so a client that got its answer
+        # always finds its request in the log and the stats (no race with inspection).
+        self._log_as: tuple[str, str, bytes] | None = (method, path, body)
         status = self._api(emulator, method, path, body)
-        emulator.store.log_request(method, path, status, body)
+        if self._log_as is not None:  # dropped: nothing was sent
+            emulator.store.log_request(method, path, status, body)
+            self._log_as = None
 
     def _api(self, emulator: Emulator, method: str, path: str, body: bytes) -> int:
         """Answers one API request; returns the status for the request log."""
@@ -157,6 +162,10 @@ class _Handler(BaseHTTPRequestHandler):
         throttled: bool = False,
     ) -> int:
         data = json.dumps(payload).encode("utf-8")
+        pending = getattr(self, "_log_as", None)
+        if pending is not None:
+            self.server.emulator.store.log_request(pending[0], pending[1], status, pending[2])
+            self._log_as = None
         self.send_response(status)
         self.send_header("Content-Type", JSON)
         self.send_header("Content-Length", str(len(data)))
