@@ -80,3 +80,12 @@ def test_hashes_are_keyed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     assert (tmp_path / "hash.key").stat().st_mode & 0o777 == 0o600
     monkeypatch.setenv("BRAZECFG_HASH_KEY", "from-the-environment-0123456789")
     assert load_key(tmp_path, create=False) == b"from-the-environment-0123456789"
+
+
+def test_lockfile_is_world_readable_like_any_committed_file(tmp_path: Path) -> None:
+    from brazecfg.state.lockfile import Lockfile, read_lockfile, write_lockfile
+
+    path = tmp_path / "brazecfg.lock.json"
+    write_lockfile(path, Lockfile(resources={"app/a": "f1"}, destinations={"d": {"records": 3}}))
+    assert path.stat().st_mode & 0o644 == 0o644
+    assert read_lockfile(path).resources == {"app/a": "f1"}
