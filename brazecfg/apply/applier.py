@@ -102,6 +102,11 @@ class DestinationApplier:
                 if err.get("input_array", "attributes") == "attributes" and isinstance(idx, int) \
                         and 0 <= idx < len(with_attrs):
                     failed[with_attrs[idx].external_id] = str(err.get("type", "rejected by Braze"))
+            if response.status == 400:
+                # A 400 processed nothing, even objects its errors do not name.
+                msg = str(response.body.get("message", "request refused"))[:200]
+                for c in with_attrs:
+                    failed.setdefault(c.external_id, msg)
         outcome = ChunkOutcome([], [])
         # Subscription changes only for records whose profile write Braze accepted.
         pending: dict[tuple[str, str], list[str]] = defaultdict(list)
@@ -179,9 +184,11 @@ class DestinationApplier:
             idx = err.get("index")
             if isinstance(idx, int) and 0 <= idx < len(arr):
                 reasons[arr[idx][0]] = str(err.get("type", "rejected by Braze"))
-        if r.status == 400 and not reasons:
+        if r.status == 400:
+            # A 400 processed nothing, even objects its errors do not name: none was "sent".
             msg = str(r.body.get("message", "request refused"))[:200]
-            reasons = {i: msg for i in range(len(batch))}
+            for i in range(len(batch)):
+                reasons.setdefault(i, msg)
         return EventOutcome(batch, reasons=reasons)
 
     def _commit_events(self, outcome: EventOutcome, result: DestinationResult) -> None:
@@ -237,6 +244,10 @@ class Step:
         return len(self.batch)
 
 
+def _processed_nothing(exc: BaseException) -> bool:
+    return isinstance(exc, BrazeError) and not isinstance(exc, DeliveryUnknown)
+
+
 def run_pipeline(steps: Iterator[Step], workers: int, result: DestinationResult,
                  progress: Callable[[int], None]) -> None:
     """Run steps on a thread pool with bounded work in flight; commit each as it finishes.
@@ -256,9 +267,11 @@ def run_pipeline(steps: Iterator[Step], workers: int, result: DestinationResult,
                     continue
                 exc = f.exception()
                 if exc is not None:
-                    # Uncertain outcomes never raise (DeliveryUnknown is an outcome); an error
-                    # here (auth, exhausted 429s) means Braze processed nothing.
-                    if step.on_cancel:
+                    # Uncertain outcomes never raise (DeliveryUnknown is an outcome); a
+                    # BrazeError (auth, exhausted 429s) means Braze processed nothing. Anything
+                    # else may have happened after Braze processed the request: the rows stay
+                    # "sending", reported as delivery unknown, never resent on their own.
+                    if step.on_cancel and _processed_nothing(exc):
                         step.on_cancel(step.batch)
                     error = error or exc
                     continue

@@ -13,6 +13,7 @@ raises DeliveryUnknown instead of retrying. A 429 is always retried: nothing was
 from __future__ import annotations
 
 import email.utils
+import math
 import random
 import threading
 import time
@@ -65,35 +66,46 @@ class ClientStats:
                 setattr(self, k, getattr(self, k) + v)
 
 
+def _seconds(value: str) -> float | None:
+    """A header's number of seconds; None for text that is not a finite number."""
+    try:
+        f = float(value)
+    except ValueError:
+        return None
+    return f if math.isfinite(f) else None
+
+
 def _wait_from_headers(headers: requests.structures.CaseInsensitiveDict[str], now: float
                        ) -> float | None:
-    """Seconds the server asked us to wait, from any of the headers Braze may send."""
+    """Seconds the server asked us to wait, from any of the headers Braze may send.
+    A header that cannot be read is skipped (the caller backs off instead), never fatal."""
     for name in ("X-Ratelimit-Retry-After", "Retry-After"):
         value = headers.get(name)
-        if value:
-            try:
-                return max(0.0, float(value))
-            except ValueError:
-                parsed = email.utils.parsedate_to_datetime(value) if value else None
-                if parsed is not None:
-                    return max(0.0, parsed.timestamp() - now)
-    reset = headers.get("X-RateLimit-Reset")
-    if reset:
-        try:
-            r = float(reset)
-        except ValueError:
-            return None
-        # Epoch seconds on most plans, seconds remaining on some.
-        return max(0.0, r - now) if r > 1_000_000_000 else r
-    return None
+        if not value:
+            continue
+        seconds = _seconds(value)
+        if seconds is not None:
+            return max(0.0, seconds)
+        try:  # Retry-After may be an HTTP date
+            return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - now)
+        except (TypeError, ValueError, OverflowError):
+            continue
+    reset = _seconds(headers.get("X-RateLimit-Reset") or "")
+    if reset is None:
+        return None
+    # Epoch seconds on most plans, seconds remaining on some.
+    return max(0.0, reset - now) if reset > 1_000_000_000 else max(0.0, reset)
 
 
 class BrazeClient:
     def __init__(self, settings: BrazeSettings, *, sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.monotonic,
                  session: requests.Session | None = None) -> None:
         self.settings = settings
         self._base = settings.rest_endpoint.rstrip("/")
+        # Every wait goes through these two, the rate limiters' included.
         self._sleep = sleep
+        self._clock = clock
         self._session = session or requests.Session()
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(4, settings.concurrency),
                               max_retries=0)
@@ -114,11 +126,12 @@ class BrazeClient:
         with self._limiters_lock:
             if bucket not in self._limiters:
                 limit, window = self.settings.rate_limits.get(bucket, (250_000, 3600.0))
-                self._limiters[bucket] = SlidingWindowLimiter(limit, window)
+                self._limiters[bucket] = SlidingWindowLimiter(limit, window, clock=self._clock,
+                                                              sleep=self._sleep)
             return self._limiters[bucket]
 
     def _backoff(self, attempt: int) -> float:
-        base = min(self.settings.backoff_cap, self.settings.backoff_base * 2 ** attempt)
+        base = min(self.settings.backoff_cap, self.settings.backoff_base * 2.0 ** attempt)
         return base * (0.5 + random.random() / 2)  # "equal jitter"
 
     def _fail_fast(self, status: int, path: str) -> BrazeError:
@@ -144,7 +157,9 @@ class BrazeClient:
             self.stats.add(requests=1)
             try:
                 r = self._session.post(url, json=body, timeout=self.settings.timeout)
-            except (requests.ConnectionError, requests.Timeout) as exc:
+            except (requests.ConnectionError, requests.Timeout,
+                    requests.exceptions.ChunkedEncodingError) as exc:
+                # ChunkedEncodingError: the connection died while the answer was being read.
                 kind = "timed out" if isinstance(exc, requests.Timeout) else "lost the connection"
                 if not idempotent:
                     raise DeliveryUnknown(f"app/{app}: {path} {kind}; Braze may or may not have "

@@ -1,0 +1,392 @@
+"""Delivery to Braze end to end: resilient under faults, exactly once for events, and a ledger
+that never claims what Braze did not confirm. Each test drives the CLI in-process against the
+emulator (or a scripted stub) on loopback, over a generated SQLite project
+(tests/delivery_project.py) whose expected Braze state is computed here, without brazecfg."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from brazecfg.emulator import Emulator, EmulatorConfig
+from brazecfg.emulator.traffic import Quota
+from brazecfg.state.hashing import Hasher, load_key
+from brazecfg.state.ledger import Ledger, LedgerRecord
+from tests.braze.stub import TRUNCATE, Answer, Seen, Stub
+from tests.delivery_project import EVENT, GROUP_ID, Generated, make_project
+from tests.helpers import Run, cli
+
+DEST = "braze_users"
+
+
+@pytest.fixture(autouse=True)
+def _env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BRAZE_API_KEY", raising=False)
+    monkeypatch.delenv("BRAZECFG_HASH_KEY", raising=False)
+
+
+@pytest.fixture
+def start(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """start(config) -> a running emulator the project's braze app points at."""
+    running: list[Emulator] = []
+
+    def _start(config: EmulatorConfig) -> Emulator:
+        emu = Emulator(config).start()
+        running.append(emu)
+        monkeypatch.setenv("BRAZE_REST_ENDPOINT", emu.url)
+        return emu
+
+    yield _start
+    for emu in running:
+        emu.stop()
+
+
+def apply(gen: Generated, *extra: str) -> Run:
+    return cli("apply", str(gen.root), "--auto-approve", *extra)
+
+
+def plan(gen: Generated, *extra: str) -> Run:
+    out = cli("plan", str(gen.root), *extra)
+    assert out.exit_code == 0, out.output
+    return out
+
+
+# -- reading both sides ------------------------------------------------------------------------
+
+def profiles(emu: Emulator) -> dict[str, dict[str, Any]]:
+    return {u["external_id"]: u for u in emu.store.users()}
+
+
+def ledger_records(gen: Generated) -> dict[str, LedgerRecord]:
+    with Ledger(gen.root / ".brazecfg" / "ledger.sqlite", writable=False) as led:
+        return {r.external_id: r for r in led.stream(DEST)}
+
+
+def ledger_events(gen: Generated) -> dict[int, str]:
+    """Event row id -> ledger state."""
+    with Ledger(gen.root / ".brazecfg" / "ledger.sqlite", writable=False) as led:
+        return {int(k): state for k, state in led.stream_events(DEST, EVENT)}
+
+
+def event_rows(held: dict[str, dict[str, Any]]) -> Counter[int]:
+    """How many times Braze holds each event row (the row id travels as a property)."""
+    return Counter(int(e["properties"]["row"]) for u in held.values() for e in u["events"])
+
+
+def bodies(emu: Emulator, path: str, statuses: set[int] | None = None) -> list[dict[str, Any]]:
+    return [json.loads(e.body) for e in emu.store.requests(path)
+            if statuses is None or e.status in statuses]
+
+
+def assert_ledger_agrees_with_braze(gen: Generated, held: dict[str, dict[str, Any]], *,
+                                    unsubscribes: bool = True) -> dict[str, LedgerRecord]:
+    """Every record the ledger claims is in Braze (``held``: profiles(emu)), with the very
+    values the ledger hashed and the group memberships it lists."""
+    key = load_key(gen.root / ".brazecfg", create=False)
+    assert key is not None
+    hasher = Hasher(key)
+    records = ledger_records(gen)
+    for ext_id, rec in records.items():
+        assert ext_id in held, f"the ledger has {ext_id}, Braze does not"
+        attrs = held[ext_id]["attributes"]
+        for f, h in rec.fields.items():
+            assert f in attrs and hasher.field(f, attrs[f]) == h, (ext_id, f)
+        subscribed = held[ext_id]["subscription_groups"].get(GROUP_ID) == "subscribed"
+        if unsubscribes or "engaged" in rec.groups:
+            assert ("engaged" in rec.groups) == subscribed, ext_id
+    return records
+
+
+def assert_braze_holds_the_warehouse(gen: Generated, held: dict[str, dict[str, Any]]) -> None:
+    assert set(held) == {u.external_id for u in gen.users}
+    for u in gen.users:
+        assert held[u.external_id]["attributes"] == u.attributes(), u.external_id
+        groups = held[u.external_id]["subscription_groups"]
+        assert (groups.get(GROUP_ID) == "subscribed") == u.engaged, u.external_id
+
+
+# -- 2. the acceptance test ------------------------------------------------------------------
+
+@pytest.fixture
+def quick_retry_after(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The emulator's 429s say "Retry-After: 0" instead of the seconds left in the window
+    (up to 60 s for subscriptions): the client honours it either way (tests/braze), and a 429
+    every 10th request would otherwise make this test wait minutes."""
+    monkeypatch.setattr(Quota, "retry_after", lambda self: 0)
+
+
+def test_10k_users_with_events_under_faults_end_exactly_once(
+        tmp_path: Path, start: Any, quick_retry_after: None) -> None:
+    gen = make_project(tmp_path, 10_000)
+    rows = {e.id: e for e in gen.events}
+    rows_per_user = Counter(e.user_id for e in gen.events)
+    assert 10_000 < len(rows) < 20_000
+    emu = start(EmulatorConfig(port=0, latency_ms=0, fault_429_every=10, fault_500_every=50,
+                               fault_drop_every=100))
+
+    out = apply(gen)
+    assert out.exit_code == 0, out.output
+    held = profiles(emu)
+
+    # Profiles and memberships: exactly what the warehouse says, for every user.
+    assert_braze_holds_the_warehouse(gen, held)
+    records = assert_ledger_agrees_with_braze(gen, held)
+    assert len(records) == 10_000
+
+    # The faults did happen, and the client rode them out.
+    stats = emu.store.stats()["requests"]
+    assert stats["/users/track"].get("429", 0) + stats["/v2/subscription/status/set"].get(
+        "429", 0) >= 30
+    assert not any(b.get("attributes") and b.get("events")
+                   for b in bodies(emu, "/users/track"))  # never in one request
+
+    # Events: none counted twice; the rows lost by a 500 or a dropped connection are exactly
+    # the ledger's "unknown" ones, and Braze does not have them.
+    count = event_rows(held)
+    assert count and max(count.values()) == 1
+    per_user = Counter(rows[r].user_id for r in count)
+    assert all(n <= rows_per_user[u] for u, n in per_user.items())
+    lost = {int(e["properties"]["row"]) for b in bodies(emu, "/users/track", {0, 500})
+            for e in b.get("events", [])}
+    assert lost, "no event request was hit by a fault; the test proves less than it says"
+    states = ledger_events(gen)
+    assert set(states) == set(rows)
+    assert {r for r, s in states.items() if s == "sent"} == set(count)
+    assert {r for r, s in states.items() if s == "unknown"} == lost
+    assert not lost & set(count)
+    assert set(states.values()) <= {"sent", "unknown"}
+    assert f"{len(lost):,} events delivery unknown" in out.output
+    for u in held.values():  # each event is the row it came from
+        for e in u["events"]:
+            row = rows[int(e["properties"]["row"])]
+            assert e["name"] == EVENT and e["time"] == row.created_at
+            assert e["properties"]["page"] == row.page and str(row.user_id) == u["external_id"]
+
+    # Plan reports the unknown rows and does not send them again on its own.
+    text = plan(gen).output
+    assert f"{len(lost):,} delivery unknown" in text and "No changes." in text
+
+    # The user decides: resend them (faults still on; a few rounds if a resend is hit too).
+    for _ in range(5):
+        out = apply(gen, "--resend-unknown")
+        assert out.exit_code == 0, out.output
+        states = ledger_events(gen)
+        held = profiles(emu)
+        count = event_rows(held)
+        assert max(count.values()) == 1
+        assert {r for r, s in states.items() if s == "sent"} == set(count)
+        if set(states.values()) == {"sent"}:
+            break
+    assert count == Counter(set(rows))  # every event in Braze exactly once
+    assert_braze_holds_the_warehouse(gen, held)
+    assert "No changes." in plan(gen, "--resend-unknown").output
+
+
+# -- 3. a record Braze rejects ---------------------------------------------------------------
+
+def test_a_record_braze_rejects_is_reported_then_fixed(tmp_path: Path, start: Any) -> None:
+    """Array attributes hold 25 to 500 values depending on the workspace (braze-api-facts),
+    so brazecfg cannot check the cap: Braze tells. This workspace keeps 25."""
+    gen = make_project(tmp_path, 30, events=False)
+    emu = start(EmulatorConfig(port=0, max_array_length=25))
+    gen.set_tags(7, ",".join(f"t{i}" for i in range(30)))
+    reason = "'tags' array must have at most 25 values"
+
+    out = apply(gen)
+    assert out.exit_code == 1, out.output
+    assert f"failed 7: {reason}" in out.output
+    assert "29 created" in out.output and "1 failed" in out.output
+    held = profiles(emu)
+    assert set(held) == {u.external_id for u in gen.users} - {"7"}
+    assert "7" not in ledger_records(gen)
+    assert_ledger_agrees_with_braze(gen, profiles(emu))
+
+    text = plan(gen).output
+    assert "1 record failed last time" in text and f"7: {reason}" in text
+    assert "+ 1 to create" in text
+
+    gen.set_tags(7, "a,b")
+    out = apply(gen)
+    assert out.exit_code == 0, out.output
+    result = out.output.split("Applied", 1)[1]
+    assert "1 created" in result and "failed" not in result
+    assert_braze_holds_the_warehouse(gen, profiles(emu))
+    text = plan(gen).output
+    assert "failed last time" not in text and "No changes." in text
+
+
+# -- 4. group joins and leaves ---------------------------------------------------------------
+
+def subscription_calls(emu: Emulator) -> list[tuple[str, str, list[str]]]:
+    out = []
+    for b in bodies(emu, "/v2/subscription/status/set", {201}):
+        for g in b["subscription_groups"]:
+            out.append((g["subscription_group_id"], g["subscription_state"], g["external_ids"]))
+    return out
+
+
+def ids(*ranges: range) -> set[str]:
+    return {str(i) for r in ranges for i in r}
+
+
+def test_joins_and_leaves_go_out_in_batches_of_50(tmp_path: Path, start: Any) -> None:
+    gen = make_project(tmp_path, 400, events=False)
+    gen.set_score(list(range(1, 401)), 10)
+    gen.set_score(list(range(300, 400)), 90)
+    emu = start(EmulatorConfig(port=0))
+    assert apply(gen).exit_code == 0
+    first = subscription_calls(emu)
+    assert {s for _, s, _ in first} == {"subscribed"}
+    assert sorted(i for _, _, part in first for i in part) == sorted(ids(range(300, 400)))
+
+    gen.set_score(list(range(100, 240)), 90)  # 140 join
+    gen.set_score(list(range(300, 370)), 10)  # 70 leave; 370..399 stay
+    out = apply(gen)
+    assert out.exit_code == 0, out.output
+    assert "140 subscribed, 70 unsubscribed" in out.output
+    calls = subscription_calls(emu)[len(first):]
+    assert all(g == GROUP_ID and 1 <= len(part) <= 50 for g, _, part in calls)
+    assert max(len(part) for _, _, part in calls) == 50  # a batch was split at 50
+    joined = [i for _, s, part in calls if s == "subscribed" for i in part]
+    left = [i for _, s, part in calls if s == "unsubscribed" for i in part]
+    assert sorted(joined) == sorted(ids(range(100, 240)))  # each once, exactly the joiners
+    assert sorted(left) == sorted(ids(range(300, 370)))
+    states = {k: u["subscription_groups"].get(GROUP_ID) for k, u in profiles(emu).items()}
+    assert {k for k, s in states.items() if s == "subscribed"} == ids(range(100, 240),
+                                                                         range(370, 400))
+    assert {k for k, s in states.items() if s == "unsubscribed"} == ids(range(300, 370))
+    assert_ledger_agrees_with_braze(gen, profiles(emu))
+    assert "No changes." in plan(gen).output
+
+
+def test_unsubscribe_on_leave_false_sends_no_unsubscribes(tmp_path: Path, start: Any) -> None:
+    gen = make_project(tmp_path, 120, events=False,
+                       destination={"unsubscribe_on_leave": False})
+    gen.set_score(list(range(1, 121)), 90)
+    emu = start(EmulatorConfig(port=0))
+    assert apply(gen).exit_code == 0
+    gen.set_score(list(range(1, 61)), 10)  # 60 leave
+    gen.set_score([120], 90)
+    out = apply(gen)
+    assert out.exit_code == 0, out.output
+    calls = subscription_calls(emu)
+    assert calls and {s for _, s, _ in calls} == {"subscribed"}
+    states = {k: u["subscription_groups"].get(GROUP_ID) for k, u in profiles(emu).items()}
+    assert set(states.values()) == {"subscribed"}  # Braze keeps them: not ours to remove
+    assert_ledger_agrees_with_braze(gen, profiles(emu), unsubscribes=False)
+    assert "No changes." in plan(gen).output
+
+
+# -- 5. a crash mid-apply --------------------------------------------------------------------
+
+def test_a_crash_mid_apply_never_leaves_the_ledger_ahead_of_braze(tmp_path: Path,
+                                                                   start: Any) -> None:
+    gen = make_project(tmp_path, 900, braze_options={"max_retries": 0})
+    emu = start(EmulatorConfig(port=0, fault_drop_every=3))
+    confirmed = []
+    for _ in range(4):  # every run dies on a dropped connection, with no retries allowed
+        out = apply(gen)
+        assert out.exit_code == 1, out.output
+        assert "app/braze" in out.output and "lost the connection" in out.output
+        held = profiles(emu)
+        confirmed.append(len(assert_ledger_agrees_with_braze(gen, held)))
+        assert confirmed[-1] < 900
+        # Events: "sent" only if Braze has it; "failed" (resent automatically next time) only
+        # if Braze does not; nothing twice.
+        count = event_rows(held)
+        assert not count or max(count.values()) == 1
+        states = ledger_events(gen)
+        assert {r for r, s in states.items() if s == "sent"} <= set(count)
+        assert not {r for r, s in states.items() if s == "failed"} & set(count)
+        assert set(count) <= {r for r, s in states.items() if s in ("sent", "unknown")}
+    assert confirmed[-1] > 0, "no run confirmed anything; the check above proved nothing"
+    assert confirmed == sorted(confirmed)  # confirmed records are never lost
+
+    emu.config.fault_drop_every = 0
+    out = apply(gen)
+    assert out.exit_code == 0, out.output
+    held = profiles(emu)
+    assert_braze_holds_the_warehouse(gen, held)
+    assert len(assert_ledger_agrees_with_braze(gen, held)) == 900
+    assert "No changes." in plan(gen).output
+    # Rows whose delivery is unknown wait for the user; a drop never processed them.
+    assert apply(gen, "--resend-unknown").exit_code == 0
+    assert event_rows(profiles(emu)) == Counter(e.id for e in gen.events)
+    assert set(ledger_events(gen).values()) == {"sent"}
+    assert "No changes." in plan(gen, "--resend-unknown").output
+
+
+# -- Braze answers that must not be mistaken for success (scripted stub) -----------------------
+
+@pytest.fixture
+def stub(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stub]:
+    with Stub() as s:
+        monkeypatch.setenv("BRAZE_REST_ENDPOINT", s.url)
+        yield s
+
+
+def test_a_400_fails_every_object_even_those_its_errors_do_not_name(tmp_path: Path,
+                                                                    stub: Stub) -> None:
+    gen = make_project(tmp_path, 3, events=False)
+    stub.answer(Answer(400, {"message": "Valid data must be provided", "errors": [
+        {"index": 0, "input_array": "attributes", "type": "'email' must be a valid email"}]}))
+    out = apply(gen)
+    assert out.exit_code == 1, out.output
+    assert "3 failed" in out.output and "failed 1: 'email' must be a valid email" in out.output
+    assert ledger_records(gen) == {}  # a 400 processed nothing
+    assert not [s for s in stub.seen if s.path != "/users/track"]  # so no group changes
+    text = plan(gen).output
+    assert "3 records failed last time" in text and "+ 3 to create" in text
+
+
+def test_an_answer_cut_off_mid_body_leaves_events_unknown_not_resent(tmp_path: Path,
+                                                                    stub: Stub) -> None:
+    """Braze processed the request and its answer was lost on the way: the rows must be
+    "delivery unknown", never resent on their own."""
+    gen = make_project(tmp_path, 5, events=True)
+
+    def cut_events(seen: Seen) -> str | None:
+        return TRUNCATE if seen.body and "events" in seen.body else None
+
+    stub.respond = cut_events
+    out = apply(gen)
+    assert out.exit_code == 0, out.output
+    n = len(gen.events)
+    assert f"{n} events delivery unknown" in out.output
+    assert set(ledger_events(gen).values()) == {"unknown"}
+    sent = [s for s in stub.seen if "events" in (s.body or {})]
+    assert len(sent) == 1  # one request, never retried
+    stub.respond = None
+    out = apply(gen)
+    assert out.exit_code == 0, out.output
+    assert len([s for s in stub.seen if "events" in (s.body or {})]) == 1  # not resent
+    assert f"{n} delivery unknown" in plan(gen).output
+    out = apply(gen, "--resend-unknown")
+    assert out.exit_code == 0 and set(ledger_events(gen).values()) == {"sent"}
+
+
+def test_only_an_error_that_proves_nothing_was_processed_releases_events_for_resending(
+) -> None:
+    """run_pipeline marks a failed event batch "not sent" (resent next time) only for a
+    BrazeError: auth, exhausted 429s. Anything else may have struck after Braze processed
+    the request, so the rows stay "sending" (delivery unknown)."""
+    from brazecfg.apply.applier import DestinationResult, Step, run_pipeline
+    from brazecfg.braze.client import DeliveryUnknown
+    from brazecfg.errors import BrazeError
+
+    for exc, released in ((BrazeError("still 429"), True), (RuntimeError("cut off"), False),
+                          (DeliveryUnknown("dropped"), False)):
+        unsent: list[list[str]] = []
+
+        def send(batch: list[str], exc: Exception = exc) -> None:
+            raise exc
+
+        step = Step(send, ["row-1"], lambda outcome, result: None, on_cancel=unsent.append)
+        with pytest.raises(type(exc)):
+            run_pipeline(iter([step]), 2, DestinationResult(DEST), lambda done: None)
+        assert unsent == ([["row-1"]] if released else []), exc
