@@ -47,6 +47,8 @@ class EmulatorConfig:
     max_array_length: int = 500
     rate_limits: dict[str, tuple[int, float]] = field(default_factory=_default_limits)
     latency_ms: float = 0.0
+    # Retry-After of injected 429s; None: the seconds left in the rate window, like a real one.
+    fault_429_retry_after: int | None = None
     fault_429_every: int = 0  # every Nth API request answers 429 (0 = off)
     fault_500_every: int = 0
     fault_drop_every: int = 0  # every Nth API request: close the socket, answer nothing

@@ -111,7 +111,9 @@ class _Handler(BaseHTTPRequestHandler):
             )
         quota = emulator.limiter.peek(path) if fault == "429" else emulator.limiter.take(path)
         if fault == "429" or (quota is not None and not quota.allowed):
-            return self._send(429, {"message": "API rate limit exceeded"}, quota, throttled=True)
+            wait = emulator.config.fault_429_retry_after if fault == "429" else None
+            return self._send(429, {"message": "API rate limit exceeded"}, quota, throttled=True,
+                              retry_after=wait)
         try:
             parsed = json.loads(body, parse_constant=_reject_constant) if body.strip() else None
         except ValueError:
@@ -160,6 +162,7 @@ class _Handler(BaseHTTPRequestHandler):
         quota: Quota | None = None,
         *,
         throttled: bool = False,
+        retry_after: int | None = None,
     ) -> int:
         data = json.dumps(payload).encode("utf-8")
         pending = getattr(self, "_log_as", None)
@@ -173,7 +176,8 @@ class _Handler(BaseHTTPRequestHandler):
             for name, value in quota.headers().items():
                 self.send_header(name, value)
             if throttled:
-                self.send_header("Retry-After", str(quota.retry_after()))
+                wait = quota.retry_after() if retry_after is None else retry_after
+                self.send_header("Retry-After", str(wait))
         elif throttled:
             self.send_header("Retry-After", "1")
         self.end_headers()

@@ -202,8 +202,12 @@ def check_field(field: str, value: Any) -> Any:
             return s
         case "dob":
             s = str(value)
-            if not _DATE.match(s):
-                raise ValueProblem("dob must be a date YYYY-MM-DD")
+            try:
+                if not _DATE.match(s):
+                    raise ValueError
+                date.fromisoformat(s)  # a real day: Braze rejects 1990-02-30 too
+            except ValueError:
+                raise ValueProblem("dob must be a date YYYY-MM-DD") from None
             return s
         case "time_zone":
             if str(value) not in time_zones():

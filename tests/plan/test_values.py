@@ -58,7 +58,7 @@ def test_check_field_accepts_and_canonicalises(field: str, raw: object, expected
 
 
 @pytest.mark.parametrize(("field", "raw"), [
-    ("country", "France"), ("language", "english"), ("gender", "male"), ("dob", "01/05/1990"),
+    ("country", "France"), ("language", "english"), ("gender", "male"), ("dob", "01/05/1990"), ("dob", "1990-02-30"),
     ("time_zone", "Mars/Olympus"), ("email_subscribe", "yes"),
     ("email_open_tracking_disabled", "true"), ("home_city", "x" * 256),
     ("custom", ["y" * 256]),
