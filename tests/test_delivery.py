@@ -125,7 +125,7 @@ def test_10k_users_with_events_under_faults_end_exactly_once(
                                fault_drop_every=100))
 
     out = apply(gen)
-    assert out.exit_code == 0, out.output
+    assert out.exit_code == 1, out.output  # some events' delivery is unknown: a person decides
     held = profiles(emu)
 
     # Profiles and memberships: exactly what the warehouse says, for every user.
@@ -169,8 +169,9 @@ def test_10k_users_with_events_under_faults_end_exactly_once(
     # The user decides: resend them (faults still on; a few rounds if a resend is hit too).
     for _ in range(5):
         out = apply(gen, "--resend-unknown")
-        assert out.exit_code == 0, out.output
         states = ledger_events(gen)
+        # exit 1 exactly when a resend was itself hit by a fault and is unknown again
+        assert out.exit_code == (1 if "unknown" in states.values() else 0), out.output
         held = profiles(emu)
         count = event_rows(held)
         assert max(count.values()) == 1
@@ -247,6 +248,8 @@ def test_joins_and_leaves_go_out_in_batches_of_50(tmp_path: Path, start: Any) ->
     calls = subscription_calls(emu)[len(first):]
     assert all(g == GROUP_ID and 1 <= len(part) <= 50 for g, _, part in calls)
     assert max(len(part) for _, _, part in calls) == 50  # a batch was split at 50
+    # Joins and leaves gather across chunks of 75 users into full batches: the fewest calls.
+    assert len(calls) == 3 + 2  # 140 joiners: 50 + 50 + 40; 70 leavers: 50 + 20
     joined = [i for _, s, part in calls if s == "subscribed" for i in part]
     left = [i for _, s, part in calls if s == "unsubscribed" for i in part]
     assert sorted(joined) == sorted(ids(range(100, 240)))  # each once, exactly the joiners
@@ -290,7 +293,7 @@ def test_a_crash_mid_apply_never_leaves_the_ledger_ahead_of_braze(tmp_path: Path
         assert "app/braze" in out.output and "lost the connection" in out.output
         held = profiles(emu)
         confirmed.append(len(assert_ledger_agrees_with_braze(gen, held)))
-        assert confirmed[-1] < 900
+        assert confirmed[0] < 900  # the first run did die part way
         # Events: "sent" only if Braze has it; "failed" (resent automatically next time) only
         # if Braze does not; nothing twice.
         count = event_rows(held)
@@ -350,7 +353,7 @@ def test_an_answer_cut_off_mid_body_leaves_events_unknown_not_resent(tmp_path: P
 
     stub.respond = cut_events
     out = apply(gen)
-    assert out.exit_code == 0, out.output
+    assert out.exit_code == 1, out.output  # delivery unknown: exit 1 so CI notices
     n = len(gen.events)
     assert f"{n} events delivery unknown" in out.output
     assert set(ledger_events(gen).values()) == {"unknown"}

@@ -62,8 +62,6 @@ class DestinationResult:
 class ChunkOutcome:
     accepted: list[RecordChange]
     failed: list[Failure]
-    subscribed: int = 0
-    unsubscribed: int = 0
 
 
 def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
@@ -79,6 +77,10 @@ class DestinationApplier:
         self.client = client
         self.ledger = ledger
         self.group_ids = {s.group: s.subscription_group_id for s in destination.subscription_groups}
+        # (group id, state, group) -> ids waiting for a full batch of 50; bounded by 50 per key.
+        self._sub_queue: dict[tuple[str, str, str], list[str]] = defaultdict(list)
+        # Records with only group changes still waiting for calls: id -> (calls left, failed).
+        self._open: dict[str, tuple[int, bool]] = {}
 
     # -- one chunk, in a worker thread ------------------------------------------------------
     def _track_object(self, change: RecordChange) -> dict[str, Any]:
@@ -90,7 +92,8 @@ class DestinationApplier:
 
     def send_chunk(self, batch: list[RecordChange]) -> ChunkOutcome:
         failed: dict[str, str] = {}
-        with_attrs = [c for c in batch if c.attributes]
+        # A new user is created even with no attribute to set (its groups need a profile).
+        with_attrs = [c for c in batch if c.attributes or c.action is Action.CREATE]
         if with_attrs:
             response = self.client.track(attributes=[self._track_object(c) for c in with_attrs])
             errors = response.body.get("errors") or []
@@ -107,32 +110,61 @@ class DestinationApplier:
                 msg = str(response.body.get("message", "request refused"))[:200]
                 for c in with_attrs:
                     failed.setdefault(c.external_id, msg)
-        outcome = ChunkOutcome([], [])
-        # Subscription changes only for records whose profile write Braze accepted.
-        pending: dict[tuple[str, str], list[str]] = defaultdict(list)
-        for c in batch:
-            if c.external_id in failed:
-                continue
-            for g in c.joins:
+        return ChunkOutcome([c for c in batch if c.external_id not in failed],
+                            [Failure(i, r) for i, r in sorted(failed.items())])
+
+    # -- subscription groups: full batches of 50 across chunks ------------------------------
+    def _queue_subscriptions(self, change: RecordChange) -> int:
+        """Queue a record's joins and leaves (its profile write, if any, was confirmed)."""
+        n = 0
+        for groups, state in ((change.joins, "subscribed"), (change.leaves, "unsubscribed")):
+            for g in groups:
                 if g in self.group_ids:
-                    pending[(self.group_ids[g], "subscribed")].append(c.external_id)
-            for g in c.leaves:
-                if g in self.group_ids:
-                    pending[(self.group_ids[g], "unsubscribed")].append(c.external_id)
-        for (group_id, state), ids in sorted(pending.items()):
-            for part in chunks(ids, IDS_BATCH):
-                r = self.client.set_subscription(group_id, state, part)
-                if r.status >= 400:
-                    reason = f"subscription {state} refused: {str(r.body.get('message', ''))[:120]}"
-                    for i in part:
-                        failed.setdefault(i, reason)
-                elif state == "subscribed":
-                    outcome.subscribed += len(part)
-                else:
-                    outcome.unsubscribed += len(part)
-        outcome.accepted = [c for c in batch if c.external_id not in failed]
-        outcome.failed = [Failure(i, r) for i, r in sorted(failed.items())]
-        return outcome
+                    self._sub_queue[(self.group_ids[g], state, g)].append(change.external_id)
+                    n += 1
+        return n
+
+    def _full_subscription_batches(self, *, flush: bool = False) -> Iterator[Step]:
+        for key in sorted(self._sub_queue):
+            ids = self._sub_queue[key]
+            while len(ids) >= IDS_BATCH or (flush and ids):
+                part, ids[:] = ids[:IDS_BATCH], ids[IDS_BATCH:]
+                yield Step(self.send_subscription, (*key, part), self._commit_subscription)
+        for key in [k for k, v in self._sub_queue.items() if not v]:
+            del self._sub_queue[key]
+
+    def send_subscription(self, job: tuple[str, str, str, list[str]]) -> SubscriptionOutcome:
+        group_id, state, group, ids = job
+        r = self.client.set_subscription(group_id, state, ids)
+        reason = None
+        if r.status >= 400:
+            reason = f"subscription {state} refused: {str(r.body.get('message', ''))[:120]}"
+        return SubscriptionOutcome(group, state, ids, reason)
+
+    def _commit_subscription(self, outcome: SubscriptionOutcome, result: DestinationResult
+                             ) -> None:
+        if outcome.reason is None:
+            self.ledger.update_groups(self.dest.name, outcome.ids, outcome.group,
+                                      member=outcome.state == "subscribed")
+            if outcome.state == "subscribed":
+                result.subscribed += len(outcome.ids)
+            else:
+                result.unsubscribed += len(outcome.ids)
+        else:
+            # The ledger keeps the old membership: the next plan plans this change again.
+            failures = [Failure(i, outcome.reason) for i in outcome.ids]
+            self.ledger.commit(self.dest.name, failures=failures)
+            self._note_failures(failures, result)
+        for i in outcome.ids:  # records with only group changes count once all their calls ended
+            if i in self._open:
+                left, failed = self._open[i]
+                failed = failed or outcome.reason is not None
+                if left > 1:
+                    self._open[i] = (left - 1, failed)
+                    continue
+                del self._open[i]
+                if not failed:
+                    result.updated += 1
 
     def send_deletes(self, batch: list[RecordChange]) -> ChunkOutcome:
         r = self.client.delete([c.external_id for c in batch])
@@ -143,19 +175,31 @@ class DestinationApplier:
 
     # -- the whole destination, main thread commits -----------------------------------------
     def commit(self, outcome: ChunkOutcome, result: DestinationResult) -> None:
-        upserts = [LedgerRecord(c.external_id, c.fields, c.groups) for c in outcome.accepted
-                   if c.action is not Action.DELETE]
+        """Record what Braze confirmed. Subscription groups are confirmed by their own calls:
+        until then the ledger keeps the record's old membership of those groups."""
+        upserts = []
+        for c in outcome.accepted:
+            if c.action is Action.DELETE:
+                continue
+            pending = [g for g in (*c.joins, *c.leaves) if g in self.group_ids]
+            if c.attributes or c.action is Action.CREATE or not pending:
+                before = (c.groups - set(c.joins)) | set(c.leaves) if pending else c.groups
+                upserts.append(LedgerRecord(c.external_id, c.fields, frozenset(before)))
+                result.count(c.action)
+            else:  # only group changes: the record is done when its calls are
+                self._open[c.external_id] = (len(pending), False)
+            self._queue_subscriptions(c)
         deletes = [c.external_id for c in outcome.accepted if c.action is Action.DELETE]
         self.ledger.commit(self.dest.name, upserts=upserts, deletes=deletes,
                            failures=outcome.failed)
-        for c in outcome.accepted:
-            result.count(c.action)
-        result.failed += len(outcome.failed)
-        result.subscribed += outcome.subscribed
-        result.unsubscribed += outcome.unsubscribed
+        result.deleted += len(deletes)
+        self._note_failures(outcome.failed, result)
+
+    def _note_failures(self, failures: list[Failure], result: DestinationResult) -> None:
+        result.failed += len(failures)
         room = 20 - len(result.failures)
         if room > 0:
-            result.failures.extend(outcome.failed[:room])
+            result.failures.extend(failures[:room])
 
     # -- events: exactly once -------------------------------------------------------------
     def _mark(self, batch: list[dict[str, Any]], state: str, reasons: dict[int, str] | None = None
@@ -210,9 +254,12 @@ class DestinationApplier:
         writes = (c for c in plan.read_spool() if c.action is not Action.DELETE)
         deletes = (c for c in plan.read_spool() if c.action is Action.DELETE)
 
-        def steps() -> Iterator[Step]:
+        def steps() -> Iterator[Step | None]:
             for batch in chunks(writes, TRACK_BATCH):
                 yield Step(self.send_chunk, batch, self.commit)
+                yield from self._full_subscription_batches()
+            yield None  # drain: every profile write confirmed before the last partial batches
+            yield from self._full_subscription_batches(flush=True)
             for batch in chunks(deletes, IDS_BATCH):
                 yield Step(self.send_deletes, batch, self.commit)
             for ev in chunks(plan.read_event_spool(), TRACK_BATCH):
@@ -223,6 +270,14 @@ class DestinationApplier:
         run_pipeline(steps(), max(1, self.client.settings.concurrency), result,
                      lambda n: progress(self.dest.name, n) if progress else None)
         return result
+
+
+@dataclass
+class SubscriptionOutcome:
+    group: str
+    state: str
+    ids: list[str]
+    reason: str | None  # None: Braze accepted the call
 
 
 @dataclass
@@ -248,9 +303,10 @@ def _processed_nothing(exc: BaseException) -> bool:
     return isinstance(exc, BrazeError) and not isinstance(exc, DeliveryUnknown)
 
 
-def run_pipeline(steps: Iterator[Step], workers: int, result: DestinationResult,
+def run_pipeline(steps: Iterator[Step | None], workers: int, result: DestinationResult,
                  progress: Callable[[int], None]) -> None:
     """Run steps on a thread pool with bounded work in flight; commit each as it finishes.
+    A None step waits for (and commits) everything in flight before the next one starts.
 
     On an error, steps not started are cancelled, finished ones are still committed (the
     ledger never loses a confirmed write), and the error is raised."""
@@ -283,6 +339,9 @@ def run_pipeline(steps: Iterator[Step], workers: int, result: DestinationResult,
 
         try:
             for step in steps:
+                if step is None:
+                    collect(wait(list(in_flight))[0])
+                    continue
                 in_flight[pool.submit(step.send, step.batch)] = step
                 if len(in_flight) >= workers * 2:
                     finished, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)

@@ -190,7 +190,9 @@ def apply(
             return
         console.print("[heading]Applied[/]")
         render.render_results(console, outcome.results)
-        if any(r.failed for r in outcome.results):
+        # Exit 1 when something needs a person: rejected records or events, or events whose
+        # delivery is unknown (check Braze, then `apply --resend-unknown`).
+        if any(r.failed or r.events_failed or r.events_unknown for r in outcome.results):
             raise typer.Exit(1)
 
 

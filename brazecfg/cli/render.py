@@ -218,3 +218,8 @@ def render_results(console: Console, results: list[DestinationResult]) -> None:
         if r.failed:
             console.print("  [muted]Failed records stay out of the ledger and are sent again by "
                           "the next apply.[/]")
+        if r.events_unknown:
+            console.print(f"  [warn]{r.events_unknown:,} events may or may not have reached Braze[/]"
+                          " (a 5xx, a timeout or a lost connection). They are not resent on their"
+                          " own: check Braze, then run `brazecfg apply --resend-unknown` to send"
+                          " them again.")

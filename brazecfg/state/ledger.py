@@ -239,6 +239,30 @@ class Ledger:
             db.execute("ROLLBACK")
             raise
 
+    def update_groups(self, destination: str, external_ids: Iterable[str], group: str, *,
+                      member: bool) -> None:
+        """Braze confirmed a subscription change: add or remove ``group`` for these records."""
+        db = self._write()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for ext_id in external_ids:
+                row = db.execute("SELECT groups FROM records WHERE destination = ? AND "
+                                 "external_id = ?", (destination, ext_id)).fetchone()
+                if row is None:
+                    continue  # its profile write was never confirmed: nothing to update
+                groups = set(json.loads(row[0]))
+                groups = groups | {group} if member else groups - {group}
+                db.execute("UPDATE records SET groups = ?, confirmed_at = ? WHERE destination = ? "
+                           "AND external_id = ?", (json.dumps(sorted(groups), separators=(",", ":")),
+                                                   _now(), destination, ext_id))
+                db.execute("DELETE FROM failures WHERE destination = ? AND external_id = ?",
+                           (destination, ext_id))
+            self._bump_generation(db)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
     @staticmethod
     def _bump_generation(db: sqlite3.Connection) -> None:
         db.execute("INSERT INTO meta(key, value) VALUES ('generation', '1') ON CONFLICT(key) "
