@@ -251,8 +251,8 @@ class DestinationApplier:
     # -- the whole destination: workers send, the main thread commits ----------------------
     def run(self, plan: DestinationPlan, progress: Progress | None = None) -> DestinationResult:
         result = DestinationResult(self.dest.name)
-        writes = (c for c in plan.read_spool() if c.action is not Action.DELETE)
-        deletes = (c for c in plan.read_spool() if c.action is Action.DELETE)
+        writes = plan.read_spool(deletes=False)
+        deletes = plan.read_spool(deletes=True)
 
         def steps() -> Iterator[Step | None]:
             for batch in chunks(writes, TRACK_BATCH):

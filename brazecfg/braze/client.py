@@ -126,6 +126,9 @@ class BrazeClient:
         with self._limiters_lock:
             if bucket not in self._limiters:
                 limit, window = self.settings.rate_limits.get(bucket, (250_000, 3600.0))
+                # Headroom of one request per worker: a request let out at the very end of a
+                # window can reach Braze in the next one and be one too many there.
+                limit = max(1, limit - self.settings.concurrency)
                 self._limiters[bucket] = SlidingWindowLimiter(limit, window, clock=self._clock,
                                                               sleep=self._sleep)
             return self._limiters[bucket]

@@ -124,11 +124,15 @@ class DestinationPlan:
             for line in f:
                 yield json.loads(line)
 
-    def read_spool(self) -> Iterator[RecordChange]:
+    def read_spool(self, deletes: bool | None = None) -> Iterator[RecordChange]:
+        """The spooled changes; only deletions (True) or only the rest (False) when asked,
+        told apart before parsing (sorted keys put the action first)."""
         if self.spool is None:
             return
         with self.spool.open(encoding="utf-8") as f:
             for line in f:
+                if deletes is not None and line.startswith('{"a":"delete",') != deletes:
+                    continue
                 yield RecordChange.from_json(line)
 
     def summary(self) -> dict[str, Any]:

@@ -39,15 +39,16 @@ class RecordBuilder:
         self.groups_attribute = destination.groups_attribute
         # Memberships the ledger follows: those Braze hears about, through subscription groups
         # or through the groups array attribute.
+        names = {f for f, *_ in self._fields}
+        if self.groups_attribute:
+            names.add(self.groups_attribute)
+        self._field_names = frozenset(names)  # read per field of every record: build once
         self.synced_groups = (model_groups if self.groups_attribute else frozenset()) | (
             self.subscribed_groups)
 
     @property
     def field_names(self) -> frozenset[str]:
-        names = {f for f, *_ in self._fields}
-        if self.groups_attribute:
-            names.add(self.groups_attribute)
-        return frozenset(names)
+        return self._field_names
 
     def build(self, row: ModelRow, issues: list[Issue]) -> Desired | None:
         """The desired record, or None when the row has no usable external id."""

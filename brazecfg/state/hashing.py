@@ -21,9 +21,13 @@ KEY_FILE = "hash.key"
 _CHECK_MESSAGE = b"brazecfg key check v1"
 
 
+# One encoder, built once: json.dumps with arguments builds a new one per call (hot in plan).
+_ENCODE = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+
+
 def canonical(value: Any) -> str:
     """The one JSON spelling of a value: sorted keys, no spaces, UTF-8 kept."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _ENCODE(value)
 
 
 class Hasher:
@@ -33,10 +37,12 @@ class Hasher:
         if len(key) < 16:
             raise StateError(f"the hash key must be at least 16 bytes; set {KEY_ENV} to a longer secret")
         self._key = key[:64]  # blake2b takes keys up to 64 bytes
+        self._keyed = hashlib.blake2b(key=self._key, digest_size=8)  # copied per hash: cheaper
 
     def field(self, name: str, value: Any) -> str:
-        msg = (name + "\x00" + canonical(value)).encode()
-        return hashlib.blake2b(msg, key=self._key, digest_size=8).hexdigest()
+        h = self._keyed.copy()
+        h.update((name + "\x00" + canonical(value)).encode())
+        return h.hexdigest()
 
     def check_value(self) -> str:
         """A value stored in the ledger to tell, later, whether the same key is in use."""
