@@ -41,7 +41,7 @@ class BrazeSettings:
     api_key: str = field(repr=False)
     timeout: float = 30.0
     max_retries: int = 8
-    concurrency: int = 8
+    concurrency: int = 16
     backoff_base: float = 0.5
     backoff_cap: float = 60.0
     rate_limits: dict[str, tuple[int, float]] = field(default_factory=lambda: dict(DEFAULT_LIMITS))

@@ -26,7 +26,7 @@ def braze_settings(app: App) -> BrazeSettings:
     return BrazeSettings(
         app=app.name, rest_endpoint=endpoint, api_key=key,
         timeout=float(opts.get("timeout_seconds", 30)),
-        concurrency=int(opts.get("concurrency", 8)),
+        concurrency=int(opts.get("concurrency", 16)),
         max_retries=int(opts.get("max_retries", 8)),
         rate_limits=limits,
     )
