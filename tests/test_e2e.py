@@ -205,3 +205,11 @@ def test_console_script_and_module_entry_points(project: Path) -> None:
     exe = Path(sys.executable).with_name("brazecfg")
     out = subprocess.run([str(exe), "--version"], capture_output=True, text=True, check=False)
     assert out.returncode == 0 and "brazecfg" in out.stdout
+
+
+def test_an_unreadable_saved_plan_is_a_clear_error(project: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "plan.json"
+    bad.write_text("{not json")
+    out = cli("apply", str(project), "--auto-approve", "--plan", str(bad))
+    assert out.exit_code == 1 and "cannot read the saved plan" in out.output
+    assert "unexpected error" not in out.output

@@ -48,6 +48,17 @@ class Clients:
             c.close()
 
 
+def _read_saved_plan(path: Path) -> dict[str, Any]:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise StalePlanError(f"cannot read the saved plan {path} ({exc}); make a new one with "
+                             "`brazecfg plan --out`") from None
+    if not isinstance(doc, dict):
+        raise StalePlanError(f"{path} is not a plan saved by `brazecfg plan --out`")
+    return doc
+
+
 def check_saved_plan(saved: dict[str, Any], plan: Plan) -> None:
     """Refuse a saved plan that no longer describes what would be sent now."""
     if saved.get("config_fingerprint") != plan.config_fingerprint:
@@ -91,7 +102,7 @@ def apply_project(project: Project, *, confirm: Callable[[Plan], bool],
                                  ledger=ledger, hasher=hasher, resend_unknown=resend_unknown,
                                  full_refresh=full_refresh)
                 if saved_plan is not None:
-                    check_saved_plan(json.loads(saved_plan.read_text(encoding="utf-8")), plan)
+                    check_saved_plan(_read_saved_plan(saved_plan), plan)
                 outcome = ApplyOutcome(plan)
                 if not plan.has_changes:
                     for dplan in plan.destinations:

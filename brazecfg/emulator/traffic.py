@@ -49,6 +49,13 @@ class RateLimiter:
 
     def take(self, path: str) -> Quota | None:
         """Counts one request against the path's bucket; None when the path has no limit."""
+        return self._quota(path, spend=True)
+
+    def peek(self, path: str) -> Quota | None:
+        """The quota as it stands, without spending any (for injected 429s)."""
+        return self._quota(path, spend=False)
+
+    def _quota(self, path: str, *, spend: bool) -> Quota | None:
         bucket = BUCKETS.get(path, path)
         if bucket not in self._limits:
             return None
@@ -59,24 +66,12 @@ class RateLimiter:
             seen_start, used = self._windows.get(bucket, (start, 0))
             if seen_start != start:
                 used = 0
-            allowed = used < limit
+            allowed = spend and used < limit
             if allowed:
                 used += 1
-            self._windows[bucket] = (start, used)
+            if spend:
+                self._windows[bucket] = (start, used)
         return Quota(limit, limit - used, math.ceil(start + window), allowed, now)
-
-    def peek(self, path: str) -> Quota | None:
-        """The quota as it stands, without spending any (for injected 429s)."""
-        bucket = BUCKETS.get(path, path)
-        if bucket not in self._limits:
-            return None
-        limit, window = self._limits[bucket]
-        now = self._clock()
-        start = math.floor(now / window) * window
-        with self._lock:
-            seen_start, used = self._windows.get(bucket, (start, 0))
-        used = used if seen_start == start else 0
-        return Quota(limit, limit - used, math.ceil(start + window), False, now)
 
     def reset(self) -> None:
         with self._lock:
