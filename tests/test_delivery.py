@@ -15,6 +15,7 @@ import pytest
 
 from brazecfg.emulator import Emulator, EmulatorConfig
 from brazecfg.state.hashing import Hasher, load_key
+from brazecfg.config.loader import load_project
 from brazecfg.state.ledger import Ledger, LedgerRecord
 from tests.braze.stub import TRUNCATE, Answer, Seen, Stub
 from tests.delivery_project import EVENT, GROUP_ID, Generated, make_project
@@ -68,8 +69,10 @@ def ledger_records(gen: Generated) -> dict[str, LedgerRecord]:
 
 def ledger_events(gen: Generated) -> dict[int, str]:
     """Event row id -> ledger state."""
+    spec = next(e for e in load_project(gen.root).destinations[DEST].events if e.name == EVENT)
     with Ledger(gen.root / ".brazecfg" / "ledger.sqlite", writable=False) as led:
-        return {int(k): state for k, state in led.stream_events(DEST, EVENT)}
+        # The state keys a stream by its identity (source, key column, type), not its name.
+        return {int(k): state for k, state in led.stream_events(DEST, spec.identity)}
 
 
 def event_rows(held: dict[str, dict[str, Any]]) -> Counter[int]:

@@ -140,7 +140,7 @@ def test_lockfile_is_deterministic_and_holds_no_personal_data(project: Path) -> 
     lock = (project / "brazecfg.lock.json").read_text()
     assert "@example.com" not in lock and "Lovelace" not in lock and "local-emulator-key" not in lock
     doc = json.loads(lock)
-    assert doc["destinations"] == {"braze_users": {"records": 12}}
+    assert doc["destinations"] == {"braze_users": {"events": 0, "records": 12}}
     assert "destination/braze_users" in doc["resources"]
     (project / "brazecfg.lock.json").unlink()
     cli("apply", str(project), "--auto-approve", "--now", NOW)

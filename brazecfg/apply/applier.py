@@ -244,6 +244,21 @@ class DestinationApplier:
         result.events_failed += len(outcome.reasons)
         result.events_sent += len(outcome.batch) - len(outcome.reasons)
 
+    def _to_send(self, items: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        """The spooled event rows to send; rows the plan only marks (starting over: delivery
+        unknown) are recorded as such, 500 at a time, and never sent."""
+        marks: list[dict[str, Any]] = []
+        for item in items:
+            if "mark" in item:
+                marks.append(item)
+                if len(marks) >= 500:
+                    self._mark(marks, "unknown")
+                    marks = []
+            else:
+                yield item
+        if marks:
+            self._mark(marks, "unknown")
+
     def _unsent(self, batch: list[dict[str, Any]]) -> None:
         """A batch marked "sending" that never left: safe to send again next time."""
         self._mark(batch, "failed", {i: "not sent: the apply stopped first" for i in range(len(batch))})
@@ -262,7 +277,7 @@ class DestinationApplier:
             yield from self._full_subscription_batches(flush=True)
             for batch in chunks(deletes, IDS_BATCH):
                 yield Step(self.send_deletes, batch, self.commit)
-            for ev in chunks(plan.read_event_spool(), TRACK_BATCH):
+            for ev in chunks(self._to_send(plan.read_event_spool()), TRACK_BATCH):
                 # Marked before the request leaves: a crash now leaves "sending", never a resend.
                 self._mark(ev, "sending")
                 yield Step(self.send_events, ev, self._commit_events, on_cancel=self._unsent)

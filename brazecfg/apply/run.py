@@ -17,7 +17,7 @@ from brazecfg.errors import AbortedError, StalePlanError
 from brazecfg.model.resources import App, Project
 from brazecfg.plan.config_diff import key_hashes
 from brazecfg.plan.definition import DestinationPlan, Plan
-from brazecfg.plan.planner import hasher_for, make_plan
+from brazecfg.plan.planner import hasher_for, make_plan, read_binding
 from brazecfg.state.hashing import load_key
 from brazecfg.state.ledger import Ledger
 from brazecfg.state.lock import exclusive
@@ -75,11 +75,36 @@ def check_saved_plan(saved: dict[str, Any], plan: Plan) -> None:
                                  "saved plan was made; run `brazecfg plan --out` again")
 
 
-def _advance_watermark(ledger: Ledger, dplan: DestinationPlan, failed: int) -> None:
-    """The next incremental read starts where this run's read started, but only when every
-    record was confirmed: a failed record must be read again next time."""
-    if failed == 0 and dplan.next_watermark:
+def _advance_watermark(ledger: Ledger, dplan: DestinationPlan) -> None:
+    """The next incremental read starts where this run's read started. Records Braze rejected
+    are kept in the state's failures and read again by key next time, so one record Braze
+    keeps rejecting never turns incremental reads off."""
+    if dplan.next_watermark:
         ledger.set_watermark(dplan.destination, dplan.next_watermark)
+
+
+def _prepare_state(ledger: Ledger, dplan: DestinationPlan) -> None:
+    """Before anything is sent: make the state describe what the plan was made against.
+
+    A declared move renames the destination's state; a stream kept under an old key (its
+    legacy name, or a declared move) takes its identity; another Braze workspace replaces the
+    destination's state and records the new workspace at once, so a crash mid-apply never
+    wipes what the new workspace already confirmed."""
+    name = dplan.destination
+    if dplan.state_name and dplan.state_name != name:
+        ledger.rename_destination(dplan.state_name, name)
+    for old, new in sorted(dplan.stream_renames.items()):
+        ledger.rename_stream(name, old, new)
+    if dplan.reset_state:
+        ledger.forget_destination(name)
+        ledger.set_meta(f"binding:{name}", json.dumps(
+            {"workspace": dplan.bindings.get("workspace"), "groups": {}}, sort_keys=True))
+
+
+def _record_bindings(ledger: Ledger, dplan: DestinationPlan) -> None:
+    if dplan.bindings:
+        ledger.set_meta(f"binding:{dplan.destination}", json.dumps(dplan.bindings,
+                                                                   sort_keys=True))
 
 
 def apply_project(project: Project, *, confirm: Callable[[Plan], bool],
@@ -87,46 +112,59 @@ def apply_project(project: Project, *, confirm: Callable[[Plan], bool],
                   progress: Progress | None = None,
                   on_wait: Callable[[str], None] | None = None,
                   clients: Clients | None = None, resend_unknown: bool = False,
-                  full_refresh: bool = False) -> ApplyOutcome:
+                  full_refresh: bool = False, start_over: bool = False) -> ApplyOutcome:
     paths = StatePaths.of(project.settings)
     clients = clients or Clients()
     try:
         with exclusive(paths.apply_lock, on_wait=on_wait), \
                 tempfile.TemporaryDirectory(prefix="brazecfg-spool-") as spool:
-            load_key(paths.state_dir, create=True)
             with Ledger(paths.ledger, writable=True) as ledger:
+                # A state written with a key that is gone is an error (hasher_for says so),
+                # never a fresh random key, which would make every hash differ.
+                if ledger.key_check is None:
+                    load_key(paths.state_dir, create=True)
                 hasher = hasher_for(paths, ledger, create=True)
                 if ledger.key_check is None:
                     ledger.set_key_check(hasher.check_value())
                 plan = make_plan(project, now=now, clients=clients, spool_dir=Path(spool),
                                  ledger=ledger, hasher=hasher, resend_unknown=resend_unknown,
-                                 full_refresh=full_refresh)
+                                 full_refresh=full_refresh, start_over=start_over)
                 if saved_plan is not None:
                     check_saved_plan(_read_saved_plan(saved_plan), plan)
                 outcome = ApplyOutcome(plan)
                 if not plan.has_changes:
                     for dplan in plan.destinations:
-                        _advance_watermark(ledger, dplan, failed=0)
+                        _advance_watermark(ledger, dplan)
+                        if read_binding(ledger, dplan.destination) is None:
+                            _record_bindings(ledger, dplan)  # states from before bindings
                     return outcome
                 if not confirm(plan):
                     raise AbortedError("apply cancelled; nothing was sent")
                 for dplan in plan.destinations:
                     dest = project.destinations[dplan.destination]
+                    _prepare_state(ledger, dplan)
                     applier = DestinationApplier(project, dest, clients(project.apps[dest.app]),
                                                  ledger)
                     result = applier.run(dplan, progress)
                     outcome.results.append(result)
-                    _advance_watermark(ledger, dplan, failed=result.failed)
-                for gone in ledger.destinations():
-                    if gone not in project.destinations:
-                        ledger.forget_destination(gone)
+                    _advance_watermark(ledger, dplan)
+                    _record_bindings(ledger, dplan)
+                # A destination removed from the config keeps its state (its users stay in
+                # Braze as they are) until `brazecfg state rm`: nothing is forgotten in silence.
                 write_lockfile(paths.lockfile, Lockfile(
                     resources=dict(plan.fingerprints),
                     declared={r.ref: key_hashes(dict(r.declared)) for r in project.all()},
-                    destinations={d: {"records": ledger.count(d)}
-                                  for d in sorted(project.destinations)},
+                    destinations={d: _confirmed(ledger, d) for d in sorted(project.destinations)},
                 ))
                 outcome.applied = True
                 return outcome
     finally:
         clients.close()
+
+
+def _confirmed(ledger: Ledger, destination: str) -> dict[str, int]:
+    """What the lockfile remembers of a destination's state: a later plan that finds the state
+    empty while these say otherwise refuses to plan everything anew."""
+    states = ledger.event_states(destination)
+    return {"records": ledger.count(destination),
+            "events": sum(n for st, n in states.items() if st != "failed")}

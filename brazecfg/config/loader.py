@@ -187,7 +187,7 @@ class _Loader:
         if problems:
             return None
         key_locations = {k: doc.location([k], at="key") for k in value}
-        return build_resource(rendered.value, value, doc.location(), key_locations)
+        return build_resource(rendered.value, rendered.public, doc.location(), key_locations)
 
 
 def _name_paths(value: dict[str, Any]) -> list[tuple[PathElem, ...]]:

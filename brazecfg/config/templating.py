@@ -53,10 +53,12 @@ class Renderer:
         self._jinja.globals.clear()  # no range/dict/lipsum/cycler/joiner/namespace
         self._jinja.globals.update(env=self._env, var=self._var, vars=self._vars)
         self._seen: list[str] = []  # env values read while rendering, redacted from errors
+        self._env_used = False
 
     def _env(self, name: str, default: Any = None) -> Any:
         if not isinstance(name, str):
             raise TemplateProblem("env() takes the name of an environment variable as text")
+        self._env_used = True
         if name in self._environ:
             value = self._environ[name]
             self._seen.append(value)
@@ -70,9 +72,15 @@ class Renderer:
             return self._vars[name]
         raise _UnknownVar(name)
 
+    @property
+    def read_env(self) -> bool:
+        """Whether the last render read an environment variable (its value may be a secret)."""
+        return bool(self._env_used)
+
     def render(self, text: str) -> str:
         """Render one template string. Raises TemplateProblem."""
         self._seen = []
+        self._env_used = False
         try:
             return self._jinja.from_string(text).render()
         except TemplateProblem:
@@ -116,6 +124,10 @@ class Rendered:
     value: Any
     diagnostics: list[Diagnostic] = field(default_factory=list)
     failed: set[tuple[PathElem, ...]] = field(default_factory=set)  # paths left unrendered
+    # The value with only the templates that read no environment variable rendered (vars and
+    # literals are committed, so not secret): what fingerprints and config diffs see, so a
+    # changed var changes the fingerprint while an env() value (a possible secret) never does.
+    public: Any = None
 
 
 def render_document(doc: Document, renderer: Renderer, *, resource: str = "",
@@ -123,6 +135,7 @@ def render_document(doc: Document, renderer: Renderer, *, resource: str = "",
     """A copy of the document's value (or of ``value`` found at ``base``) with every template
     string rendered; a string that fails keeps its text and gets a diagnostic at its location."""
     out = Rendered(None)
+    public: dict[tuple[PathElem, ...], Any] = {}
 
     def walk(v: Any, path: tuple[PathElem, ...]) -> Any:
         if isinstance(v, dict):
@@ -131,12 +144,24 @@ def render_document(doc: Document, renderer: Renderer, *, resource: str = "",
             return [walk(x, (*path, i)) for i, x in enumerate(v)]
         if is_template(v):
             try:
-                return renderer.render(v)
+                rendered = renderer.render(v)
+                if not renderer.read_env:
+                    public[path] = rendered
+                return rendered
             except TemplateProblem as p:
                 out.diagnostics.append(
                     Diagnostic(doc.location(path), p.message, resource=resource, hint=p.hint))
                 out.failed.add(path)
         return v
 
-    out.value = walk(doc.value if value is None and not base else value, base)
+    def keep(v: Any, path: tuple[PathElem, ...]) -> Any:
+        if isinstance(v, dict):
+            return {k: keep(x, (*path, k)) for k, x in v.items()}
+        if isinstance(v, list):
+            return [keep(x, (*path, i)) for i, x in enumerate(v)]
+        return public.get(path, v)
+
+    start = doc.value if value is None and not base else value
+    out.value = walk(start, base)
+    out.public = keep(start, base)
     return out

@@ -94,4 +94,5 @@ def build_settings(data: Mapping[str, Any], root: Path) -> ProjectSettings:
     state = data.get("state") or {}
     return ProjectSettings(
         name=data["name"], root=str(root.resolve()), vars=_plain(dict(data.get("vars") or {})),
-        state_dir=state.get("dir", ".brazecfg"), lockfile=state.get("lockfile", "brazecfg.lock.json"))
+        state_dir=state.get("dir", ".brazecfg"), lockfile=state.get("lockfile", "brazecfg.lock.json"),
+        moved=tuple((m["from"], m["to"]) for m in data.get("moved") or []))

@@ -266,11 +266,19 @@ class Checker:
                                   f"{self.groups[sub.group].model!r}, not {d.model!r}",
                          f"list groups of model {d.model} only")
         seen_events: set[str] = set()
+        identities: dict[str, str] = {}
         for i, ev in enumerate(d.events):
             if ev.name in seen_events:
                 self.add(d, ["events", i, "name"], f"two events are named {ev.name!r}",
                          "event names are unique within a destination: rename one")
             seen_events.add(ev.name)
+            if ev.identity in identities:
+                self.add(d, ["events", i, "id" if ev.id else "source"],
+                         f"events {identities[ev.identity]!r} and {ev.name!r} read the same rows "
+                         f"as the same type (identity {ev.identity!r}), so the state could not "
+                         "tell their rows apart",
+                         "give one of them an id: (a name that never changes)")
+            identities.setdefault(ev.identity, ev.name)
             path = ["events", i, "source"]
             if self.ref(d, path, "source", ev.source) and self.sources[ev.source].model != d.model:
                 self.add(d, path, f"source {ev.source!r} belongs to model "

@@ -144,6 +144,13 @@ class EventSpec:
     currency: str | None = None  # column
     currency_code: str | None = None  # literal, e.g. USD
     since: str | None = None  # ISO date-time: older rows are never sent (no history backfill)
+    id: str | None = None  # the stream's identity in the state, when not derived (see identity)
+
+    @property
+    def identity(self) -> str:
+        """What keys this stream's rows in the state: its source, key column and type (or an
+        explicit ``id``), never its display name, so renaming ``name`` resends nothing."""
+        return self.id or f"{self.source}:{self.key}:{self.type}"
 
 
 @dataclass(frozen=True)
@@ -172,6 +179,9 @@ class ProjectSettings:
     vars: Mapping[str, Any] = field(default_factory=dict)
     state_dir: str = ".brazecfg"  # relative to root: ledger + local hash key
     lockfile: str = "brazecfg.lock.json"  # relative to root
+    # Declared renames (Terraform's moved blocks): (from ref, to ref), e.g.
+    # ("destination/old", "destination/new") or ("destination/d/events/a", "destination/d/events/b").
+    moved: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,14 @@ class RecordChange:
             "leaves": list(self.leaves),
         }, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
 
+    def digest_line(self) -> str:
+        """What a saved plan is bound to: the change without its field hashes, which depend on
+        the hash key (a fresh project has none until its first apply), so the same inputs
+        always give the same digest."""
+        return json.dumps([self.action.value, self.external_id, self.attributes,
+                           sorted(self.groups), list(self.joins), list(self.leaves)],
+                          separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+
     @classmethod
     def from_json(cls, line: str) -> RecordChange:
         d = json.loads(line)
@@ -99,6 +107,13 @@ class DestinationPlan:
     events_unknown: Counter[str] = field(default_factory=Counter)  # stream -> delivery unknown
     read_since: str | None = None  # incremental read: records changed since this time
     full_read_reason: str = ""  # why a full read, when incremental reads were possible
+    late_records: int = 0  # incremental: records read by key (not in the state, or failed)
+    state_name: str = ""  # the name the state holds this destination under (a declared move)
+    moved_from: str = ""  # why state_name differs from destination, for the plan
+    binding_changes: list[str] = field(default_factory=list)  # what the state described, changed
+    bindings: dict[str, Any] = field(default_factory=dict, repr=False)  # written once applied
+    reset_state: bool = False  # another workspace: the old state is replaced on apply
+    stream_renames: dict[str, str] = field(default_factory=dict)  # stream key in state -> identity
     next_watermark: dict[str, str] = field(default_factory=dict, repr=False)
     spool: Path | None = field(default=None, repr=False)
     event_spool: Path | None = field(default=None, repr=False)
@@ -116,6 +131,12 @@ class DestinationPlan:
     @property
     def changes(self) -> int:
         return sum(self.counts[a.value] for a in Action) + sum(self.events_to_send.values())
+
+    @property
+    def state_changes(self) -> bool:
+        """A move, a rename or a binding to record, even when no record changes."""
+        return bool(self.moved_from or self.stream_renames or self.binding_changes
+                    or self.reset_state)
 
     def read_event_spool(self) -> Iterator[dict[str, Any]]:
         if self.event_spool is None:
@@ -154,8 +175,23 @@ class DestinationPlan:
             "failed_last_time": {"count": self.failed_last_time,
                                  "first": [vars(i) for i in self.failed_samples]},
             "read_since": self.read_since,
+            "full_read_reason": None if self.read_since else self.full_read_reason,
+            "read_by_key": self.late_records,
+            "moved_from": self.moved_from or None,
+            "binding_changes": list(self.binding_changes),
+            "stream_renames": dict(sorted(self.stream_renames.items())),
             "digest": self.digest,
         }
+
+
+@dataclass(frozen=True)
+class RemovedDestination:
+    """A destination the state knows and the config no longer declares: its users stay in
+    Braze as they are, and its state is kept until `brazecfg state rm`."""
+
+    name: str
+    records: int
+    event_rows: int
 
 
 @dataclass
@@ -165,10 +201,12 @@ class Plan:
     config_fingerprint: str
     ledger_generation: int
     fingerprints: dict[str, str] = field(default_factory=dict)
+    removed_destinations: tuple[RemovedDestination, ...] = ()
 
     @property
     def has_changes(self) -> bool:
-        return bool(self.config_changes) or any(d.changes for d in self.destinations)
+        return bool(self.config_changes) or any(d.changes or d.state_changes
+                                                for d in self.destinations)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -179,4 +217,5 @@ class Plan:
             "config_changes": [{"action": c.action.value, "resource": c.ref, "keys": list(c.keys)}
                                for c in self.config_changes],
             "destinations": [d.summary() for d in self.destinations],
+            "removed_destinations": [vars(r) for r in self.removed_destinations],
         }

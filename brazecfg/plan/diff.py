@@ -9,9 +9,9 @@ buffers are a few samples and, in enrich mode, up to 50 ids waiting for an exist
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import IO
 
-from brazecfg.errors import WarehouseError
 from brazecfg.model.resources import Destination, Project
 from brazecfg.plan.definition import (
     ISSUE_SAMPLE_SIZE,
@@ -21,6 +21,7 @@ from brazecfg.plan.definition import (
     Issue,
     RecordChange,
 )
+from brazecfg.plan.merge import KeyCursor, merge_join, ordered
 from brazecfg.plan.records import Desired, RecordBuilder
 from brazecfg.state.hashing import Hasher
 from brazecfg.state.ledger import LedgerRecord
@@ -31,56 +32,37 @@ ExistsCheck = Callable[[list[str]], set[str]]
 EXISTS_BATCH = 50
 
 
-def _ordered(rows: Iterable[ModelRow], issues: list[Issue], skipped: list[int]
-             ) -> Iterator[ModelRow]:
-    """Guard the merge's precondition; drop rows with no key and duplicate keys (reported)."""
-    previous: str | None = None
-    for row in rows:
-        if row.key is None or row.key == "":
-            issues.append(Issue("", "external_id", "a row has an empty primary key; it is skipped"))
-            skipped[0] += 1
-            continue
-        if previous is not None:
-            if row.key == previous:
-                issues.append(Issue(row.key, "external_id",
-                                    "duplicate primary key in the primary source; only the first row is used"))
+def _unique_rows(rows: Iterable[ModelRow], issues: list[Issue], skipped: list[int]
+                 ) -> Iterator[ModelRow]:
+    """Model rows in checked key order (:func:`ordered`); rows with no key and duplicate keys
+    are dropped and reported (the warehouse sorts duplicates deterministically, so the same
+    row always wins)."""
+    def keyed() -> Iterator[ModelRow]:
+        for row in rows:
+            if row.key is None or row.key == "":  # NULL keys sort last; never part of the order
+                issues.append(Issue("", "external_id",
+                                    "a row has an empty primary key; it is skipped"))
                 skipped[0] += 1
                 continue
-            if row.key < previous:
-                raise WarehouseError(
-                    "the warehouse returned records out of key order "
-                    f"({row.key!r} after {previous!r}); its collation must compare bytes")
+            yield row
+
+    previous: str | None = None
+    for row in ordered(keyed(), _row_key, what="model rows"):
+        if row.key == previous:
+            issues.append(Issue(row.key, "external_id",
+                                "duplicate primary key in the primary source; only the first row is used"))
+            skipped[0] += 1
+            continue
         previous = row.key
         yield row
 
 
-def merge(rows: Iterator[ModelRow], ledger: Iterator[LedgerRecord]
-          ) -> Iterator[tuple[ModelRow | None, LedgerRecord | None]]:
-    r = next(rows, None)
-    led = next(ledger, None)
-    while r is not None or led is not None:
-        if led is None or (r is not None and r.key < led.external_id):
-            yield r, None
-            r = next(rows, None)
-        elif r is None or led.external_id < r.key:
-            yield None, led
-            led = next(ledger, None)
-        else:
-            yield r, led
-            r, led = next(rows, None), next(ledger, None)
+def _row_key(row: ModelRow) -> str:
+    return row.key or ""
 
 
-class KeyCursor:
-    """Membership tests against a sorted key stream, for increasing keys, in one pass."""
-
-    def __init__(self, keys: Iterator[str]) -> None:
-        self._keys = keys
-        self._current = next(keys, None)
-
-    def contains(self, key: str) -> bool:
-        while self._current is not None and self._current < key:
-            self._current = next(self._keys, None)
-        return self._current == key
+def _ledger_key(record: LedgerRecord) -> str:
+    return record.external_id
 
 
 class _Diff:
@@ -108,10 +90,9 @@ class _Diff:
             plan.leaves[g] += 1
         if sum(1 for s in plan.samples if s.action is change.action) < SAMPLE_SIZE:
             plan.samples.append(change)
-        line = change.to_json()
-        plan.add_to_digest(line)
+        plan.add_to_digest(change.digest_line())
         if self.spool is not None:
-            self.spool.write(line + "\n")
+            self.spool.write(change.to_json() + "\n")
 
     def _flush_issues(self) -> None:
         for issue in self.issues:
@@ -160,18 +141,20 @@ class _Diff:
             if fields.get(f) != h:
                 attrs[f] = v
                 fields[f] = h
-        for f in list(fields):
-            if f not in self.builder.field_names:  # no longer mapped
-                if self.mode == "sync":
+        if self.mode == "sync":
+            for f in list(fields):
+                if f not in self.builder.field_names:  # no longer mapped
                     attrs[f] = None  # config is the truth: remove what brazecfg put there
-                del fields[f]  # other modes: leave Braze's value, stop tracking it
+                    del fields[f]
+        # Other modes leave Braze's value and keep its hash: a field brazecfg once wrote stays
+        # tracked on every record alike, so a later switch back to sync removes it everywhere
+        # (forgetting it on the records written meanwhile would leave them stale for good).
         joins = tuple(sorted((want.groups - had.groups) & self.builder.subscribed_groups))
         leaving = had.groups - want.groups
         leaves = tuple(sorted(leaving & self.builder.subscribed_groups)) if (
             self.dest.unsubscribe_on_leave) else ()
         if not attrs and want.groups == had.groups:
-            # Nothing to send. A field that left the mapping in additive/enrich mode is only
-            # forgotten when the record is next written: not worth a write of its own.
+            # Nothing to send.
             self.plan.counts["unchanged"] += 1
             return
         self.emit(RecordChange(Action.UPDATE, want.external_id, attrs, fields, want.groups,
@@ -183,41 +166,114 @@ class _Diff:
         else:
             self.plan.counts["kept"] += 1  # additive and enrich never delete
 
-    def run(self, rows: Iterable[ModelRow], ledger: Iterator[LedgerRecord],
-            keys: Iterator[str] | None) -> DestinationPlan:
+    def run(self, rows: Iterable[ModelRow], ledger: Iterable[LedgerRecord],
+            keys: Iterable[str] | None, recheck: frozenset[str]) -> list[Refetch]:
+        """The merge. Returns the records an incremental read could not judge from its rows:
+        keys in the warehouse that neither the changed rows nor the state hold (a row that
+        arrived late or with an old ``updated_at``, a user enrich skipped, a create Braze
+        refused) and ``recheck`` ids (records Braze rejected last time). The caller reads
+        them by key and passes them to :meth:`finish`."""
         skipped = [0]
-        present = KeyCursor(keys) if keys is not None else None
-        for row, had in merge(_ordered(rows, self.issues, skipped), ledger):
+        refetch: list[Refetch] = []
+        present = KeyCursor(keys, what="record keys") if keys is not None else None
+
+        def missed(key: str) -> None:
+            refetch.append(Refetch(key, None))
+            if len(refetch) > REFETCH_LIMIT:
+                raise TooManyToRefetch(len(refetch))
+
+        state = ordered(ledger, _ledger_key, what="records", state=True)
+        for row, had in merge_join(_unique_rows(rows, self.issues, skipped), state,
+                                   _row_key, _ledger_key):
             if row is None:
                 assert had is not None
-                if present is not None and present.contains(had.external_id):
-                    self.plan.counts["unchanged"] += 1  # incremental: not changed since
+                if present is not None and present.contains(had.external_id, missed):
+                    if had.external_id in recheck:
+                        refetch.append(Refetch(had.external_id, had))
+                        if len(refetch) > REFETCH_LIMIT:
+                            raise TooManyToRefetch(len(refetch))
+                    else:
+                        self.plan.counts["unchanged"] += 1  # incremental: not changed since
                 else:
                     self.gone(had)
                 continue
-            want = self.builder.build(row, self.issues)
-            if want is None:
-                # A bad row is skipped, never taken for a deletion of what Braze holds.
-                self.plan.counts["skipped"] += 1
-            elif had is None:
-                self.new_record(want)
-            else:
-                self.existing_record(want, had)
-            if self.issues:
-                self._flush_issues()
+            if present is not None:
+                present.contains(row.key, missed)
+            self.record(row, had)
+        if present is not None:
+            for k in present.rest():
+                missed(k)
+        self.plan.counts["skipped"] += skipped[0]
+        return refetch
+
+    def record(self, row: ModelRow, had: LedgerRecord | None) -> None:
+        want = self.builder.build(row, self.issues)
+        if want is None:
+            # A bad row is skipped, never taken for a deletion of what Braze holds.
+            self.plan.counts["skipped"] += 1
+        elif had is None:
+            self.new_record(want)
+        else:
+            self.existing_record(want, had)
+        if self.issues:
+            self._flush_issues()
+
+    def finish(self, refetched: Iterable[tuple[ModelRow, LedgerRecord | None]]) -> DestinationPlan:
+        for row, had in refetched:
+            self.record(row, had)
         self._check_existing()
         self._flush_issues()
-        self.plan.counts["skipped"] += skipped[0]
         return self.plan
+
+
+@dataclass(frozen=True)
+class Refetch:
+    """A record to read by key after the merge, with what the state holds for it."""
+
+    key: str
+    had: LedgerRecord | None
 
 
 def diff_destination(project: Project, destination: Destination, rows: Iterable[ModelRow],
                      ledger: Iterator[LedgerRecord], hasher: Hasher, *,
                      spool: IO[str] | None = None, exists: ExistsCheck | None = None,
-                     keys: Iterator[str] | None = None) -> DestinationPlan:
+                     keys: Iterator[str] | None = None, recheck: frozenset[str] = frozenset(),
+                     fetch: Fetch | None = None) -> DestinationPlan:
     """Compare what the warehouse wants with what Braze confirmed, for one destination.
 
     Incremental reads pass only the records changed since the last run as ``rows``, and
     ``keys``, every record key: a ledger record absent from ``rows`` is then unchanged if its
-    key is still in ``keys``, and gone (a deletion) otherwise."""
-    return _Diff(project, destination, hasher, spool, exists).run(rows, ledger, keys)
+    key is still in ``keys``, and gone (a deletion) otherwise. A key in ``keys`` that is in
+    neither ``rows`` nor the state, and every ``recheck`` id, is read again with ``fetch``
+    (records by key): an incremental read never misses a record the state does not have."""
+    diff = _Diff(project, destination, hasher, spool, exists)
+    refetch = diff.run(rows, ledger, keys, recheck)
+    if refetch and fetch is None:
+        raise AssertionError("an incremental diff needs a fetch function")
+    if refetch:
+        assert fetch is not None
+        diff.plan.late_records = len(refetch)
+    return diff.finish(_refetched(refetch, fetch) if refetch and fetch else ())
+
+
+Fetch = Callable[[list[str]], Iterator[ModelRow]]
+REFETCH_BATCH = 1000
+# Past this many records to read by key, one full read is cheaper than the key lookups.
+REFETCH_LIMIT = 5000
+
+
+class TooManyToRefetch(Exception):
+    """An incremental read would need too many lookups by key: read everything instead."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        super().__init__(n)
+
+
+def _refetched(refetch: list[Refetch], fetch: Fetch
+               ) -> Iterator[tuple[ModelRow, LedgerRecord | None]]:
+    for i in range(0, len(refetch), REFETCH_BATCH):
+        part = {r.key: r.had for r in refetch[i:i + REFETCH_BATCH]}
+        for row in fetch(sorted(part)):
+            if row.key in part:
+                yield row, part.pop(row.key)

@@ -20,6 +20,7 @@ from typing import IO, Any
 
 from brazecfg.model.resources import EventSpec
 from brazecfg.plan.definition import ISSUE_SAMPLE_SIZE, DestinationPlan, Issue
+from brazecfg.plan.merge import merge_join, ordered
 from brazecfg.plan.values import MAX_STRING, ValueProblem, normalise
 from brazecfg.warehouse.base import EventRow
 
@@ -70,31 +71,65 @@ def build_object(spec: EventSpec, row: EventRow, update_existing_only: bool) -> 
     return obj
 
 
-def merge_keys(rows: Iterator[EventRow], known: Iterator[tuple[str, str]]
+def merge_keys(rows: Iterable[EventRow], known: Iterable[tuple[str, str]]
                ) -> Iterator[tuple[EventRow, str | None]]:
-    """Each source row with the ledger's state for its key (None: never sent)."""
-    k = next(known, None)
-    for row in rows:
-        while k is not None and k[0] < row.key:
-            k = next(known, None)  # rows gone from the source: nothing to do
-        if k is not None and k[0] == row.key:
-            yield row, k[1]
-            k = next(known, None)
-        else:
-            yield row, None
+    """Each source row with the state's delivery state for its key (None: never sent).
+
+    Both streams go through the one merge primitive, which refuses out-of-order input: an
+    unordered stream would take a row already sent for a new one and send it twice."""
+    source = ordered(rows, _event_key, what="event rows")
+    state = ordered(known, _known_key, what="event rows", state=True)
+    for row, k in merge_join(source, state, _event_key, _known_key):
+        if row is not None:
+            yield row, None if k is None else k[1]
+
+
+def _event_key(row: EventRow) -> str:
+    return row.key
+
+
+def _known_key(item: tuple[str, str]) -> str:
+    return item[0]
 
 
 def diff_events(plan: DestinationPlan, spec: EventSpec, rows: Iterable[EventRow],
-                known: Iterator[tuple[str, str]], *, update_existing_only: bool,
-                resend_unknown: bool, spool: IO[str] | None) -> None:
-    """Count (and spool, for apply) the rows of one event stream that must be sent."""
+                known: Iterable[tuple[str, str]], *, update_existing_only: bool,
+                resend_unknown: bool, spool: IO[str] | None, stream: str | None = None,
+                assume_unknown: bool = False) -> None:
+    """Count (and spool, for apply) the rows of one event stream that must be sent.
+
+    ``stream`` is the stream's identity in the state (default: its name). A row with no key
+    cannot be remembered, so it is reported and never sent (sending it would either repeat
+    it on every run or hide every other key-less row).
+
+    ``assume_unknown`` (starting over from an empty state while the lockfile says events were
+    sent): a row the state does not know may have reached Braze, so it is counted as delivery
+    unknown and recorded as such on apply, never sent on its own."""
+    stream = stream or spec.name
     previous: str | None = None
-    for row, state in merge_keys(iter(rows), known):
+
+    def keyed() -> Iterator[EventRow]:
+        for row in rows:
+            if row.key == "":
+                _issue(plan, Issue("", spec.name, f"an event row has an empty key ({spec.key}); "
+                                   "it is not sent"))
+                continue
+            yield row
+
+    for row, state in merge_keys(keyed(), known):
         if row.key == previous:
             _issue(plan, Issue(row.key, spec.name, "duplicate event key; only the first row is used"))
             continue
         previous = row.key
         if state == "sent":
+            continue
+        if state is None and assume_unknown:
+            plan.events_unknown[spec.name] += 1
+            if spool is not None:
+                spool.write(json.dumps({"stream": stream, "key": row.key, "mark": "unknown"},
+                                       separators=(",", ":"), ensure_ascii=False,
+                                       sort_keys=True) + "\n")
+            plan.add_to_digest(f"{stream}\x00{row.key}\x00unknown")
             continue
         if state in UNSURE:
             plan.events_unknown[spec.name] += 1
@@ -107,10 +142,10 @@ def diff_events(plan: DestinationPlan, spec: EventSpec, rows: Iterable[EventRow]
             continue
         plan.events_to_send[spec.name] += 1
         if spool is not None:
-            spool.write(json.dumps({"stream": spec.name, "key": row.key, "type": spec.type,
+            spool.write(json.dumps({"stream": stream, "key": row.key, "type": spec.type,
                                     "obj": obj}, separators=(",", ":"), ensure_ascii=False,
                                    sort_keys=True) + "\n")
-        plan.add_to_digest(f"{spec.name}\x00{row.key}")
+        plan.add_to_digest(f"{stream}\x00{row.key}")
 
 
 def _issue(plan: DestinationPlan, issue: Issue) -> None:

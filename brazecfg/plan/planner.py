@@ -7,8 +7,9 @@ spool file so the record changes it will send are exactly the ones this plan cou
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Callable
+import hashlib
+import json
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -17,12 +18,18 @@ from brazecfg.errors import StateError
 from brazecfg.model.graph import fingerprints as resource_fingerprints
 from brazecfg.model.resources import App, Destination, Project
 from brazecfg.plan.config_diff import config_fingerprint, diff_config
-from brazecfg.plan.definition import ISSUE_SAMPLE_SIZE, DestinationPlan, Issue, Plan
-from brazecfg.plan.diff import ExistsCheck, diff_destination
+from brazecfg.plan.definition import (
+    ISSUE_SAMPLE_SIZE,
+    DestinationPlan,
+    Issue,
+    Plan,
+    RemovedDestination,
+)
+from brazecfg.plan.diff import REFETCH_LIMIT, ExistsCheck, TooManyToRefetch, diff_destination
 from brazecfg.plan.events import diff_events
 from brazecfg.state.hashing import Hasher, load_key
-from brazecfg.state.ledger import Ledger
-from brazecfg.state.lockfile import read_lockfile
+from brazecfg.state.ledger import Ledger, LedgerRecord
+from brazecfg.state.lockfile import Lockfile, read_lockfile
 from brazecfg.state.paths import StatePaths
 from brazecfg.warehouse.base import Warehouse
 from brazecfg.warehouse.connect import connect
@@ -39,7 +46,9 @@ def hasher_for(paths: StatePaths, ledger: Ledger, *, create: bool) -> Hasher:
             raise StateError(
                 f"the ledger {paths.ledger} was written with a hash key that is not here; "
                 f"restore {paths.state_dir / 'hash.key'} or set BRAZECFG_HASH_KEY")
-        return Hasher(secrets.token_bytes(32))
+        # Nothing to compare against: every field is new. A fixed key keeps the plan a pure
+        # function of its inputs; the digest never depends on field hashes anyway.
+        return Hasher(b"brazecfg: no hash key yet, empty state")
     hasher = Hasher(key)
     if ledger.key_check is not None and ledger.key_check != hasher.check_value():
         raise StateError(
@@ -50,7 +59,7 @@ def hasher_for(paths: StatePaths, ledger: Ledger, *, create: bool) -> Hasher:
 
 def _plan_events(project: Project, dest: Destination, dplan: DestinationPlan,
                  warehouse: Warehouse, ledger: Ledger, spool_dir: Path | None,
-                 resend_unknown: bool) -> None:
+                 resend_unknown: bool, *, fresh: bool, assume_unknown: bool) -> None:
     spool = None
     if spool_dir is not None:
         dplan.event_spool = spool_dir / f"{dest.name}.events.jsonl"
@@ -64,12 +73,34 @@ def _plan_events(project: Project, dest: Destination, dplan: DestinationPlan,
             rows = warehouse.stream_events(dest.model, spec.source, key=spec.key,
                                            user=spec.user or source.key, columns=columns,
                                            since=since, time_column=spec.time)
-            diff_events(dplan, spec, rows, ledger.stream_events(dest.name, spec.name),
-                        update_existing_only=dest.mode == "enrich",
-                        resend_unknown=resend_unknown, spool=spool)
+            stored = None if fresh else _stream_in_state(project, dest, dplan, spec.identity,
+                                                         spec.name, ledger)
+            if stored is not None and stored != spec.identity:
+                dplan.stream_renames[stored] = spec.identity
+            known: Iterator[tuple[str, str]] = iter(()) if stored is None else \
+                ledger.stream_events(dplan.state_name, stored)
+            diff_events(dplan, spec, rows, known, update_existing_only=dest.mode == "enrich",
+                        resend_unknown=resend_unknown, spool=spool, stream=spec.identity,
+                        assume_unknown=assume_unknown)
     finally:
         if spool is not None:
             spool.close()
+
+
+def _stream_in_state(project: Project, dest: Destination, dplan: DestinationPlan,
+                     identity: str, name: str, ledger: Ledger) -> str | None:
+    """Under which key the state holds this stream's rows: its identity; else a declared move
+    (``moved: destination/D/events/OLD``, OLD a name or an identity); else its name (states
+    written before streams had identities). None when the state has none of them."""
+    candidates = [identity]
+    for old, new in project.settings.moved:
+        if new in (f"{dest.ref}/events/{name}", f"{dest.ref}/events/{identity}"):
+            candidates.append(old.rsplit("/events/", 1)[1])
+    candidates.append(name)
+    for stream in candidates:
+        if ledger.has_events(dplan.state_name, stream):
+            return stream
+    return None
 
 
 def _since(text: str | None) -> datetime | None:
@@ -84,7 +115,7 @@ RELATIVE_OPS = frozenset({"within", "not_within"})
 
 
 def read_since(project: Project, dest: Destination, ledger: Ledger, fingerprint: str,
-               full_refresh: bool) -> tuple[datetime | None, str]:
+               full_refresh: bool, state_name: str | None = None) -> tuple[datetime | None, str]:
     """When to read only records changed since the last run, and if not, why not.
 
     Incremental reads need: a previous confirmed run with the same config (a new property
@@ -93,11 +124,11 @@ def read_since(project: Project, dest: Destination, ledger: Ledger, fingerprint:
     without any row changing)."""
     if full_refresh:
         return None, "full refresh requested"
-    mark = ledger.watermark(dest.name)
+    mark = ledger.watermark(state_name or dest.name)
     props = project.model_properties(dest.model)
     sources = {project.primary_source(dest.model).name, *(p.source for p in props)}
     if any(project.sources[s].updated_at is None for s in sources):
-        return None, ""
+        return None, "not every source of the model declares updated_at"
     if mark is None:
         return None, "first run"
     if mark.get("fingerprint") != fingerprint:
@@ -108,34 +139,146 @@ def read_since(project: Project, dest: Destination, ledger: Ledger, fingerprint:
     return datetime.fromisoformat(mark["since"]), ""
 
 
+def bindings_for(project: Project, dest: Destination) -> dict[str, object]:
+    """What the state of ``dest`` describes (README "How it works", identity rules): the Braze
+    workspace (a hash of the rendered REST endpoint and the app's declared ``workspace``: it
+    survives an API-key rotation, and the endpoint, maybe rendered from a secret, is never
+    stored) and, per synced group, its subscription group id."""
+    app = project.apps[dest.app]
+    endpoint = str(app.options.get("rest_endpoint") or "").strip().rstrip("/").lower()
+    workspace = str(app.options.get("workspace") or "")
+    ws = hashlib.sha256(f"{endpoint}\x00{workspace}".encode()).hexdigest()[:16]
+    return {"workspace": ws,
+            "groups": {s.group: s.subscription_group_id for s in dest.subscription_groups}}
+
+
+def read_binding(ledger: Ledger, name: str) -> dict[str, object] | None:
+    value = ledger.meta(f"binding:{name}")
+    return None if value is None else dict(json.loads(value))
+
+
+def _state_name(project: Project, dest: Destination, ledger: Ledger) -> tuple[str, str]:
+    """The name under which the state holds ``dest`` and why: its own name, or the ``from`` of
+    a declared ``moved`` whose state exists while ``dest`` has none."""
+    if ledger.count(dest.name) or read_binding(ledger, dest.name) is not None \
+            or dest.name in ledger.destinations():
+        return dest.name, ""
+    for old, new in project.settings.moved:
+        if new == dest.ref and old.startswith("destination/") and "/events/" not in old:
+            old_name = old.split("/", 1)[1]
+            if old_name in ledger.destinations() or read_binding(ledger, old_name) is not None:
+                return old_name, f"moved from {old} (declared in brazecfg.yml)"
+    return dest.name, ""
+
+
 def _plan_destination(project: Project, dest: Destination, warehouse: Warehouse,
-                      ledger: Ledger, hasher: Hasher, *, now: datetime, fps: dict[str, str],
-                      spool_dir: Path | None, exists: ExistsCheck | None, full_refresh: bool,
-                      resend_unknown: bool) -> DestinationPlan:
+                      ledger: Ledger, hasher: Hasher, lock: Lockfile, *, now: datetime,
+                      fps: dict[str, str], spool_dir: Path | None, exists: ExistsCheck | None,
+                      full_refresh: bool, resend_unknown: bool, start_over: bool
+                      ) -> DestinationPlan:
+    state_name, moved_why = _state_name(project, dest, ledger)
+    want_binding = bindings_for(project, dest)
+    had_binding = read_binding(ledger, state_name)
+    why_new: list[str] = []
+    fresh = False  # the state describes another workspace: everything is new there
+    rebound: frozenset[str] = frozenset()
+    if had_binding is not None:
+        if had_binding.get("workspace") != want_binding["workspace"]:
+            fresh = True
+            why_new.append(f"the Braze workspace of app/{dest.app} changed (its rest_endpoint "
+                           "or workspace): every record and event is new there; the state of "
+                           "the old workspace is replaced when this is applied")
+        else:
+            old_groups = dict(had_binding.get("groups") or {})  # type: ignore[call-overload]
+            new_groups = dict(want_binding["groups"])  # type: ignore[call-overload]
+            rebound = frozenset(g for g, gid in new_groups.items()
+                                if g in old_groups and old_groups[g] != gid)
+            for g in sorted(rebound):
+                why_new.append(f"group {g} now syncs to another subscription group id: every "
+                               "member joins it (members stay in the old one)")
+    confirmed = 0 if fresh else ledger.count(state_name)
+    locked = lock.destinations.get(dest.name, {})
+    assume_unknown = False
+    if not fresh and confirmed == 0 and (locked.get("records") or locked.get("events")):
+        if not start_over:
+            raise StateError(
+                f"destination {dest.name}: the lockfile says Braze confirmed "
+                f"{locked.get('records', 0):,} records (and {locked.get('events', 0):,} event "
+                f"rows), but the state ({_describe_state(project, ledger)}) has none. Planning "
+                "now would resend every profile and every event. Configure the state backend "
+                "this project applied with (brazecfg.yml state:), restore a backup "
+                "(`brazecfg state push FILE`), or run with --start-over to treat Braze as "
+                "empty (events are then counted as delivery unknown, never sent again)")
+        assume_unknown = bool(locked.get("events"))
+        why_new.append("starting over (--start-over): the state is empty although the lockfile "
+                       f"says {locked.get('records', 0):,} records were confirmed")
+    since, why_full = (None, "the Braze workspace changed") if fresh else read_since(
+        project, dest, ledger, fps[dest.ref], full_refresh, state_name)
+    recheck: frozenset[str] = frozenset()
+    if since is not None:
+        failed, sample = ledger.failures(state_name, limit=REFETCH_LIMIT + 1)
+        if failed > REFETCH_LIMIT:
+            since, why_full = None, f"{failed:,} records failed last time: a full read"
+        else:
+            recheck = frozenset(f.external_id for f in sample)
     started = datetime.now(timezone.utc)
-    since, why_full = read_since(project, dest, ledger, fps[dest.ref], full_refresh)
-    rows = warehouse.stream_model(dest.model, now=now, changed_since=since)
-    keys = warehouse.stream_keys(dest.model) if since is not None else None
-    spool = None
-    spool_path = spool_dir / f"{dest.name}.jsonl" if spool_dir is not None else None
-    if spool_path is not None:
-        spool = spool_path.open("w", encoding="utf-8")
     try:
-        dplan = diff_destination(project, dest, rows, ledger.stream(dest.name), hasher,
-                                 spool=spool, exists=exists, keys=keys)
-    finally:
-        if spool is not None:
-            spool.close()
-    dplan.spool = spool_path
+        dplan = _diff_once(project, dest, warehouse, ledger, hasher, state_name, now=now,
+                           since=since, recheck=recheck, spool_dir=spool_dir, exists=exists,
+                           fresh=fresh, rebound=rebound)
+    except TooManyToRefetch as many:
+        why_full = (f"more than {REFETCH_LIMIT:,} records are not in the state or failed last "
+                    f"time (rows arrived late, or with an old updated_at): a full read")
+        _ = many
+        since = None
+        dplan = _diff_once(project, dest, warehouse, ledger, hasher, state_name, now=now,
+                           since=None, recheck=frozenset(), spool_dir=spool_dir, exists=exists,
+                           fresh=fresh, rebound=rebound)
+    dplan.state_name = state_name
+    dplan.moved_from = moved_why
+    dplan.binding_changes = why_new
+    dplan.bindings = want_binding
+    dplan.reset_state = fresh
     dplan.read_since = since.isoformat() if since else None
     dplan.full_read_reason = why_full
     dplan.next_watermark = {"since": (started - WATERMARK_OVERLAP).isoformat(),
                             "fingerprint": fps[dest.ref]}
     if dest.events:
-        _plan_events(project, dest, dplan, warehouse, ledger, spool_dir, resend_unknown)
-    failed, sample = ledger.failures(dest.name, limit=ISSUE_SAMPLE_SIZE)
-    dplan.failed_last_time = failed
-    dplan.failed_samples = [Issue(f.external_id, "", f.reason) for f in sample]
+        _plan_events(project, dest, dplan, warehouse, ledger, spool_dir, resend_unknown,
+                     fresh=fresh, assume_unknown=assume_unknown)
+    if not fresh:
+        failed, sample = ledger.failures(state_name, limit=ISSUE_SAMPLE_SIZE)
+        dplan.failed_last_time = failed
+        dplan.failed_samples = [Issue(f.external_id, "", f.reason) for f in sample]
+    return dplan
+
+
+def _describe_state(project: Project, ledger: Ledger) -> str:
+    return f"the local ledger {ledger.path}"
+
+
+def _diff_once(project: Project, dest: Destination, warehouse: Warehouse, ledger: Ledger,
+               hasher: Hasher, state_name: str, *, now: datetime, since: datetime | None,
+               recheck: frozenset[str], spool_dir: Path | None, exists: ExistsCheck | None,
+               fresh: bool, rebound: frozenset[str]) -> DestinationPlan:
+    rows = warehouse.stream_model(dest.model, now=now, changed_since=since)
+    keys = warehouse.stream_keys(dest.model) if since is not None else None
+    records: Iterator[LedgerRecord] = iter(()) if fresh else ledger.stream(state_name)
+    if rebound:
+        records = (LedgerRecord(r.external_id, r.fields, r.groups - rebound) for r in records)
+    spool = None
+    spool_path = spool_dir / f"{dest.name}.jsonl" if spool_dir is not None else None
+    if spool_path is not None:
+        spool = spool_path.open("w", encoding="utf-8")
+    try:
+        dplan = diff_destination(
+            project, dest, rows, records, hasher, spool=spool, exists=exists, keys=keys,
+            recheck=recheck,
+            fetch=lambda ks: warehouse.stream_model(dest.model, now=now, only_keys=ks))
+    finally:
+        if spool is not None:
+            spool.close()
+    dplan.spool = spool_path
     return dplan
 
 
@@ -143,7 +286,7 @@ def make_plan(project: Project, *, now: datetime | None = None,
               clients: ClientFactory | None = None, spool_dir: Path | None = None,
               ledger: Ledger | None = None, hasher: Hasher | None = None,
               destinations: list[str] | None = None, resend_unknown: bool = False,
-              full_refresh: bool = False) -> Plan:
+              full_refresh: bool = False, start_over: bool = False) -> Plan:
     """Plan every destination (or those named). ``clients`` is needed for enrich mode."""
     now = now or datetime.now(timezone.utc)
     paths = StatePaths.of(project.settings)
@@ -167,15 +310,21 @@ def make_plan(project: Project, *, now: datetime | None = None,
                 if dest.mode == "enrich" and clients is not None:
                     exists = clients(project.apps[dest.app]).existing
                 plans.append(_plan_destination(
-                    project, dest, warehouses[app.name], ledger, hasher, now=now, fps=fps,
+                    project, dest, warehouses[app.name], ledger, hasher, lock, now=now, fps=fps,
                     spool_dir=spool_dir, exists=exists, full_refresh=full_refresh,
-                    resend_unknown=resend_unknown))
+                    resend_unknown=resend_unknown, start_over=start_over))
         finally:
             for wh in warehouses.values():
                 wh.close()
+        moved_away = {p.state_name for p in plans}
+        removed = tuple(
+            RemovedDestination(name, ledger.count(name), sum(ledger.event_states(name).values()))
+            for name in ledger.destinations()
+            if name not in project.destinations and name not in moved_away)
         return Plan(
             config_changes=diff_config(project, fps, lock),
             destinations=tuple(plans),
+            removed_destinations=removed,
             config_fingerprint=config_fingerprint(fps),
             ledger_generation=ledger.generation,
             fingerprints=fps,

@@ -95,6 +95,47 @@ class Ledger:
                              "or move it away to start over (everything will be resent)") from None
 
     # -- metadata ---------------------------------------------------------------------------
+    def meta(self, key: str) -> str | None:
+        """A value the planner keeps in the state (bindings), or None."""
+        return self._meta(key)
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._set_meta(key, value)
+
+    def rename_destination(self, old: str, new: str) -> None:
+        """A declared move: the state of destination ``old`` becomes ``new``'s."""
+        db = self._write()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for table in ("records", "events", "failures"):
+                db.execute(f"UPDATE {table} SET destination = ? WHERE destination = ?", (new, old))
+            for prefix in ("watermark:", "binding:"):
+                db.execute("UPDATE meta SET key = ? WHERE key = ?", (prefix + new, prefix + old))
+            self._bump_generation(db)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def rename_stream(self, destination: str, old: str, new: str) -> None:
+        """An event stream's rows move to a new identity (a legacy name, or a declared move)."""
+        db = self._write()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("UPDATE events SET stream = ? WHERE destination = ? AND stream = ?",
+                       (new, destination, old))
+            self._bump_generation(db)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def has_events(self, destination: str, stream: str) -> bool:
+        if self._db is None:
+            return False
+        return self._db.execute("SELECT 1 FROM events WHERE destination = ? AND stream = ? "
+                                "LIMIT 1", (destination, stream)).fetchone() is not None
+
     def _meta(self, key: str) -> str | None:
         if self._db is None:
             return None
@@ -153,7 +194,8 @@ class Ledger:
     def destinations(self) -> list[str]:
         if self._db is None:
             return []
-        rows = self._db.execute("SELECT DISTINCT destination FROM records ORDER BY 1").fetchall()
+        rows = self._db.execute("SELECT destination FROM records UNION SELECT destination FROM "
+                                "events ORDER BY 1").fetchall()
         return [r[0] for r in rows]
 
     def failures(self, destination: str, limit: int | None = None) -> tuple[int, list[Failure]]:
@@ -275,7 +317,9 @@ class Ledger:
         db.execute("DELETE FROM records WHERE destination = ?", (destination,))
         db.execute("DELETE FROM failures WHERE destination = ?", (destination,))
         db.execute("DELETE FROM events WHERE destination = ?", (destination,))
-        db.execute("DELETE FROM meta WHERE key = ?", (f"watermark:{destination}",))
+        db.execute("DELETE FROM meta WHERE key IN (?, ?)",
+                   (f"watermark:{destination}", f"binding:{destination}"))
+        self._bump_generation(db)
         db.execute("COMMIT")
 
     def close(self) -> None:

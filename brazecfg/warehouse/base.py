@@ -32,12 +32,13 @@ class Warehouse(Protocol):
 
     def stream_model(
         self, model: str, *, now: datetime, batch_size: int = 5000,
-        changed_since: datetime | None = None,
+        changed_since: datetime | None = None, only_keys: list[str] | None = None,
     ) -> Iterator[ModelRow]:
         """Rows of every record of ``model``, ordered by key text (byte order), streamed.
 
         ``now`` anchors relative dates ("within 30 days"), so a plan is reproducible.
-        ``changed_since`` (incremental reads) limits rows to records whose sources changed since.
+        ``changed_since`` (incremental reads) limits rows to records whose sources changed since;
+        ``only_keys`` to the records with these keys (as text).
         """
         ...
 

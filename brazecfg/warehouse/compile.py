@@ -143,7 +143,8 @@ class _Builder:
 
     # -- properties ------------------------------------------------------------------------
 
-    def build(self, changed_since: datetime | None) -> ModelQuery:
+    def build(self, changed_since: datetime | None,
+              only_keys: list[str] | None = None) -> ModelQuery:
         self.check_apps()
         self.collect_needs(changed_since)
         p = self.from_(self.primary, "p")
@@ -195,6 +196,8 @@ class _Builder:
             flags.append(case((cond, literal(1)), else_=literal(0)).label(f"g{i}"))
         stmt = (select(r.c.k, *(by_name[n] for n in names), *flags)
                 .order_by(*key_order(r.c.k, self.dialect)))
+        if only_keys is not None:
+            stmt = stmt.where(r.c.k.in_(only_keys))
         return ModelQuery(stmt, tuple(names), tuple(g.name for g in self.groups), self.needs)
 
     def check_apps(self) -> None:
@@ -351,8 +354,9 @@ def column_of(prop: Property) -> str:
 
 
 def build_model_query(project: Project, model: str, *, now: datetime, dialect: Dialect | str,
-                      changed_since: datetime | None = None) -> ModelQuery:
+                      changed_since: datetime | None = None,
+                      only_keys: list[str] | None = None) -> ModelQuery:
     """The query for ``model`` and how to read its rows (see the module docstring)."""
     if model not in project.models:
         raise WarehouseError(f"model/{model} does not exist")
-    return _Builder(project, model, get_dialect(dialect), now).build(changed_since)
+    return _Builder(project, model, get_dialect(dialect), now).build(changed_since, only_keys)

@@ -57,13 +57,14 @@ class SqlWarehouse:
         self.engine = engine
         self._secrets = secrets
 
-    def query(self, model: str, *, now: datetime,
-              changed_since: datetime | None = None) -> ModelQuery:
+    def query(self, model: str, *, now: datetime, changed_since: datetime | None = None,
+              only_keys: list[str] | None = None) -> ModelQuery:
         return build_model_query(self.project, model, now=now, dialect=self.engine.dialect,
-                                 changed_since=changed_since)
+                                 changed_since=changed_since, only_keys=only_keys)
 
     def stream_model(self, model: str, *, now: datetime, batch_size: int = 5000,
-                     changed_since: datetime | None = None) -> Iterator[ModelRow]:
+                     changed_since: datetime | None = None,
+                     only_keys: list[str] | None = None) -> Iterator[ModelRow]:
         """Every record of ``model`` ordered by key text (byte order), ``batch_size`` at a time.
 
         ``now`` anchors relative dates. ``changed_since`` (incremental reads): when every source
@@ -71,12 +72,12 @@ class SqlWarehouse:
         ``updated_at >= changed_since`` are returned (their aggregates still cover all their
         rows); if any source lacks ``updated_at`` it is ignored and every record is returned.
         An incremental read says nothing about records it does not return: a caller must not
-        take them as deleted.
+        take them as deleted. ``only_keys``: just the records with these keys (key text).
 
         The query is built here (configuration errors raise at once) and runs on the first
         ``next()``.
         """
-        query = self.query(model, now=now, changed_since=changed_since)
+        query = self.query(model, now=now, changed_since=changed_since, only_keys=only_keys)
         return self._rows(model, query, batch_size)
 
     def stream_events(self, model: str, source: str, *, key: str, user: str,

@@ -65,7 +65,10 @@ def test_resources(project: Project) -> None:
         kind="property", name="ltv", location=loc("props/props.yml", 19, 1), source="purchases",
         type="float", column="amount", aggregate="sum",
         filters=(Filter("status", "eq", "paid"), Filter("created_at", "within", "1 year")))
-    assert project.properties["ltv"].declared["filters"][0]["value"] == "{{ var('paid') }}"
+    # Fingerprints see what a var rendered to (committed, not secret), so changing a var
+    # changes the fingerprint; an env() value (a possible secret) stays unrendered there.
+    assert project.properties["ltv"].declared["filters"][0]["value"] == "paid"
+    assert project.apps["braze"].declared["options"]["api_key"] == "{{ env('BRAZE_API_KEY') }}"
     assert project.properties["orders"].column is None
     assert project.groups["recent_big"] == Group(
         kind="group", name="recent_big", location=loc("props/props.yml", 41, 1), model="users",

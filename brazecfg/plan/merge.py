@@ -1,0 +1,109 @@
+"""The one merge primitive: every ordered stream brazecfg walks goes through here.
+
+The plan is a sorted merge join of streams that must share one order: the key as text, in
+byte order (UTF-8 bytes = code points = Python's ``str`` order). Model rows, the keys-only
+read of incremental runs, event rows and every stream read back from the state all pass
+through :func:`ordered`, which refuses a key smaller than the one before it. A stream that is
+out of order (a collation that is not binary, a state backend that sorts differently) would
+otherwise make the merge see a live user as gone and plan its deletion, or take an event
+already sent for a new one. Stopping the plan is the only safe answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
+
+from brazecfg.errors import StateError, WarehouseError
+
+T = TypeVar("T")
+L = TypeVar("L")
+R = TypeVar("R")
+
+
+def ordered(items: Iterable[T], key: Callable[[T], str], *, what: str,
+            state: bool = False) -> Iterator[T]:
+    """``items`` unchanged, checked to be in non-decreasing byte order of ``key``.
+
+    Equal keys pass (callers report duplicates in their own words); a smaller key raises.
+    ``what`` names the stream in the error; ``state`` says whether it came from the state
+    (a StateError) or from a warehouse (a WarehouseError)."""
+    previous: str | None = None
+    for item in items:
+        k = key(item)
+        if previous is not None and k < previous:
+            if state:
+                raise StateError(
+                    f"the state returned {what} out of key order ({k!r} after {previous!r}); "
+                    "its backend must sort keys by bytes. Nothing was planned.")
+            raise WarehouseError(
+                f"the warehouse returned {what} out of key order ({k!r} after {previous!r}); "
+                "its collation must compare bytes. Nothing was planned.")
+        previous = k
+        yield item
+
+
+def merge_join(left: Iterator[L], right: Iterator[R], lkey: Callable[[L], str],
+               rkey: Callable[[R], str]) -> Iterator[tuple[L | None, R | None]]:
+    """Walk two streams sorted by key together: each pair shares a key, or one side is None.
+
+    Both inputs must already be :func:`ordered` (the check is not repeated here) and unique
+    per key on the right side; a key repeated on the left pairs with the right item once,
+    then stands alone (the caller sees it as a duplicate)."""
+    a = next(left, None)
+    b = next(right, None)
+    while a is not None or b is not None:
+        if b is None:
+            assert a is not None
+            yield a, None
+            a = next(left, None)
+        elif a is None:
+            yield None, b
+            b = next(right, None)
+        else:
+            ka, kb = lkey(a), rkey(b)
+            if ka < kb:
+                yield a, None
+                a = next(left, None)
+            elif kb < ka:
+                yield None, b
+                b = next(right, None)
+            else:
+                yield a, b
+                a, b = next(left, None), next(right, None)
+
+
+class KeyCursor:
+    """Membership tests against an ordered key stream, for non-decreasing queries, in one pass.
+
+    The stream is checked with :func:`ordered`; a query smaller than the previous one is a
+    bug in the caller and raises."""
+
+    def __init__(self, keys: Iterable[str], *, what: str) -> None:
+        self._keys = ordered(keys, lambda k: k, what=what)
+        self._current = next(self._keys, None)
+        self._last_query: str | None = None
+
+    def contains(self, key: str, skipped: Callable[[str], None] | None = None) -> bool:
+        """Whether ``key`` is in the stream; keys passed over on the way go to ``skipped``."""
+        if self._last_query is not None and key < self._last_query:
+            raise AssertionError("KeyCursor queried out of order")
+        self._last_query = key
+        while self._current is not None and self._current < key:
+            if skipped is not None:
+                skipped(self._current)
+            self._current = next(self._keys, None)
+        if self._current == key:
+            while self._current == key:  # a key repeated in the stream counts once
+                self._current = next(self._keys, None)
+            return True
+        return False
+
+    def rest(self) -> Iterator[str]:
+        """The keys after the last one queried (or all of them), still order-checked."""
+        last = self._last_query
+        while self._current is not None:
+            if last is None or self._current != last:
+                yield self._current
+            last = self._current
+            self._current = next(self._keys, None)
