@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
+from brazecfg.config.loader import load_project
 from brazecfg.emulator import Emulator, EmulatorConfig
 from brazecfg.state.hashing import Hasher, load_key
-from brazecfg.config.loader import load_project
 from brazecfg.state.ledger import Ledger, LedgerRecord
 from tests.braze.stub import TRUNCATE, Answer, Seen, Stub
 from tests.delivery_project import EVENT, GROUP_ID, Generated, make_project

@@ -18,7 +18,6 @@ from brazecfg.model.resources import App, Project
 from brazecfg.plan.config_diff import key_hashes
 from brazecfg.plan.definition import DestinationPlan, Plan
 from brazecfg.plan.planner import hasher_for, make_plan, read_binding
-from brazecfg.state.hashing import load_key
 from brazecfg.state.ledger import Ledger
 from brazecfg.state.lock import exclusive
 from brazecfg.state.lockfile import Lockfile, write_lockfile
@@ -121,9 +120,7 @@ def apply_project(project: Project, *, confirm: Callable[[Plan], bool],
             with Ledger(paths.ledger, writable=True) as ledger:
                 # A state written with a key that is gone is an error (hasher_for says so),
                 # never a fresh random key, which would make every hash differ.
-                if ledger.key_check is None:
-                    load_key(paths.state_dir, create=True)
-                hasher = hasher_for(paths, ledger, create=True)
+                hasher = hasher_for(paths, ledger, create=ledger.key_check is None)
                 if ledger.key_check is None:
                     ledger.set_key_check(hasher.check_value())
                 plan = make_plan(project, now=now, clients=clients, spool_dir=Path(spool),

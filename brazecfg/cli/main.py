@@ -117,6 +117,7 @@ def plan(
     now: Annotated[str | None, typer.Option("--now", help="Anchor for relative dates (ISO 8601); default: now.")] = None,
     resend_unknown: Annotated[bool, typer.Option("--resend-unknown", help="Plan to send again events whose delivery is unknown.")] = False,
     full_refresh: Annotated[bool, typer.Option("--full-refresh", help="Read every record, not only those changed since the last run.")] = False,
+    start_over: Annotated[bool, typer.Option("--start-over", help="Plan against an empty state although the lockfile says Braze confirmed records (a lost state): everything is new, events count as delivery unknown.")] = False,
 ) -> None:
     """Show what would change in Braze, user by user. Writes nothing (except --out)."""
     from brazecfg.apply.run import Clients
@@ -129,7 +130,8 @@ def plan(
         clients = Clients()
         try:
             result = make_plan(project, now=_now(now), clients=clients,
-                               resend_unknown=resend_unknown, full_refresh=full_refresh)
+                               resend_unknown=resend_unknown, full_refresh=full_refresh,
+                               start_over=start_over)
         finally:
             clients.close()
         if format is Format.json:
@@ -152,6 +154,7 @@ def apply(
     now: Annotated[str | None, typer.Option("--now", help="Anchor for relative dates (ISO 8601).")] = None,
     resend_unknown: Annotated[bool, typer.Option("--resend-unknown", help="Send again events whose delivery is unknown (Braze may count them twice).")] = False,
     full_refresh: Annotated[bool, typer.Option("--full-refresh", help="Read every record, not only those changed since the last run.")] = False,
+    start_over: Annotated[bool, typer.Option("--start-over", help="Plan against an empty state although the lockfile says Braze confirmed records (a lost state): everything is new, events count as delivery unknown.")] = False,
 ) -> None:
     """Show the plan, ask, send it to Braze, and record what Braze confirmed."""
     from brazecfg.apply.run import apply_project
@@ -181,7 +184,7 @@ def apply(
         project = load_project(path)
         outcome = apply_project(project, confirm=confirm, now=_now(now), saved_plan=plan_file,
                                 progress=progress, resend_unknown=resend_unknown,
-                                full_refresh=full_refresh,
+                                full_refresh=full_refresh, start_over=start_over,
                                 on_wait=lambda m: _console(stderr=True).print(m))
         if sys.stderr.isatty():
             sys.stderr.write("\n")

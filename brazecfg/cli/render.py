@@ -54,6 +54,12 @@ def render_plan_text(console: Console, plan: Plan) -> None:
         console.print()
     for d in plan.destinations:
         _render_destination(console, d)
+    for r in plan.removed_destinations:
+        console.print(f"[heading]Destination {escape(r.name)}[/] [warn]removed from the config[/]")
+        console.print(f"  its {_n(r.records, 'user')} stay in Braze as they are; its state "
+                      f"({_n(r.records, 'record')}, {_n(r.event_rows, 'event row')}) is kept "
+                      f"until `brazecfg state rm destination/{escape(r.name)}` [muted](renamed? "
+                      f"declare it under moved: in brazecfg.yml)[/]")
     console.print(plan_headline(plan))
 
 
@@ -72,11 +78,14 @@ def _render_destination(console: Console, d: DestinationPlan) -> None:
     if c["skipped"]:
         parts.append(f"[warn]{c['skipped']:,} skipped[/]")
     console.print("  " + "   ".join(parts))
-    if d.read_since:
-        console.print(f"  [muted]incremental read: records changed since {d.read_since} "
-                      "(--full-refresh reads everything)[/]")
-    elif d.full_read_reason and d.full_read_reason != "first run":
-        console.print(f"  [muted]full read: {d.full_read_reason}[/]")
+    if d.moved_from:
+        console.print(f"  [update]~ state {escape(d.moved_from)}[/] [muted](nothing is resent)[/]")
+    for old, new in sorted(d.stream_renames.items()):
+        console.print(f"  [update]~ event stream {escape(old)} is now {escape(new)}[/] "
+                      "[muted](its rows keep their delivery state)[/]")
+    for why in d.binding_changes:
+        console.print(f"  [warn]! {escape(why)}[/]")
+    console.print(f"  [muted]{escape(read_line(d))}[/]")
     fields = sorted(set(d.field_sets) | set(d.field_removals))
     if fields:
         console.print("  [heading]Attributes[/]")
@@ -128,10 +137,21 @@ def _render_destination(console: Console, d: DestinationPlan) -> None:
     console.print()
 
 
+def read_line(d: DestinationPlan) -> str:
+    """How the warehouse was read, and why (every plan says it)."""
+    if d.read_since:
+        late = f"; {_n(d.late_records, 'record')} read by key (not in the state, or failed " \
+               "last time)" if d.late_records else ""
+        return (f"incremental read: records changed since {d.read_since}{late} "
+                "(--full-refresh reads everything)")
+    return f"full read: {d.full_read_reason or 'every record'}"
+
+
 def plan_headline(plan: Plan) -> str:
     if not plan.has_changes:
-        return "[ok]No changes.[/] Braze matches the warehouse and the config."
-    c: dict[str, int] = {}
+        return ("[ok]No changes.[/] Braze matches what brazecfg last confirmed, the warehouse "
+                "and the config.")
+    c: dict[str, int] = dict.fromkeys(("create", "enrich", "update", "delete"), 0)
     events = sum(sum(d.events_to_send.values()) for d in plan.destinations)
     for d in plan.destinations:
         for k in ("create", "enrich", "update", "delete"):
@@ -142,6 +162,9 @@ def plan_headline(plan: Plan) -> str:
         text += f", [enrich]{c['enrich']:,} to enrich[/]"
     if events:
         text += f", {events:,} events to send"
+    moves = sum(bool(d.moved_from) + len(d.stream_renames) for d in plan.destinations)
+    if moves:
+        text += f"; {_n(moves, 'move')} in the state"
     if plan.config_changes:
         text += f"; {_n(len(plan.config_changes), 'config change')}"
     return text + "."
@@ -150,7 +173,8 @@ def plan_headline(plan: Plan) -> str:
 def render_plan_markdown(plan: Plan) -> str:
     out = ["## brazecfg plan", ""]
     if not plan.has_changes:
-        out.append("**No changes.** Braze matches the warehouse and the config.")
+        out.append("**No changes.** Braze matches what brazecfg last confirmed, the warehouse "
+                   "and the config.")
         return "\n".join(out) + "\n"
     if plan.config_changes:
         out += ["### Config changes", "", "```diff"]
@@ -166,6 +190,10 @@ def render_plan_markdown(plan: Plan) -> str:
                 "| " + " | ".join(f"{s['counts'][k]:,}" for k in
                                   ("create", "update", "enrich", "delete", "unchanged", "kept",
                                    "skipped")) + " |", ""]
+        notes = ([f"- state {d.moved_from} (nothing is resent)"] if d.moved_from else []) + [
+            f"- event stream `{old}` is now `{new}`" for old, new in sorted(d.stream_renames.items())
+        ] + [f"- **{why}**" for why in d.binding_changes] + [f"- {read_line(d)}"]
+        out += [*notes, ""]
         fields = sorted(set(d.field_sets) | set(d.field_removals))
         if fields:
             out += ["| attribute | set | removed |", "|---|---:|---:|"]
@@ -189,6 +217,11 @@ def render_plan_markdown(plan: Plan) -> str:
         if d.failed_last_time:
             out.append(f"**{d.failed_last_time:,} records failed last time** and will be retried.")
             out.append("")
+    for r in plan.removed_destinations:
+        out += [f"### Destination `{r.name}` removed from the config", "",
+                f"Its {r.records:,} users stay in Braze as they are; its state ({r.records:,} "
+                f"records, {r.event_rows:,} event rows) is kept until "
+                f"`brazecfg state rm destination/{r.name}`.", ""]
     return "\n".join(out) + "\n"
 
 

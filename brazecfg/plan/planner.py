@@ -148,7 +148,7 @@ def bindings_for(project: Project, dest: Destination) -> dict[str, object]:
     endpoint = str(app.options.get("rest_endpoint") or "").strip().rstrip("/").lower()
     workspace = str(app.options.get("workspace") or "")
     ws = hashlib.sha256(f"{endpoint}\x00{workspace}".encode()).hexdigest()[:16]
-    return {"workspace": ws,
+    return {"workspace": ws, "app": dest.app, "model": dest.model,
             "groups": {s.group: s.subscription_group_id for s in dest.subscription_groups}}
 
 
@@ -168,7 +168,28 @@ def _state_name(project: Project, dest: Destination, ledger: Ledger) -> tuple[st
             old_name = old.split("/", 1)[1]
             if old_name in ledger.destinations() or read_binding(ledger, old_name) is not None:
                 return old_name, f"moved from {old} (declared in brazecfg.yml)"
+    _refuse_a_guessed_rename(project, dest, ledger)
     return dest.name, ""
+
+
+def _refuse_a_guessed_rename(project: Project, dest: Destination, ledger: Ledger) -> None:
+    """A new destination whose state is empty while a destination gone from the config wrote
+    to the same workspace and model is most likely a rename: planning it as new would resend
+    every profile and every event. Renames are declared, never guessed."""
+    want = bindings_for(project, dest)
+    moved_from = {old for old, _ in project.settings.moved}
+    for name in ledger.destinations():
+        if name in project.destinations or f"destination/{name}" in moved_from:
+            continue
+        had = read_binding(ledger, name)
+        if had is None or any(had.get(k) != want[k] for k in ("workspace", "app", "model")):
+            continue
+        raise StateError(
+            f"{dest.ref} is new, and destination/{name}, gone from the config, wrote to the same "
+            f"Braze workspace for model/{dest.model} ({ledger.count(name):,} records). If this is "
+            f"a rename, declare it in brazecfg.yml:\n  moved:\n    - from: destination/{name}\n"
+            f"      to: {dest.ref}\nIf it is not, remove the old state first with "
+            f"`brazecfg state rm destination/{name}`.")
 
 
 def _plan_destination(project: Project, dest: Destination, warehouse: Warehouse,
