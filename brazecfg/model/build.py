@@ -86,7 +86,8 @@ def build_resource(data: Mapping[str, Any], declared: Mapping[str, Any], locatio
                 subscription_groups=tuple(SubscriptionMapping(g, i) for g, i in subs),
                 unsubscribe_on_leave=data.get("unsubscribe_on_leave", True),
                 groups_attribute=data.get("groups_attribute"),
-                events=_events(data.get("events")))
+                events=_events(data.get("events")),
+                guardrails=dict(data.get("guardrails") or {}))
     raise ValueError(f"unknown kind {data['kind']!r}")  # the loader checked kinds already
 
 
@@ -95,4 +96,5 @@ def build_settings(data: Mapping[str, Any], root: Path) -> ProjectSettings:
     return ProjectSettings(
         name=data["name"], root=str(root.resolve()), vars=_plain(dict(data.get("vars") or {})),
         state_dir=state.get("dir", ".brazecfg"), lockfile=state.get("lockfile", "brazecfg.lock.json"),
-        moved=tuple((m["from"], m["to"]) for m in data.get("moved") or []))
+        moved=tuple((m["from"], m["to"]) for m in data.get("moved") or []),
+        guardrails=dict(data.get("guardrails") or {}))

@@ -164,6 +164,7 @@ class Destination(Resource):
     unsubscribe_on_leave: bool = True
     groups_attribute: str | None = None  # array custom attribute listing group names
     events: tuple[EventSpec, ...] = ()
+    guardrails: Mapping[str, Any] = field(default_factory=dict)  # see plan/guardrails.py
 
     def fields(self) -> dict[str, str]:
         """Every Braze field this destination writes, except external_id, -> property name."""
@@ -182,6 +183,7 @@ class ProjectSettings:
     # Declared renames (Terraform's moved blocks): (from ref, to ref), e.g.
     # ("destination/old", "destination/new") or ("destination/d/events/a", "destination/d/events/b").
     moved: tuple[tuple[str, str], ...] = ()
+    guardrails: Mapping[str, Any] = field(default_factory=dict)  # see plan/guardrails.py
 
 
 @dataclass(frozen=True)
