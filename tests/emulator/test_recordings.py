@@ -184,10 +184,12 @@ def _check_export(tally: Tally, ours: dict[str, Any], theirs: dict[str, Any], id
 
 @pytest.mark.parametrize("path", FILES, ids=[f.stem for f in FILES])
 def test_recorded_interactions_replay_against_the_emulator(path: Path) -> None:
-    seqs = []
-    tally = Tally()
+    seqs: list[int] = []
+    tallies: list[Tally] = []
     for seq, tally in _replay(path):
         seqs.append(seq)
+        tallies.append(tally)
+    tally = tallies[-1]
     recording = json.loads(path.read_text(encoding="utf-8"))
     assert seqs == [i["seq"] for i in recording["interactions"]]  # every one, in order
     compared = tally.exact + tally.lagging + tally.account
