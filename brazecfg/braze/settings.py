@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from brazecfg.braze.client import BrazeSettings
@@ -20,8 +21,11 @@ def braze_settings(app: App) -> BrazeSettings:
     if not endpoint.startswith(("http://", "https://")):
         raise BrazecfgError(f"app/{app.name}: rest_endpoint must be an http(s) URL such as "
                             "https://rest.iad-01.braze.com")
+    contract: dict[str, Any] = dict(opts.get("contract") or {})
     limits = dict(DEFAULT_LIMITS)
-    for bucket, spec in (opts.get("rate_limits") or {}).items():
+    if contract.get("export_per_minute") is not None:
+        limits["/users/export/ids"] = (int(contract["export_per_minute"]), 60.0)
+    for bucket, spec in (opts.get("rate_limits") or {}).items():  # explicit limits win
         limits[bucket] = (int(spec["requests"]), float(spec["seconds"]))
     return BrazeSettings(
         app=app.name, rest_endpoint=endpoint, api_key=key,
@@ -29,4 +33,40 @@ def braze_settings(app: App) -> BrazeSettings:
         concurrency=int(opts.get("concurrency", 16)),
         max_retries=int(opts.get("max_retries", 8)),
         rate_limits=limits,
+        **contract_settings(contract),
     )
+
+
+def contract_settings(contract: dict[str, Any]) -> dict[str, Any]:
+    """The app's ``contract`` block -> BrazeSettings fields. Braze's limits differ by
+    contract (braze-api-facts.md), so none of them is fixed in code: objects per /users/track
+    request (75 in total by default; 75 per array on legacy contracts; 50 on some MAU plans),
+    hourly limits that reset on the clock hour (MAU plans, beside the burst limit)."""
+    out: dict[str, Any] = {}
+    if contract.get("track_objects") is not None:
+        out["track_batch"] = int(contract["track_objects"])
+    if contract.get("track_objects_per") is not None:
+        out["track_cap_per"] = str(contract["track_objects_per"])
+    hourly = contract.get("hourly_limits") or {}
+    if hourly:
+        out["hourly_limits"] = {bucket: int(n) for bucket, n in hourly.items()}
+    return out
+
+
+def event_batches(items: Iterable[dict[str, Any]], settings: BrazeSettings
+                  ) -> Iterator[list[dict[str, Any]]]:
+    """Events and purchases cut into /users/track requests the contract allows, in order:
+    ``track_batch`` objects in all, or on per-array contracts ``track_batch`` of each type
+    (so one request can carry a full array of events and one of purchases)."""
+    cap, per_array = settings.track_batch, settings.track_cap_per == "array"
+    batch: list[dict[str, Any]] = []
+    counts: dict[str, int] = {}
+    for item in items:
+        kind = str(item.get("type", "event")) if per_array else "all"
+        if counts.get(kind, 0) >= cap:
+            yield batch
+            batch, counts = [], {}
+        batch.append(item)
+        counts[kind] = counts.get(kind, 0) + 1
+    if batch:
+        yield batch

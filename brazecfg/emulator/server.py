@@ -207,10 +207,14 @@ class Emulator:
     access to users, events, purchases, subscriptions and the request log.
     """
 
-    def __init__(self, config: EmulatorConfig | None = None) -> None:
+    def __init__(self, config: EmulatorConfig | None = None, *,
+                 clock: Callable[[], float] = time.time) -> None:
+        """`clock` is the wall clock the rate-limit windows follow (tests pass a fake one to
+        cross an hour boundary without waiting an hour)."""
         self.config = config or EmulatorConfig()
         self.store = Store(self.config)
-        self.limiter = RateLimiter(self.config.rate_limits, hourly=self.config.hourly_limits)
+        self.limiter = RateLimiter(self.config.rate_limits, clock=clock,
+                                   hourly=self.config.hourly_limits)
         self.faults = FaultInjector(self.config)
         self.url = _url(self.config.host, self.config.port)
         self._server: _Server | None = None
