@@ -118,3 +118,19 @@ def test_an_unknown_contract_key_is_a_located_error(tmp_path: Path) -> None:
     assert out.exit_code == 1
     assert "apps/braze.yml" in out.output and "track_object" in out.output
     assert "Traceback" not in out.output
+
+
+def test_requests_stay_under_braze_s_4_mb_body_limit(tmp_path: Path, start: Any) -> None:
+    """75 users with a full array (500 values of 255 characters, ~128 KB each) would make a
+    ~9.6 MB body, which Braze refuses: the batch is cut by size as well as by count."""
+    gen = make_project(tmp_path, 80, events=False)
+    tags = ",".join(f"{i:03d}" + "x" * 252 for i in range(500))
+    gen.execute("UPDATE users SET tags = ?", (tags,))
+    emu = start(EmulatorConfig(port=0))
+    out = apply(gen.root)
+    assert out.exit_code == 0, out.output
+    sizes_ = [len(e.body) for e in emu.store.requests("/users/track")]
+    assert len(sizes_) >= 3 and max(sizes_) < 4 * 1024 * 1024
+    assert "413" not in emu.store.stats()["requests"]["/users/track"]
+    held = emu.store.users()
+    assert len(held) == 80 and all(len(u["attributes"]["tags"]) == 500 for u in held)

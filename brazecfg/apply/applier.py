@@ -19,7 +19,7 @@ from itertools import islice
 from typing import Any, TypeVar
 
 from brazecfg.braze.client import BrazeClient, DeliveryUnknown
-from brazecfg.braze.settings import event_batches
+from brazecfg.braze.settings import event_batches, track_batches
 from brazecfg.errors import BrazeError
 from brazecfg.model.resources import Destination, Project
 from brazecfg.plan.definition import Action, DestinationPlan, RecordChange
@@ -256,7 +256,7 @@ class DestinationApplier:
         deletes = plan.read_spool(deletes=True)
 
         def steps() -> Iterator[Step | None]:
-            for batch in chunks(writes, self.client.settings.track_batch):
+            for batch in track_batches(writes, self.client.settings, lambda c: c.attributes):
                 yield Step(self.send_chunk, batch, self.commit)
                 yield from self._full_subscription_batches()
             yield None  # drain: every profile write confirmed before the last partial batches

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
 
 from brazecfg.braze.client import BrazeSettings
 from brazecfg.braze.limits import DEFAULT_LIMITS
 from brazecfg.errors import BrazecfgError
 from brazecfg.model.resources import App
+
+T = TypeVar("T")
 
 
 def braze_settings(app: App) -> BrazeSettings:
@@ -51,6 +53,41 @@ def contract_settings(contract: dict[str, Any]) -> dict[str, Any]:
     if hourly:
         out["hourly_limits"] = {bucket: int(n) for bucket, n in hourly.items()}
     return out
+
+
+# Braze refuses a body over 4 MB (api_limits.md: 413 or 400); requests are cut well below,
+# since the size is estimated, not measured.
+MAX_REQUEST_BYTES = 3 * 1024 * 1024
+
+
+def approx_json_bytes(value: Any) -> int:
+    """An upper-ish estimate of a value's JSON size without encoding it: non-ASCII text is
+    counted at 6 bytes a character (requests writes it as \\uXXXX)."""
+    if isinstance(value, str):
+        return (len(value) if value.isascii() else 6 * len(value)) + 2
+    if isinstance(value, dict):
+        return sum(approx_json_bytes(k) + approx_json_bytes(v) + 2 for k, v in value.items()) + 2
+    if isinstance(value, (list, tuple)):
+        return sum(approx_json_bytes(v) + 2 for v in value) + 2
+    return 24
+
+
+def track_batches(changes: Iterable[T], settings: BrazeSettings,
+                  attributes: Callable[[T], dict[str, Any]]) -> Iterator[list[T]]:
+    """Record changes cut into /users/track requests: at most ``track_batch`` objects, and a
+    new request before the body would pass MAX_REQUEST_BYTES (long arrays: 500 values of 255
+    characters are about 128 KB a user, so 75 such users would be refused)."""
+    batch: list[T] = []
+    size = 0
+    for change in changes:
+        n = approx_json_bytes(attributes(change)) + 64
+        if batch and (len(batch) >= settings.track_batch or size + n > MAX_REQUEST_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append(change)
+        size += n
+    if batch:
+        yield batch
 
 
 def event_batches(items: Iterable[dict[str, Any]], settings: BrazeSettings

@@ -38,6 +38,7 @@ CONTROL_KEYS = frozenset(
 GROUP_STATES = ("subscribed", "unsubscribed")
 # Event property names that "will result in API errors" (event_object.md), besides a leading $.
 RESERVED_PROPERTY_NAMES = frozenset({"time", "event_name"})
+MAX_PROPERTY_NAME = 255
 
 
 def is_uuid(value: object) -> bool:
@@ -257,8 +258,9 @@ def _copy_optional(obj: dict[str, Any], record: dict[str, Any]) -> None:
     if props is not None:
         if not isinstance(props, dict):
             raise Invalid("'properties' must be an object")
-        if any(not k or k.startswith("$") for k in props):
-            raise Invalid("'properties' keys must be non-empty and must not start with '$'")
+        if any(not k or k.startswith("$") or len(k) > MAX_PROPERTY_NAME for k in props):
+            raise Invalid("'properties' keys must be non-empty, at most 255 characters, and "
+                          "must not start with '$'")
         reserved = sorted(RESERVED_PROPERTY_NAMES & set(props))
         if reserved:
             raise Invalid(f"'properties' must not use the reserved key '{reserved[0]}'")

@@ -207,10 +207,15 @@ def check_field(field: str, value: Any) -> Any:
         case "dob":
             s = str(value)
             try:
+                if len(s) > 10 and s[10] in "T ":
+                    # Braze accepted a full date-time and kept its day (recorded traffic):
+                    # send the day, as Braze stores it.
+                    _datetime(s)
+                    s = s[:10]
                 if not _DATE.match(s):
                     raise ValueError
                 date.fromisoformat(s)  # a real day: Braze rejects 1990-02-30 too
-            except ValueError:
+            except (ValueError, ValueProblem):
                 raise ValueProblem("dob must be a date YYYY-MM-DD") from None
             return s
         case "time_zone":

@@ -56,7 +56,7 @@ def test_normalise_rejects_without_quoting_the_value(raw: object, type_: str) ->
     ("country", "France", "FR"), ("country", "united kingdom", "GB"),
     ("time_zone", "Eastern Time (US & Canada)", "America/New_York"),
     ("date_of_first_session", "2024-03-01 10:00:00", "2024-03-01T10:00:00Z"),
-    ("facebook.id", 1001, "1001"),
+    ("facebook.id", 1001, "1001"), ("dob", "1980-12-21T00:00:00.000Z", "1980-12-21"),
 ])
 def test_check_field_accepts_and_canonicalises(field: str, raw: object, expected: object) -> None:
     assert check_field(field, raw) == expected
