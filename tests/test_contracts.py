@@ -134,3 +134,28 @@ def test_requests_stay_under_braze_s_4_mb_body_limit(tmp_path: Path, start: Any)
     assert "413" not in emu.store.stats()["requests"]["/users/track"]
     held = emu.store.users()
     assert len(held) == 80 and all(len(u["attributes"]["tags"]) == 500 for u in held)
+
+
+def test_enrich_lookups_under_export_lag(tmp_path: Path, start: Any) -> None:
+    """Braze's export lags behind writes: an enrich plan right after another system created
+    the users does not see them (skipped, never created), and sees them once the export has
+    caught up. The emulator's export lag makes this testable."""
+    import time
+
+    import requests
+
+    gen = make_project(tmp_path, 5, events=False, destination={"mode": "enrich",
+                                                               "subscription_groups": {}})
+    emu = start(EmulatorConfig(port=0, export_lag_seconds=3.0))
+    body = {"attributes": [{"external_id": str(i)} for i in range(1, 4)]}
+    r = requests.post(f"{emu.url}/users/track", json=body, timeout=10,
+                      headers={"Authorization": "Bearer local-emulator-key"})
+    assert r.status_code == 201
+    sent = time.time()
+    early = cli("plan", str(gen.root))
+    assert time.time() - sent < 3.0  # the plan ran within the lag
+    assert early.exit_code == 0, early.output
+    assert "5 skipped" in early.output and "to enrich" not in early.output
+    time.sleep(max(0.0, sent + 3.1 - time.time()))
+    later = cli("plan", str(gen.root))
+    assert "3 to enrich" in later.output and "2 skipped" in later.output, later.output
