@@ -107,18 +107,35 @@ class SqlWarehouse:
         primary = self.project.primary_source(model)
         stmt = build_keys_query(self.project, model, dialect=self.engine.dialect)
         query = ModelQuery(stmt, (), (), {primary.name: {primary.key: [primary.ref]}})
-        return self._stream(f"model/{model}", query, batch_size, lambda row: str(row[0]))
+
+        def key(row: Any) -> str:
+            if row[1] is not None:
+                raise self._bad_key(model, row[1])
+            return str(row[0])
+
+        return self._stream(f"model/{model}", query, batch_size, key)
+
+    def _bad_key(self, model: str, text: Any) -> WarehouseError:
+        primary = self.project.primary_source(model)
+        return WarehouseError(
+            f"app/{self.app_name}: key column {primary.key!r} of {primary.ref} holds {text}, "
+            f"which is not a whole number: a key of model/{model} becomes a Braze external_id "
+            "and must be text or a whole number. Fix the row, or turn the column into text or "
+            "an integer in the warehouse (a query source with CAST)")
 
     def _rows(self, model: str, query: ModelQuery, batch_size: int) -> Iterator[ModelRow]:
         n = len(query.properties)
+        g = len(query.groups)
 
         def record(row: Any) -> ModelRow:
             key = row[0]
+            if row[n + 1 + g] is not None:
+                raise self._bad_key(model, row[n + 1 + g])
             return ModelRow(
                 key="" if key is None else str(key),
                 values=dict(zip(query.properties, row[1:n + 1], strict=True)),
-                groups=frozenset(g for g, flag in zip(query.groups, row[n + 1:], strict=True)
-                                 if flag),
+                groups=frozenset(name for name, flag in zip(query.groups, row[n + 1:n + 1 + g],
+                                                            strict=True) if flag),
             )
 
         return self._stream(f"model/{model}", query, batch_size, record)
