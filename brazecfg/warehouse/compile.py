@@ -55,7 +55,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, case, cast, false, func, literal, not_, or_, select, union
+from sqlalchemy import (
+    String,
+    case,
+    cast,
+    false,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+    union,
+    union_all,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement
@@ -360,6 +372,27 @@ def build_keys_query(project: Project, model: str, *, dialect: Dialect | str) ->
     return (select(k.label("k"), bad_key(p.c[primary.key], d).label("kbad"))
             .where(p.c[primary.key].is_not(None))
             .order_by(*key_order(k, d)))
+
+
+def build_max_updated_query(project: Project, model: str, *, dialect: Dialect | str
+                            ) -> Select[Any] | None:
+    """The greatest ``updated_at`` over every source of ``model`` that declares one, read as
+    the incremental filter reads it (``Dates.column``: UTC, epoch numbers understood), in one
+    row and column; None when no source declares ``updated_at``."""
+    d = get_dialect(dialect)
+    builder = _Builder(project, model, d, datetime(1970, 1, 1))
+    parts: list[Select[Any]] = []
+    for name in builder.source_names():
+        src = project.sources[name]
+        if src.updated_at:
+            f = source_from(src, [src.updated_at], f"m{len(parts)}", d, project.settings.root)
+            parts.append(select(func.max(builder.dates.column(f.c[src.updated_at])).label("m")))
+    if not parts:
+        return None
+    if len(parts) == 1:
+        return parts[0]
+    u = union_all(*parts).subquery("maxima")
+    return select(func.max(u.c.m).label("m"))
 
 
 def column_of(prop: Property) -> str:

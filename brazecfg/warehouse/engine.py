@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 from sqlalchemy import false, literal, select
@@ -22,6 +22,7 @@ from brazecfg.warehouse.compile import (
     ModelQuery,
     build_events_query,
     build_keys_query,
+    build_max_updated_query,
     build_model_query,
 )
 from brazecfg.warehouse.sources import source_from
@@ -51,11 +52,13 @@ class SqlWarehouse:
     """A warehouse reached through SQLAlchemy. ``connect()`` builds it; ``close()`` frees it."""
 
     def __init__(self, app: App, project: Project, engine: Engine,
-                 secrets: tuple[str, ...] = ()) -> None:
+                 secrets: tuple[str, ...] = (), *,
+                 on_close: Callable[[], None] | None = None) -> None:
         self.app_name = app.name
         self.project = project
         self.engine = engine
         self._secrets = secrets
+        self._on_close = on_close
 
     def query(self, model: str, *, now: datetime,
               changed_since: datetime | None = None) -> ModelQuery:
@@ -115,6 +118,26 @@ class SqlWarehouse:
 
         return self._stream(f"model/{model}", query, batch_size, key)
 
+    def max_updated_at(self, model: str) -> datetime | None:
+        """The warehouse's own greatest ``updated_at`` over the sources of ``model`` that
+        declare one, as an aware UTC datetime (None: no such source, or no stamp at all).
+
+        Read it *before* ``stream_model``: every row the stream can miss then has a stamp
+        above it, so a watermark set from it (rather than from this machine's clock) cannot
+        skip a row for clock skew or a warehouse in another time zone. Stamps are read like
+        the incremental filter reads them (UTC; SQLite epoch numbers understood), to the
+        second on SQLite."""
+        stmt = build_max_updated_query(self.project, model, dialect=self.engine.dialect)
+        if stmt is None:
+            return None
+        try:
+            with self.engine.connect() as conn:
+                value = conn.execute(stmt).scalar()
+        except SQLAlchemyError as exc:
+            raise self._error(f"cannot read the greatest updated_at of model/{model}",
+                              exc) from None
+        return as_utc(value)
+
     def _bad_key(self, model: str, text: Any) -> WarehouseError:
         primary = self.project.primary_source(model)
         return WarehouseError(
@@ -161,8 +184,12 @@ class SqlWarehouse:
                 result.close()
 
     def _error(self, what: str, exc: BaseException) -> WarehouseError:
-        return WarehouseError(f"app/{self.app_name}: {what}: "
-                              f"{driver_message(exc, self._secrets)}")
+        message = driver_message(exc, self._secrets)
+        if self.engine.dialect.name == "duckdb" and "Out of Memory" in message:
+            # DuckDB's own advice names SET statements the user cannot type here
+            message = message.split(" Possible solutions:")[0] + (
+                f". Raise options.memory_limit of app/{self.app_name} (e.g. memory_limit: 1GB)")
+        return WarehouseError(f"app/{self.app_name}: {what}: {message}")
 
     def _diagnose(self, conn: Connection, what: str, query: ModelQuery,
                   exc: DBAPIError) -> WarehouseError:
@@ -191,6 +218,26 @@ class SqlWarehouse:
 
     def close(self) -> None:
         self.engine.dispose()
+        if self._on_close is not None:
+            self._on_close()  # e.g. DuckDB's temporary directory
+            self._on_close = None
+
+
+def as_utc(value: Any) -> datetime | None:
+    """A time stamp the warehouse returned (a datetime, a date-time text such as SQLite's
+    ``datetime()``) as an aware UTC datetime; a naive one is UTC already. None if it is none."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    if not isinstance(value, datetime):
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
 
 
 def _rollback(conn: Connection) -> None:
