@@ -16,6 +16,7 @@ import pytest
 from brazecfg.config.loader import load_project
 from brazecfg.emulator import Emulator, EmulatorConfig
 from brazecfg.warehouse.connect import connect
+from tests.helpers import EXAMPLE as EXAMPLE_ROOT
 from tests.helpers import NOW, cli, copy_example, emulator_get
 
 
@@ -153,3 +154,74 @@ def test_max_updated_at_is_the_warehouses_own_newest_stamp_in_utc(
         assert wh.max_updated_at("users") == expected
     finally:
         wh.close()
+
+
+def _epoch_tables(run: Any, int_type: str) -> None:
+    """The example's tables with ``updated_at`` as epoch seconds of type ``int_type``."""
+    from tests.test_warehouses_agree import portable_sql
+
+    old = int(datetime(2026, 1, 5, tzinfo=timezone.utc).timestamp())
+    for statement in portable_sql(EXAMPLE_ROOT):
+        statement = statement.replace("updated_at TEXT NOT NULL DEFAULT '2026-10-01 00:00:00'",
+                                      f"updated_at {int_type}")
+        statement = statement.replace("updated_at TEXT NOT NULL", f"updated_at {int_type}")
+        statement = statement.replace("'2026-01-05 09:00:00'", str(old))
+        run(statement)
+    run(f"UPDATE purchases SET updated_at = {old}")
+
+
+def test_duckdb_epoch_updated_at_is_read(tmp_path: Path, emulator: Emulator) -> None:
+    import duckdb
+
+    project = copy_example(tmp_path)
+    con = duckdb.connect(str(project / "warehouse.duckdb"))
+    _epoch_tables(con.execute, "BIGINT")
+    con.close()
+    (project / "apps" / "warehouse.yml").write_text(
+        "kind: app\nname: warehouse\ntype: duckdb\noptions: {path: warehouse.duckdb}\n")
+    apply(project)
+    con = duckdb.connect(str(project / "warehouse.duckdb"))
+    now = int(datetime.now(timezone.utc).timestamp()) * 1000  # milliseconds this time
+    con.execute(f"UPDATE users SET last_name = 'Byron', updated_at = {now} WHERE id = 1")
+    con.execute("UPDATE users SET first_name = 'Unstamped' WHERE id = 2")
+    con.close()
+    d = plan_json(project)  # before: a cast error on every incremental run
+    assert d["read_since"] is not None
+    assert d["fields_set"] == {"last_name": 1}, d
+
+
+def test_postgres_epoch_updated_at_is_read(tmp_path: Path, emulator: Emulator,
+                                           postgres_url: str,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import psycopg
+
+    plain = postgres_url.replace("postgresql+psycopg", "postgresql")
+    project = copy_example(tmp_path)
+    with psycopg.connect(plain) as conn:
+        conn.execute("DROP SCHEMA IF EXISTS epochs CASCADE")
+        conn.execute("CREATE SCHEMA epochs")
+        conn.execute("SET search_path TO epochs")
+        _epoch_tables(lambda q: conn.execute(q), "BIGINT")
+    (project / "apps" / "warehouse.yml").write_text(
+        "kind: app\nname: warehouse\ntype: postgres\noptions:\n"
+        "  url: \"{{ env('EPOCHS_PG_URL') }}\"\n")
+    sources = project / "sources" / "users.yml"
+    sources.write_text(sources.read_text().replace("table: users", "table: epochs.users")
+                       .replace("table: purchases", "table: epochs.purchases"))
+    monkeypatch.setenv("EPOCHS_PG_URL", postgres_url)
+    apply(project)
+    with psycopg.connect(plain) as conn:
+        conn.execute("UPDATE epochs.users SET last_name = 'Byron', "
+                     "updated_at = extract(epoch from now())::bigint WHERE id = 1")
+        conn.execute("UPDATE epochs.users SET first_name = 'Unstamped' WHERE id = 2")
+    d = plan_json(project)
+    assert d["read_since"] is not None
+    assert d["fields_set"] == {"last_name": 1}, d
+    loaded = load_project(project)
+    wh = connect(loaded.apps["warehouse"], loaded)
+    try:
+        newest = wh.max_updated_at("users")
+    finally:
+        wh.close()
+    assert newest is not None
+    assert abs(newest - datetime.now(timezone.utc)) < timedelta(minutes=5)

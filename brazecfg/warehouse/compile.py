@@ -115,7 +115,9 @@ def compile_model_query(project: Project, model: str, *, now: datetime,
 
 
 class _Builder:
-    def __init__(self, project: Project, model: str, dialect: Dialect, now: datetime) -> None:
+    def __init__(self, project: Project, model: str, dialect: Dialect, now: datetime,
+                 numeric_stamps: frozenset[str] = frozenset()) -> None:
+        self.numeric_stamps = numeric_stamps
         self.project = project
         self.model = model
         self.dialect = dialect
@@ -290,13 +292,21 @@ class _Builder:
         parts = []
         for src in sources:
             f = self.from_(src, "c")
-            stamp = self.dates.column(f.c[str(src.updated_at)])
+            stamp = self.stamp(src, f)
             # A stamp the warehouse cannot read as a time (NULL after conversion) never hides
             # a change: such rows are always read.
             parts.append(select(key_ref(f.c[src.key], self.dialect).label("k"))
                          .where(or_(stamp >= bound, stamp.is_(None))))
         u = union(*parts).subquery("changed") if len(parts) > 1 else parts[0].subquery("changed")
         return select(binary(u.c.k, self.dialect))
+
+    def stamp(self, src: Source, frm: FromClause) -> ColumnElement[Any]:
+        """The source's ``updated_at`` as a UTC datetime: epoch numbers when the column's
+        type is numeric (``numeric_stamps``: "source.column"), else ``Dates.column``."""
+        col = frm.c[str(src.updated_at)]
+        if f"{src.name}.{src.updated_at}" in self.numeric_stamps:
+            return self.dates.epoch(col)
+        return self.dates.column(col)
 
     # -- groups ----------------------------------------------------------------------------
 
@@ -374,19 +384,20 @@ def build_keys_query(project: Project, model: str, *, dialect: Dialect | str) ->
             .order_by(*key_order(k, d)))
 
 
-def build_max_updated_query(project: Project, model: str, *, dialect: Dialect | str
+def build_max_updated_query(project: Project, model: str, *, dialect: Dialect | str,
+                            numeric_stamps: frozenset[str] = frozenset(),
                             ) -> Select[Any] | None:
     """The greatest ``updated_at`` over every source of ``model`` that declares one, read as
     the incremental filter reads it (``Dates.column``: UTC, epoch numbers understood), in one
     row and column; None when no source declares ``updated_at``."""
     d = get_dialect(dialect)
-    builder = _Builder(project, model, d, datetime(1970, 1, 1))
+    builder = _Builder(project, model, d, datetime(1970, 1, 1), numeric_stamps)
     parts: list[Select[Any]] = []
     for name in builder.source_names():
         src = project.sources[name]
         if src.updated_at:
             f = source_from(src, [src.updated_at], f"m{len(parts)}", d, project.settings.root)
-            parts.append(select(func.max(builder.dates.column(f.c[src.updated_at])).label("m")))
+            parts.append(select(func.max(builder.stamp(src, f)).label("m")))
     if not parts:
         return None
     if len(parts) == 1:
@@ -400,8 +411,12 @@ def column_of(prop: Property) -> str:
 
 
 def build_model_query(project: Project, model: str, *, now: datetime, dialect: Dialect | str,
-                      changed_since: datetime | None = None) -> ModelQuery:
-    """The query for ``model`` and how to read its rows (see the module docstring)."""
+                      changed_since: datetime | None = None,
+                      numeric_stamps: frozenset[str] = frozenset()) -> ModelQuery:
+    """The query for ``model`` and how to read its rows (see the module docstring).
+    ``numeric_stamps``: the "source.column" ``updated_at`` columns of a numeric type (epoch
+    times), which the engine finds out on warehouses typed per column."""
     if model not in project.models:
         raise WarehouseError(f"model/{model} does not exist")
-    return _Builder(project, model, get_dialect(dialect), now).build(changed_since)
+    return _Builder(project, model, get_dialect(dialect), now,
+                    numeric_stamps).build(changed_since)

@@ -23,7 +23,9 @@ rules and the incremental reads' ``updated_at``):
   5373484.5 are Julian day numbers as SQLite reads them; compared to the second. A value it
   cannot read is NULL (incremental reads then always read that row: a change is never lost).
 - PostgreSQL and DuckDB ``CAST(col AS TIMESTAMP)`` in a UTC session (timestamp, timestamptz,
-  date or ISO text; every session is put in UTC on connect, ``connect.py``).
+  date or ISO text; every session is put in UTC on connect, ``connect.py``). An ``updated_at``
+  column of a numeric type is read as Unix epoch times like SQLite's (``Dates.epoch``; the
+  engine looks up the column's type first).
 - other dialects: the column as is against a UTC datetime, in a UTC session where the
   dialect has one.
 """
@@ -36,7 +38,7 @@ from typing import Any
 from sqlalchemy import String, and_, case, cast, false, func, literal_column, not_, or_, true
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.elements import ColumnElement
-from sqlalchemy.types import REAL, TIMESTAMP
+from sqlalchemy.types import REAL, TIMESTAMP, BigInteger, Double
 
 from brazecfg.warehouse.dates import SQLITE_FORMAT, as_datetime, parse_relative
 
@@ -59,6 +61,24 @@ class Dates:
             return sqlite_datetime(expr)
         if self.name in ("postgresql", "duckdb"):
             return cast(expr, TIMESTAMP())
+        return expr
+
+    def epoch(self, expr: ColumnElement[Any]) -> ColumnElement[Any]:
+        """A numeric column of Unix epoch times (seconds, or milliseconds from 1e11 and
+        microseconds from 1e14) as this dialect's UTC datetime; the column as is where the
+        dialect has no conversion here. For columns known to be numeric (typed per column:
+        PostgreSQL, DuckDB); SQLite's ``column`` tests each value itself."""
+        if self.name == "sqlite":
+            return sqlite_datetime(expr)
+        n: ColumnElement[Any] = cast(expr, Double())
+        if self.name == "postgresql":
+            seconds = case((n >= literal_column("1e14"), n / literal_column("1e6")),
+                           (n >= literal_column("1e11"), n / literal_column("1e3")), else_=n)
+            return func.timezone(literal_column("'UTC'"), func.to_timestamp(seconds))
+        if self.name == "duckdb":
+            millis = case((n >= literal_column("1e14"), n / literal_column("1e3")),
+                          (n >= literal_column("1e11"), n), else_=n * literal_column("1e3"))
+            return func.epoch_ms(cast(millis, BigInteger()))
         return expr
 
     def value(self, value: datetime) -> Any:

@@ -62,8 +62,39 @@ class SqlWarehouse:
 
     def query(self, model: str, *, now: datetime,
               changed_since: datetime | None = None) -> ModelQuery:
+        stamps = self._numeric_stamps(model) if changed_since is not None else frozenset()
         return build_model_query(self.project, model, now=now, dialect=self.engine.dialect,
-                                 changed_since=changed_since)
+                                 changed_since=changed_since, numeric_stamps=stamps)
+
+    def _numeric_stamps(self, model: str) -> frozenset[str]:
+        """The ``updated_at`` columns (as "source.column") of a numeric type, which hold Unix
+        epoch times. Only PostgreSQL and DuckDB are asked (one ``WHERE false`` query per
+        source): their columns have one type, and a cast of a number to a timestamp does not
+        compile there. SQLite tests each value in SQL instead."""
+        name = self.engine.dialect.name
+        if name not in ("postgresql", "duckdb"):
+            return frozenset()
+        primary = self.project.primary_source(model)
+        names = dict.fromkeys([primary.name,
+                               *(p.source for p in self.project.model_properties(model))])
+        found: set[str] = set()
+        root = self.project.settings.root
+        try:
+            with self.engine.connect() as conn:
+                for source_name in names:
+                    src = self.project.sources[source_name]
+                    if not src.updated_at:
+                        continue
+                    frm = source_from(src, [src.updated_at], "t", self.engine.dialect, root)
+                    stmt = select(frm.c[src.updated_at]).select_from(frm).where(false())
+                    result = conn.execute(stmt)
+                    type_code = result.cursor.description[0][1] if result.cursor else None
+                    result.close()
+                    if _is_numeric(name, type_code):
+                        found.add(f"{src.name}.{src.updated_at}")
+        except DBAPIError:
+            return frozenset()  # the read itself will name the source that cannot be read
+        return frozenset(found)
 
     def stream_model(self, model: str, *, now: datetime, batch_size: int = 5000,
                      changed_since: datetime | None = None) -> Iterator[ModelRow]:
@@ -127,7 +158,8 @@ class SqlWarehouse:
         skip a row for clock skew or a warehouse in another time zone. Stamps are read like
         the incremental filter reads them (UTC; SQLite epoch numbers understood), to the
         second on SQLite."""
-        stmt = build_max_updated_query(self.project, model, dialect=self.engine.dialect)
+        stmt = build_max_updated_query(self.project, model, dialect=self.engine.dialect,
+                                       numeric_stamps=self._numeric_stamps(model))
         if stmt is None:
             return None
         try:
@@ -221,6 +253,20 @@ class SqlWarehouse:
         if self._on_close is not None:
             self._on_close()  # e.g. DuckDB's temporary directory
             self._on_close = None
+
+
+# PostgreSQL type OIDs: int2, int4, int8, float4, float8, numeric.
+_PG_NUMERIC = frozenset({21, 23, 20, 700, 701, 1700})
+_DUCKDB_NUMERIC = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT",
+                   "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT", "FLOAT", "DOUBLE", "DECIMAL")
+
+
+def _is_numeric(dialect: str, type_code: Any) -> bool:
+    if type_code is None:
+        return False
+    if dialect == "postgresql":
+        return type_code in _PG_NUMERIC
+    return str(type_code).upper().split("(")[0] in _DUCKDB_NUMERIC
 
 
 def as_utc(value: Any) -> datetime | None:
