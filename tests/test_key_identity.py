@@ -306,3 +306,18 @@ def test_duplicate_primary_keys_keep_the_same_row_whatever_the_physical_order(
     d = plan_json(project, "--full-refresh")
     assert d["counts"]["update"] == 0, d
     assert braze_users(emulator)["1"]["attributes"]["first_name"] == "Amy"
+
+
+def test_nocase_event_keys_are_sent_once_each_however_often_apply_runs(
+        tmp_path: Path, emulator: Emulator) -> None:
+    ddl = ("id TEXT COLLATE NOCASE, user_id INTEGER, product TEXT, amount REAL, status TEXT, "
+           "created_at TEXT, updated_at TEXT")
+    rows = [purchase("ord-B", 1), purchase("ord-a", 1), purchase("ord-A", 2),
+            purchase("Ord-a", 2), purchase("ord-b", 1)]
+    project = sqlite_project(tmp_path, users_ddl("INTEGER"), [user(1), user(2, "B")],
+                             ddl, rows, events=True)
+    for _ in range(3):
+        apply(project)
+    keys = sorted(e["properties"]["product"] for e in sent_events(emulator))
+    assert keys == sorted(f"p{r[0]}" for r in rows)  # each row once, none twice
+    assert_no_changes(project)
