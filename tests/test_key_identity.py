@@ -321,3 +321,20 @@ def test_nocase_event_keys_are_sent_once_each_however_often_apply_runs(
     keys = sorted(e["properties"]["product"] for e in sent_events(emulator))
     assert keys == sorted(f"p{r[0]}" for r in rows)  # each row once, none twice
     assert_no_changes(project)
+
+
+def test_most_recent_ties_equal_but_for_case_always_pick_the_same_value(
+        tmp_path: Path, emulator: Emulator) -> None:
+    ddl = ("id INTEGER, user_id INTEGER, product TEXT COLLATE NOCASE, amount REAL, "
+           "status TEXT, created_at TEXT, updated_at TEXT")
+    rows = [(1, 1, "Pro", 1.0, "paid", "2026-02-01 10:00:00", STAMP),
+            (2, 1, "pro", 1.0, "paid", "2026-02-01 10:00:00", STAMP)]
+    seen = []
+    for order in (rows, list(reversed(rows))):
+        project = sqlite_project(tmp_path / str(len(seen)), users_ddl("INTEGER"), [user(1)],
+                                 ddl, order)
+        d = plan_json(project)
+        assert d["counts"]["create"] == 1
+        out = cli("plan", str(project), "--now", NOW)
+        seen.append("last_product=\"pro\"" in out.output)
+    assert seen == [True, True]  # the greatest in byte order, whatever the row order

@@ -35,7 +35,8 @@ the other group's condition. Every value from a filter or rule is a bound parame
 Aggregates: ``count`` counts the matching rows (or, with ``column``, the matching rows where
 it is not NULL) and is 0 with none; the others are NULL with no matching row. ``most_recent``
 and ``least_recent`` ignore rows whose ``sort`` is NULL; ties go to the greatest ``column``
-value (for most_recent; the smallest for least_recent), NULL values last. A property of the
+value (for most_recent; the smallest for least_recent), NULL values last, and values the
+column's collation calls equal are settled by their text in byte order. A property of the
 primary source with an aggregate is aggregated over the primary source's rows of the same key.
 A property without ``column`` reads the column named like the property.
 
@@ -268,10 +269,15 @@ class _Builder:
         s = self.from_(source, "s")
         skey = key_ref(s.c[source.key], self.dialect)
         first = s.c[column_of(props[0])]
+        # The last term settles values its collation calls equal ('Pro' and 'pro' on a NOCASE
+        # column): without it, which one wins would depend on the rows' physical order.
+        exact = binary(cast(first, String()), self.dialect)
         if agg == "most_recent":
-            order = [s.c[sort].desc(), case((first.is_(None), 1), else_=0), first.desc()]
+            order = [s.c[sort].desc(), case((first.is_(None), 1), else_=0), first.desc(),
+                     exact.desc()]
         else:
-            order = [s.c[sort].asc(), case((first.is_(None), 1), else_=0), first.asc()]
+            order = [s.c[sort].asc(), case((first.is_(None), 1), else_=0), first.asc(),
+                     exact.asc()]
         rn = func.row_number().over(partition_by=skey, order_by=order).label("rn")
         labels = [f"v{i}" for i in range(len(props))]
         ranked = (select(skey.label("k"),
