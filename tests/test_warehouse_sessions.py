@@ -131,3 +131,22 @@ def test_plan_json_is_unchanged_by_the_session_setup(tmp_path: Path, emulator: E
     out = cli("plan", str(project), "--now", NOW, "--format", "json")
     assert out.exit_code == 0, out.output
     assert json.loads(out.stdout)["destinations"][0]["counts"]["create"] == 12
+
+
+def test_a_model_too_big_for_the_duckdb_memory_limit_says_which_option_to_raise(
+        tmp_path: Path) -> None:
+    import duckdb
+
+    db = tmp_path / "big.duckdb"
+    con = duckdb.connect(str(db))
+    con.execute("CREATE TABLE users AS SELECT i AS user_id, 'user' || i || '@example.com' "
+                "AS setting_a, repeat('x', 40) || i AS setting_b FROM range(300000) t(i)")
+    con.close()
+    app = f"kind: app\nname: warehouse\ntype: duckdb\noptions: {{path: {db}, memory_limit: 4MB}}\n"
+    source = DUCK_SOURCE.replace(DUCK_SOURCE[DUCK_SOURCE.index("query:"):
+                                             DUCK_SOURCE.index("key:")], "table: users\n")
+    out = cli("plan", str(settings_project(tmp_path, app, source)), "--now", NOW)
+    assert out.exit_code == 1
+    assert "Out of Memory" in out.output
+    assert "Raise options.memory_limit of app/warehouse" in out.output
+    assert "SET memory_limit" not in out.output  # DuckDB's advice is not for our users
