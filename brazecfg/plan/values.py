@@ -100,8 +100,10 @@ def _string(value: Any) -> str:
             raise ValueProblem("bytes that are not UTF-8 text") from None
     if isinstance(value, (datetime, date)):
         return value.isoformat()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
     if isinstance(value, float) and math.isfinite(value):
-        return str(plain_number(value))
+        return str(plain_number(value))  # 447.71999999999997 -> "447.72"
     return str(value)
 
 
