@@ -11,6 +11,8 @@ from brazecfg.plan.values import ValueProblem, check_field, normalise
 @pytest.mark.parametrize(("raw", "type_", "expected"), [
     ("abc", "string", "abc"),
     (12, "string", "12"),
+    (447.71999999999997, "string", "447.72"),  # no float noise in text either
+    (1e20, "string", "100000000000000000000"),
     (Decimal("12"), "integer", 12),
     ("  7 ", "integer", 7),
     (3.0, "integer", 3),
