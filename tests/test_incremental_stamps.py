@@ -54,6 +54,16 @@ def stamped_project(tmp_path: Path, stamp: Any) -> Path:
     return project
 
 
+def newest(project: Path, statement: str, params: tuple[Any, ...] = ()) -> None:
+    """Give one untouched row the newest stamp: the watermark is the warehouse's own newest
+    stamp (minus an overlap), so rows stamped a day before it are not read again, which is
+    how these tests prove that a read is incremental."""
+    con = sqlite3.connect(project / "warehouse.db")
+    with con:
+        con.execute(statement, params)
+    con.close()
+
+
 def change_user(project: Path, stamp: Any) -> None:
     con = sqlite3.connect(project / "warehouse.db")
     with con:
@@ -65,6 +75,7 @@ def change_user(project: Path, stamp: Any) -> None:
 def test_sqlite_epoch_updated_at_is_read(tmp_path: Path, emulator: Emulator, unit: int) -> None:
     old = int(datetime(2026, 1, 5, tzinfo=timezone.utc).timestamp()) * unit
     project = stamped_project(tmp_path, old)
+    newest(project, "UPDATE users SET updated_at = ? WHERE id = 12", (old + 86400 * unit,))
     apply(project)
     change_user(project, int(datetime.now(timezone.utc).timestamp()) * unit)
     con = sqlite3.connect(project / "warehouse.db")
@@ -168,6 +179,7 @@ def _epoch_tables(run: Any, int_type: str) -> None:
         statement = statement.replace("'2026-01-05 09:00:00'", str(old))
         run(statement)
     run(f"UPDATE purchases SET updated_at = {old}")
+    run(f"UPDATE users SET updated_at = {old + 86400} WHERE id = 12")  # see newest()
 
 
 def test_duckdb_epoch_updated_at_is_read(tmp_path: Path, emulator: Emulator) -> None:
