@@ -20,9 +20,9 @@ from brazecfg.plan.definition import DestinationPlan, Plan
 from brazecfg.plan.planner import hasher_for, make_plan
 from brazecfg.state.hashing import load_key
 from brazecfg.state.ledger import Ledger
-from brazecfg.state.lock import exclusive
 from brazecfg.state.lockfile import Lockfile, write_lockfile
 from brazecfg.state.paths import StatePaths
+from brazecfg.state.store import locked_state
 
 
 @dataclass
@@ -87,46 +87,46 @@ def apply_project(project: Project, *, confirm: Callable[[Plan], bool],
                   progress: Progress | None = None,
                   on_wait: Callable[[str], None] | None = None,
                   clients: Clients | None = None, resend_unknown: bool = False,
-                  full_refresh: bool = False) -> ApplyOutcome:
+                  full_refresh: bool = False, lock_timeout: float = 0.0) -> ApplyOutcome:
     paths = StatePaths.of(project.settings)
     clients = clients or Clients()
     try:
-        with exclusive(paths.apply_lock, on_wait=on_wait), \
+        with locked_state(project, "brazecfg apply", timeout=lock_timeout,
+                          on_wait=on_wait) as ledger, \
                 tempfile.TemporaryDirectory(prefix="brazecfg-spool-") as spool:
             load_key(paths.state_dir, create=True)
-            with Ledger(paths.ledger, writable=True) as ledger:
-                hasher = hasher_for(paths, ledger, create=True)
-                if ledger.key_check is None:
-                    ledger.set_key_check(hasher.check_value())
-                plan = make_plan(project, now=now, clients=clients, spool_dir=Path(spool),
-                                 ledger=ledger, hasher=hasher, resend_unknown=resend_unknown,
-                                 full_refresh=full_refresh)
-                if saved_plan is not None:
-                    check_saved_plan(_read_saved_plan(saved_plan), plan)
-                outcome = ApplyOutcome(plan)
-                if not plan.has_changes:
-                    for dplan in plan.destinations:
-                        _advance_watermark(ledger, dplan, failed=0)
-                    return outcome
-                if not confirm(plan):
-                    raise AbortedError("apply cancelled; nothing was sent")
+            hasher = hasher_for(paths, ledger, create=True)
+            if ledger.key_check is None:
+                ledger.set_key_check(hasher.check_value())
+            plan = make_plan(project, now=now, clients=clients, spool_dir=Path(spool),
+                             ledger=ledger, hasher=hasher, resend_unknown=resend_unknown,
+                             full_refresh=full_refresh)
+            if saved_plan is not None:
+                check_saved_plan(_read_saved_plan(saved_plan), plan)
+            outcome = ApplyOutcome(plan)
+            if not plan.has_changes:
                 for dplan in plan.destinations:
-                    dest = project.destinations[dplan.destination]
-                    applier = DestinationApplier(project, dest, clients(project.apps[dest.app]),
-                                                 ledger)
-                    result = applier.run(dplan, progress)
-                    outcome.results.append(result)
-                    _advance_watermark(ledger, dplan, failed=result.failed)
-                for gone in ledger.destinations():
-                    if gone not in project.destinations:
-                        ledger.forget_destination(gone)
-                write_lockfile(paths.lockfile, Lockfile(
-                    resources=dict(plan.fingerprints),
-                    declared={r.ref: key_hashes(dict(r.declared)) for r in project.all()},
-                    destinations={d: {"records": ledger.count(d)}
-                                  for d in sorted(project.destinations)},
-                ))
-                outcome.applied = True
+                    _advance_watermark(ledger, dplan, failed=0)
                 return outcome
+            if not confirm(plan):
+                raise AbortedError("apply cancelled; nothing was sent")
+            for dplan in plan.destinations:
+                dest = project.destinations[dplan.destination]
+                applier = DestinationApplier(project, dest, clients(project.apps[dest.app]),
+                                             ledger)
+                result = applier.run(dplan, progress)
+                outcome.results.append(result)
+                _advance_watermark(ledger, dplan, failed=result.failed)
+            for gone in ledger.destinations():
+                if gone not in project.destinations:
+                    ledger.forget_destination(gone)
+            write_lockfile(paths.lockfile, Lockfile(
+                resources=dict(plan.fingerprints),
+                declared={r.ref: key_hashes(dict(r.declared)) for r in project.all()},
+                destinations={d: {"records": ledger.count(d)}
+                              for d in sorted(project.destinations)},
+            ))
+            outcome.applied = True
+            return outcome
     finally:
         clients.close()

@@ -152,12 +152,14 @@ def apply(
     now: Annotated[str | None, typer.Option("--now", help="Anchor for relative dates (ISO 8601).")] = None,
     resend_unknown: Annotated[bool, typer.Option("--resend-unknown", help="Send again events whose delivery is unknown (Braze may count them twice).")] = False,
     full_refresh: Annotated[bool, typer.Option("--full-refresh", help="Read every record, not only those changed since the last run.")] = False,
+    lock_timeout: Annotated[str, typer.Option("--lock-timeout", help="How long to wait for the state lock (0, 30s, 5m); default 0: fail at once, naming its owner.")] = "0",
 ) -> None:
     """Show the plan, ask, send it to Braze, and record what Braze confirmed."""
     from brazecfg.apply.run import apply_project
     from brazecfg.cli import render
     from brazecfg.config.loader import load_project
     from brazecfg.plan.definition import Plan
+    from brazecfg.state.lock import parse_duration
 
     console = _console()
 
@@ -182,6 +184,7 @@ def apply(
         outcome = apply_project(project, confirm=confirm, now=_now(now), saved_plan=plan_file,
                                 progress=progress, resend_unknown=resend_unknown,
                                 full_refresh=full_refresh,
+                                lock_timeout=parse_duration(lock_timeout),
                                 on_wait=lambda m: _console(stderr=True).print(m))
         if sys.stderr.isatty():
             sys.stderr.write("\n")

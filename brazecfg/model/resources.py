@@ -172,6 +172,12 @@ class ProjectSettings:
     vars: Mapping[str, Any] = field(default_factory=dict)
     state_dir: str = ".brazecfg"  # relative to root: ledger + local hash key
     lockfile: str = "brazecfg.lock.json"  # relative to root
+    # Where the state lives (brazecfg/state/backends.py): local | postgres | warehouse.
+    state_backend: str = "local"
+    state_url: str | None = field(default=None, repr=False)  # postgres: a secret, never shown
+    state_schema: str | None = None
+    state_app: str | None = None  # warehouse: one of the project's warehouse apps
+    state_lock_ttl: float | None = None  # seconds
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from brazecfg.state.hashing import Hasher, load_key
 from brazecfg.state.ledger import Ledger
 from brazecfg.state.lockfile import read_lockfile
 from brazecfg.state.paths import StatePaths
+from brazecfg.state.store import open_state
 from brazecfg.warehouse.base import Warehouse
 from brazecfg.warehouse.connect import connect
 
@@ -37,13 +38,13 @@ def hasher_for(paths: StatePaths, ledger: Ledger, *, create: bool) -> Hasher:
     if key is None:
         if ledger.key_check is not None:
             raise StateError(
-                f"the ledger {paths.ledger} was written with a hash key that is not here; "
+                f"the state ({ledger.describe()}) was written with a hash key that is not here; "
                 f"restore {paths.state_dir / 'hash.key'} or set BRAZECFG_HASH_KEY")
         return Hasher(secrets.token_bytes(32))
     hasher = Hasher(key)
     if ledger.key_check is not None and ledger.key_check != hasher.check_value():
         raise StateError(
-            f"the hash key does not match the one the ledger {paths.ledger} was written with; "
+            f"the hash key does not match the one the state ({ledger.describe()}) was written with; "
             "restore the right BRAZECFG_HASH_KEY or hash.key")
     return hasher
 
@@ -150,7 +151,7 @@ def make_plan(project: Project, *, now: datetime | None = None,
     lock = read_lockfile(paths.lockfile)
     fps = resource_fingerprints(project)
     own_ledger = ledger is None
-    ledger = ledger or Ledger(paths.ledger, writable=False)
+    ledger = ledger or open_state(project, writable=False)
     try:
         hasher = hasher or hasher_for(paths, ledger, create=False)
         plans: list[DestinationPlan] = []
