@@ -253,6 +253,11 @@ def emulator_dump(
         sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
+from brazecfg.cli.state_cmd import state_app  # noqa: E402 - it imports helpers above lazily
+
+app.add_typer(state_app, name="state")
+
+
 def main() -> None:
     app()
 

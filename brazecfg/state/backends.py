@@ -96,7 +96,7 @@ def warehouse_backend(project: Project, app_name: str, schema: str = DEFAULT_SCH
     backend = url.get_backend_name()
     connect_args = dict(kwargs.get("connect_args") or {})
     path: Path | None = None
-    prefix, sql_schema = "", schema
+    prefix, sql_schema = "", schema  # type: tuple[str, str | None]
     if backend == "sqlite":
         path = Path(str(url.database).removeprefix("file:"))
         url = make_url("sqlite://").set(database=str(path))

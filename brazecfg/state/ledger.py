@@ -51,9 +51,10 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.schema import CreateSchema
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.elements import ColumnElement, quoted_name
 
 from brazecfg.errors import StateError
+from brazecfg.state.backends import Backend, local_backend
 from brazecfg.state.base import (
     SCHEMA_VERSION,
     Failure,
@@ -61,7 +62,6 @@ from brazecfg.state.base import (
     LockInfo,
     StateIdentity,
 )
-from brazecfg.state.backends import Backend, local_backend
 from brazecfg.warehouse.engine import driver_message
 
 __all__ = ["Failure", "Ledger", "LedgerRecord", "LeaseLost", "SCHEMA_VERSION"]
@@ -111,38 +111,45 @@ class Tables:
     @classmethod
     def build(cls, schema: str | None, prefix: str, dialect: str) -> Tables:
         # PostgreSQL: keys in the "C" collation, so the primary key index is in byte order.
-        key = (lambda: String(collation="C")) if dialect == "postgresql" else (lambda: String())
+        def key() -> String:
+            return String(collation="C") if dialect == "postgresql" else String()
+
         md = MetaData(schema=schema)
 
         def t(name: str, *cols: Column[Any]) -> Table:
             return Table(prefix + name, md, *cols)
 
         return cls(
-            meta=t("meta", Column("key", key(), primary_key=True), Column("value", Text, nullable=False)),
-            records=t("records", Column("destination", key(), primary_key=True),
-                      Column("external_id", key(), primary_key=True),
-                      Column("fields", Text, nullable=False), Column("groups", Text, nullable=False),
-                      Column("confirmed_at", String, nullable=False)),
-            events=t("events", Column("destination", key(), primary_key=True),
-                     Column("stream", key(), primary_key=True),
-                     Column("row_key", key(), primary_key=True),
-                     Column("state", String, nullable=False), Column("reason", Text),
-                     Column("at", String, nullable=False)),
-            failures=t("failures", Column("destination", key(), primary_key=True),
-                       Column("external_id", key(), primary_key=True),
-                       Column("reason", Text, nullable=False),
-                       Column("failed_at", String, nullable=False)),
-            intents=t("intents", Column("destination", key(), primary_key=True),
-                      Column("external_id", key(), primary_key=True),
-                      Column("at", String, nullable=False)),
-            lease=t("lease", Column("name", key(), primary_key=True), Column("lock_id", String),
-                    Column("owner", Text), Column("fence", Integer, nullable=False),
-                    Column("acquired_ms", BigInteger), Column("expires_ms", BigInteger)),
+            meta=t("meta", _col("key", key(), primary_key=True), _col("value", Text, nullable=False)),
+            records=t("records", _col("destination", key(), primary_key=True),
+                      _col("external_id", key(), primary_key=True),
+                      _col("fields", Text, nullable=False), _col("groups", Text, nullable=False),
+                      _col("confirmed_at", String, nullable=False)),
+            events=t("events", _col("destination", key(), primary_key=True),
+                     _col("stream", key(), primary_key=True),
+                     _col("row_key", key(), primary_key=True),
+                     _col("state", String, nullable=False), _col("reason", Text),
+                     _col("at", String, nullable=False)),
+            failures=t("failures", _col("destination", key(), primary_key=True),
+                       _col("external_id", key(), primary_key=True),
+                       _col("reason", Text, nullable=False),
+                       _col("failed_at", String, nullable=False)),
+            intents=t("intents", _col("destination", key(), primary_key=True),
+                      _col("external_id", key(), primary_key=True),
+                      _col("at", String, nullable=False)),
+            lease=t("lease", _col("name", key(), primary_key=True), _col("lock_id", String),
+                    _col("owner", Text), _col("fence", Integer, nullable=False),
+                    _col("acquired_ms", BigInteger), _col("expires_ms", BigInteger)),
             metadata=md,
         )
 
     def all(self) -> list[Table]:
         return [self.meta, self.records, self.events, self.failures, self.intents, self.lease]
+
+
+def _col(name: str, *args: Any, **kwargs: Any) -> Column[Any]:
+    """A quoted column: "at", "key", "groups" are keywords in some dialect (DuckDB: at)."""
+    return Column(quoted_name(name, True), *args, **kwargs)
 
 
 def _migrate_1_to_2(conn: Connection, t: Tables) -> None:
@@ -840,7 +847,7 @@ class Ledger:
         if col is None:
             return [None]
         with self._read() as conn:
-            return sorted(str(r[0]) for r in conn.execute(select(col).distinct()))
+            return [*sorted(str(r[0]) for r in conn.execute(select(col).distinct()))]
 
     def counts(self) -> dict[str, int]:
         """Rows per table (meta excluded): what a copy must match."""
@@ -851,8 +858,10 @@ class Ledger:
         out["intent"] = self._count(self.t.intents) if self._version >= 2 else 0
         return out
 
-    def replace_all(self, rows: Iterable[dict[str, Any]]) -> None:
-        """Make the state hold exactly ``rows`` (an export), in one transaction."""
+    def replace_all(self, rows: Iterable[dict[str, Any]], *, generation: int | None = None
+                    ) -> None:
+        """Make the state hold exactly ``rows`` (an export), in one transaction; then its
+        generation is ``generation`` when given."""
         tables = {"meta": self.t.meta, "record": self.t.records, "failure": self.t.failures,
                   "event": self.t.events, "intent": self.t.intents}
         with self._write(bump=False) as conn:
@@ -873,6 +882,9 @@ class Ledger:
             for kind, values_list in batch.items():
                 if values_list:
                     conn.execute(insert(tables[kind]), values_list)
+            self._put_meta(conn, "version", str(self._version))
+            if generation is not None:
+                self._put_meta(conn, "generation", str(generation))
 
     def close(self) -> None:
         with self._mutex:
