@@ -26,19 +26,12 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
-    BigInteger,
-    Column,
-    Integer,
-    MetaData,
-    String,
     Table,
-    Text,
     create_engine,
     delete,
     event,
@@ -51,7 +44,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.schema import CreateSchema
-from sqlalchemy.sql.elements import ColumnElement, quoted_name
+from sqlalchemy.sql.elements import ColumnElement
 
 from brazecfg.errors import StateError
 from brazecfg.state.backends import Backend, local_backend
@@ -62,28 +55,12 @@ from brazecfg.state.base import (
     LockInfo,
     StateIdentity,
 )
+from brazecfg.state.tables import MIGRATIONS, V1_SQLITE, Tables
 from brazecfg.warehouse.engine import driver_message
 
 __all__ = ["Failure", "Ledger", "LedgerRecord", "LeaseLost", "SCHEMA_VERSION"]
 
 LEASE = "apply"  # the one lease row
-
-# Today's (v1) local DDL, kept so a new local ledger is built exactly as v1 and then
-# migrated: every run exercises the migration path that old ledgers take.
-_V1_SQLITE = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS records (
-    destination TEXT NOT NULL, external_id TEXT NOT NULL, fields TEXT NOT NULL,
-    groups TEXT NOT NULL, confirmed_at TEXT NOT NULL,
-    PRIMARY KEY (destination, external_id)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS events (
-    destination TEXT NOT NULL, stream TEXT NOT NULL, row_key TEXT NOT NULL,
-    state TEXT NOT NULL, reason TEXT, at TEXT NOT NULL,
-    PRIMARY KEY (destination, stream, row_key)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS failures (
-    destination TEXT NOT NULL, external_id TEXT NOT NULL, reason TEXT NOT NULL,
-    failed_at TEXT NOT NULL, PRIMARY KEY (destination, external_id)) WITHOUT ROWID;
-"""
 
 
 class LeaseLost(StateError):
@@ -96,72 +73,6 @@ def _now() -> str:
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-@dataclass(frozen=True)
-class Tables:
-    meta: Table
-    records: Table
-    events: Table
-    failures: Table
-    intents: Table
-    lease: Table
-    metadata: MetaData
-
-    @classmethod
-    def build(cls, schema: str | None, prefix: str, dialect: str) -> Tables:
-        # PostgreSQL: keys in the "C" collation, so the primary key index is in byte order.
-        def key() -> String:
-            return String(collation="C") if dialect == "postgresql" else String()
-
-        md = MetaData(schema=schema)
-
-        def t(name: str, *cols: Column[Any]) -> Table:
-            return Table(prefix + name, md, *cols)
-
-        return cls(
-            meta=t("meta", _col("key", key(), primary_key=True), _col("value", Text, nullable=False)),
-            records=t("records", _col("destination", key(), primary_key=True),
-                      _col("external_id", key(), primary_key=True),
-                      _col("fields", Text, nullable=False), _col("groups", Text, nullable=False),
-                      _col("confirmed_at", String, nullable=False)),
-            events=t("events", _col("destination", key(), primary_key=True),
-                     _col("stream", key(), primary_key=True),
-                     _col("row_key", key(), primary_key=True),
-                     _col("state", String, nullable=False), _col("reason", Text),
-                     _col("at", String, nullable=False)),
-            failures=t("failures", _col("destination", key(), primary_key=True),
-                       _col("external_id", key(), primary_key=True),
-                       _col("reason", Text, nullable=False),
-                       _col("failed_at", String, nullable=False)),
-            intents=t("intents", _col("destination", key(), primary_key=True),
-                      _col("external_id", key(), primary_key=True),
-                      _col("at", String, nullable=False)),
-            lease=t("lease", _col("name", key(), primary_key=True), _col("lock_id", String),
-                    _col("owner", Text), _col("fence", Integer, nullable=False),
-                    _col("acquired_ms", BigInteger), _col("expires_ms", BigInteger)),
-            metadata=md,
-        )
-
-    def all(self) -> list[Table]:
-        return [self.meta, self.records, self.events, self.failures, self.intents, self.lease]
-
-
-def _col(name: str, *args: Any, **kwargs: Any) -> Column[Any]:
-    """A quoted column: "at", "key", "groups" are keywords in some dialect (DuckDB: at)."""
-    return Column(quoted_name(name, True), *args, **kwargs)
-
-
-def _migrate_1_to_2(conn: Connection, t: Tables) -> None:
-    """v2: a state id (the lockfile binds to it), the lease row, create intents."""
-    t.intents.create(conn, checkfirst=True)
-    t.lease.create(conn, checkfirst=True)
-    if conn.execute(select(t.meta.c.value).where(t.meta.c.key == "state_id")).first() is None:
-        conn.execute(insert(t.meta).values(key="state_id", value=str(uuid.uuid4())))
-
-
-# Step by step: MIGRATIONS[n] takes a version-n state to n+1, in one transaction.
-MIGRATIONS = {1: _migrate_1_to_2}
 
 
 class Ledger:
@@ -255,6 +166,9 @@ class Ledger:
                 f"({driver_message(exc)}). Do not delete or move it: that would resend every "
                 "event. Restore it from a backup (`brazecfg state push FILE`) or run "
                 "`brazecfg apply`, which repairs a ledger left mid-transaction")
+        if "Conflicting lock" in str(exc):  # DuckDB: one process per file at a time
+            return self._error(exc, "is open in another process (DuckDB lets one process at a "
+                                    "time open a file); wait for it to finish")
         return self._error(exc, "cannot be reached or read; check the state settings in "
                                 "brazecfg.yml and that the server accepts connections")
 
@@ -306,7 +220,7 @@ class Ledger:
             if self.backend.dialect == "sqlite" and self.backend.name == "local":
                 raw = conn.connection.driver_connection
                 assert raw is not None
-                raw.executescript(_V1_SQLITE)  # v1 as it was, then the migrations
+                raw.executescript(V1_SQLITE)  # v1 as it was, then the migrations
                 with conn.begin():
                     if self._meta(conn, "version") is None:
                         conn.execute(insert(self.t.meta).values(key="version", value="1"))

@@ -372,6 +372,28 @@ def test_an_unreachable_backend_names_backend_and_host_never_the_password(
         assert "unexpected" not in out.output
 
 
+def test_a_duckdb_state_open_in_another_process_is_a_clear_error(tmp_path: Path) -> None:
+    import duckdb
+
+    shared = tmp_path / "shared.duckdb"
+    duckdb.connect(str(shared)).close()
+    gen = checkout(tmp_path, "p", {"backend": "warehouse", "app": "statewh"},
+                   {"kind": "app", "name": "statewh", "type": "duckdb",
+                    "options": {"path": str(shared)}})
+    code = f"import duckdb, time; c = duckdb.connect({str(shared)!r}); print('open', flush=True); time.sleep(60)"
+    other = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout is not None and other.stdout.readline().strip() == "open"
+        other.stdout.close()
+        out = cli("plan", str(gen.root))
+        assert out.exit_code == 1
+        assert "open in another process" in out.output and f"PID {other.pid}" in out.output
+        assert "unexpected" not in out.output
+    finally:
+        other.kill()
+        other.wait()
+
+
 # -- the state commands ------------------------------------------------------------------------
 
 def test_state_list_show_rm_and_mv(tmp_path: Path, emu: Emulator) -> None:
