@@ -79,6 +79,7 @@ def state_list(project: ProjectOpt = Path(".")) -> None:
 def state_show(
     address: Annotated[str, typer.Argument(help="destination/NAME")],
     external_id: Annotated[str | None, typer.Argument(help="One user's external id.")] = None,
+    events: Annotated[bool, typer.Option("--events", help="List every event row, sent ones too.")] = False,
     project: ProjectOpt = Path("."),
 ) -> None:
     """What brazecfg believes about a destination or one user: tracked field names (never
@@ -102,11 +103,21 @@ def state_show(
             _say(f"  failed last time: {n:,}")
             for f in sample:
                 _say(f"    {f.external_id}: {f.reason}")
+            for stream, states in led.streams(addr.destination).items():
+                if addr.stream and stream != addr.stream:
+                    continue
+                _say(f"  events/{stream}: " + ", ".join(f"{n:,} {st}" for st, n in states.items()))
+            # Every row with --events; otherwise the ones that need a person (not "sent").
+            shown = 0
             rows = event_rows(led, addr.destination)
-            if addr.stream:
-                rows = [r for r in rows if r[0] == addr.stream]
             for stream, key, st, why in rows:
+                if (addr.stream and stream != addr.stream) or (st == "sent" and not events):
+                    continue
+                if shown == 50 and not events:
+                    _say("    ... (pass --events for every row)")
+                    break
                 _say(f"  events/{stream} row {key}: {st}" + (f" ({why})" if why else ""))
+                shown += 1
 
 
 def _write_command(project: Path, what: str, timeout: str) -> AbstractContextManager[Ledger]:

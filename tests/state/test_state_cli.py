@@ -410,6 +410,9 @@ def test_state_list_show_rm_and_mv(tmp_path: Path, emu: Emulator) -> None:
     assert "email" in out.output and "user1@example.com" not in out.output  # names, not values
     assert "groups:" in out.output and "last failure: none" in out.output
     out = cli("state", "show", f"destination/{DEST}", *p)
+    assert f"events/page_viewed: {len(gen.events)} sent" in out.output, out.output
+    assert "row 1: sent" not in out.output  # sent rows only with --events
+    out = cli("state", "show", f"destination/{DEST}", "--events", *p)
     assert "events/page_viewed row 1: sent" in out.output
     assert cli("state", "show", "destination/nope", *p).exit_code == 1
     assert cli("state", "show", "nonsense", *p).exit_code == 1
