@@ -13,7 +13,7 @@ from typing import Any
 from brazecfg.apply.applier import DestinationApplier, DestinationResult, Progress
 from brazecfg.braze.client import BrazeClient
 from brazecfg.braze.settings import braze_settings
-from brazecfg.errors import AbortedError, StalePlanError
+from brazecfg.errors import AbortedError, StalePlanError, StateError
 from brazecfg.model.resources import App, Project
 from brazecfg.plan.config_diff import key_hashes
 from brazecfg.plan.definition import DestinationPlan, Plan
@@ -94,7 +94,12 @@ def apply_project(project: Project, *, confirm: Callable[[Plan], bool],
         with locked_state(project, "brazecfg apply", timeout=lock_timeout,
                           on_wait=on_wait) as ledger, \
                 tempfile.TemporaryDirectory(prefix="brazecfg-spool-") as spool:
-            load_key(paths.state_dir, create=True)
+            # A shared state needs the same key everywhere: never a key file on one runner.
+            if load_key(paths.state_dir, create=ledger.backend.name == "local") is None:
+                raise StateError(
+                    f"the state ({ledger.describe()}) is shared, so its hash key must be too: "
+                    "set BRAZECFG_HASH_KEY to the same secret on every machine that plans or "
+                    "applies (at least 16 characters)")
             hasher = hasher_for(paths, ledger, create=True)
             if ledger.key_check is None:
                 ledger.set_key_check(hasher.check_value())

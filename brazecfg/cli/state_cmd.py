@@ -177,7 +177,11 @@ def state_unlock(
     from brazecfg.state.store import open_state
 
     with _guard():
-        with open_state(_project(project), writable=True) as led:
+        proj = _project(project)
+        with open_state(proj, writable=False) as led:  # a missing state is not created
+            if led.lock_info() is None:
+                led.force_unlock(lock_id)  # raises: "it is not locked"
+        with open_state(proj, writable=True) as led:
             held = led.force_unlock(lock_id)
         _say(f"Unlocked {lock_id} (held by {held.user}@{held.host}, pid {held.pid}).")
 

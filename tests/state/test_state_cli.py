@@ -372,6 +372,18 @@ def test_an_unreachable_backend_names_backend_and_host_never_the_password(
         assert "unexpected" not in out.output
 
 
+def test_a_shared_state_never_gets_a_key_file_of_one_machine(
+        tmp_path: Path, emu: Emulator, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("BRAZECFG_HASH_KEY")
+    monkeypatch.setenv("BRAZECFG_STATE_URL", postgres_url)
+    gen = checkout(tmp_path, "p", {"backend": "postgres", "schema": f"k_{uuid.uuid4().hex[:8]}",
+                                   "url": "{{ env('BRAZECFG_STATE_URL') }}"})
+    out = apply(gen)
+    assert out.exit_code == 1 and "set BRAZECFG_HASH_KEY" in out.output, out.output
+    assert not (gen.root / ".brazecfg" / "hash.key").exists() and n_requests(emu) == 0
+
+
 def test_a_duckdb_state_open_in_another_process_is_a_clear_error(tmp_path: Path) -> None:
     import duckdb
 
