@@ -27,6 +27,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -395,12 +396,11 @@ class Ledger:
         """How many records failed last time, and up to ``limit`` of them with Braze's reason."""
         f = self.t.failures
         n = self._count(f, f.c.destination == destination)
-        if n == 0:
-            return 0, []
-        out = [Failure(a, b) for a, b in self._pages(
-            f, "external_id", ["external_id", "reason"], [f.c.destination == destination],
-            limit or 5000)]
-        return n, out[:limit] if limit is not None else out
+        if n == 0 or limit == 0:
+            return n, []
+        rows = self._pages(f, "external_id", ["external_id", "reason"],
+                           [f.c.destination == destination], min(limit or 5000, 5000))
+        return n, [Failure(a, b) for a, b in islice(rows, limit)]
 
     def failure(self, destination: str, external_id: str) -> str | None:
         if self._empty:

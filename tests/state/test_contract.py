@@ -70,6 +70,9 @@ def test_failures_generation_and_intents(make: object) -> None:
         assert led.record("d", "2") == LedgerRecord("2", {"email": "x"}, frozenset({"vip"}))
         led.commit("d", deletes=["1"])
         assert [r.external_id for r in led.stream("d")] == ["2"]
+        led.commit("e", failures=[Failure(k, "r") for k in KEYS])
+        assert led.failures("e", limit=2) == (len(KEYS), [Failure(k, "r") for k in sorted(KEYS)[:2]])
+        assert led.failures("e", limit=0) == (len(KEYS), [])
 
 
 def test_meta_identity_and_reopen(make: object) -> None:
