@@ -290,8 +290,10 @@ class Ledger:
         return [(str(k), str(v)) for k, v in rows]
 
     def set_meta(self, key: str, value: str | None) -> None:
-        """Set (or, with None, remove) a metadata value. Keys are brazecfg's, e.g. bindings."""
-        with self._write() as conn:
+        """Set (or, with None, remove) a metadata value. Keys are brazecfg's, e.g. bindings.
+        Metadata does not bump the generation (as in v1: a saved plan stays current when
+        only the key check or a watermark was written)."""
+        with self._write(bump=False) as conn:
             self._put_meta(conn, key, value)
 
     @property

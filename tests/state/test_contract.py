@@ -78,9 +78,11 @@ def test_failures_generation_and_intents(make: object) -> None:
 def test_meta_identity_and_reopen(make: object) -> None:
     b = make()  # type: ignore[operator]
     with Ledger(backend=b, writable=True) as led:
+        g = led.generation
         led.set_key_check("abc")
         led.set_watermark("d", {"since": "x", "fingerprint": "f"})
         led.set_meta("binding:d", "w1")
+        assert led.generation == g  # metadata never makes a saved plan stale
         first = led.identity
         assert first.state_id and first.backend == b.name
     with Ledger(backend=b, writable=False) as led:

@@ -506,3 +506,13 @@ def test_migrate_local_to_postgres_then_plan_there(
     out = cli("plan", str(gen.root))
     assert out.exit_code == 0 and "No changes." in out.output, out.output
     assert apply(gen).exit_code == 0 and n_requests(emu) == sent
+
+
+def test_a_first_apply_of_a_saved_plan_is_not_stale(tmp_path: Path, emu: Emulator) -> None:
+    """Writing the key check (metadata) on the first apply does not move the generation."""
+    gen = checkout(tmp_path, "p", None)
+    saved = tmp_path / "plan.json"
+    assert cli("plan", str(gen.root), "--out", str(saved)).exit_code == 0
+    out = apply(gen, "--plan", str(saved))
+    assert out.exit_code == 0, out.output
+    assert len(emu.store.users()) == 40
