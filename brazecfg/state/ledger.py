@@ -520,13 +520,16 @@ class Ledger:
         create intents of these ids are cleared in the same transaction."""
         at = _now()
         r, f = self.t.records, self.t.failures
-        ups = [{"destination": destination, "external_id": x.external_id,
-                "fields": json.dumps(x.fields, sort_keys=True, separators=(",", ":")),
-                "groups": json.dumps(sorted(x.groups), separators=(",", ":")),
-                "confirmed_at": at} for x in upserts]
-        dels = list(deletes)
-        fails = [{"destination": destination, "external_id": x.external_id,
-                  "reason": x.reason, "failed_at": at} for x in failures]
+        # Keyed by id: the same id twice in one batch keeps the last (v1's INSERT OR REPLACE).
+        ups = list({x.external_id: {
+            "destination": destination, "external_id": x.external_id,
+            "fields": json.dumps(x.fields, sort_keys=True, separators=(",", ":")),
+            "groups": json.dumps(sorted(x.groups), separators=(",", ":")),
+            "confirmed_at": at} for x in upserts}.values())
+        dels = list(dict.fromkeys(deletes))
+        fails = list({x.external_id: {"destination": destination, "external_id": x.external_id,
+                                      "reason": x.reason, "failed_at": at}
+                      for x in failures}.values())
         with self._write() as conn:
             touched = [u["external_id"] for u in ups] + dels
             self._delete_ids(conn, r, destination, touched)
@@ -574,8 +577,8 @@ class Ledger:
         deduplicates events)."""
         at = _now()
         e = self.t.events
-        rows = [{"destination": destination, "stream": stream, "row_key": k, "state": st,
-                 "reason": why, "at": at} for k, st, why in states]
+        rows = list({k: {"destination": destination, "stream": stream, "row_key": k, "state": st,
+                         "reason": why, "at": at} for k, st, why in states}.values())
         with self._write() as conn:
             keys = [x["row_key"] for x in rows]
             for i in range(0, len(keys), 500):

@@ -116,6 +116,16 @@ def test_a_failed_transaction_keeps_the_state(make: object) -> None:
         assert [r.external_id for r in led.stream("d")] == ["1"] and led.generation == g
 
 
+def test_the_same_id_twice_in_one_batch_keeps_the_last(make: object) -> None:
+    with Ledger(backend=make(), writable=True) as led:  # type: ignore[operator]
+        led.commit("d", upserts=[LedgerRecord("1", {"a": "x"}), LedgerRecord("1", {"a": "y"})],
+                   failures=[Failure("2", "first"), Failure("2", "second")], deletes=["3", "3"])
+        assert list(led.stream("d")) == [LedgerRecord("1", {"a": "y"})]
+        assert led.failures("d") == (1, [Failure("2", "second")])
+        led.mark_events("d", "s", [("k", "sending", None), ("k", "sent", None)])
+        assert list(led.stream_events("d", "s")) == [("k", "sent")]
+
+
 def test_renames_and_forget(make: object) -> None:
     with Ledger(backend=make(), writable=True) as led:  # type: ignore[operator]
         led.commit("old", upserts=[LedgerRecord("1")], failures=[Failure("2", "x")])
