@@ -215,3 +215,26 @@ def test_a_state_from_a_newer_brazecfg_is_refused(make: object) -> None:
     for writable in (False, True):
         with pytest.raises(StateError, match="newer brazecfg"):
             Ledger(backend=b, writable=writable)
+
+
+def test_the_generation_under_a_lease_is_what_every_reader_sees(make: object) -> None:
+    b = make()  # type: ignore[operator]
+    # (writable: DuckDB opens a file one way per process; the reader only reads)
+    with Ledger(backend=b, writable=True) as a, Ledger(backend=b, writable=True) as reader:
+        a.commit("d", upserts=[LedgerRecord("0")])
+        start = a.generation
+        with lease(a, "brazecfg apply"):
+            for i in range(3):
+                a.commit("d", upserts=[LedgerRecord(str(i))])
+                a.mark_events("d", "s", [(str(i), "sent", None)])
+                assert reader.generation == start + 2 * (i + 1)
+            with pytest.raises(RuntimeError):
+                a.commit("d", upserts=iter([LedgerRecord("x"), *[]]), deletes=_boom())
+            assert reader.generation == start + 6  # a failed write moved nothing
+            a.commit("d", upserts=[LedgerRecord("y")])
+            assert reader.generation == start + 7
+
+
+def _boom() -> Iterator[str]:
+    raise RuntimeError("crash")
+    yield ""
