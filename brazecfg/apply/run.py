@@ -13,15 +13,16 @@ from typing import Any
 from brazecfg.apply.applier import DestinationApplier, DestinationResult, Progress
 from brazecfg.braze.client import BrazeClient
 from brazecfg.braze.settings import braze_settings
-from brazecfg.errors import AbortedError, GuardrailError, StalePlanError
+from brazecfg.errors import AbortedError, GuardrailError, StalePlanError, StateError
 from brazecfg.model.resources import App, Project
 from brazecfg.plan.config_diff import key_hashes
 from brazecfg.plan.definition import DestinationPlan, Plan
 from brazecfg.plan.planner import hasher_for, make_plan, read_binding
+from brazecfg.state.hashing import load_key
 from brazecfg.state.ledger import Ledger
-from brazecfg.state.lock import exclusive
 from brazecfg.state.lockfile import Lockfile, read_lockfile, write_lockfile
 from brazecfg.state.paths import StatePaths
+from brazecfg.state.store import locked_state
 
 
 @dataclass
@@ -113,62 +114,71 @@ def apply_project(project: Project, *, confirm: Callable[[Plan], bool],
                   clients: Clients | None = None, resend_unknown: bool = False,
                   full_refresh: bool = False, start_over: bool = False,
                   allow: frozenset[str] = frozenset(),
-                  targets: list[str] | None = None) -> ApplyOutcome:
+                  targets: list[str] | None = None, lock_timeout: float = 0.0) -> ApplyOutcome:
     paths = StatePaths.of(project.settings)
     clients = clients or Clients()
     try:
-        with exclusive(paths.apply_lock, on_wait=on_wait), \
+        with locked_state(project, "brazecfg apply", timeout=lock_timeout,
+                          on_wait=on_wait) as ledger, \
                 tempfile.TemporaryDirectory(prefix="brazecfg-spool-") as spool:
-            with Ledger(paths.ledger, writable=True) as ledger:
-                # A state written with a key that is gone is an error (hasher_for says so),
-                # never a fresh random key, which would make every hash differ.
-                hasher = hasher_for(paths, ledger, create=ledger.key_check is None)
-                if ledger.key_check is None:
-                    ledger.set_key_check(hasher.check_value())
-                plan = make_plan(project, now=now, clients=clients, spool_dir=Path(spool),
-                                 ledger=ledger, hasher=hasher, resend_unknown=resend_unknown,
-                                 full_refresh=full_refresh, start_over=start_over,
-                                 destinations=targets)
-                plan.allowed = allow
-                if saved_plan is not None:
-                    check_saved_plan(_read_saved_plan(saved_plan), plan)
-                outcome = ApplyOutcome(plan)
-                blocked = plan.blocked(allow)
-                if blocked:
-                    lines = "\n".join(f"  destination {d}: {t.name}: {t.message}"
-                                      for d, t in blocked)
-                    raise GuardrailError(f"the plan trips {len(blocked)} guardrail"
-                                         f"{'s' if len(blocked) > 1 else ''}; nothing was sent:"
-                                         f"\n{lines}")
-                if not plan.has_changes:
-                    for dplan in plan.destinations:
-                        _advance_watermark(ledger, dplan)
-                        if read_binding(ledger, dplan.destination) is None:
-                            _record_bindings(ledger, dplan)  # states from before bindings
-                    return outcome
-                if not confirm(plan):
-                    raise AbortedError("apply cancelled; nothing was sent")
+            # A state written with a key that is gone is an error (hasher_for says so), never
+            # a fresh random key, which would make every hash differ. A new shared state needs
+            # the same key everywhere: never a key file on one runner.
+            if ledger.key_check is None and load_key(
+                    paths.state_dir, create=ledger.backend.name == "local") is None:
+                raise StateError(
+                    f"the state ({ledger.describe()}) is shared, so its hash key must be too: "
+                    "set BRAZECFG_HASH_KEY to the same secret on every machine that plans or "
+                    "applies (at least 16 characters)")
+            hasher = hasher_for(paths, ledger, create=False)
+            if ledger.key_check is None:
+                ledger.set_key_check(hasher.check_value())
+            plan = make_plan(project, now=now, clients=clients, spool_dir=Path(spool),
+                             ledger=ledger, hasher=hasher, resend_unknown=resend_unknown,
+                             full_refresh=full_refresh, start_over=start_over,
+                             destinations=targets)
+            plan.allowed = allow
+            if saved_plan is not None:
+                check_saved_plan(_read_saved_plan(saved_plan), plan)
+            outcome = ApplyOutcome(plan)
+            blocked = plan.blocked(allow)
+            if blocked:
+                lines = "\n".join(f"  destination {d}: {t.name}: {t.message}"
+                                  for d, t in blocked)
+                raise GuardrailError(f"the plan trips {len(blocked)} guardrail"
+                                     f"{'s' if len(blocked) > 1 else ''}; nothing was sent:"
+                                     f"\n{lines}")
+            if not plan.has_changes:
                 for dplan in plan.destinations:
-                    dest = project.destinations[dplan.destination]
-                    _prepare_state(ledger, dplan)
-                    applier = DestinationApplier(project, dest, clients(project.apps[dest.app]),
-                                                 ledger)
-                    result = applier.run(dplan, progress)
-                    outcome.results.append(result)
                     _advance_watermark(ledger, dplan)
-                    _record_bindings(ledger, dplan)
-                previous = read_lockfile(paths.lockfile)
-                # A destination removed from the config keeps its state (its users stay in
-                # Braze as they are) until `brazecfg state rm`: nothing is forgotten in silence.
-                write_lockfile(paths.lockfile, Lockfile(
-                    resources=dict(plan.fingerprints),
-                    declared={r.ref: key_hashes(dict(r.declared)) for r in project.all()},
-                    destinations={d: _confirmed(ledger, d) if not targets or d in targets
-                                  else previous.destinations.get(d, {})
-                                  for d in sorted(project.destinations)},
-                ))
-                outcome.applied = True
+                    if read_binding(ledger, dplan.destination) is None:
+                        _record_bindings(ledger, dplan)  # states from before bindings
                 return outcome
+            if not confirm(plan):
+                raise AbortedError("apply cancelled; nothing was sent")
+            for dplan in plan.destinations:
+                dest = project.destinations[dplan.destination]
+                _prepare_state(ledger, dplan)
+                applier = DestinationApplier(project, dest, clients(project.apps[dest.app]),
+                                             ledger)
+                result = applier.run(dplan, progress)
+                outcome.results.append(result)
+                _advance_watermark(ledger, dplan)
+                _record_bindings(ledger, dplan)
+            previous = read_lockfile(paths.lockfile)
+            # A destination removed from the config keeps its state (its users stay in
+            # Braze as they are) until `brazecfg state rm`: nothing is forgotten in silence.
+            identity = ledger.identity
+            write_lockfile(paths.lockfile, Lockfile(
+                resources=dict(plan.fingerprints),
+                declared={r.ref: key_hashes(dict(r.declared)) for r in project.all()},
+                destinations={d: _confirmed(ledger, d) if not targets or d in targets
+                              else previous.destinations.get(d, {})
+                              for d in sorted(project.destinations)},
+                state={"backend": identity.backend, "id": identity.state_id or ""},
+            ))
+            outcome.applied = True
+            return outcome
     finally:
         clients.close()
 

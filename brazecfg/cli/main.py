@@ -184,12 +184,14 @@ def apply(
     start_over: Annotated[bool, typer.Option("--start-over", help="Plan against an empty state although the lockfile says Braze confirmed records (a lost state): everything is new, events count as delivery unknown.")] = False,
     allow: Annotated[list[str] | None, typer.Option("--allow", help="Override one guardrail for this run (repeatable): empty_source, max_delete_share, max_deletes, max_unsubscribe_share, max_data_points, max_events.")] = None,
     target: Annotated[list[str] | None, typer.Option("--target", help="Plan only destination/NAME (repeatable): a partial plan.")] = None,
+    lock_timeout: Annotated[str, typer.Option("--lock-timeout", help="How long to wait for the state lock (0, 30s, 5m); default 0: fail at once, naming its owner.")] = "0",
 ) -> None:
     """Show the plan, ask, send it to Braze, and record what Braze confirmed."""
     from brazecfg.apply.run import apply_project
     from brazecfg.cli import render
     from brazecfg.config.loader import load_project
     from brazecfg.plan.definition import Plan
+    from brazecfg.state.lock import parse_duration
 
     console = _console()
 
@@ -215,6 +217,7 @@ def apply(
                                 progress=progress, resend_unknown=resend_unknown,
                                 full_refresh=full_refresh, start_over=start_over,
                                 allow=_allowed(allow), targets=_targets(project, target),
+                                lock_timeout=parse_duration(lock_timeout),
                                 on_wait=lambda m: _console(stderr=True).print(m))
         if sys.stderr.isatty():
             sys.stderr.write("\n")
@@ -293,6 +296,10 @@ def emulator_dump(
                                 "`brazecfg emulator`") from None
         sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
+
+from brazecfg.cli.state_cmd import state_app  # noqa: E402 - it imports helpers above lazily
+
+app.add_typer(state_app, name="state")
 
 EXIT_BUG = 70  # sysexits EX_SOFTWARE: an unexpected error, a bug in brazecfg
 

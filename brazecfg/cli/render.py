@@ -26,8 +26,9 @@ SIGN = {"create": "+", "update": "~", "delete": "-", "enrich": "~"}
 
 
 def make_console(*, stderr: bool = False, no_color: bool = False) -> Console:
+    # emoji=False: ":id:" in a stream identity must not become an emoji
     return Console(theme=THEME, stderr=stderr, no_color=no_color or None, highlight=False,
-                   soft_wrap=True)
+                   soft_wrap=True, emoji=False)
 
 
 def _n(count: int, word: str) -> str:

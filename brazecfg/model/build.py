@@ -97,4 +97,7 @@ def build_settings(data: Mapping[str, Any], root: Path) -> ProjectSettings:
         name=data["name"], root=str(root.resolve()), vars=_plain(dict(data.get("vars") or {})),
         state_dir=state.get("dir", ".brazecfg"), lockfile=state.get("lockfile", "brazecfg.lock.json"),
         moved=tuple((m["from"], m["to"]) for m in data.get("moved") or []),
-        guardrails=dict(data.get("guardrails") or {}))
+        guardrails=dict(data.get("guardrails") or {}),
+        state_backend=state.get("backend", "local"), state_url=state.get("url"),
+        state_schema=state.get("schema"), state_app=state.get("app"),
+        state_lock_ttl=float(state["lock_ttl"]) if "lock_ttl" in state else None)

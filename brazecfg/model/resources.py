@@ -184,6 +184,12 @@ class ProjectSettings:
     # ("destination/old", "destination/new") or ("destination/d/events/a", "destination/d/events/b").
     moved: tuple[tuple[str, str], ...] = ()
     guardrails: Mapping[str, Any] = field(default_factory=dict)  # see plan/guardrails.py
+    # Where the state lives (brazecfg/state/backends.py): local | postgres | warehouse.
+    state_backend: str = "local"
+    state_url: str | None = field(default=None, repr=False)  # postgres: a secret, never shown
+    state_schema: str | None = None
+    state_app: str | None = None  # warehouse: one of the project's warehouse apps
+    state_lock_ttl: float | None = None  # seconds
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from brazecfg.state.hashing import Hasher, load_key
 from brazecfg.state.ledger import Ledger, LedgerRecord
 from brazecfg.state.lockfile import Lockfile, read_lockfile
 from brazecfg.state.paths import StatePaths
+from brazecfg.state.store import open_state
 from brazecfg.warehouse.base import Warehouse
 from brazecfg.warehouse.connect import connect
 
@@ -45,7 +46,7 @@ def hasher_for(paths: StatePaths, ledger: Ledger, *, create: bool) -> Hasher:
     if key is None:
         if ledger.key_check is not None:
             raise StateError(
-                f"the ledger {paths.ledger} was written with a hash key that is not here; "
+                f"the state ({ledger.describe()}) was written with a hash key that is not here; "
                 f"restore {paths.state_dir / 'hash.key'} or set BRAZECFG_HASH_KEY")
         # Nothing to compare against: every field is new. A fixed key keeps the plan a pure
         # function of its inputs; the digest never depends on field hashes anyway.
@@ -53,7 +54,7 @@ def hasher_for(paths: StatePaths, ledger: Ledger, *, create: bool) -> Hasher:
     hasher = Hasher(key)
     if ledger.key_check is not None and ledger.key_check != hasher.check_value():
         raise StateError(
-            f"the hash key does not match the one the ledger {paths.ledger} was written with; "
+            f"the hash key does not match the one the state ({ledger.describe()}) was written with; "
             "restore the right BRAZECFG_HASH_KEY or hash.key")
     return hasher
 
@@ -168,12 +169,12 @@ def _state_name(project: Project, dest: Destination, ledger: Ledger) -> tuple[st
     """The name under which the state holds ``dest`` and why: its own name, or the ``from`` of
     a declared ``moved`` whose state exists while ``dest`` has none."""
     if ledger.count(dest.name) or read_binding(ledger, dest.name) is not None \
-            or dest.name in ledger.destinations():
+            or dest.name in ledger.known_destinations():
         return dest.name, ""
     for old, new in project.settings.moved:
         if new == dest.ref and old.startswith("destination/") and "/events/" not in old:
             old_name = old.split("/", 1)[1]
-            if old_name in ledger.destinations() or read_binding(ledger, old_name) is not None:
+            if old_name in ledger.known_destinations() or read_binding(ledger, old_name) is not None:
                 return old_name, f"moved from {old} (declared in brazecfg.yml)"
     _refuse_a_guessed_rename(project, dest, ledger)
     return dest.name, ""
@@ -185,7 +186,7 @@ def _refuse_a_guessed_rename(project: Project, dest: Destination, ledger: Ledger
     every profile and every event. Renames are declared, never guessed."""
     want = bindings_for(project, dest)
     moved_from = {old for old, _ in project.settings.moved}
-    for name in ledger.destinations():
+    for name in ledger.known_destinations():
         if name in project.destinations or f"destination/{name}" in moved_from:
             continue
         had = read_binding(ledger, name)
@@ -232,7 +233,7 @@ def _plan_destination(project: Project, dest: Destination, warehouse: Warehouse,
             raise StateError(
                 f"destination {dest.name}: the lockfile says Braze confirmed "
                 f"{locked.get('records', 0):,} records (and {locked.get('events', 0):,} event "
-                f"rows), but the state ({_describe_state(project, ledger)}) has none. Planning "
+                f"rows), but the state ({_describe_state(lock, ledger)}) has none. Planning "
                 "now would resend every profile and every event. Configure the state backend "
                 "this project applied with (brazecfg.yml state:), restore a backup "
                 "(`brazecfg state push FILE`), or run with --start-over to treat Braze as "
@@ -290,8 +291,13 @@ def _plan_destination(project: Project, dest: Destination, warehouse: Warehouse,
     return dplan
 
 
-def _describe_state(project: Project, ledger: Ledger) -> str:
-    return f"the local ledger {ledger.path}"
+def _describe_state(lock: Lockfile, ledger: Ledger) -> str:
+    here = str(ledger.describe())
+    was = lock.state
+    if was.get("id") and was.get("id") != ledger.identity.state_id:
+        return (f"{here}; the lockfile was written with another state, {was.get('backend')} "
+                f"state {was['id'][:8]}")
+    return here
 
 
 def _diff_once(project: Project, dest: Destination, warehouse: Warehouse, ledger: Ledger,
@@ -330,7 +336,7 @@ def make_plan(project: Project, *, now: datetime | None = None,
     lock = read_lockfile(paths.lockfile)
     fps = resource_fingerprints(project)
     own_ledger = ledger is None
-    ledger = ledger or Ledger(paths.ledger, writable=False)
+    ledger = ledger or open_state(project, writable=False)
     try:
         hasher = hasher or hasher_for(paths, ledger, create=False)
         plans: list[DestinationPlan] = []
@@ -356,7 +362,7 @@ def make_plan(project: Project, *, now: datetime | None = None,
         moved_away = {p.state_name for p in plans}
         removed = () if destinations else tuple(
             RemovedDestination(name, ledger.count(name), sum(ledger.event_states(name).values()))
-            for name in ledger.destinations()
+            for name in ledger.known_destinations()
             if name not in project.destinations and name not in moved_away)
         return Plan(
             config_changes=diff_config(project, fps, lock),

@@ -1,331 +1,868 @@
-"""The ledger: per destination and record, what Braze confirmed.
+"""The ledger: per destination and record, what Braze confirmed, on any state backend.
 
 One row per (destination, external_id): a keyed hash per field sent and the synced group
 memberships. Rows enter or change only after Braze accepted them (invariant 3 of DESIGN.md),
 so a crash between a send and its commit makes the next plan send that record again.
-Records Braze rejected are remembered apart, with Braze's reason, so the next plan can say
-"37 records failed last time" and the next apply retries them.
+Records Braze rejected are remembered apart, with Braze's reason; event rows keep their
+delivery state; create intents remember ids whose create was sent but not yet confirmed.
 
-Default home: a SQLite file in the project's state folder. Rows stream in external_id byte
-order (SQLite's BINARY collation on UTF-8 equals Python's str order), the order the
-merge-diff needs. Behind this small class a PostgreSQL or warehouse ledger can slot in.
+One implementation over SQLAlchemy Core serves every backend (backends.py): a local SQLite
+file, a PostgreSQL schema, tables in a warehouse. Reads are keyset-paginated in key *byte*
+order (SQLite BINARY, PostgreSQL ``COLLATE "C"``, DuckDB ``COLLATE "binary"``, checked in
+Python for any other dialect), each batch a short transaction, so a long plan never holds a
+lock that would block the lease heartbeat. One connection per Ledger behind an RLock: writes
+may come from worker threads. Every write is one transaction; under a lease it first checks,
+inside that transaction, that the lease is still ours (lease.py).
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
+import tempfile
+import threading
+import time
+import uuid
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from contextlib import contextmanager
 from datetime import datetime, timezone
+from itertools import islice
 from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Table,
+    bindparam,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    inspect,
+    select,
+    update,
+)
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.schema import CreateSchema
+from sqlalchemy.sql.elements import ColumnElement
 
 from brazecfg.errors import StateError
+from brazecfg.state.backends import Backend, local_backend
+from brazecfg.state.base import (
+    SCHEMA_VERSION,
+    Failure,
+    LedgerRecord,
+    LockInfo,
+    StateIdentity,
+)
+from brazecfg.state.tables import MIGRATIONS, V1_SQLITE, Tables
+from brazecfg.warehouse.engine import driver_message
 
-SCHEMA_VERSION = 1
+__all__ = ["Failure", "Ledger", "LedgerRecord", "LeaseLost", "SCHEMA_VERSION"]
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS records (
-    destination TEXT NOT NULL,
-    external_id TEXT NOT NULL,
-    fields TEXT NOT NULL,          -- JSON {field: keyed hash}
-    groups TEXT NOT NULL,          -- JSON sorted list of synced group names
-    confirmed_at TEXT NOT NULL,
-    PRIMARY KEY (destination, external_id)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS events (
-    destination TEXT NOT NULL,
-    stream TEXT NOT NULL,          -- the event spec's name
-    row_key TEXT NOT NULL,         -- the source row's key: each row reaches Braze once
-    state TEXT NOT NULL,           -- sending | sent | unknown | failed
-    reason TEXT,
-    at TEXT NOT NULL,
-    PRIMARY KEY (destination, stream, row_key)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS failures (
-    destination TEXT NOT NULL,
-    external_id TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    failed_at TEXT NOT NULL,
-    PRIMARY KEY (destination, external_id)
-) WITHOUT ROWID;
-"""
+LEASE = "apply"  # the one lease row
 
 
-@dataclass(frozen=True)
-class LedgerRecord:
-    external_id: str
-    fields: dict[str, str] = field(default_factory=dict)  # field -> keyed hash
-    groups: frozenset[str] = frozenset()
+# Metadata kept per destination ("<prefix><destination>"): moved and forgotten with it.
+DESTINATION_META = ("watermark:", "binding:")
 
 
-@dataclass(frozen=True)
-class Failure:
-    external_id: str
-    reason: str
+class LeaseLost(StateError):
+    """This process no longer holds the state's lease: it must not write."""
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
 class Ledger:
-    """A ledger file. Open read-only for plans (a missing file reads as empty), writable for apply."""
+    """A state, read-only for plans (a missing one reads as empty), writable for apply.
 
-    def __init__(self, path: Path, *, writable: bool) -> None:
-        self.path = path
+    ``Ledger(path, writable=...)`` opens a local SQLite file; ``Ledger(backend=...,
+    writable=...)`` any backend (see ``brazecfg.state.open_state``)."""
+
+    def __init__(self, path: Path | None = None, *, writable: bool,
+                 backend: Backend | None = None) -> None:
+        if backend is None:
+            if path is None:
+                raise TypeError("Ledger needs a path or a backend")
+            backend = local_backend(path)
+        self.backend = backend
+        self.path = backend.path
         self.writable = writable
-        self._db: sqlite3.Connection | None = None
+        self._mutex = threading.RLock()
+        self._engine: Engine | None = None
+        self._conn: Connection | None = None
+        self._copy: tempfile.TemporaryDirectory[str] | None = None
+        self._version = 0  # 0: no state (yet)
+        self._lease: tuple[str, int] | None = None  # (lock id, fence) while held
+        self._generation: int | None = None  # last committed, known while the lease is held
+        self.t = Tables.build(backend.schema, backend.prefix, backend.dialect)
         try:
-            if writable:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                self._db = sqlite3.connect(path, isolation_level=None)
-                # Rollback journal, not WAL: a read-only plan must not create -wal/-shm files.
-                self._db.execute("PRAGMA synchronous=FULL")
-                self._db.executescript(_SCHEMA)
-                if self._meta("version") is None:
-                    self._set_meta("version", str(SCHEMA_VERSION))
-            elif path.exists():
-                self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
-            if self._db is not None:
-                self._check_version()
-        except sqlite3.DatabaseError as exc:
-            raise StateError(f"the ledger {path} is unreadable ({exc}); restore it from a backup "
-                             "or move it away to start over (everything will be resent)") from None
-
-    # -- metadata ---------------------------------------------------------------------------
-    def meta(self, key: str) -> str | None:
-        """A value the planner keeps in the state (bindings), or None."""
-        return self._meta(key)
-
-    def set_meta(self, key: str, value: str) -> None:
-        self._set_meta(key, value)
-
-    def rename_destination(self, old: str, new: str) -> None:
-        """A declared move: the state of destination ``old`` becomes ``new``'s."""
-        db = self._write()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            for table in ("records", "events", "failures"):
-                db.execute(f"UPDATE {table} SET destination = ? WHERE destination = ?", (new, old))
-            for prefix in ("watermark:", "binding:"):
-                db.execute("UPDATE meta SET key = ? WHERE key = ?", (prefix + new, prefix + old))
-            self._bump_generation(db)
-            db.execute("COMMIT")
+            self._open()
         except BaseException:
-            db.execute("ROLLBACK")
+            self.close()
             raise
 
-    def rename_stream(self, destination: str, old: str, new: str) -> None:
-        """An event stream's rows move to a new identity (a legacy name, or a declared move)."""
-        db = self._write()
-        db.execute("BEGIN IMMEDIATE")
+    # -- opening ----------------------------------------------------------------------------
+    def describe(self) -> str:
+        return self.backend.where
+
+    def _error(self, exc: BaseException, doing: str) -> StateError:
+        return StateError(f"the state ({self.backend.where}) {doing}: "
+                          f"{driver_message(exc, self.backend.secrets)}")
+
+    def _make_engine(self, url: Any, *, read_only: bool) -> Engine:
+        args = dict(self.backend.connect_args)
+        if self.backend.dialect == "sqlite":
+            path = str(url.database)
+            mode = "ro" if read_only else "rwc"
+            url = url.set(database=f"file:{path}", query={"mode": mode, "uri": "true"})
+            args["timeout"] = 30
+        elif self.backend.dialect == "duckdb":
+            args["read_only"] = read_only
+            if self.backend.path is not None and not read_only:
+                from brazecfg.warehouse.connect import DUCKDB_READ_WRITE
+
+                DUCKDB_READ_WRITE.add(str(self.backend.path))
+        engine = create_engine(url, connect_args=args)
+        if self.backend.dialect == "sqlite":
+            begin = "BEGIN" if read_only else "BEGIN IMMEDIATE"
+
+            @event.listens_for(engine, "connect")
+            def _connect(dbapi: Any, _rec: Any) -> None:
+                dbapi.isolation_level = None  # we say BEGIN ourselves
+                if not read_only:
+                    # Rollback journal, not WAL: a read-only plan must not create -wal/-shm.
+                    dbapi.execute("PRAGMA synchronous=FULL")
+
+            @event.listens_for(engine, "begin")
+            def _begin(conn: Connection) -> None:
+                conn.exec_driver_sql(begin)
+        return engine
+
+    def _open(self) -> None:
+        b = self.backend
+        if b.dialect == "sqlite" and b.path is not None:
+            if not self.writable and not b.path.exists():
+                return  # a missing local ledger is empty; plan creates nothing
+            if self.writable:
+                b.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            db.execute("UPDATE events SET stream = ? WHERE destination = ? AND stream = ?",
-                       (new, destination, old))
-            self._bump_generation(db)
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
+            self._engine = self._make_engine(b.url, read_only=not self.writable)
+            self._conn = self._engine.connect()
+            self._init()
+        except StateError:
             raise
+        except (SQLAlchemyError, sqlite3.Error, OSError) as exc:
+            if self._hot_journal(exc):
+                self._open_copy()
+                return
+            raise self._unreadable(exc) from None
 
-    def has_events(self, destination: str, stream: str) -> bool:
-        if self._db is None:
-            return False
-        return self._db.execute("SELECT 1 FROM events WHERE destination = ? AND stream = ? "
-                                "LIMIT 1", (destination, stream)).fetchone() is not None
+    def _unreadable(self, exc: BaseException) -> StateError:
+        if self.backend.name == "local":
+            return StateError(
+                f"the ledger {self.backend.path} is unreadable "
+                f"({driver_message(exc)}). Do not delete or move it: that would resend every "
+                "event. Restore it from a backup (`brazecfg state push FILE`) or run "
+                "`brazecfg apply`, which repairs a ledger left mid-transaction")
+        if "Conflicting lock" in str(exc):  # DuckDB: one process per file at a time
+            return self._error(exc, "is open in another process (DuckDB lets one process at a "
+                                    "time open a file); wait for it to finish")
+        return self._error(exc, "cannot be reached or read; check the state settings in "
+                                "brazecfg.yml and that the server accepts connections")
 
-    def _meta(self, key: str) -> str | None:
-        if self._db is None:
-            return None
-        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return None if row is None else str(row[0])
+    def _hot_journal(self, exc: BaseException) -> bool:
+        """A crash mid-transaction left a hot journal that only a writer may roll back."""
+        p = self.backend.path
+        return (self.backend.dialect == "sqlite" and not self.writable and p is not None
+                and Path(f"{p}-journal").exists() and "readonly" in str(exc).replace(" ", ""))
 
-    def _set_meta(self, key: str, value: str) -> None:
-        assert self._db is not None and self.writable
-        self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+    def _open_copy(self) -> None:
+        """Plan writes nothing: roll the hot journal back in a private copy and read that,
+        which is exactly the last committed state. The next apply repairs the real file."""
+        assert self.backend.path is not None
+        self.close()
+        self._copy = tempfile.TemporaryDirectory(prefix="brazecfg-ledger-")
+        copy = Path(self._copy.name) / "ledger.sqlite"
+        shutil.copyfile(self.backend.path, copy)
+        shutil.copyfile(f"{self.backend.path}-journal", f"{copy}-journal")
+        try:
+            self._engine = self._make_engine(self.backend.url.set(database=str(copy)),
+                                             read_only=False)
+            self._conn = self._engine.connect()
+            self._init(create=False)
+        except (SQLAlchemyError, sqlite3.Error, OSError) as exc:
+            raise self._unreadable(exc) from None
+
+    def _init(self, create: bool | None = None) -> None:
+        """Create (writable) or find the tables, check the version, migrate step by step."""
+        conn = self._c()
+        create = self.writable if create is None else create
+        with conn.begin():
+            present = inspect(conn).has_table(self.t.meta.name, schema=self.t.meta.schema)
+        if not present:
+            if not create:
+                return  # no state yet: empty
+            self._create(conn)
+        with conn.begin():
+            self._version = int(self._meta(conn, "version") or 1)
+        self._check_version()
+        while self._version < SCHEMA_VERSION and self.writable:
+            with conn.begin():
+                if int(self._meta(conn, "version") or 1) == self._version:
+                    MIGRATIONS[self._version](conn, self.t)
+                    self._put_meta(conn, "version", str(self._version + 1))
+                self._version = int(self._meta(conn, "version") or 1)
+
+    def _create(self, conn: Connection) -> None:
+        try:
+            if self.backend.dialect == "sqlite" and self.backend.name == "local":
+                raw = conn.connection.driver_connection
+                assert raw is not None
+                raw.executescript(V1_SQLITE)  # v1 as it was, then the migrations
+                with conn.begin():
+                    if self._meta(conn, "version") is None:
+                        conn.execute(insert(self.t.meta).values(key="version", value="1"))
+                return
+            with conn.begin():
+                if self.t.metadata.schema:
+                    conn.execute(CreateSchema(self.t.metadata.schema, if_not_exists=True))
+                self.t.metadata.create_all(conn, checkfirst=True)
+                if self._meta(conn, "version") is None:
+                    conn.execute(insert(self.t.meta).values(key="version", value="1"))
+        except SQLAlchemyError as exc:
+            # Two first applies at once: the other one created the tables; use them.
+            with conn.begin():
+                if not inspect(conn).has_table(self.t.meta.name, schema=self.t.meta.schema):
+                    raise self._error(exc, "could not be created") from None
 
     def _check_version(self) -> None:
-        version = self._meta("version")
-        if version is not None and int(version) > SCHEMA_VERSION:
-            raise StateError(f"the ledger {self.path} was written by a newer brazecfg "
-                             f"(ledger version {version}); upgrade brazecfg")
+        if self._version > SCHEMA_VERSION:
+            raise StateError(
+                f"the state ({self.backend.where}) was written by a newer brazecfg (state "
+                f"version {self._version}; this brazecfg reads up to {SCHEMA_VERSION}); "
+                "upgrade brazecfg. Nothing was changed")
+
+    def _c(self) -> Connection:
+        assert self._conn is not None
+        return self._conn
+
+    @property
+    def _empty(self) -> bool:
+        return self._conn is None or self._version == 0
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self._mutex:
+            conn = self._c()
+            try:
+                with conn.begin():
+                    yield conn
+            except StateError:
+                raise
+            except SQLAlchemyError as exc:
+                raise self._error(exc, "could not be read") from None
+
+    # -- metadata ---------------------------------------------------------------------------
+    def _meta(self, conn: Connection, key: str) -> str | None:
+        row = conn.execute(select(self.t.meta.c.value).where(self.t.meta.c.key == key)).first()
+        return None if row is None else str(row[0])
+
+    def _put_meta(self, conn: Connection, key: str, value: str | None) -> None:
+        conn.execute(delete(self.t.meta).where(self.t.meta.c.key == key))
+        if value is not None:
+            conn.execute(insert(self.t.meta).values(key=key, value=value))
+
+    def meta(self, key: str) -> str | None:
+        if self._empty:
+            return None
+        with self._read() as conn:
+            return self._meta(conn, key)
+
+    def meta_items(self) -> list[tuple[str, str]]:
+        if self._empty:
+            return []
+        with self._read() as conn:
+            rows = conn.execute(select(self.t.meta.c.key, self.t.meta.c.value)
+                                .order_by(self.t.meta.c.key)).all()
+        return [(str(k), str(v)) for k, v in rows]
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        """Set (or, with None, remove) a metadata value. Keys are brazecfg's, e.g. bindings.
+        Metadata does not bump the generation (as in v1: a saved plan stays current when
+        only the key check or a watermark was written)."""
+        with self._write(bump=False) as conn:
+            self._put_meta(conn, key, value)
+
+    @property
+    def schema_version(self) -> int:
+        return self._version
 
     @property
     def key_check(self) -> str | None:
-        return self._meta("key_check")
+        return self.meta("key_check")
 
     def set_key_check(self, value: str) -> None:
-        self._set_meta("key_check", value)
+        self.set_meta("key_check", value)
 
     @property
     def generation(self) -> int:
-        """Bumped by every commit: a saved plan remembers it to detect a ledger that moved on."""
-        value = self._meta("generation")
+        """Bumped by every commit: a saved plan remembers it to detect a state that moved on."""
+        value = self.meta("generation")
         return int(value) if value else 0
+
+    @property
+    def identity(self) -> StateIdentity:
+        return StateIdentity(self.backend.name, self.meta("state_id"), self.generation)
 
     def watermark(self, destination: str) -> dict[str, str] | None:
         """Where the last fully confirmed run started reading, and its config fingerprint."""
-        value = self._meta(f"watermark:{destination}")
+        value = self.meta(f"watermark:{destination}")
         return None if value is None else dict(json.loads(value))
 
     def set_watermark(self, destination: str, mark: dict[str, str]) -> None:
-        self._set_meta(f"watermark:{destination}", json.dumps(mark, sort_keys=True))
+        self.set_meta(f"watermark:{destination}", json.dumps(mark, sort_keys=True))
 
     # -- reads ------------------------------------------------------------------------------
+    def _ordered(self, col: ColumnElement[Any]) -> ColumnElement[Any]:
+        """``col`` compared and sorted in byte order on this dialect."""
+        if self.backend.dialect == "duckdb":
+            return col.collate("binary")
+        return col  # SQLite: BINARY; PostgreSQL: the column is "C"; others: checked below
+
+    def _pages(self, table: Table, key: str, cols: list[str], where: list[ColumnElement[bool]],
+               batch_size: int) -> Iterator[Any]:
+        """Rows of ``table`` in byte order of ``key``, one short query per batch (keyset)."""
+        if self._empty:
+            return
+        k = self._ordered(table.c[key])
+        last: str | None = None
+        while True:
+            q = select(*(table.c[c] for c in cols)).where(*where)
+            if last is not None:
+                q = q.where(k > last)
+            with self._read() as conn:
+                rows = conn.execute(q.order_by(k).limit(batch_size)).all()
+            for row in rows:
+                if last is not None and not row[0] > last:
+                    raise StateError(f"the state ({self.backend.where}) does not return keys in "
+                                     f"byte order ({row[0]!r} after {last!r}); this backend's "
+                                     "collation is not supported")
+                last = row[0]
+                yield row
+            if len(rows) < batch_size:
+                return
+
     def stream(self, destination: str, batch_size: int = 5000) -> Iterator[LedgerRecord]:
         """Every record of a destination in external_id byte order, streamed."""
-        if self._db is None:
-            return
-        cur = self._db.execute(
-            "SELECT external_id, fields, groups FROM records WHERE destination = ? "
-            "ORDER BY external_id", (destination,))
-        while rows := cur.fetchmany(batch_size):
-            for ext_id, fields, groups in rows:
-                yield LedgerRecord(ext_id, json.loads(fields), frozenset(json.loads(groups)))
+        r = self.t.records
+        for ext_id, fields, groups in self._pages(
+                r, "external_id", ["external_id", "fields", "groups"],
+                [r.c.destination == destination], batch_size):
+            yield LedgerRecord(ext_id, json.loads(fields), frozenset(json.loads(groups)))
+
+    def _count(self, table: Table, *where: ColumnElement[bool]) -> int:
+        if self._empty:
+            return 0
+        with self._read() as conn:
+            return int(conn.execute(select(func.count()).select_from(table).where(*where))
+                       .scalar_one())
 
     def count(self, destination: str) -> int:
-        if self._db is None:
-            return 0
-        return int(self._db.execute("SELECT count(*) FROM records WHERE destination = ?",
-                                    (destination,)).fetchone()[0])
+        return self._count(self.t.records, self.t.records.c.destination == destination)
 
     def destinations(self) -> list[str]:
-        if self._db is None:
+        """Destinations with records (what apply forgets when they leave the config)."""
+        if self._empty:
             return []
-        rows = self._db.execute("SELECT destination FROM records UNION SELECT destination FROM "
-                                "events ORDER BY 1").fetchall()
-        return [r[0] for r in rows]
+        with self._read() as conn:
+            rows = conn.execute(select(self.t.records.c.destination).distinct()).all()
+        return sorted(r[0] for r in rows)
+
+    def known_destinations(self) -> list[str]:
+        """Every destination the state holds anything about: records, events, failures."""
+        if self._empty:
+            return []
+        out: set[str] = set()
+        with self._read() as conn:
+            for t in (self.t.records, self.t.events, self.t.failures):
+                out.update(r[0] for r in conn.execute(select(t.c.destination).distinct()))
+            if self._version >= 2:
+                out.update(r[0] for r in conn.execute(select(self.t.intents.c.destination)
+                                                      .distinct()))
+        return sorted(out)
 
     def failures(self, destination: str, limit: int | None = None) -> tuple[int, list[Failure]]:
         """How many records failed last time, and up to ``limit`` of them with Braze's reason."""
-        if self._db is None:
-            return 0, []
-        n = int(self._db.execute("SELECT count(*) FROM failures WHERE destination = ?",
-                                 (destination,)).fetchone()[0])
-        sql = "SELECT external_id, reason FROM failures WHERE destination = ? ORDER BY external_id"
-        params: tuple[object, ...] = (destination,)
-        if limit is not None:
-            sql += " LIMIT ?"
-            params += (limit,)
-        return n, [Failure(a, b) for a, b in self._db.execute(sql, params)]
+        f = self.t.failures
+        n = self._count(f, f.c.destination == destination)
+        if n == 0 or limit == 0:
+            return n, []
+        rows = self._pages(f, "external_id", ["external_id", "reason"],
+                           [f.c.destination == destination], min(limit or 5000, 5000))
+        return n, [Failure(a, b) for a, b in islice(rows, limit)]
+
+    def failure(self, destination: str, external_id: str) -> str | None:
+        if self._empty:
+            return None
+        f = self.t.failures
+        with self._read() as conn:
+            row = conn.execute(select(f.c.reason).where(
+                f.c.destination == destination, f.c.external_id == external_id)).first()
+        return None if row is None else str(row[0])
+
+    def record(self, destination: str, external_id: str) -> LedgerRecord | None:
+        if self._empty:
+            return None
+        r = self.t.records
+        with self._read() as conn:
+            row = conn.execute(select(r.c.fields, r.c.groups).where(
+                r.c.destination == destination, r.c.external_id == external_id)).first()
+        if row is None:
+            return None
+        return LedgerRecord(external_id, json.loads(row[0]), frozenset(json.loads(row[1])))
 
     def stream_events(self, destination: str, stream: str, batch_size: int = 5000
                       ) -> Iterator[tuple[str, str]]:
-        """(row_key, state) of every event row the ledger knows, in row_key byte order."""
-        if self._db is None:
-            return
-        cur = self._db.execute(
-            "SELECT row_key, state FROM events WHERE destination = ? AND stream = ? "
-            "ORDER BY row_key", (destination, stream))
-        while rows := cur.fetchmany(batch_size):
-            yield from rows
+        """(row_key, state) of every event row the state knows, in row_key byte order."""
+        e = self.t.events
+        for key, state in self._pages(e, "row_key", ["row_key", "state"],
+                                      [e.c.destination == destination, e.c.stream == stream],
+                                      batch_size):
+            yield str(key), str(state)
+
+    def event_rows(self, destination: str, external_prefix: str | None = None
+                   ) -> list[tuple[str, str, str, str | None]]:
+        """(stream, row_key, state, reason) of a destination's event rows (for `state show`)."""
+        if self._empty:
+            return []
+        e = self.t.events
+        with self._read() as conn:
+            rows = conn.execute(select(e.c.stream, e.c.row_key, e.c.state, e.c.reason)
+                                .where(e.c.destination == destination)).all()
+        return sorted((str(a), str(b), str(c), d) for a, b, c, d in rows)
+
+    def streams(self, destination: str) -> dict[str, dict[str, int]]:
+        """Per event stream, the number of rows in each state."""
+        if self._empty:
+            return {}
+        e = self.t.events
+        with self._read() as conn:
+            rows = conn.execute(select(e.c.stream, e.c.state, func.count())
+                                .where(e.c.destination == destination)
+                                .group_by(e.c.stream, e.c.state)).all()
+        out: dict[str, dict[str, int]] = {}
+        for stream, state, n in rows:
+            out.setdefault(str(stream), {})[str(state)] = int(n)
+        return {k: dict(sorted(v.items())) for k, v in sorted(out.items())}
 
     def event_states(self, destination: str) -> dict[str, int]:
-        if self._db is None:
-            return {}
-        rows = self._db.execute("SELECT state, count(*) FROM events WHERE destination = ? "
-                                "GROUP BY state ORDER BY state", (destination,))
-        return {state: int(n) for state, n in rows}
+        total: dict[str, int] = {}
+        for states in self.streams(destination).values():
+            for state, n in states.items():
+                total[state] = total.get(state, 0) + n
+        return dict(sorted(total.items()))
+
+    def stream_intents(self, destination: str) -> Iterator[str]:
+        """Ids whose create was sent but not yet confirmed, in byte order: a crash between a
+        confirmed create and its commit leaves them here for the next plan to find."""
+        if self._version < 2:
+            return
+        i = self.t.intents
+        for (ext_id,) in self._pages(i, "external_id", ["external_id"],
+                                     [i.c.destination == destination], 5000):
+            yield str(ext_id)
+
+    # -- writes (apply only) ----------------------------------------------------------------
+    @contextmanager
+    def _write(self, *, bump: bool = True) -> Iterator[Connection]:
+        """One transaction, after the fencing check; bumps the generation."""
+        if self._conn is None or not self.writable:
+            raise RuntimeError("ledger opened read-only")
+        with self._mutex:
+            conn = self._conn
+            try:
+                generation = None
+                with conn.begin():
+                    self._fence(conn)
+                    yield conn
+                    if bump:
+                        generation = self._bump(conn)
+                if self._lease is not None:  # the only writer: remember it (committed)
+                    self._generation = generation
+            except StateError:
+                raise
+            except SQLAlchemyError as exc:
+                raise self._error(exc, "refused a write (nothing of it was kept)") from None
+
+    def _bump(self, conn: Connection) -> int:
+        """Generation + 1. Under a lease this process is the only writer, so the value it
+        committed last is known and one UPDATE does (fewer statements per commit)."""
+        m = self.t.meta
+        g = self._generation if self._lease is not None else None
+        if g is None:
+            text = self._meta(conn, "generation")
+            if text is None:
+                conn.execute(insert(m).values(key="generation", value="1"))
+                return 1
+            g = int(text)
+        conn.execute(update(m).where(m.c.key == "generation").values(value=str(g + 1)))
+        return g + 1
+
+    def _fence(self, conn: Connection) -> None:
+        """Under a lease: stop unless it is still ours and alive. Touching the lease row first
+        makes a concurrent unlock or takeover wait for this transaction (row lock)."""
+        if self._lease is None:
+            return
+        lock_id, fence = self._lease
+        lt = self.t.lease
+        touch = update(lt).where(lt.c.name == LEASE, lt.c.lock_id == lock_id,
+                                 lt.c.fence == fence, lt.c.expires_ms >= now_ms())
+        if conn.dialect.update_returning:  # one statement: matched means ours and alive
+            ok = conn.execute(touch.values(fence=lt.c.fence).returning(lt.c.fence)).first()
+        else:
+            conn.execute(touch.values(fence=lt.c.fence))
+            row = conn.execute(select(lt.c.lock_id, lt.c.fence, lt.c.expires_ms)
+                               .where(lt.c.name == LEASE)).first()
+            ok = row if row is not None and row[0] == lock_id and row[1] == fence \
+                and int(row[2] or 0) >= now_ms() else None
+        if ok is None:
+            self._lease = None
+            raise LeaseLost(
+                f"the state lock was lost (it expired or was force-unlocked; lock id "
+                f"{lock_id}), so this process stopped writing to the state "
+                f"({self.backend.where}); what was confirmed before is kept. Run the command "
+                "again")
+
+    def commit(self, destination: str, *, upserts: Iterable[LedgerRecord] = (),
+               deletes: Iterable[str] = (), failures: Iterable[Failure] = ()) -> None:
+        """One transaction: what Braze confirmed for one batch (and what it rejected). The
+        create intents of these ids are cleared in the same transaction."""
+        at = _now()
+        r, f = self.t.records, self.t.failures
+        # Keyed by id: the same id twice in one batch keeps the last (v1's INSERT OR REPLACE).
+        ups = list({x.external_id: {
+            "destination": destination, "external_id": x.external_id,
+            "fields": json.dumps(x.fields, sort_keys=True, separators=(",", ":")),
+            "groups": json.dumps(sorted(x.groups), separators=(",", ":")),
+            "confirmed_at": at} for x in upserts}.values())
+        dels = list(dict.fromkeys(deletes))
+        fails = list({x.external_id: {"destination": destination, "external_id": x.external_id,
+                                      "reason": x.reason, "failed_at": at}
+                      for x in failures}.values())
+        with self._write() as conn:
+            touched = [u["external_id"] for u in ups] + dels
+            self._delete_ids(conn, r, destination, touched)
+            self._delete_ids(conn, f, destination, touched + [x["external_id"] for x in fails])
+            if ups:
+                conn.execute(insert(r), ups)
+            if fails:
+                conn.execute(insert(f), fails)
+            if self._version >= 2:
+                self._delete_ids(conn, self.t.intents, destination,
+                                 touched + [x["external_id"] for x in fails])
+
+    @staticmethod
+    def _delete_ids(conn: Connection, table: Table, destination: str, ids: list[str]) -> None:
+        for i in range(0, len(ids), 500):
+            conn.execute(delete(table).where(table.c.destination == destination,
+                                             table.c.external_id.in_(ids[i:i + 500])))
+
+    def update_groups(self, destination: str, external_ids: Iterable[str], group: str, *,
+                      member: bool) -> None:
+        """Braze confirmed a subscription change: add or remove ``group`` for these records."""
+        r, f = self.t.records, self.t.failures
+        ids = list(dict.fromkeys(external_ids))
+        at = _now()
+        with self._write() as conn:
+            changes = []
+            for i in range(0, len(ids), 500):
+                for ext_id, groups in conn.execute(select(r.c.external_id, r.c.groups).where(
+                        r.c.destination == destination, r.c.external_id.in_(ids[i:i + 500]))):
+                    # (an id without a record: its profile write was never confirmed; skip it)
+                    now = set(json.loads(groups))
+                    now = now | {group} if member else now - {group}
+                    changes.append({"b_id": ext_id, "b_groups": json.dumps(
+                        sorted(now), separators=(",", ":")), "b_at": at})
+            if changes:  # one statement, many rows
+                conn.execute(update(r).where(r.c.destination == destination,
+                                             r.c.external_id == bindparam("b_id"))
+                             .values(groups=bindparam("b_groups"), confirmed_at=bindparam("b_at")),
+                             changes)
+            self._delete_ids(conn, f, destination, ids)
 
     def mark_events(self, destination: str, stream: str, states: Iterable[tuple[str, str, str | None]]
                     ) -> None:
         """Record (row_key, state, reason) for event rows, in one transaction.
 
-        Called with state "sending" *before* a request goes out, so a crash mid-request
-        leaves the rows marked: the next plan reports them as delivery unknown instead of
-        sending them twice (Braze never deduplicates events)."""
-        db = self._write()
+        Called with state "sending" *before* a request goes out (from the worker thread, right
+        before the request leaves), so a crash mid-request leaves the rows marked: the next
+        plan reports them as delivery unknown instead of sending them twice (Braze never
+        deduplicates events)."""
         at = _now()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            db.executemany("INSERT OR REPLACE INTO events VALUES (?, ?, ?, ?, ?, ?)",
-                           [(destination, stream, k, st, r, at) for k, st, r in states])
-            self._bump_generation(db)
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+        e = self.t.events
+        rows = list({k: {"destination": destination, "stream": stream, "row_key": k, "state": st,
+                         "reason": why, "at": at} for k, st, why in states}.values())
+        with self._write() as conn:
+            keys = [x["row_key"] for x in rows]
+            for i in range(0, len(keys), 500):
+                conn.execute(delete(e).where(e.c.destination == destination, e.c.stream == stream,
+                                             e.c.row_key.in_(keys[i:i + 500])))
+            if rows:
+                conn.execute(insert(e), rows)
 
-    # -- writes (apply only) ----------------------------------------------------------------
-    def _write(self) -> sqlite3.Connection:
-        if self._db is None or not self.writable:
-            raise RuntimeError("ledger opened read-only")
-        return self._db
+    def add_intents(self, destination: str, external_ids: Iterable[str]) -> None:
+        """Ids whose create is about to be sent: kept until commit (or clear_intents)."""
+        ids = sorted(set(external_ids))
+        with self._write(bump=False) as conn:
+            self._delete_ids(conn, self.t.intents, destination, ids)
+            if ids:
+                conn.execute(insert(self.t.intents), [
+                    {"destination": destination, "external_id": i, "at": _now()} for i in ids])
 
-    def commit(self, destination: str, *, upserts: Iterable[LedgerRecord] = (),
-               deletes: Iterable[str] = (), failures: Iterable[Failure] = ()) -> None:
-        """One transaction: what Braze confirmed for one batch (and what it rejected)."""
-        db = self._write()
-        at = _now()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            ups = [(destination, r.external_id,
-                    json.dumps(r.fields, sort_keys=True, separators=(",", ":")),
-                    json.dumps(sorted(r.groups), separators=(",", ":")), at) for r in upserts]
-            if ups:
-                db.executemany("INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?, ?)", ups)
-                db.executemany("DELETE FROM failures WHERE destination = ? AND external_id = ?",
-                               [(d, e) for d, e, *_ in ups])
-            dels = [(destination, e) for e in deletes]
-            if dels:
-                db.executemany("DELETE FROM records WHERE destination = ? AND external_id = ?", dels)
-                db.executemany("DELETE FROM failures WHERE destination = ? AND external_id = ?", dels)
-            fails = [(destination, f.external_id, f.reason, at) for f in failures]
-            if fails:
-                db.executemany("INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?)", fails)
-            self._bump_generation(db)
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-
-    def update_groups(self, destination: str, external_ids: Iterable[str], group: str, *,
-                      member: bool) -> None:
-        """Braze confirmed a subscription change: add or remove ``group`` for these records."""
-        db = self._write()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            for ext_id in external_ids:
-                row = db.execute("SELECT groups FROM records WHERE destination = ? AND "
-                                 "external_id = ?", (destination, ext_id)).fetchone()
-                if row is None:
-                    continue  # its profile write was never confirmed: nothing to update
-                groups = set(json.loads(row[0]))
-                groups = groups | {group} if member else groups - {group}
-                db.execute("UPDATE records SET groups = ?, confirmed_at = ? WHERE destination = ? "
-                           "AND external_id = ?", (json.dumps(sorted(groups), separators=(",", ":")),
-                                                   _now(), destination, ext_id))
-                db.execute("DELETE FROM failures WHERE destination = ? AND external_id = ?",
-                           (destination, ext_id))
-            self._bump_generation(db)
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-
-    @staticmethod
-    def _bump_generation(db: sqlite3.Connection) -> None:
-        db.execute("INSERT INTO meta(key, value) VALUES ('generation', '1') ON CONFLICT(key) "
-                   "DO UPDATE SET value = CAST(value AS INTEGER) + 1")
+    def clear_intents(self, destination: str, external_ids: Iterable[str]) -> None:
+        with self._write(bump=False) as conn:
+            self._delete_ids(conn, self.t.intents, destination, list(external_ids))
 
     def forget_destination(self, destination: str) -> None:
-        """Drop a removed destination's rows (after its removal was applied)."""
-        db = self._write()
-        db.execute("BEGIN IMMEDIATE")
-        db.execute("DELETE FROM records WHERE destination = ?", (destination,))
-        db.execute("DELETE FROM failures WHERE destination = ?", (destination,))
-        db.execute("DELETE FROM events WHERE destination = ?", (destination,))
-        db.execute("DELETE FROM meta WHERE key IN (?, ?)",
-                   (f"watermark:{destination}", f"binding:{destination}"))
-        self._bump_generation(db)
-        db.execute("COMMIT")
+        """Drop a destination's rows: records, failures, events, intents, watermark."""
+        with self._write() as conn:
+            for t in (self.t.records, self.t.failures, self.t.events, self.t.intents):
+                conn.execute(delete(t).where(t.c.destination == destination))
+            for prefix in DESTINATION_META:
+                self._put_meta(conn, f"{prefix}{destination}", None)
+
+    def rename_destination(self, old: str, new: str) -> None:
+        """Everything known about ``old`` now belongs to ``new`` (a reviewed rename)."""
+        if old == new:
+            return
+        with self._write() as conn:
+            if self._holds(conn, new):
+                raise StateError(f"the state already holds destination/{new}; remove it first "
+                                 f"(`brazecfg state rm destination/{new}`) or pick another name")
+            for t in (self.t.records, self.t.failures, self.t.events, self.t.intents):
+                conn.execute(update(t).where(t.c.destination == old).values(destination=new))
+            for prefix in DESTINATION_META:
+                value = self._meta(conn, f"{prefix}{old}")
+                self._put_meta(conn, f"{prefix}{old}", None)
+                self._put_meta(conn, f"{prefix}{new}", value)
+
+    def _holds(self, conn: Connection, destination: str) -> bool:
+        return any(conn.execute(select(t.c.destination).where(t.c.destination == destination)
+                                .limit(1)).first() is not None
+                   for t in (self.t.records, self.t.failures, self.t.events, self.t.intents))
+
+    def has_events(self, destination: str, stream: str) -> bool:
+        """Whether the state holds any row of this event stream."""
+        if self._empty:
+            return False
+        e = self.t.events
+        with self._read() as conn:
+            return conn.execute(select(e.c.row_key).where(
+                e.c.destination == destination, e.c.stream == stream).limit(1)).first() is not None
+
+    def rename_stream(self, destination: str, old: str, new: str) -> None:
+        """Event rows of stream ``old`` now belong to ``new``: none is sent again."""
+        if old == new:
+            return
+        e = self.t.events
+        with self._write() as conn:
+            taken = conn.execute(select(e.c.row_key).where(
+                e.c.destination == destination, e.c.stream == new).limit(1)).first()
+            if taken is not None:
+                raise StateError(f"destination/{destination} already has event rows for stream "
+                                 f"{new!r}; pick another name")
+            conn.execute(update(e).where(e.c.destination == destination, e.c.stream == old)
+                         .values(stream=new))
+
+    # -- the lease (lease.py drives it) -----------------------------------------------------
+    def lock_info(self) -> LockInfo | None:
+        if self._empty or self._version < 2:
+            return None
+        lt = self.t.lease
+        with self._read() as conn:
+            row = conn.execute(select(lt.c.lock_id, lt.c.owner, lt.c.fence, lt.c.acquired_ms,
+                                      lt.c.expires_ms).where(lt.c.name == LEASE)).first()
+        if row is None or row[0] is None:
+            return None
+        owner = json.loads(row[1] or "{}")
+        return LockInfo(str(row[0]), str(owner.get("user", "?")), str(owner.get("host", "?")),
+                        int(owner.get("pid", 0)), str(owner.get("command", "?")),
+                        int(row[3] or 0), int(row[4] or 0), int(row[2] or 0))
+
+    def try_acquire(self, owner: dict[str, Any], ttl: float) -> LockInfo | None:
+        """Take the lease if it is free or expired: None when taken, else who holds it."""
+        if self._conn is None or not self.writable:
+            raise RuntimeError("ledger opened read-only")
+        lt = self.t.lease
+        lock_id = str(uuid.uuid4())
+        with self._mutex:
+            try:
+                with self._conn.begin():
+                    conn = self._conn
+                    if conn.execute(select(lt.c.name).where(lt.c.name == LEASE)).first() is None:
+                        conn.execute(insert(lt).values(name=LEASE, fence=0, expires_ms=0))
+                with self._conn.begin():
+                    conn = self._conn
+                    now = now_ms()
+                    conn.execute(update(lt).where(
+                        lt.c.name == LEASE,
+                        (lt.c.lock_id.is_(None)) | (lt.c.expires_ms < now)).values(
+                        lock_id=lock_id, owner=json.dumps(owner, sort_keys=True),
+                        fence=lt.c.fence + 1, acquired_ms=now,
+                        expires_ms=now + int(ttl * 1000)))
+                    row = conn.execute(select(lt.c.lock_id, lt.c.fence)
+                                       .where(lt.c.name == LEASE)).first()
+            except SQLAlchemyError as exc:
+                if "conflict" in str(exc).lower() or "locked" in str(exc).lower():
+                    return self.lock_info() or LockInfo("?", "?", "?", 0, "?", 0, 0, 0)
+                raise self._error(exc, "could not be locked") from None
+            if row is not None and row[0] == lock_id:
+                self._lease = (lock_id, int(row[1]))
+                self._generation = None  # read it at the first write
+                return None
+        held = self.lock_info()
+        return held or LockInfo("?", "?", "?", 0, "?", now_ms(), now_ms(), 0)
+
+    @property
+    def lease_id(self) -> str | None:
+        return self._lease[0] if self._lease else None
+
+    def renew(self, ttl: float) -> bool:
+        """Extend our lease (the heartbeat). False: it is no longer ours."""
+        if self._lease is None:
+            return False
+        lock_id, fence = self._lease
+        lt = self.t.lease
+        with self._mutex:
+            with self._c().begin():
+                conn = self._c()
+                now = now_ms()
+                conn.execute(update(lt).where(lt.c.name == LEASE, lt.c.lock_id == lock_id,
+                                              lt.c.fence == fence, lt.c.expires_ms >= now)
+                             .values(expires_ms=now + int(ttl * 1000)))
+                row = conn.execute(select(lt.c.lock_id, lt.c.expires_ms)
+                                   .where(lt.c.name == LEASE)).first()
+            ok = row is not None and row[0] == lock_id and int(row[1] or 0) >= now
+            if not ok:
+                self._lease = None
+            return ok
+
+    def release(self) -> None:
+        if self._lease is None or self._conn is None:
+            return
+        lock_id = self._lease[0]
+        self._lease = None
+        lt = self.t.lease
+        with self._mutex, self._conn.begin():
+            self._conn.execute(update(lt).where(lt.c.name == LEASE, lt.c.lock_id == lock_id)
+                               .values(lock_id=None, owner=None, expires_ms=0))
+
+    def force_unlock(self, lock_id: str) -> LockInfo:
+        """Free the lease held under ``lock_id`` now (its holder can no longer write)."""
+        held = self.lock_info()
+        if held is None or held.lock_id != lock_id:
+            now = f"it is held under lock id {held.lock_id}" if held else "it is not locked"
+            raise StateError(f"the state ({self.backend.where}) has no lock {lock_id}; {now}")
+        lt = self.t.lease
+        with self._mutex, self._c().begin():
+            self._c().execute(update(lt).where(lt.c.name == LEASE, lt.c.lock_id == lock_id)
+                              .values(lock_id=None, owner=None, expires_ms=0,
+                                      fence=lt.c.fence + 1))
+        return held
+
+    # -- export / import (state pull, push, migrate) ----------------------------------------
+    def export_rows(self) -> Iterator[dict[str, Any]]:
+        """Every row of the state as plain dicts, table by table (the lease excluded)."""
+        if self._empty:
+            return
+        for name, table, key in (("meta", self.t.meta, "key"),
+                                 ("record", self.t.records, "external_id"),
+                                 ("failure", self.t.failures, "external_id"),
+                                 ("event", self.t.events, "row_key"),
+                                 ("intent", self.t.intents, "external_id")):
+            if name == "intent" and self._version < 2:
+                continue
+            cols = [c.name for c in table.columns]
+            for d in self._scalars(table.c.destination if "destination" in table.c else None):
+                where = [table.c.destination == d] if d is not None else []
+                if name == "event":
+                    for s in self.streams(d or ""):
+                        for row in self._pages(table, key, [key, *[c for c in cols if c != key]],
+                                               [*where, table.c.stream == s], 5000):
+                            yield {"t": name, **dict(zip([key, *[c for c in cols if c != key]],
+                                                         row, strict=True))}
+                    continue
+                for row in self._pages(table, key, [key, *[c for c in cols if c != key]],
+                                       where, 5000):
+                    yield {"t": name, **dict(zip([key, *[c for c in cols if c != key]], row,
+                                                 strict=True))}
+
+    def _scalars(self, col: ColumnElement[Any] | None) -> list[str | None]:
+        if col is None:
+            return [None]
+        with self._read() as conn:
+            return [*sorted(str(r[0]) for r in conn.execute(select(col).distinct()))]
+
+    def counts(self) -> dict[str, int]:
+        """Rows per table (meta excluded): what a copy must match."""
+        if self._empty:
+            return {"record": 0, "failure": 0, "event": 0, "intent": 0}
+        out = {"record": self._count(self.t.records), "failure": self._count(self.t.failures),
+               "event": self._count(self.t.events)}
+        out["intent"] = self._count(self.t.intents) if self._version >= 2 else 0
+        return out
+
+    def replace_all(self, rows: Iterable[dict[str, Any]], *, generation: int | None = None
+                    ) -> None:
+        """Make the state hold exactly ``rows`` (an export), in one transaction; then its
+        generation is ``generation`` when given."""
+        tables = {"meta": self.t.meta, "record": self.t.records, "failure": self.t.failures,
+                  "event": self.t.events, "intent": self.t.intents}
+        with self._write(bump=False) as conn:
+            for t in tables.values():
+                conn.execute(delete(t))
+            batch: dict[str, list[dict[str, Any]]] = {k: [] for k in tables}
+            for row in rows:
+                kind = row.get("t")
+                if kind not in tables:
+                    raise StateError(f"unknown row type {kind!r} in the state export")
+                values = {c.name: row.get(c.name) for c in tables[kind].columns}
+                if kind == "meta" and values["key"] == "version":
+                    values["value"] = str(self._version)  # the rows are migrated as they land
+                batch[kind].append(values)
+                if len(batch[kind]) >= 1000:
+                    conn.execute(insert(tables[kind]), batch[kind])
+                    batch[kind] = []
+            for kind, values_list in batch.items():
+                if values_list:
+                    conn.execute(insert(tables[kind]), values_list)
+            self._put_meta(conn, "version", str(self._version))
+            if generation is not None:
+                self._put_meta(conn, "generation", str(generation))
 
     def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        with self._mutex:
+            if self._conn is not None:
+                try:
+                    self._conn.close()
+                except SQLAlchemyError:
+                    pass
+                self._conn = None
+            if self._engine is not None:
+                self._engine.dispose()
+                self._engine = None
+            if self._copy is not None:
+                self._copy.cleanup()
+                self._copy = None
 
     def __enter__(self) -> Ledger:
         return self

@@ -24,6 +24,9 @@ class Lockfile:
     resources: dict[str, str] = field(default_factory=dict)  # "kind/name" -> fingerprint
     declared: dict[str, dict[str, Any]] = field(default_factory=dict)  # "kind/name" -> top-level key hashes
     destinations: dict[str, dict[str, int]] = field(default_factory=dict)
+    # The state this lockfile was written with (backend, state id): a plan against another
+    # state, or none, while the lockfile says records were confirmed is refused.
+    state: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> str:
         doc = {
@@ -33,6 +36,7 @@ class Lockfile:
                           for k, v in sorted(self.resources.items())},
             "destinations": {k: dict(sorted(v.items()))
                              for k, v in sorted(self.destinations.items())},
+            "state": dict(sorted(self.state.items())),
         }
         return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
@@ -55,6 +59,7 @@ def read_lockfile(path: Path) -> Lockfile:
         resources={k: str(v.get("fingerprint", "")) for k, v in resources.items()},
         declared={k: dict(v.get("keys", {})) for k, v in resources.items()},
         destinations={k: dict(v) for k, v in doc.get("destinations", {}).items()},
+        state={k: str(v) for k, v in (doc.get("state") or {}).items()},
     )
 
 

@@ -53,6 +53,11 @@ _UTC_SESSION = {
     "mariadb": "SET time_zone = '+00:00'",
     "snowflake": "ALTER SESSION SET TIMEZONE = 'UTC'",
 }
+# DuckDB opens a file once per process, with one configuration. When the state lives in a
+# DuckDB warehouse and apply holds it open for writing, the warehouse must open it the same
+# way (it still only reads); brazecfg.state adds such paths here.
+DUCKDB_READ_WRITE: set[str] = set()
+
 _EXTRAS = {"snowflake": "snowflake", "bigquery": "bigquery", "redshift": "redshift",
            "mysql": "mysql", "postgresql": "postgres", "duckdb": "duckdb"}
 
@@ -139,7 +144,8 @@ def _engine_args(app: App, options: Mapping[str, Any], root: str
                 return (make_url("duckdb:///:memory:"), {"connect_args": {"config": config}},
                         f"options.path of app/{app.name}")
             path = _local_path(app, options, root)
-            args = {"connect_args": {"read_only": True, "config": config}}
+            args = {"connect_args": {"read_only": str(path) not in DUCKDB_READ_WRITE,
+                                     "config": config}}
             return (make_url("duckdb://").set(database=str(path)), args,
                     f"options.path of app/{app.name} (resolved to {path}) and that no other "
                     "process holds the file open for writing")

@@ -1,0 +1,120 @@
+"""The state behind two small protocols: what plan reads and what apply writes.
+
+Plan, apply and the CLI talk to the state only through these methods, never through its SQL,
+so the backend (a local SQLite file, a PostgreSQL schema, tables in a warehouse) is a setting
+in brazecfg.yml. Every backend streams rows in *byte* order of their key (external_id,
+row_key), the order of the merge-diff; a backend that cannot is refused, never trusted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+SCHEMA_VERSION = 2  # 1: records, events, failures, meta; 2: + state id, lease, create intents
+
+
+@dataclass(frozen=True)
+class LedgerRecord:
+    """What Braze confirmed for one record: a keyed hash per field sent, its synced groups."""
+
+    external_id: str
+    fields: dict[str, str] = field(default_factory=dict)  # field -> keyed hash
+    groups: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Failure:
+    external_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class StateIdentity:
+    """Which state this is: the lockfile records it, so a plan can tell a missing or swapped
+    state from an empty one. ``state_id`` is a UUID made once, when the state is created
+    (None: there is no state yet)."""
+
+    backend: str
+    state_id: str | None
+    generation: int
+
+
+@dataclass(frozen=True)
+class LockInfo:
+    """The lease on a state: who holds it, since when, until when (epoch milliseconds)."""
+
+    lock_id: str
+    user: str
+    host: str
+    pid: int
+    command: str
+    acquired_ms: int
+    expires_ms: int
+    fence: int
+
+    def describe(self, now_ms: int) -> str:
+        age = max(0, now_ms - self.acquired_ms) // 1000
+        left = (self.expires_ms - now_ms) // 1000
+        expiry = f"expires in {left}s" if left >= 0 else f"expired {-left}s ago"
+        return (f"{self.user}@{self.host}, pid {self.pid}, running `{self.command}` for "
+                f"{_age(age)} (lock id {self.lock_id}, {expiry})")
+
+
+def _age(seconds: int) -> str:
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m {seconds % 60}s"
+    return f"{seconds // 3600}h {seconds % 3600 // 60}m"
+
+
+@runtime_checkable
+class StateReader(Protocol):
+    """What plan needs. A missing state reads as empty (plan never creates one)."""
+
+    @property
+    def identity(self) -> StateIdentity: ...
+    @property
+    def schema_version(self) -> int: ...
+    @property
+    def generation(self) -> int: ...
+    @property
+    def key_check(self) -> str | None: ...
+    def describe(self) -> str: ...
+    def meta(self, key: str) -> str | None: ...
+    def watermark(self, destination: str) -> dict[str, str] | None: ...
+    def stream(self, destination: str, batch_size: int = 5000) -> Iterator[LedgerRecord]: ...
+    def count(self, destination: str) -> int: ...
+    def destinations(self) -> list[str]: ...
+    def failures(self, destination: str, limit: int | None = None
+                 ) -> tuple[int, list[Failure]]: ...
+    def stream_events(self, destination: str, stream: str, batch_size: int = 5000
+                      ) -> Iterator[tuple[str, str]]: ...
+    def event_states(self, destination: str) -> dict[str, int]: ...
+    def stream_intents(self, destination: str) -> Iterator[str]: ...
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class StateWriter(Protocol):
+    """What apply writes, each call one transaction. Safe to call from worker threads. When
+    the state was opened under a lease, every call first checks (inside its transaction) that
+    the lease is still held, so a process whose lease expired or was force-unlocked gets a
+    StateError instead of writing."""
+
+    def commit(self, destination: str, *, upserts: Iterable[LedgerRecord] = (),
+               deletes: Iterable[str] = (), failures: Iterable[Failure] = ()) -> None: ...
+    def update_groups(self, destination: str, external_ids: Iterable[str], group: str, *,
+                      member: bool) -> None: ...
+    def mark_events(self, destination: str, stream: str,
+                    states: Iterable[tuple[str, str, str | None]]) -> None: ...
+    def set_watermark(self, destination: str, mark: dict[str, str]) -> None: ...
+    def set_key_check(self, value: str) -> None: ...
+    def set_meta(self, key: str, value: str | None) -> None: ...
+    def forget_destination(self, destination: str) -> None: ...
+    def rename_destination(self, old: str, new: str) -> None: ...
+    def rename_stream(self, destination: str, old: str, new: str) -> None: ...
+    def add_intents(self, destination: str, external_ids: Iterable[str]) -> None: ...
+    def clear_intents(self, destination: str, external_ids: Iterable[str]) -> None: ...

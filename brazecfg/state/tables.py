@@ -1,0 +1,103 @@
+"""The state's tables, as SQLAlchemy Core, and the step-by-step migrations between versions.
+
+Every backend has the same six tables (in its schema, or with a name prefix where there are
+no schemas): meta (version, state id, generation, key check, watermarks, bindings), records,
+events, failures, intents (creates sent but not yet confirmed) and lease (the lock). Keys are
+strings compared in byte order; on PostgreSQL their columns use the "C" collation so the
+primary-key index is in that order. Column names are always quoted ("at" is a DuckDB keyword).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, Text, insert, select
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import quoted_name
+
+# Today's (v1) local DDL, kept so a new local ledger is built exactly as v1 and then
+# migrated: every run exercises the migration path that old ledgers take.
+V1_SQLITE = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS records (
+    destination TEXT NOT NULL, external_id TEXT NOT NULL, fields TEXT NOT NULL,
+    groups TEXT NOT NULL, confirmed_at TEXT NOT NULL,
+    PRIMARY KEY (destination, external_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS events (
+    destination TEXT NOT NULL, stream TEXT NOT NULL, row_key TEXT NOT NULL,
+    state TEXT NOT NULL, reason TEXT, at TEXT NOT NULL,
+    PRIMARY KEY (destination, stream, row_key)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS failures (
+    destination TEXT NOT NULL, external_id TEXT NOT NULL, reason TEXT NOT NULL,
+    failed_at TEXT NOT NULL, PRIMARY KEY (destination, external_id)) WITHOUT ROWID;
+"""
+
+
+@dataclass(frozen=True)
+class Tables:
+    meta: Table
+    records: Table
+    events: Table
+    failures: Table
+    intents: Table
+    lease: Table
+    metadata: MetaData
+
+    @classmethod
+    def build(cls, schema: str | None, prefix: str, dialect: str) -> Tables:
+        # PostgreSQL: keys in the "C" collation, so the primary key index is in byte order.
+        def key() -> String:
+            return String(collation="C") if dialect == "postgresql" else String()
+
+        md = MetaData(schema=schema)
+
+        def t(name: str, *cols: Column[Any]) -> Table:
+            return Table(prefix + name, md, *cols)
+
+        return cls(
+            meta=t("meta", _col("key", key(), primary_key=True), _col("value", Text, nullable=False)),
+            records=t("records", _col("destination", key(), primary_key=True),
+                      _col("external_id", key(), primary_key=True),
+                      _col("fields", Text, nullable=False), _col("groups", Text, nullable=False),
+                      _col("confirmed_at", String, nullable=False)),
+            events=t("events", _col("destination", key(), primary_key=True),
+                     _col("stream", key(), primary_key=True),
+                     _col("row_key", key(), primary_key=True),
+                     _col("state", String, nullable=False), _col("reason", Text),
+                     _col("at", String, nullable=False)),
+            failures=t("failures", _col("destination", key(), primary_key=True),
+                       _col("external_id", key(), primary_key=True),
+                       _col("reason", Text, nullable=False),
+                       _col("failed_at", String, nullable=False)),
+            intents=t("intents", _col("destination", key(), primary_key=True),
+                      _col("external_id", key(), primary_key=True),
+                      _col("at", String, nullable=False)),
+            lease=t("lease", _col("name", key(), primary_key=True), _col("lock_id", String),
+                    _col("owner", Text), _col("fence", Integer, nullable=False),
+                    _col("acquired_ms", BigInteger), _col("expires_ms", BigInteger)),
+            metadata=md,
+        )
+
+    def all(self) -> list[Table]:
+        return [self.meta, self.records, self.events, self.failures, self.intents, self.lease]
+
+
+def _col(name: str, *args: Any, **kwargs: Any) -> Column[Any]:
+    """A quoted column: "at", "key", "groups" are keywords in some dialect (DuckDB: at)."""
+    return Column(quoted_name(name, True), *args, **kwargs)
+
+
+def _migrate_1_to_2(conn: Connection, t: Tables) -> None:
+    """v2: a state id (the lockfile binds to it), the lease row, create intents."""
+    t.intents.create(conn, checkfirst=True)
+    t.lease.create(conn, checkfirst=True)
+    if conn.execute(select(t.meta.c.value).where(t.meta.c.key == "state_id")).first() is None:
+        conn.execute(insert(t.meta).values(key="state_id", value=str(uuid.uuid4())))
+
+
+# Step by step: MIGRATIONS[n] takes a version-n state to n+1, in one transaction.
+MIGRATIONS = {1: _migrate_1_to_2}
+
+
