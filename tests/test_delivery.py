@@ -361,30 +361,10 @@ def test_an_answer_cut_off_mid_body_leaves_events_unknown_not_resent(tmp_path: P
     assert len(sent) == 1  # one request, never retried
     stub.respond = None
     out = apply(gen)
-    assert out.exit_code == 0, out.output
+    assert out.exit_code == 1, out.output  # nothing sent, but the unknown rows remain
+    assert f"{n} events of unknown delivery remain" in out.output
+    assert "matches what brazecfg last confirmed" in out.output
     assert len([s for s in stub.seen if "events" in (s.body or {})]) == 1  # not resent
     assert f"{n} delivery unknown" in plan(gen).output
     out = apply(gen, "--resend-unknown")
     assert out.exit_code == 0 and set(ledger_events(gen).values()) == {"sent"}
-
-
-def test_only_an_error_that_proves_nothing_was_processed_releases_events_for_resending(
-) -> None:
-    """run_pipeline marks a failed event batch "not sent" (resent next time) only for a
-    BrazeError: auth, exhausted 429s. Anything else may have struck after Braze processed
-    the request, so the rows stay "sending" (delivery unknown)."""
-    from brazecfg.apply.applier import DestinationResult, Step, run_pipeline
-    from brazecfg.braze.client import DeliveryUnknown
-    from brazecfg.errors import BrazeError
-
-    for exc, released in ((BrazeError("still 429"), True), (RuntimeError("cut off"), False),
-                          (DeliveryUnknown("dropped"), False)):
-        unsent: list[list[str]] = []
-
-        def send(batch: list[str], exc: Exception = exc) -> None:
-            raise exc
-
-        step = Step(send, ["row-1"], lambda outcome, result: None, on_cancel=unsent.append)
-        with pytest.raises(type(exc)):
-            run_pipeline(iter([step]), 2, DestinationResult(DEST), lambda done: None)
-        assert unsent == ([["row-1"]] if released else []), exc

@@ -21,6 +21,7 @@ from brazecfg.plan.definition import (
     Issue,
     RecordChange,
 )
+from brazecfg.plan.intents import Intent
 from brazecfg.plan.records import Desired, RecordBuilder
 from brazecfg.state.hashing import Hasher
 from brazecfg.state.ledger import LedgerRecord
@@ -199,7 +200,7 @@ class _Diff:
             if want is None:
                 # A bad row is skipped, never taken for a deletion of what Braze holds.
                 self.plan.counts["skipped"] += 1
-            elif had is None:
+            elif had is None or isinstance(had, Intent):  # an intent: never confirmed
                 self.new_record(want)
             else:
                 self.existing_record(want, had)

@@ -20,6 +20,7 @@ from brazecfg.plan.config_diff import config_fingerprint, diff_config
 from brazecfg.plan.definition import ISSUE_SAMPLE_SIZE, DestinationPlan, Issue, Plan
 from brazecfg.plan.diff import ExistsCheck, diff_destination
 from brazecfg.plan.events import diff_events
+from brazecfg.plan.intents import with_intents
 from brazecfg.state.hashing import Hasher, load_key
 from brazecfg.state.ledger import Ledger
 from brazecfg.state.lockfile import read_lockfile
@@ -121,7 +122,8 @@ def _plan_destination(project: Project, dest: Destination, warehouse: Warehouse,
     if spool_path is not None:
         spool = spool_path.open("w", encoding="utf-8")
     try:
-        dplan = diff_destination(project, dest, rows, ledger.stream(dest.name), hasher,
+        ledger_rows = with_intents(ledger.stream(dest.name), ledger.stream_intents(dest.name))
+        dplan = diff_destination(project, dest, rows, ledger_rows, hasher,
                                  spool=spool, exists=exists, keys=keys)
     finally:
         if spool is not None:

@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 from brazecfg.errors import StateError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: events carry user, name, weight, time; intents
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -38,10 +40,20 @@ CREATE TABLE IF NOT EXISTS events (
     destination TEXT NOT NULL,
     stream TEXT NOT NULL,          -- the event spec's name
     row_key TEXT NOT NULL,         -- the source row's key: each row reaches Braze once
-    state TEXT NOT NULL,           -- sending | sent | unknown | failed
+    state TEXT NOT NULL,           -- sending | sent | unknown | failed | unsent
     reason TEXT,
     at TEXT NOT NULL,
+    user TEXT,                     -- the external_id it was sent to (settling reads Braze's
+    name TEXT,                     -- counts per user and name: event name or product_id,
+    weight INTEGER,                -- its quantity, 1 for events, and its time)
+    time TEXT,
     PRIMARY KEY (destination, stream, row_key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS intents (  -- creates sent (or about to be) but not yet confirmed
+    destination TEXT NOT NULL,
+    external_id TEXT NOT NULL,
+    at TEXT NOT NULL,
+    PRIMARY KEY (destination, external_id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS failures (
     destination TEXT NOT NULL,
@@ -66,6 +78,40 @@ class Failure:
     reason: str
 
 
+@dataclass(frozen=True)
+class EventMark:
+    """An event row about to leave: its key and what settling needs to find it in Braze."""
+
+    stream: str
+    row_key: str
+    user: str
+    name: str  # the event name, or a purchase's product_id (what Braze counts by)
+    weight: int  # a purchase's quantity; 1 for events
+    time: str
+
+
+@dataclass(frozen=True)
+class EventState:
+    """One event row as the ledger knows it (for settling)."""
+
+    destination: str
+    stream: str
+    row_key: str
+    state: str
+    user: str | None
+    name: str | None
+    weight: int | None
+    time: str | None
+    at: str
+
+
+# What mark_sending replaced, for restore_events: (stream, row_key) -> (state, reason) or
+# None when the ledger had no row for the key.
+Previous = dict[tuple[str, str], tuple[str, str | None] | None]
+
+_EVENT_COLUMNS = ("user TEXT", "name TEXT", "weight INTEGER", "time TEXT")
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -77,15 +123,19 @@ class Ledger:
         self.path = path
         self.writable = writable
         self._db: sqlite3.Connection | None = None
+        self._lock = threading.RLock()
         try:
             if writable:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                self._db = sqlite3.connect(path, isolation_level=None)
+                # Apply's workers mark event rows right before their request leaves, so the
+                # connection is shared between threads, each write under self._lock.
+                self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
                 # Rollback journal, not WAL: a read-only plan must not create -wal/-shm files.
                 self._db.execute("PRAGMA synchronous=FULL")
                 self._db.executescript(_SCHEMA)
-                if self._meta("version") is None:
-                    self._set_meta("version", str(SCHEMA_VERSION))
+                self._check_version()  # before migrating: never touch a newer file
+                self._migrate()
+                self._set_meta("version", str(SCHEMA_VERSION))
             elif path.exists():
                 self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
             if self._db is not None:
@@ -103,7 +153,16 @@ class Ledger:
 
     def _set_meta(self, key: str, value: str) -> None:
         assert self._db is not None and self.writable
-        self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    def _migrate(self) -> None:
+        """Version 1 files: add the event columns settling needs (their rows stay NULL)."""
+        assert self._db is not None
+        have = {r[1] for r in self._db.execute("PRAGMA table_info(events)")}
+        for column in _EVENT_COLUMNS:
+            if column.split()[0] not in have:
+                self._db.execute(f"ALTER TABLE events ADD COLUMN {column}")
 
     def _check_version(self) -> None:
         version = self._meta("version")
@@ -194,17 +253,15 @@ class Ledger:
         Called with state "sending" *before* a request goes out, so a crash mid-request
         leaves the rows marked: the next plan reports them as delivery unknown instead of
         sending them twice (Braze never deduplicates events)."""
-        db = self._write()
         at = _now()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            db.executemany("INSERT OR REPLACE INTO events VALUES (?, ?, ?, ?, ?, ?)",
+        with self._transaction() as db:
+            # An upsert: the user, name and time recorded by mark_sending stay.
+            db.executemany("INSERT INTO events(destination, stream, row_key, state, reason, at) "
+                           "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(destination, stream, row_key) "
+                           "DO UPDATE SET state = excluded.state, reason = excluded.reason, "
+                           "at = excluded.at",
                            [(destination, stream, k, st, r, at) for k, st, r in states])
             self._bump_generation(db)
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
 
     # -- writes (apply only) ----------------------------------------------------------------
     def _write(self) -> sqlite3.Connection:
@@ -212,13 +269,26 @@ class Ledger:
             raise RuntimeError("ledger opened read-only")
         return self._db
 
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction under the lock. ROLLBACK only while one is open: an
+        interrupt right after COMMIT must not turn a committed write into an error."""
+        with self._lock:
+            db = self._write()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+
     def commit(self, destination: str, *, upserts: Iterable[LedgerRecord] = (),
                deletes: Iterable[str] = (), failures: Iterable[Failure] = ()) -> None:
         """One transaction: what Braze confirmed for one batch (and what it rejected)."""
-        db = self._write()
         at = _now()
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction() as db:
             ups = [(destination, r.external_id,
                     json.dumps(r.fields, sort_keys=True, separators=(",", ":")),
                     json.dumps(sorted(r.groups), separators=(",", ":")), at) for r in upserts]
@@ -234,17 +304,11 @@ class Ledger:
             if fails:
                 db.executemany("INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?)", fails)
             self._bump_generation(db)
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
 
     def update_groups(self, destination: str, external_ids: Iterable[str], group: str, *,
                       member: bool) -> None:
         """Braze confirmed a subscription change: add or remove ``group`` for these records."""
-        db = self._write()
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction() as db:
             for ext_id in external_ids:
                 row = db.execute("SELECT groups FROM records WHERE destination = ? AND "
                                  "external_id = ?", (destination, ext_id)).fetchone()
@@ -258,10 +322,6 @@ class Ledger:
                 db.execute("DELETE FROM failures WHERE destination = ? AND external_id = ?",
                            (destination, ext_id))
             self._bump_generation(db)
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
 
     @staticmethod
     def _bump_generation(db: sqlite3.Connection) -> None:
@@ -270,18 +330,106 @@ class Ledger:
 
     def forget_destination(self, destination: str) -> None:
         """Drop a removed destination's rows (after its removal was applied)."""
-        db = self._write()
-        db.execute("BEGIN IMMEDIATE")
-        db.execute("DELETE FROM records WHERE destination = ?", (destination,))
-        db.execute("DELETE FROM failures WHERE destination = ?", (destination,))
-        db.execute("DELETE FROM events WHERE destination = ?", (destination,))
-        db.execute("DELETE FROM meta WHERE key = ?", (f"watermark:{destination}",))
-        db.execute("COMMIT")
+        with self._transaction() as db:
+            db.execute("DELETE FROM records WHERE destination = ?", (destination,))
+            db.execute("DELETE FROM failures WHERE destination = ?", (destination,))
+            db.execute("DELETE FROM events WHERE destination = ?", (destination,))
+            db.execute("DELETE FROM intents WHERE destination = ?", (destination,))
+            db.execute("DELETE FROM meta WHERE key = ?", (f"watermark:{destination}",))
+
+    # -- delivery: events in flight and create intents (apply only) -----------------------
+    def mark_sending(self, destination: str, marks: Iterable[EventMark]) -> Previous:
+        """Mark event rows ``sending`` right before their request leaves (called from apply's
+        worker threads), with the user, name, weight and time settling needs. Returns what
+        the rows were before, so a request that provably never left can restore them."""
+        marks = list(marks)
+        at = _now()
+        with self._transaction() as db:
+            previous: Previous = {}
+            for m in marks:
+                row = db.execute("SELECT state, reason FROM events WHERE destination = ? AND "
+                                 "stream = ? AND row_key = ?",
+                                 (destination, m.stream, m.row_key)).fetchone()
+                previous[(m.stream, m.row_key)] = None if row is None else (row[0], row[1])
+            db.executemany("INSERT OR REPLACE INTO events VALUES (?, ?, ?, 'sending', NULL, ?, "
+                           "?, ?, ?, ?)", [(destination, m.stream, m.row_key, at, m.user, m.name,
+                                            m.weight, m.time) for m in marks])
+            self._bump_generation(db)
+        return previous
+
+    def restore_events(self, destination: str, previous: Previous) -> None:
+        """Undo mark_sending for a request that never left (or that Braze answered by
+        processing nothing): each row goes back to what it was; a row unknown before stays
+        unknown, since an earlier attempt may have reached Braze."""
+        at = _now()
+        with self._transaction() as db:
+            for (stream, key), was in previous.items():
+                if was is None:
+                    db.execute("DELETE FROM events WHERE destination = ? AND stream = ? AND "
+                               "row_key = ?", (destination, stream, key))
+                else:
+                    db.execute("UPDATE events SET state = ?, reason = ?, at = ? WHERE "
+                               "destination = ? AND stream = ? AND row_key = ?",
+                               (was[0], was[1], at, destination, stream, key))
+            self._bump_generation(db)
+
+    def stream_unsure_users(self, destinations: list[str], batch_size: int = 5000
+                            ) -> Iterator[EventState]:
+        """Every event row of every user that has a row ``sending`` or ``unknown`` in one of
+        these destinations (sent rows included: settling compares totals), by user."""
+        if self._db is None or not destinations:
+            return
+        marks = ", ".join("?" for _ in destinations)
+        cur = self._db.execute(
+            f"SELECT destination, stream, row_key, state, user, name, weight, time, at FROM "
+            f"events WHERE destination IN ({marks}) AND user IN (SELECT DISTINCT user FROM "
+            f"events WHERE destination IN ({marks}) AND state IN ('sending', 'unknown')) "
+            f"UNION ALL SELECT destination, stream, row_key, state, user, name, weight, time, "
+            f"at FROM events WHERE destination IN ({marks}) AND user IS NULL AND state IN "
+            f"('sending', 'unknown') ORDER BY 5, 1, 2, 3", (*destinations,) * 3)
+        while rows := cur.fetchmany(batch_size):
+            for r in rows:
+                yield EventState(*r)
+
+    def add_intents(self, destination: str, external_ids: Iterable[str]) -> None:
+        """Record, durably, creates about to be sent: until confirmed (or provably not
+        sent), Braze may have these users though the ledger has no record of them."""
+        at = _now()
+        with self._transaction() as db:
+            db.executemany("INSERT OR REPLACE INTO intents VALUES (?, ?, ?)",
+                           [(destination, i, at) for i in external_ids])
+
+    def clear_intents(self, destination: str, external_ids: Iterable[str] | None = None
+                      ) -> None:
+        """Forget intents: these ids (their create was confirmed, refused or deleted), or,
+        with None, every intent whose record the ledger now has."""
+        with self._transaction() as db:
+            if external_ids is None:
+                db.execute("DELETE FROM intents WHERE destination = ? AND external_id IN "
+                           "(SELECT external_id FROM records WHERE destination = ?)",
+                           (destination, destination))
+            else:
+                db.executemany("DELETE FROM intents WHERE destination = ? AND external_id = ?",
+                               [(destination, i) for i in external_ids])
+
+    def stream_intents(self, destination: str, batch_size: int = 5000) -> Iterator[str]:
+        """Ids of creates that may have reached Braze unconfirmed, in byte order."""
+        if self._db is None:
+            return
+        try:
+            cur = self._db.execute("SELECT external_id FROM intents WHERE destination = ? "
+                                   "ORDER BY external_id", (destination,))
+        except sqlite3.OperationalError:  # a version 1 file opened read-only: none
+            return
+        while rows := cur.fetchmany(batch_size):
+            for (ext_id,) in rows:
+                yield ext_id
 
     def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
 
     def __enter__(self) -> Ledger:
         return self
