@@ -6,6 +6,7 @@ emulator (or a scripted stub) on loopback, over a generated SQLite project
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -368,3 +369,142 @@ def test_an_answer_cut_off_mid_body_leaves_events_unknown_not_resent(tmp_path: P
     assert f"{n} delivery unknown" in plan(gen).output
     out = apply(gen, "--resend-unknown")
     assert out.exit_code == 0 and set(ledger_events(gen).values()) == {"sent"}
+
+
+# -- settling unknown events from Braze's export ------------------------------------------------
+
+def set_braze_options(gen: Generated, **options: Any) -> None:
+    f = gen.root / "apps" / "braze.yml"
+    doc = json.loads(f.read_text())
+    doc["options"].update(options)
+    f.write_text(json.dumps(doc, indent=2) + "\n")
+
+
+def set_event_states(gen: Generated, rows: set[int], state: str) -> None:
+    """Rewrite ledger states as a lost answer would have left them."""
+    con = sqlite3.connect(gen.root / ".brazecfg" / "ledger.sqlite")
+    with con:
+        con.executemany("UPDATE events SET state = ? WHERE destination = ? AND stream = ? "
+                        "AND row_key = ?", [(state, DEST, EVENT, str(r)) for r in rows])
+    con.close()
+
+
+def test_settle_unknown_marks_what_braze_has_sent_and_sends_only_what_it_lacks(
+        tmp_path: Path, start: Any) -> None:
+    """Unknown rows of two kinds: requests Braze never processed (500s) and requests it
+    processed whose answer was lost. --settle-unknown compares Braze's per-user counts
+    (/users/export/ids) with the ledger: the first are sent again, the second marked sent,
+    and every event ends in Braze exactly once (where --resend-unknown duplicates the
+    second kind)."""
+    gen = make_project(tmp_path, 300)
+    rows = {e.id: e for e in gen.events}
+    emu = start(EmulatorConfig(port=0, fault_500_every=7))
+    out = apply(gen)
+    assert out.exit_code == 1, out.output
+    states = ledger_events(gen)
+    lost = {r for r, s in states.items() if s == "unknown"}  # 500: Braze processed nothing
+    assert lost, "no event request was hit by a 500"
+    assert not lost & set(event_rows(profiles(emu)))
+    # Answers lost after Braze processed them: some users' sent rows become unknown.
+    lost_users = {rows[r].user_id for r in lost}
+    arrived = {r for r, s in states.items() if s == "sent"
+               and rows[r].user_id not in lost_users and rows[r].user_id % 3 == 0}
+    assert arrived
+    set_event_states(gen, arrived, "unknown")
+    emu.config.fault_500_every = 0
+
+    text = plan(gen).output
+    assert f"{len(lost | arrived):,} delivery unknown" in text
+    assert "apply --settle-unknown" in text
+
+    # Right after sending, Braze's export may lag: nothing is decided, everything reported.
+    out = apply(gen, "--settle-unknown")
+    assert out.exit_code == 1, out.output
+    assert f"{len(lost | arrived):,} events stay unknown" in out.output
+    assert "sent less than 300 s ago" in out.output
+    assert set(ledger_events(gen).values()) == {"sent", "unknown"}
+
+    set_braze_options(gen, settle_after_seconds=0)
+    requests_before = len(emu.store.requests("/users/export/ids"))
+    out = apply(gen, "--settle-unknown")
+    assert out.exit_code == 0, out.output
+    assert (f"{len(arrived):,} of {len(lost | arrived):,} events of unknown delivery reached "
+            f"Braze (now sent), {len(lost):,} did not") in out.output
+    assert len(emu.store.requests("/users/export/ids")) > requests_before  # Braze was asked
+    held = profiles(emu)
+    assert event_rows(held) == Counter(set(rows))  # every event exactly once
+    assert set(ledger_events(gen).values()) == {"sent"}
+    assert "No changes." in plan(gen).output
+
+
+def test_settle_leaves_unknown_what_braze_counts_cannot_decide(tmp_path: Path,
+                                                               start: Any) -> None:
+    """Braze's count decides only when it equals the confirmed rows, or confirmed plus
+    unknown. Another sender of the same event name breaks that: the rows stay unknown, are
+    reported with the reason, and nothing is sent twice."""
+    gen = make_project(tmp_path, 60, braze_options={"settle_after_seconds": 0})
+    emu = start(EmulatorConfig(port=0))
+    assert apply(gen).exit_code == 0
+    per_user: dict[int, list[int]] = {}
+    for e in gen.events:
+        per_user.setdefault(e.user_id, []).append(e.id)
+    uid, two = next((u, ids) for u, ids in per_user.items() if len(ids) == 2)
+    # One of the user's rows lost its answer: Braze counts 2 = 1 sent + 1 unknown: arrived.
+    set_event_states(gen, {two[0]}, "unknown")
+    out = apply(gen, "--settle-unknown")
+    assert out.exit_code == 0, out.output
+    assert "1 of 1 events of unknown delivery reached Braze" in out.output
+    # Both unknown, and another sender adds one: Braze counts 3, neither 0 nor 0 + 2.
+    set_event_states(gen, set(two), "unknown")
+    assert another_sender_tracks(emu, str(uid))
+    out = apply(gen, "--settle-unknown")
+    assert out.exit_code == 1, out.output
+    assert "2 events stay unknown: Braze's count matches neither" in out.output
+    assert {ledger_events(gen)[r] for r in two} == {"unknown"}
+    assert max(event_rows(profiles(emu)).values()) == 1
+
+
+def another_sender_tracks(emu: Emulator, user: str) -> bool:
+    """Another sender records one more page_viewed for the user, straight to the emulator."""
+    import urllib.request
+
+    body = json.dumps({"events": [{"external_id": user, "name": EVENT,
+                                   "time": "2026-11-20T00:00:00Z",
+                                   "properties": {"row": 0}}]}).encode()
+    req = urllib.request.Request(f"{emu.url}/users/track", data=body, method="POST", headers={
+        "Authorization": "Bearer local-emulator-key", "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return bool(r.status == 201)
+
+
+def test_events_refused_at_connect_time_are_not_unknown_and_go_next_time(
+        tmp_path: Path, start: Any) -> None:
+    """A refused connection provably sent nothing: the rows are put back (never "unknown",
+    never a `--resend-unknown` decision), the apply stops at once with a clear line, and the
+    next apply sends them, each once."""
+    gen = make_project(tmp_path, 40)
+    emu = start(EmulatorConfig(port=0))
+    assert apply(gen).exit_code == 0
+    port = int(emu.url.rsplit(":", 1)[1])
+    con = sqlite3.connect(gen.db)
+    with con:
+        con.executemany("INSERT INTO page_views VALUES (?, ?, ?, ?)",
+                        [(1000 + i, 1 + i % 40, "/new", "2026-11-02T00:00:00Z")
+                         for i in range(120)])
+    con.close()
+    new = set(range(1000, 1120))
+    emu.stop()
+    out = apply(gen)
+    assert out.exit_code == 1, out.output
+    assert "connection refused; nothing was sent" in out.output
+    states = ledger_events(gen)
+    assert not new & set(states)  # put back: as if never tried
+    assert "unknown" not in states.values()
+    text = plan(gen).output
+    assert "+120 to send" in text and "delivery unknown" not in text
+
+    emu2 = start(EmulatorConfig(port=port))  # a fresh Braze: the new rows arrive once each
+    out = apply(gen)
+    assert out.exit_code == 0, out.output
+    assert event_rows(profiles(emu2)) == Counter(new)
+    assert set(ledger_events(gen).values()) == {"sent"}
