@@ -18,7 +18,7 @@ from brazecfg.emulator import Emulator, EmulatorConfig
 from brazecfg.state.hashing import Hasher, load_key
 from brazecfg.state.ledger import Ledger, LedgerRecord
 from tests.braze.stub import TRUNCATE, Answer, Seen, Stub
-from tests.delivery_project import EVENT, GROUP_ID, Generated, make_project
+from tests.delivery_project import EVENT, GROUP_ID, RECENT, Generated, make_project
 from tests.helpers import Run, cli
 
 DEST = "braze_users"
@@ -285,7 +285,7 @@ def test_unsubscribe_on_leave_false_sends_no_unsubscribes(tmp_path: Path, start:
 
 def test_a_crash_mid_apply_never_leaves_the_ledger_ahead_of_braze(tmp_path: Path,
                                                                    start: Any) -> None:
-    gen = make_project(tmp_path, 900, braze_options={"max_retries": 0})
+    gen = make_project(tmp_path, 900, braze_options={"max_retries": 0}, event_month=RECENT)
     emu = start(EmulatorConfig(port=0, fault_drop_every=3))
     confirmed = []
     for _ in range(4):  # every run dies on a dropped connection, with no retries allowed
@@ -403,7 +403,7 @@ def test_settle_unknown_marks_what_braze_has_sent_and_sends_only_what_it_lacks(
     (/users/export/ids) with the ledger: the first are sent again, the second marked sent,
     and every event ends in Braze exactly once (where --resend-unknown duplicates the
     second kind)."""
-    gen = make_project(tmp_path, 300)
+    gen = make_project(tmp_path, 300, event_month=RECENT)
     rows = {e.id: e for e in gen.events}
     emu = start(EmulatorConfig(port=0, fault_500_every=7))
     out = apply(gen)
@@ -449,7 +449,8 @@ def test_settle_leaves_unknown_what_braze_counts_cannot_decide(tmp_path: Path,
     """Braze's count decides only when it equals the confirmed rows, or confirmed plus
     unknown. Another sender of the same event name breaks that: the rows stay unknown, are
     reported with the reason, and nothing is sent twice."""
-    gen = make_project(tmp_path, 60, braze_options={"settle_after_seconds": 0})
+    gen = make_project(tmp_path, 60, braze_options={"settle_after_seconds": 0},
+                       event_month=RECENT)
     emu = start(EmulatorConfig(port=0))
     assert apply(gen).exit_code == 0
     per_user: dict[int, list[int]] = {}

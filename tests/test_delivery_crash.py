@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from brazecfg.emulator import Emulator, EmulatorConfig
-from tests.delivery_project import Generated, make_project
+from tests.delivery_project import RECENT, Generated, make_project
 from tests.helpers import ROOT, Run, cli
 from tests.test_delivery import (
     assert_braze_holds_the_warehouse,
@@ -103,7 +103,7 @@ def test_a_signal_mid_apply_stops_cleanly(tmp_path: Path, emulators: Any,
     """Ctrl-C and CI's SIGTERM: no new request starts, those in flight finish and are
     committed, nothing is left "sending", exit 130 or 143 in one line; the next apply sends
     the rest, each event row exactly once."""
-    gen = make_project(tmp_path, 600, braze_options=FAST)
+    gen = make_project(tmp_path, 600, braze_options=FAST, event_month=RECENT)
     emu = emulators(EmulatorConfig(port=0, latency_ms=150))
     proc = spawn(gen, emu)
     # Attribute chunks and group calls come first: the signal lands among events.
@@ -143,7 +143,7 @@ def test_kill_9_at_any_point_then_settle_sends_each_event_once(
     then `apply --settle-unknown`: rows that never left are sent, rows Braze has are marked
     sent, each event reaches Braze exactly once; only rows Braze's counts cannot settle stay
     unknown, and they are reported."""
-    gen = make_project(tmp_path, 600, braze_options=FAST)
+    gen = make_project(tmp_path, 600, braze_options=FAST, event_month=RECENT)
     emu = emulators(EmulatorConfig(port=0, latency_ms=40))
     proc = spawn(gen, emu)
     wait_for(lambda: answered(emu) >= point, proc)
@@ -220,7 +220,7 @@ def test_a_second_signal_abandons_requests_in_flight_honestly(tmp_path: Path,
                                                               emulators: Any) -> None:
     """Impatient Ctrl-C twice: exit now; rows in flight stay "delivery unknown" (never
     "sent" unconfirmed, never released), and settling then sends each event exactly once."""
-    gen = make_project(tmp_path, 600, braze_options=FAST)
+    gen = make_project(tmp_path, 600, braze_options=FAST, event_month=RECENT)
     emu = emulators(EmulatorConfig(port=0, latency_ms=400))
     proc = spawn(gen, emu)
     wait_for(lambda: events_answered(emu) >= 1, proc)  # more in flight, each slow
