@@ -516,3 +516,28 @@ def test_events_refused_at_connect_time_are_not_unknown_and_go_next_time(
     assert out.exit_code == 0, out.output
     assert event_rows(profiles(emu2)) == Counter(new)
     assert set(ledger_events(gen).values()) == {"sent"}
+
+
+def test_settle_counts_purchases_by_product(tmp_path: Path, start: Any) -> None:
+    """Purchases are counted by Braze per product_id, not per stream: settling compares
+    them that way, alongside a custom event stream over the same rows."""
+    events = [{"name": EVENT, "source": "page_views", "key": "id", "time": "created_at",
+               "properties": {"row": "id", "page": "page"}},
+              {"name": "page_sales", "type": "purchase", "source": "page_views", "key": "id",
+               "time": "created_at", "product_id": "page", "price": "id",
+               "currency_code": "USD", "properties": {"row": "id"}}]
+    gen = make_project(tmp_path, 120, braze_options={"settle_after_seconds": 0},
+                       destination={"events": events}, event_month=RECENT)
+    emu = start(EmulatorConfig(port=0, fault_500_every=4))
+    assert apply(gen).exit_code == 1
+    with Ledger(gen.root / ".brazecfg" / "ledger.sqlite", writable=False) as led:
+        unknown = sum(1 for _, s in led.stream_events(DEST, "page_sales") if s == "unknown")
+    assert unknown, "no purchase request was hit by a 500"
+    emu.config.fault_500_every = 0
+    out = apply(gen, "--settle-unknown")
+    assert out.exit_code == 0, out.output
+    held = profiles(emu)
+    bought = Counter(int(p["properties"]["row"]) for u in held.values() for p in u["purchases"])
+    assert bought == Counter(e.id for e in gen.events)  # every purchase exactly once
+    assert event_rows(held) == Counter(e.id for e in gen.events)
+    assert "No changes." in plan(gen).output
