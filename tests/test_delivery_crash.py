@@ -6,6 +6,7 @@ requests are in flight when the signal lands; what Braze holds is read from the 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 
 from brazecfg.emulator import Emulator, EmulatorConfig
+from brazecfg.state.ledger import Ledger
 from tests.delivery_project import RECENT, Generated, make_project
 from tests.helpers import ROOT, Run, cli
 from tests.test_delivery import (
@@ -233,6 +235,12 @@ def test_a_second_signal_abandons_requests_in_flight_honestly(tmp_path: Path,
     emu.config.latency_ms = 0
     time.sleep(0.5)
     settle_down(emu)
+    journal = gen.root / ".brazecfg" / "ledger.sqlite-journal"
+    if journal.exists() and journal.stat().st_size > 0:
+        # Exited mid-write: a read-only open (plan) says so; apply's writable open recovers.
+        text = cli("plan", str(gen.root))
+        assert text.exit_code == 1 and "left unfinished; run `brazecfg apply` once" in text.output
+        Ledger(gen.root / ".brazecfg" / "ledger.sqlite", writable=True).close()
     states = ledger_events(gen)
     count = event_rows(profiles(emu))
     assert {r for r, s in states.items() if s == "sent"} <= set(count)
@@ -244,3 +252,42 @@ def test_a_second_signal_abandons_requests_in_flight_honestly(tmp_path: Path,
     held = profiles(emu)
     assert event_rows(held) == Counter(e.id for e in gen.events)
     assert_braze_holds_the_warehouse(gen, held)
+
+
+def test_ctrl_c_at_the_prompt_cancels_in_one_line(tmp_path: Path, emulators: Any) -> None:
+    """At "Apply these changes?" Ctrl-C is a cancellation, not an unexpected error."""
+    import pty
+
+    gen = make_project(tmp_path, 5, events=False)
+    emu = emulators(EmulatorConfig(port=0))
+    env = {k: v for k, v in os.environ.items() if k not in ("BRAZE_API_KEY", "BRAZECFG_HASH_KEY")}
+    env.update(BRAZE_REST_ENDPOINT=emu.url, NO_COLOR="1", PYTHONPATH=str(ROOT))
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: brazecfg on a terminal
+        os.execve(sys.executable, [sys.executable, "-m", "brazecfg", "--no-color", "apply",
+                                   str(gen.root)], env)
+    seen = b""
+    try:
+        deadline = time.monotonic() + 30
+        while b"Apply these changes" not in seen:
+            assert time.monotonic() < deadline, seen
+            try:
+                seen += os.read(fd, 4096)
+            except OSError:  # the child ended before asking
+                raise AssertionError(seen.decode(errors="replace")) from None
+        os.write(fd, b"\x03")  # Ctrl-C: the terminal sends SIGINT
+        while True:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+    text = re.sub(r"\x1b\[[0-9;]*m", "", seen.decode(errors="replace"))  # bold survives
+    assert os.waitstatus_to_exitcode(status) == 130, text
+    assert "interrupted (SIGINT)" in text and "unexpected error" not in text
+    assert emu.store.requests() == []  # nothing was sent

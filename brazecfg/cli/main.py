@@ -65,9 +65,8 @@ def _guard() -> Iterator[None]:
 
         if isinstance(exc, Interrupted):
             _console(stderr=True).print(
-                f"[error]interrupted[/] ({exc.signal_name}): no new request was started, those in "
-                "flight finished, and what Braze confirmed is in the ledger; run the command "
-                "again to continue")
+                f"[error]interrupted ({exc.signal_name})[/]: no new request was started and what "
+                "Braze confirmed is in the ledger; run the command again to continue")
             raise typer.Exit(exc.exit_code) from None
         _console(stderr=True).print("[error]interrupted[/]: what Braze confirmed so far is in the "
                                     "ledger; run the command again to continue")
@@ -201,12 +200,14 @@ def apply(
 ) -> None:
     """Show the plan, ask, send it to Braze, and record what Braze confirmed."""
     from brazecfg.apply.run import apply_project
-    from brazecfg.apply.stop import StopRequest
+    from brazecfg.apply.stop import Interrupted, StopRequest
     from brazecfg.cli import render
     from brazecfg.config.loader import load_project
+    from brazecfg.errors import AbortedError
     from brazecfg.plan.definition import Plan
 
     console = _console()
+    stop = StopRequest()
 
     def confirm(p: Plan) -> bool:
         render.render_plan_text(console, p)
@@ -215,14 +216,18 @@ def apply(
         if not sys.stdin.isatty():
             raise BrazecfgError("apply needs a yes: pass --auto-approve when no one can answer "
                                 "(CI, scripts)")
-        return typer.confirm("Apply these changes to Braze?", default=False)
+        try:
+            return typer.confirm("Apply these changes to Braze?", default=False)
+        except typer.Abort:  # the prompt turns Ctrl-C and EOF into Abort
+            if stop.signum is not None:
+                raise Interrupted(stop.signum) from None
+            raise AbortedError("apply cancelled; nothing was sent") from None
 
     def progress(dest: str, done: int) -> None:
         if sys.stderr.isatty():
             sys.stderr.write(f"\r{dest}: {done:,} records sent")
             sys.stderr.flush()
 
-    stop = StopRequest()
     with _guard(), _stoppable(stop):
         if plan_file is not None and not plan_file.is_file():
             raise BrazecfgError(f"no saved plan at {plan_file}; make one with `brazecfg plan --out {plan_file}`")

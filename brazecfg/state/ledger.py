@@ -141,6 +141,12 @@ class Ledger:
             if self._db is not None:
                 self._check_version()
         except sqlite3.DatabaseError as exc:
+            journal = path.with_name(path.name + "-journal")
+            if not writable and journal.exists() and journal.stat().st_size > 0:
+                # A killed apply left a write half done; only a writable open rolls it back.
+                raise StateError(f"the ledger {path} holds a write that a stopped apply left "
+                                 "unfinished; run `brazecfg apply` once (it rolls the write "
+                                 "back and goes on), then plan again") from None
             raise StateError(f"the ledger {path} is unreadable ({exc}); restore it from a backup "
                              "or move it away to start over (everything will be resent)") from None
 
