@@ -541,3 +541,20 @@ def test_settle_counts_purchases_by_product(tmp_path: Path, start: Any) -> None:
     assert bought == Counter(e.id for e in gen.events)  # every purchase exactly once
     assert event_rows(held) == Counter(e.id for e in gen.events)
     assert "No changes." in plan(gen).output
+
+
+def test_creates_refused_at_connect_time_leave_no_intent_behind(tmp_path: Path,
+                                                                start: Any) -> None:
+    """A create that never left is not a user Braze may have: once the users leave the
+    warehouse, no plan deletes them."""
+    gen = make_project(tmp_path, 30, events=False)
+    emu = start(EmulatorConfig(port=0))
+    emu.stop()  # the endpoint refuses connections
+    out = apply(gen)
+    assert out.exit_code == 1 and "connection refused; nothing was sent" in out.output
+    con = sqlite3.connect(gen.root / ".brazecfg" / "ledger.sqlite")
+    assert con.execute("SELECT count(*) FROM intents").fetchone()[0] == 0
+    con.close()
+    gen.execute("DELETE FROM users WHERE id <= 10")
+    text = plan(gen).output
+    assert "+ 20 to create" in text and "to delete" not in text.split("Plan:")[0]

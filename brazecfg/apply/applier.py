@@ -104,16 +104,21 @@ class DestinationApplier:
         with_attrs = [c for c in batch if c.attributes or c.action is Action.CREATE]
         if with_attrs:
             creates = [c.external_id for c in with_attrs if c.action is Action.CREATE]
-            recorded: list[bool] = []
+            recorded: list[list[str]] = []
 
             def leaving() -> None:
-                # Before the first attempt leaves: Braze may have these users from now on.
+                # Before an attempt leaves: Braze may have these users from now on.
                 if creates and not recorded:
-                    self.ledger.add_intents(self.dest.name, creates)
-                    recorded.append(True)
+                    recorded.append(self.ledger.add_intents(self.dest.name, creates))
+
+            def refused() -> None:
+                # Provably not processed (a refused connection, a 429): the intents this
+                # request added are not users Braze may have; earlier ones stay.
+                if recorded:
+                    self.ledger.clear_intents(self.dest.name, recorded.pop())
 
             response = self.client.track(attributes=[self._track_object(c) for c in with_attrs],
-                                         hooks=SendHooks(leaving=leaving))
+                                         hooks=SendHooks(leaving=leaving, refused=refused))
             errors = response.body.get("errors") or []
             if response.status == 400 and not errors:
                 raise BrazeError(f"app/{self.client.settings.app}: /users/track refused a batch: "

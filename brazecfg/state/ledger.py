@@ -397,13 +397,18 @@ class Ledger:
             for r in rows:
                 yield EventState(*r)
 
-    def add_intents(self, destination: str, external_ids: Iterable[str]) -> None:
+    def add_intents(self, destination: str, external_ids: Iterable[str]) -> list[str]:
         """Record, durably, creates about to be sent: until confirmed (or provably not
-        sent), Braze may have these users though the ledger has no record of them."""
+        sent), Braze may have these users though the ledger has no record of them. Returns
+        the ids that were not intents already (what a refused request may clear again)."""
         at = _now()
         with self._transaction() as db:
-            db.executemany("INSERT OR REPLACE INTO intents VALUES (?, ?, ?)",
-                           [(destination, i, at) for i in external_ids])
+            new = [i for i in external_ids if db.execute(
+                "SELECT 1 FROM intents WHERE destination = ? AND external_id = ?",
+                (destination, i)).fetchone() is None]
+            db.executemany("INSERT INTO intents VALUES (?, ?, ?)",
+                           [(destination, i, at) for i in new])
+        return new
 
     def clear_intents(self, destination: str, external_ids: Iterable[str] | None = None
                       ) -> None:
