@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from brazecfg.errors import StateError
 from brazecfg.state.ledger import LedgerRecord
 
 
@@ -29,7 +30,8 @@ def with_intents(records: Iterator[LedgerRecord], intents: Iterator[str]
     previous: str | None = None
     for ext_id in intents:
         if previous is not None and ext_id <= previous:
-            raise ValueError(f"create intents out of order ({ext_id!r} after {previous!r})")
+            raise StateError(f"the ledger returned create intents out of key order ({ext_id!r} "
+                             f"after {previous!r}); its collation must compare bytes")
         previous = ext_id
         while rec is not None and rec.external_id < ext_id:
             yield rec
