@@ -351,12 +351,16 @@ class Ledger:
         marks = list(marks)
         at = _now()
         with self._transaction() as db:
-            previous: Previous = {}
-            for m in marks:
-                row = db.execute("SELECT state, reason FROM events WHERE destination = ? AND "
-                                 "stream = ? AND row_key = ?",
-                                 (destination, m.stream, m.row_key)).fetchone()
-                previous[(m.stream, m.row_key)] = None if row is None else (row[0], row[1])
+            previous: Previous = {(m.stream, m.row_key): None for m in marks}
+            for stream in sorted({m.stream for m in marks}):
+                keys = [m.row_key for m in marks if m.stream == stream]
+                for i in range(0, len(keys), 500):  # one query per 500 keys, not one per key
+                    part = keys[i:i + 500]
+                    for key, state, reason in db.execute(
+                            "SELECT row_key, state, reason FROM events WHERE destination = ? "
+                            f"AND stream = ? AND row_key IN ({', '.join('?' * len(part))})",
+                            (destination, stream, *part)):
+                        previous[(stream, key)] = (state, reason)
             db.executemany("INSERT OR REPLACE INTO events VALUES (?, ?, ?, 'sending', NULL, ?, "
                            "?, ?, ?, ?)", [(destination, m.stream, m.row_key, at, m.user, m.name,
                                             m.weight, m.time) for m in marks])
