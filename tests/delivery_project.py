@@ -9,6 +9,7 @@ import json
 import random
 import sqlite3
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,8 @@ ENGAGED_FROM = 70  # score >= 70: in the "engaged" group, subscribed to GROUP_ID
 PLANS = ("free", "pro", "team", None)
 NAMES = ("Ada", "Alan", "Grace", "Edsger", "Barbara", "Donald", "Margaret", "Radia")
 EVENT = "page_viewed"
+# A month whose days 1-28 are all past and less than 60 days ago, whatever today is.
+RECENT = (datetime.now(timezone.utc) - timedelta(days=30)).strftime("%Y-%m")
 
 
 @dataclass
@@ -90,8 +93,11 @@ def _yaml(doc: dict[str, Any]) -> str:
 
 def make_project(tmp_path: Path, n_users: int, *, seed: int = 7, events: bool = True,
                  braze_options: dict[str, Any] | None = None,
-                 destination: dict[str, Any] | None = None) -> Generated:
-    """Write the project to ``tmp_path/project`` and return it with its rows."""
+                 destination: dict[str, Any] | None = None,
+                 event_month: str = "2026-10") -> Generated:
+    """Write the project to ``tmp_path/project`` and return it with its rows. Events fall on
+    days 1-28 of ``event_month`` (YYYY-MM; ``RECENT``: within Braze's 90-day export window,
+    whatever today is, for tests that settle from Braze's counts)."""
     rng = random.Random(seed)
     root = tmp_path / "project"
     for sub in ("apps", "models", "sources", "properties", "groups", "destinations"):
@@ -107,7 +113,7 @@ def make_project(tmp_path: Path, n_users: int, *, seed: int = 7, events: bool = 
             for _ in range(rng.choice((1, 1, 2))):
                 n += 1
                 gen.events.append(Event(n, u.id, f"/p/{rng.randrange(50)}",
-                                        f"2026-10-{1 + n % 28:02d}T{n % 24:02d}:00:00Z"))
+                                        f"{event_month}-{1 + n % 28:02d}T{n % 24:02d}:00:00Z"))
 
     con = sqlite3.connect(gen.db)
     with con:

@@ -6,6 +6,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -40,13 +41,17 @@ def test_missing_project_folder_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_unreachable_braze_is_one_clear_error(tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A refused connection is a wrong endpoint or a stopped emulator: one line at once (not
+    retries for minutes), naming the app and the endpoint, and saying what to do."""
     monkeypatch.setenv("BRAZE_REST_ENDPOINT", "http://127.0.0.1:9")  # discard port: refused
     project = copy_example(tmp_path)
-    f = project / "apps" / "braze.yml"
-    f.write_text(f.read_text() + "  max_retries: 0\n")
+    started = time.monotonic()
     out = cli("apply", str(project), "--auto-approve")
+    assert time.monotonic() - started < 10  # default max_retries: 8, yet no retry wait
     assert out.exit_code == 1
-    assert "app/braze" in out.stderr and "reachable" in out.stderr
+    assert "app/braze" in out.stderr and "http://127.0.0.1:9" in out.stderr
+    assert "connection refused; nothing was sent" in out.stderr
+    assert "brazecfg emulator" in out.stderr and "BRAZE_REST_ENDPOINT" in out.stderr
     assert "Traceback" not in out.output
 
 

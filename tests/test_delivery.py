@@ -6,6 +6,7 @@ emulator (or a scripted stub) on loopback, over a generated SQLite project
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,7 @@ from brazecfg.emulator import Emulator, EmulatorConfig
 from brazecfg.state.hashing import Hasher, load_key
 from brazecfg.state.ledger import Ledger, LedgerRecord
 from tests.braze.stub import TRUNCATE, Answer, Seen, Stub
-from tests.delivery_project import EVENT, GROUP_ID, Generated, make_project
+from tests.delivery_project import EVENT, GROUP_ID, RECENT, Generated, make_project
 from tests.helpers import Run, cli
 
 DEST = "braze_users"
@@ -65,6 +66,12 @@ def profiles(emu: Emulator) -> dict[str, dict[str, Any]]:
 def ledger_records(gen: Generated) -> dict[str, LedgerRecord]:
     with Ledger(gen.root / ".brazecfg" / "ledger.sqlite", writable=False) as led:
         return {r.external_id: r for r in led.stream(DEST)}
+
+
+def stream_identity(gen: Generated) -> str:
+    """The state keys an event stream by its identity (source, key column, type)."""
+    return next(e for e in load_project(gen.root).destinations[DEST].events
+                if e.name == EVENT).identity
 
 
 def ledger_events(gen: Generated) -> dict[int, str]:
@@ -290,7 +297,7 @@ def test_unsubscribe_on_leave_false_sends_no_unsubscribes(tmp_path: Path, start:
 
 def test_a_crash_mid_apply_never_leaves_the_ledger_ahead_of_braze(tmp_path: Path,
                                                                    start: Any) -> None:
-    gen = make_project(tmp_path, 900, braze_options={"max_retries": 0})
+    gen = make_project(tmp_path, 900, braze_options={"max_retries": 0}, event_month=RECENT)
     emu = start(EmulatorConfig(port=0, fault_drop_every=3))
     confirmed = []
     for _ in range(4):  # every run dies on a dropped connection, with no retries allowed
@@ -300,26 +307,33 @@ def test_a_crash_mid_apply_never_leaves_the_ledger_ahead_of_braze(tmp_path: Path
         held = profiles(emu)
         confirmed.append(len(assert_ledger_agrees_with_braze(gen, held)))
         assert confirmed[0] < 900  # the first run did die part way
-        # Events: "sent" only if Braze has it; "failed" (resent automatically next time) only
-        # if Braze does not; nothing twice.
+        # Events: "sent" only if Braze has it; "failed" or "unsent" (sent again next time)
+        # only if Braze does not; nothing twice.
         count = event_rows(held)
         assert not count or max(count.values()) == 1
         states = ledger_events(gen)
         assert {r for r, s in states.items() if s == "sent"} <= set(count)
-        assert not {r for r, s in states.items() if s == "failed"} & set(count)
+        assert not {r for r, s in states.items() if s in ("failed", "unsent")} & set(count)
         assert set(count) <= {r for r, s in states.items() if s in ("sent", "unknown")}
     assert confirmed[-1] > 0, "no run confirmed anything; the check above proved nothing"
     assert confirmed == sorted(confirmed)  # confirmed records are never lost
 
     emu.config.fault_drop_every = 0
     out = apply(gen)
-    assert out.exit_code == 0, out.output
+    unknown = sum(1 for s in ledger_events(gen).values() if s == "unknown")
+    # Exit 1 while events of unknown delivery remain, even from earlier runs.
+    assert out.exit_code == (1 if unknown else 0), out.output
+    if unknown:
+        assert f"{unknown:,} events still of unknown delivery from earlier runs" in out.output
     held = profiles(emu)
     assert_braze_holds_the_warehouse(gen, held)
     assert len(assert_ledger_agrees_with_braze(gen, held)) == 900
     assert "No changes." in plan(gen).output
-    # Rows whose delivery is unknown wait for the user; a drop never processed them.
-    assert apply(gen, "--resend-unknown").exit_code == 0
+    # Rows whose delivery is unknown wait for the user; a drop never processed them, and
+    # Braze's counts say so: settling sends them, each once.
+    set_braze_options(gen, settle_after_seconds=0)
+    out = apply(gen, "--settle-unknown")
+    assert out.exit_code == 0, out.output
     assert event_rows(profiles(emu)) == Counter(e.id for e in gen.events)
     assert set(ledger_events(gen).values()) == {"sent"}
     assert "No changes." in plan(gen, "--resend-unknown").output
@@ -367,30 +381,195 @@ def test_an_answer_cut_off_mid_body_leaves_events_unknown_not_resent(tmp_path: P
     assert len(sent) == 1  # one request, never retried
     stub.respond = None
     out = apply(gen)
-    assert out.exit_code == 0, out.output
+    assert out.exit_code == 1, out.output  # nothing sent, but the unknown rows remain
+    assert f"{n} events of unknown delivery remain" in out.output
+    assert "matches what brazecfg last confirmed" in out.output
     assert len([s for s in stub.seen if "events" in (s.body or {})]) == 1  # not resent
     assert f"{n} delivery unknown" in plan(gen).output
     out = apply(gen, "--resend-unknown")
     assert out.exit_code == 0 and set(ledger_events(gen).values()) == {"sent"}
 
 
-def test_only_an_error_that_proves_nothing_was_processed_releases_events_for_resending(
-) -> None:
-    """run_pipeline marks a failed event batch "not sent" (resent next time) only for a
-    BrazeError: auth, exhausted 429s. Anything else may have struck after Braze processed
-    the request, so the rows stay "sending" (delivery unknown)."""
-    from brazecfg.apply.applier import DestinationResult, Step, run_pipeline
-    from brazecfg.braze.client import DeliveryUnknown
-    from brazecfg.errors import BrazeError
+# -- settling unknown events from Braze's export ------------------------------------------------
 
-    for exc, released in ((BrazeError("still 429"), True), (RuntimeError("cut off"), False),
-                          (DeliveryUnknown("dropped"), False)):
-        unsent: list[list[str]] = []
+def set_braze_options(gen: Generated, **options: Any) -> None:
+    f = gen.root / "apps" / "braze.yml"
+    doc = json.loads(f.read_text())
+    doc["options"].update(options)
+    f.write_text(json.dumps(doc, indent=2) + "\n")
 
-        def send(batch: list[str], exc: Exception = exc) -> None:
-            raise exc
 
-        step = Step(send, ["row-1"], lambda outcome, result: None, on_cancel=unsent.append)
-        with pytest.raises(type(exc)):
-            run_pipeline(iter([step]), 2, DestinationResult(DEST), lambda done: None)
-        assert unsent == ([["row-1"]] if released else []), exc
+def set_event_states(gen: Generated, rows: set[int], state: str) -> None:
+    """Rewrite ledger states as a lost answer would have left them."""
+    con = sqlite3.connect(gen.root / ".brazecfg" / "ledger.sqlite")
+    with con:
+        con.executemany("UPDATE events SET state = ? WHERE destination = ? AND stream = ? "
+                        "AND row_key = ?", [(state, DEST, stream_identity(gen), str(r))
+                                            for r in rows])
+    con.close()
+
+
+def test_settle_unknown_marks_what_braze_has_sent_and_sends_only_what_it_lacks(
+        tmp_path: Path, start: Any) -> None:
+    """Unknown rows of two kinds: requests Braze never processed (500s) and requests it
+    processed whose answer was lost. --settle-unknown compares Braze's per-user counts
+    (/users/export/ids) with the ledger: the first are sent again, the second marked sent,
+    and every event ends in Braze exactly once (where --resend-unknown duplicates the
+    second kind)."""
+    gen = make_project(tmp_path, 300, event_month=RECENT)
+    rows = {e.id: e for e in gen.events}
+    emu = start(EmulatorConfig(port=0, fault_500_every=7))
+    out = apply(gen)
+    assert out.exit_code == 1, out.output
+    states = ledger_events(gen)
+    lost = {r for r, s in states.items() if s == "unknown"}  # 500: Braze processed nothing
+    assert lost, "no event request was hit by a 500"
+    assert not lost & set(event_rows(profiles(emu)))
+    # Answers lost after Braze processed them: some users' sent rows become unknown.
+    lost_users = {rows[r].user_id for r in lost}
+    arrived = {r for r, s in states.items() if s == "sent"
+               and rows[r].user_id not in lost_users and rows[r].user_id % 3 == 0}
+    assert arrived
+    set_event_states(gen, arrived, "unknown")
+    emu.config.fault_500_every = 0
+
+    text = plan(gen).output
+    assert f"{len(lost | arrived):,} delivery unknown" in text
+    assert "apply --settle-unknown" in text
+
+    # Right after sending, Braze's export may lag: nothing is decided, everything reported.
+    out = apply(gen, "--settle-unknown")
+    assert out.exit_code == 1, out.output
+    assert f"{len(lost | arrived):,} events stay unknown" in out.output
+    assert "sent less than 300 s ago" in out.output
+    assert set(ledger_events(gen).values()) == {"sent", "unknown"}
+
+    set_braze_options(gen, settle_after_seconds=0)
+    requests_before = len(emu.store.requests("/users/export/ids"))
+    out = apply(gen, "--settle-unknown")
+    assert out.exit_code == 0, out.output
+    assert (f"{len(arrived):,} of {len(lost | arrived):,} events of unknown delivery reached "
+            f"Braze (now sent), {len(lost):,} did not") in out.output
+    assert len(emu.store.requests("/users/export/ids")) > requests_before  # Braze was asked
+    held = profiles(emu)
+    assert event_rows(held) == Counter(set(rows))  # every event exactly once
+    assert set(ledger_events(gen).values()) == {"sent"}
+    assert "No changes." in plan(gen).output
+
+
+def test_settle_leaves_unknown_what_braze_counts_cannot_decide(tmp_path: Path,
+                                                               start: Any) -> None:
+    """Braze's count decides only when it equals the confirmed rows, or confirmed plus
+    unknown. Another sender of the same event name breaks that: the rows stay unknown, are
+    reported with the reason, and nothing is sent twice."""
+    gen = make_project(tmp_path, 60, braze_options={"settle_after_seconds": 0},
+                       event_month=RECENT)
+    emu = start(EmulatorConfig(port=0))
+    assert apply(gen).exit_code == 0
+    per_user: dict[int, list[int]] = {}
+    for e in gen.events:
+        per_user.setdefault(e.user_id, []).append(e.id)
+    uid, two = next((u, ids) for u, ids in per_user.items() if len(ids) == 2)
+    # One of the user's rows lost its answer: Braze counts 2 = 1 sent + 1 unknown: arrived.
+    set_event_states(gen, {two[0]}, "unknown")
+    out = apply(gen, "--settle-unknown")
+    assert out.exit_code == 0, out.output
+    assert "1 of 1 events of unknown delivery reached Braze" in out.output
+    # Both unknown, and another sender adds one: Braze counts 3, neither 0 nor 0 + 2.
+    set_event_states(gen, set(two), "unknown")
+    assert another_sender_tracks(emu, str(uid))
+    out = apply(gen, "--settle-unknown")
+    assert out.exit_code == 1, out.output
+    assert "2 events stay unknown: Braze's count matches neither" in out.output
+    assert {ledger_events(gen)[r] for r in two} == {"unknown"}
+    assert max(event_rows(profiles(emu)).values()) == 1
+
+
+def another_sender_tracks(emu: Emulator, user: str) -> bool:
+    """Another sender records one more page_viewed for the user, straight to the emulator."""
+    import urllib.request
+
+    body = json.dumps({"events": [{"external_id": user, "name": EVENT,
+                                   "time": "2026-11-20T00:00:00Z",
+                                   "properties": {"row": 0}}]}).encode()
+    req = urllib.request.Request(f"{emu.url}/users/track", data=body, method="POST", headers={
+        "Authorization": "Bearer local-emulator-key", "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return bool(r.status == 201)
+
+
+def test_events_refused_at_connect_time_are_not_unknown_and_go_next_time(
+        tmp_path: Path, start: Any) -> None:
+    """A refused connection provably sent nothing: the rows are put back (never "unknown",
+    never a `--resend-unknown` decision), the apply stops at once with a clear line, and the
+    next apply sends them, each once."""
+    gen = make_project(tmp_path, 40)
+    emu = start(EmulatorConfig(port=0))
+    assert apply(gen).exit_code == 0
+    port = int(emu.url.rsplit(":", 1)[1])
+    con = sqlite3.connect(gen.db)
+    with con:
+        con.executemany("INSERT INTO page_views VALUES (?, ?, ?, ?)",
+                        [(1000 + i, 1 + i % 40, "/new", "2026-11-02T00:00:00Z")
+                         for i in range(120)])
+    con.close()
+    new = set(range(1000, 1120))
+    emu.stop()
+    out = apply(gen)
+    assert out.exit_code == 1, out.output
+    assert "connection refused; nothing was sent" in out.output
+    states = ledger_events(gen)
+    assert not new & set(states)  # put back: as if never tried
+    assert "unknown" not in states.values()
+    text = plan(gen).output
+    assert "+120 to send" in text and "delivery unknown" not in text
+
+    emu2 = start(EmulatorConfig(port=port))  # a fresh Braze: the new rows arrive once each
+    out = apply(gen)
+    assert out.exit_code == 0, out.output
+    assert event_rows(profiles(emu2)) == Counter(new)
+    assert set(ledger_events(gen).values()) == {"sent"}
+
+
+def test_settle_counts_purchases_by_product(tmp_path: Path, start: Any) -> None:
+    """Purchases are counted by Braze per product_id, not per stream: settling compares
+    them that way, alongside a custom event stream over the same rows."""
+    events = [{"name": EVENT, "source": "page_views", "key": "id", "time": "created_at",
+               "properties": {"row": "id", "page": "page"}},
+              {"name": "page_sales", "type": "purchase", "source": "page_views", "key": "id",
+               "time": "created_at", "product_id": "page", "price": "id",
+               "currency_code": "USD", "properties": {"row": "id"}}]
+    gen = make_project(tmp_path, 120, braze_options={"settle_after_seconds": 0},
+                       destination={"events": events}, event_month=RECENT)
+    emu = start(EmulatorConfig(port=0, fault_500_every=4))
+    assert apply(gen).exit_code == 1
+    with Ledger(gen.root / ".brazecfg" / "ledger.sqlite", writable=False) as led:
+        # the state keys streams by identity (source:key:type), so the two streams differ
+        unknown = sum(1 for _, s in led.stream_events(DEST, "page_views:id:purchase")
+                      if s == "unknown")
+    assert unknown, "no purchase request was hit by a 500"
+    emu.config.fault_500_every = 0
+    out = apply(gen, "--settle-unknown")
+    assert out.exit_code == 0, out.output
+    held = profiles(emu)
+    bought = Counter(int(p["properties"]["row"]) for u in held.values() for p in u["purchases"])
+    assert bought == Counter(e.id for e in gen.events)  # every purchase exactly once
+    assert event_rows(held) == Counter(e.id for e in gen.events)
+    assert "No changes." in plan(gen).output
+
+
+def test_creates_refused_at_connect_time_leave_no_intent_behind(tmp_path: Path,
+                                                                start: Any) -> None:
+    """A create that never left is not a user Braze may have: once the users leave the
+    warehouse, no plan deletes them."""
+    gen = make_project(tmp_path, 30, events=False)
+    emu = start(EmulatorConfig(port=0))
+    emu.stop()  # the endpoint refuses connections
+    out = apply(gen)
+    assert out.exit_code == 1 and "connection refused; nothing was sent" in out.output
+    con = sqlite3.connect(gen.root / ".brazecfg" / "ledger.sqlite")
+    assert con.execute("SELECT count(*) FROM intents").fetchone()[0] == 0
+    con.close()
+    gen.execute("DELETE FROM users WHERE id <= 10")
+    text = plan(gen).output
+    assert "+ 20 to create" in text and "to delete" not in text.split("Plan:")[0]

@@ -7,6 +7,12 @@ thread commits each finished chunk to the ledger in one transaction: accepted re
 their new field hashes, rejected ones with Braze's reason (the ledger keeps their old state,
 so the next plan sends them again). Deletions go 50 ids a request. In-flight work is bounded,
 so memory stays flat however many records change.
+
+What leaves is recorded by the worker that sends it, right before the bytes go (the client's
+``SendHooks``): event rows are marked ``sending`` and the ids of new users are recorded as
+create intents. Nothing merely queued is ever marked, so a crash (kill -9) leaves "unknown"
+only requests that may have left; a request that provably processed nothing (a refused
+connection, a 429) puts its rows back as they were.
 """
 
 from __future__ import annotations
@@ -18,12 +24,13 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, TypeVar
 
-from brazecfg.braze.client import BrazeClient, DeliveryUnknown
+from brazecfg.apply.stop import Interrupted, StopRequest
+from brazecfg.braze.client import BrazeClient, DeliveryUnknown, SendHooks
 from brazecfg.braze.settings import event_batches, track_batches
 from brazecfg.errors import BrazeError
 from brazecfg.model.resources import Destination, Project
 from brazecfg.plan.definition import Action, DestinationPlan, RecordChange
-from brazecfg.state.ledger import Failure, Ledger, LedgerRecord
+from brazecfg.state.ledger import EventMark, Failure, Ledger, LedgerRecord, Previous
 
 TRACK_BATCH = 75
 IDS_BATCH = 50
@@ -46,6 +53,7 @@ class DestinationResult:
     events_sent: int = 0
     events_failed: int = 0
     events_unknown: int = 0
+    events_unknown_before: int = 0  # unknown since an earlier run, not resent by this one
 
     def count(self, action: Action) -> None:
         match action:
@@ -96,7 +104,22 @@ class DestinationApplier:
         # A new user is created even with no attribute to set (its groups need a profile).
         with_attrs = [c for c in batch if c.attributes or c.action is Action.CREATE]
         if with_attrs:
-            response = self.client.track(attributes=[self._track_object(c) for c in with_attrs])
+            creates = [c.external_id for c in with_attrs if c.action is Action.CREATE]
+            recorded: list[list[str]] = []
+
+            def leaving() -> None:
+                # Before an attempt leaves: Braze may have these users from now on.
+                if creates and not recorded:
+                    recorded.append(self.ledger.add_intents(self.dest.name, creates))
+
+            def refused() -> None:
+                # Provably not processed (a refused connection, a 429): the intents this
+                # request added are not users Braze may have; earlier ones stay.
+                if recorded:
+                    self.ledger.clear_intents(self.dest.name, recorded.pop())
+
+            response = self.client.track(attributes=[self._track_object(c) for c in with_attrs],
+                                         hooks=SendHooks(leaving=leaving, refused=refused))
             errors = response.body.get("errors") or []
             if response.status == 400 and not errors:
                 raise BrazeError(f"app/{self.client.settings.app}: /users/track refused a batch: "
@@ -193,6 +216,8 @@ class DestinationApplier:
         deletes = [c.external_id for c in outcome.accepted if c.action is Action.DELETE]
         self.ledger.commit(self.dest.name, upserts=upserts, deletes=deletes,
                            failures=outcome.failed)
+        if deletes:  # a deleted user is no longer one Braze may have
+            self.ledger.clear_intents(self.dest.name, deletes)
         result.deleted += len(deletes)
         self._note_failures(outcome.failed, result)
 
@@ -214,13 +239,27 @@ class DestinationApplier:
 
     def send_events(self, batch: list[dict[str, Any]]) -> EventOutcome:
         """One /users/track request with events and purchases only (never attributes, so an
-        attribute retry can never duplicate an event). Runs after the rows were marked
-        "sending"; 429s are retried by the client, anything uncertain is DeliveryUnknown."""
+        attribute retry can never duplicate an event). Runs in a worker: the rows are marked
+        "sending" right before the request leaves (after the rate limiter), and put back as
+        they were when it provably processed nothing (a 429 while waiting to retry, a
+        refused connection). Anything uncertain is DeliveryUnknown: the rows stay marked."""
         events = [(i, x["obj"]) for i, x in enumerate(batch) if x["type"] == "event"]
         purchases = [(i, x["obj"]) for i, x in enumerate(batch) if x["type"] == "purchase"]
+        marks = [_event_mark(x) for x in batch]
+        marked: list[Previous] = []
+
+        def leaving() -> None:
+            if not marked:
+                marked.append(self.ledger.mark_sending(self.dest.name, marks))
+
+        def refused() -> None:
+            if marked:
+                self.ledger.restore_events(self.dest.name, marked.pop())
+
         try:
             r = self.client.track(events=[o for _, o in events] or None,
-                                  purchases=[o for _, o in purchases] or None)
+                                  purchases=[o for _, o in purchases] or None,
+                                  hooks=SendHooks(leaving=leaving, refused=refused))
         except DeliveryUnknown as exc:
             return EventOutcome(batch, unknown=True, message=str(exc))
         reasons: dict[int, str] = {}
@@ -253,39 +292,45 @@ class DestinationApplier:
             if "mark" in item:
                 marks.append(item)
                 if len(marks) >= 500:
-                    self._mark(marks, "unknown")
+                    self._mark_unknown(marks)
                     marks = []
             else:
                 yield item
         if marks:
-            self._mark(marks, "unknown")
+            self._mark_unknown(marks)
 
-    def _unsent(self, batch: list[dict[str, Any]]) -> None:
-        """A batch marked "sending" that never left: safe to send again next time."""
-        self._mark(batch, "failed", {i: "not sent: the apply stopped first" for i in range(len(batch))})
+    def _mark_unknown(self, items: list[dict[str, Any]]) -> None:
+        """Rows that may be in Braze already: recorded with their user, name and time (what
+        `apply --settle-unknown` compares with Braze's counts), as delivery unknown."""
+        self.ledger.mark_sending(self.dest.name, [_event_mark(x) for x in items])
+        self._mark(items, "unknown")
 
     # -- the whole destination: workers send, the main thread commits ----------------------
-    def run(self, plan: DestinationPlan, progress: Progress | None = None) -> DestinationResult:
+    def run(self, plan: DestinationPlan, progress: Progress | None = None,
+            stop: StopRequest | None = None) -> DestinationResult:
         result = DestinationResult(self.dest.name)
         writes = plan.read_spool(deletes=False)
         deletes = plan.read_spool(deletes=True)
 
         def steps() -> Iterator[Step | None]:
             for batch in track_batches(writes, self.client.settings, lambda c: c.attributes):
-                yield Step(self.send_chunk, batch, self.commit)
+                yield Step(self.send_chunk, batch, self.commit, len(batch))
                 yield from self._full_subscription_batches()
             yield None  # drain: every profile write confirmed before the last partial batches
             yield from self._full_subscription_batches(flush=True)
             for batch in chunks(deletes, IDS_BATCH):
-                yield Step(self.send_deletes, batch, self.commit)
+                yield Step(self.send_deletes, batch, self.commit, len(batch))
             for ev in event_batches(self._to_send(plan.read_event_spool()),
                                     self.client.settings):
-                # Marked before the request leaves: a crash now leaves "sending", never a resend.
-                self._mark(ev, "sending")
-                yield Step(self.send_events, ev, self._commit_events, on_cancel=self._unsent)
+                # Marked "sending" by the worker, right before the request leaves.
+                yield Step(self.send_events, ev, self._commit_events, 0)
 
-        run_pipeline(steps(), max(1, self.client.settings.concurrency), result,
-                     lambda n: progress(self.dest.name, n) if progress else None)
+        try:
+            run_pipeline(steps(), max(1, self.client.settings.concurrency), result,
+                         lambda n: progress(self.dest.name, n) if progress else None, stop)
+        finally:
+            # Intents of creates now confirmed are no longer needed (the ledger has them).
+            self.ledger.clear_intents(self.dest.name)
         return result
 
 
@@ -305,28 +350,32 @@ class EventOutcome:
     reasons: dict[int, str] = field(default_factory=dict)
 
 
+def _event_mark(item: dict[str, Any]) -> EventMark:
+    """What settling needs to find a row in Braze's export: user, name (a purchase's is its
+    product_id), weight (a purchase's quantity) and time."""
+    obj = item["obj"]
+    name = obj["product_id"] if item["type"] == "purchase" else obj["name"]
+    return EventMark(item["stream"], item["key"], str(obj["external_id"]), str(name),
+                     int(obj.get("quantity", 1)), str(obj["time"]))
+
+
 @dataclass
 class Step:
-    send: Callable[[Any], Any]  # runs in a worker thread: HTTP only
+    send: Callable[[Any], Any]  # runs in a worker thread: HTTP (and the marks before it)
     batch: Any
     commit: Callable[[Any, DestinationResult], None]  # runs in the main thread: ledger only
-    on_cancel: Callable[[Any], None] | None = None  # the batch was never sent
-
-    def size(self) -> int:
-        return len(self.batch)
-
-
-def _processed_nothing(exc: BaseException) -> bool:
-    return isinstance(exc, BrazeError) and not isinstance(exc, DeliveryUnknown)
+    records: int = 0  # records this step completes, for progress (group calls: none)
 
 
 def run_pipeline(steps: Iterator[Step | None], workers: int, result: DestinationResult,
-                 progress: Callable[[int], None]) -> None:
+                 progress: Callable[[int], None], stop: StopRequest | None = None) -> None:
     """Run steps on a thread pool with bounded work in flight; commit each as it finishes.
     A None step waits for (and commits) everything in flight before the next one starts.
 
-    On an error, steps not started are cancelled, finished ones are still committed (the
-    ledger never loses a confirmed write), and the error is raised."""
+    On an error, steps not started are cancelled (nothing of them was marked: workers mark
+    what they send), finished ones are still committed (the ledger never loses a confirmed
+    write), and the error is raised. When ``stop`` is requested, no new step starts, the
+    ones in flight finish and are committed, and Interrupted is raised."""
     done = 0
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="braze") as pool:
         in_flight: dict[Future[Any], Step] = {}
@@ -340,22 +389,24 @@ def run_pipeline(steps: Iterator[Step | None], workers: int, result: Destination
                     continue
                 exc = f.exception()
                 if exc is not None:
-                    # Uncertain outcomes never raise (DeliveryUnknown is an outcome); a
-                    # BrazeError (auth, exhausted 429s) means Braze processed nothing. Anything
-                    # else may have happened after Braze processed the request: the rows stay
-                    # "sending", reported as delivery unknown, never resent on their own.
-                    if step.on_cancel and _processed_nothing(exc):
-                        step.on_cancel(step.batch)
+                    # Uncertain outcomes never raise (DeliveryUnknown is an outcome). A request
+                    # that processed nothing (refused connection, auth, exhausted 429s) put its
+                    # rows back before raising; anything else leaves them "sending": delivery
+                    # unknown, never resent on their own.
                     error = error or exc
                     continue
                 step.commit(f.result(), result)
-                done += step.size()
+                done += step.records
             progress(done)
             if error is not None:
                 raise error
 
+        if stop is not None:
+            stop.sending = True
         try:
             for step in steps:
+                if stop is not None and stop.requested:
+                    break  # no new request starts; those in flight finish below
                 if step is None:
                     collect(wait(list(in_flight))[0])
                     continue
@@ -370,9 +421,11 @@ def run_pipeline(steps: Iterator[Step | None], workers: int, result: Destination
             finished, _ = wait(list(in_flight))
             for f in finished:
                 step = in_flight[f]
-                if f.cancelled():
-                    if step.on_cancel:
-                        step.on_cancel(step.batch)
-                elif f.exception() is None:
+                if not f.cancelled() and f.exception() is None:
                     step.commit(f.result(), result)
             raise
+        finally:
+            if stop is not None:
+                stop.sending = False
+        if stop is not None and stop.signum is not None:
+            raise Interrupted(stop.signum)

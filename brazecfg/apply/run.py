@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from brazecfg.apply.applier import DestinationApplier, DestinationResult, Progress
+from brazecfg.apply.settle import SettleResult, settle_unknown
+from brazecfg.apply.stop import StopRequest
 from brazecfg.braze.client import BrazeClient
 from brazecfg.braze.settings import braze_settings
 from brazecfg.errors import AbortedError, GuardrailError, StalePlanError, StateError
@@ -30,6 +32,15 @@ class ApplyOutcome:
     plan: Plan
     results: list[DestinationResult] = field(default_factory=list)
     applied: bool = False
+    settled: list[SettleResult] = field(default_factory=list)
+
+    @property
+    def unknown_left(self) -> int:
+        """Event rows whose delivery is still unknown after this apply: this run's and
+        those of earlier runs it did not resend (what the CLI's exit code reports)."""
+        if self.applied:
+            return sum(r.events_unknown + r.events_unknown_before for r in self.results)
+        return sum(sum(d.events_unknown.values()) for d in self.plan.destinations)
 
 
 class Clients:
@@ -114,7 +125,16 @@ def apply_project(project: Project, *, confirm: Callable[[Plan], bool],
                   clients: Clients | None = None, resend_unknown: bool = False,
                   full_refresh: bool = False, start_over: bool = False,
                   allow: frozenset[str] = frozenset(),
-                  targets: list[str] | None = None, lock_timeout: float = 0.0) -> ApplyOutcome:
+                  targets: list[str] | None = None, lock_timeout: float = 0.0,
+                  settle: bool = False,
+                  on_settled: Callable[[list[SettleResult]], None] | None = None,
+                  stop: StopRequest | None = None) -> ApplyOutcome:
+    """Plan and apply. ``settle`` first settles events of unknown delivery from Braze's
+    export (apply/settle.py); ``stop``, set by a signal handler, stops sending cleanly."""
+    if settle and saved_plan is not None:
+        raise StalePlanError("--settle-unknown changes what apply sends, so it cannot apply a "
+                             "saved plan; run `brazecfg apply --settle-unknown` first, then "
+                             "`brazecfg plan --out` again")
     paths = StatePaths.of(project.settings)
     clients = clients or Clients()
     try:
@@ -133,6 +153,9 @@ def apply_project(project: Project, *, confirm: Callable[[Plan], bool],
             hasher = hasher_for(paths, ledger, create=False)
             if ledger.key_check is None:
                 ledger.set_key_check(hasher.check_value())
+            settled = settle_unknown(project, ledger, clients) if settle else []
+            if on_settled is not None and settled:
+                on_settled(settled)
             plan = make_plan(project, now=now, clients=clients, spool_dir=Path(spool),
                              ledger=ledger, hasher=hasher, resend_unknown=resend_unknown,
                              full_refresh=full_refresh, start_over=start_over,
@@ -140,7 +163,7 @@ def apply_project(project: Project, *, confirm: Callable[[Plan], bool],
             plan.allowed = allow
             if saved_plan is not None:
                 check_saved_plan(_read_saved_plan(saved_plan), plan)
-            outcome = ApplyOutcome(plan)
+            outcome = ApplyOutcome(plan, settled=settled)
             blocked = plan.blocked(allow)
             if blocked:
                 lines = "\n".join(f"  destination {d}: {t.name}: {t.message}"
@@ -157,11 +180,15 @@ def apply_project(project: Project, *, confirm: Callable[[Plan], bool],
             if not confirm(plan):
                 raise AbortedError("apply cancelled; nothing was sent")
             for dplan in plan.destinations:
+                if stop is not None:
+                    stop.check()  # stopped between destinations: nothing in flight
                 dest = project.destinations[dplan.destination]
                 _prepare_state(ledger, dplan)
                 applier = DestinationApplier(project, dest, clients(project.apps[dest.app]),
                                              ledger)
-                result = applier.run(dplan, progress)
+                result = applier.run(dplan, progress, stop)
+                if not resend_unknown:  # unknown rows this run did not touch
+                    result.events_unknown_before = sum(dplan.events_unknown.values())
                 outcome.results.append(result)
                 _advance_watermark(ledger, dplan)
                 _record_bindings(ledger, dplan)

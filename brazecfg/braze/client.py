@@ -8,6 +8,13 @@ message: Braze's 401 body echoes it, so auth error bodies are never read into er
 Requests that are not idempotent (events, purchases) pass ``idempotent=False``: after a 5xx,
 a timeout or a dropped connection nobody knows whether Braze processed them, so the client
 raises DeliveryUnknown instead of retrying. A 429 is always retried: nothing was processed.
+
+A connection that could not be opened (refused, a name that does not resolve) provably sent
+nothing: the client raises NotSent at once, never DeliveryUnknown, and never retries it for
+minutes (it is almost always a wrong endpoint or an emulator that is not running). A connect
+timeout also sent nothing, so it is retried even for events. ``hooks`` let the caller record,
+right before each attempt leaves, that the request is in flight, and undo that when Braze
+answered that it processed nothing (429).
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 
 from brazecfg.braze.limits import (
@@ -40,6 +48,38 @@ class DeliveryUnknown(BrazeError):
     """The request may or may not have been processed (5xx, timeout, dropped connection)."""
 
 
+class NotSent(BrazeError):
+    """The request never left this machine (connection refused, unknown host): nothing of it
+    reached Braze, so whatever it carried can be sent again safely."""
+
+
+@dataclass(frozen=True)
+class SendHooks:
+    """Callbacks around each attempt of one request, called in the calling thread.
+
+    ``leaving`` runs after the rate limiter let the attempt out, right before its bytes go;
+    ``refused`` runs when the attempt provably processed nothing (a 429, a 401/403/404, a
+    connection that could not be opened), before the client waits, retries or raises."""
+
+    leaving: Callable[[], None] | None = None
+    refused: Callable[[], None] | None = None
+
+
+def _never_left(exc: requests.RequestException) -> str | None:
+    """Why a connection could not even be opened (nothing was sent), or None when the
+    request may have reached the server (connection lost after sending, read timeout)."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return "connect timed out"
+    reason: object = exc.args[0] if exc.args else None
+    if isinstance(reason, urllib3.exceptions.MaxRetryError):
+        reason = reason.reason
+    if isinstance(reason, urllib3.exceptions.NameResolutionError):
+        return "the host name does not resolve"
+    if isinstance(reason, urllib3.exceptions.NewConnectionError):
+        return "connection refused"
+    return None
+
+
 @dataclass
 class BrazeSettings:
     app: str
@@ -50,6 +90,9 @@ class BrazeSettings:
     concurrency: int = 16
     backoff_base: float = 0.5
     backoff_cap: float = 60.0
+    # Settling unknown events trusts Braze's export only for rows sent this long ago: the
+    # export lags behind what Braze accepted (Braze advises five minutes between calls).
+    settle_after: float = 300.0
     rate_limits: dict[str, tuple[int, float]] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
     # The contract (see settings.py): objects per /users/track request, whether that cap counts
     # per array (legacy) or in total, and hourly limits (bucket -> requests) that reset on the
@@ -63,6 +106,15 @@ class BrazeSettings:
 class Response:
     status: int
     body: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ExportedUser:
+    """What /users/export/ids says of one user: when Braze created the profile and how many
+    events and purchases it holds, by (kind, name); a purchase's name is its product_id."""
+
+    created_at: str
+    counts: dict[tuple[str, str], int]
 
 
 @dataclass
@@ -171,19 +223,43 @@ class BrazeClient:
                           "rest_endpoint: it should be your instance's REST endpoint, such as "
                           "https://rest.iad-01.braze.com.", status, app)
 
-    def post(self, path: str, body: dict[str, Any], *, idempotent: bool = True) -> Response:
+    def _unreachable(self, path: str, why: str, attempts: int) -> NotSent:
+        app = self.settings.app
+        tries = "" if attempts <= 1 else f" ({attempts} attempts)"
+        return NotSent(f"app/{app}: cannot reach {self._base} for {path}: {why}{tries}; nothing "
+                       "was sent. Start the local emulator with `brazecfg emulator`, or set "
+                       "rest_endpoint (BRAZE_REST_ENDPOINT in the example) to your instance's "
+                       "REST endpoint, such as https://rest.iad-01.braze.com.", None, app)
+
+    def post(self, path: str, body: dict[str, Any], *, idempotent: bool = True,
+             hooks: SendHooks | None = None) -> Response:
         """POST to Braze with retries. Returns 2xx and 400 responses; raises on the rest."""
         app = self.settings.app
         limiter = self._limiter(path)
         url = self._base + path
+        hooks = hooks or SendHooks()
         attempt = 0
         while True:
             limiter.acquire()
             self.stats.add(requests=1)
+            if hooks.leaving:
+                hooks.leaving()
             try:
                 r = self._session.post(url, json=body, timeout=self.settings.timeout)
             except (requests.ConnectionError, requests.Timeout,
                     requests.exceptions.ChunkedEncodingError) as exc:
+                why = _never_left(exc)
+                if why is not None:
+                    if hooks.refused:
+                        hooks.refused()
+                    # Refused or unresolvable: a wrong endpoint or a stopped emulator, not a
+                    # blip; say so now instead of retrying for minutes. A connect timeout may
+                    # be a blip, and sent nothing either: retried even for events.
+                    if why != "connect timed out" or attempt >= self.settings.max_retries:
+                        raise self._unreachable(path, why, attempt + 1) from None
+                    self._retry_wait(attempt, None)
+                    attempt += 1
+                    continue
                 # ChunkedEncodingError: the connection died while the answer was being read.
                 kind = "timed out" if isinstance(exc, requests.Timeout) else "lost the connection"
                 if not idempotent:
@@ -198,11 +274,15 @@ class BrazeClient:
                 continue
             status = r.status_code
             if status in (401, 403, 404):
+                if hooks.refused:
+                    hooks.refused()
                 raise self._fail_fast(status, path)
             if status == 429 or status >= 500:
                 if status >= 500 and not idempotent:
                     raise DeliveryUnknown(f"app/{app}: {path} answered {status}; Braze may or "
                                           "may not have processed it", status, app)
+                if status == 429 and hooks.refused:
+                    hooks.refused()  # nothing was processed: not in flight while we wait
                 if attempt >= self.settings.max_retries:
                     raise BrazeError(f"app/{app}: {path} still answered {status} after "
                                      f"{attempt + 1} attempts; apply again later (nothing "
@@ -236,7 +316,8 @@ class BrazeClient:
     # -- endpoints --------------------------------------------------------------------------
     def track(self, attributes: list[dict[str, Any]] | None = None,
               events: list[dict[str, Any]] | None = None,
-              purchases: list[dict[str, Any]] | None = None) -> Response:
+              purchases: list[dict[str, Any]] | None = None,
+              hooks: SendHooks | None = None) -> Response:
         body: dict[str, Any] = {}
         if attributes:
             body["attributes"] = attributes
@@ -244,7 +325,8 @@ class BrazeClient:
             body["events"] = events
         if purchases:
             body["purchases"] = purchases
-        return self.post("/users/track", body, idempotent=not (events or purchases))
+        return self.post("/users/track", body, idempotent=not (events or purchases),
+                         hooks=hooks)
 
     def delete(self, external_ids: list[str]) -> Response:
         assert len(external_ids) <= 50
@@ -260,6 +342,30 @@ class BrazeClient:
                              r.status, self.settings.app)
         invalid = set(r.body.get("invalid_user_ids") or [])
         return {i for i in external_ids if i not in invalid}
+
+    def export_event_counts(self, external_ids: list[str]) -> dict[str, ExportedUser]:
+        """Per user Braze has, its creation time and its event and purchase counts by name
+        (read-only; used to settle events whose delivery is unknown). Users Braze does not
+        have are absent from the answer."""
+        assert len(external_ids) <= 50
+        r = self.post("/users/export/ids", {"external_ids": external_ids, "fields_to_export": [
+            "external_id", "created_at", "custom_events", "purchases"]})
+        if r.status >= 400:
+            raise BrazeError(f"app/{self.settings.app}: /users/export/ids answered {r.status}",
+                             r.status, self.settings.app)
+        wanted = set(external_ids)
+        out: dict[str, ExportedUser] = {}
+        for user in r.body.get("users") or []:
+            if not isinstance(user, dict) or user.get("external_id") not in wanted:
+                continue
+            counts: dict[tuple[str, str], int] = {}
+            for kind, key in (("event", "custom_events"), ("purchase", "purchases")):
+                for item in user.get(key) or []:
+                    if isinstance(item, dict) and isinstance(item.get("count"), int):
+                        counts[(kind, str(item.get("name")))] = item["count"]
+            out[str(user["external_id"])] = ExportedUser(str(user.get("created_at") or ""),
+                                                         counts)
+        return out
 
     def set_subscription(self, group_id: str, state: str, external_ids: list[str]) -> Response:
         assert len(external_ids) <= 50

@@ -34,6 +34,7 @@ def braze_settings(app: App) -> BrazeSettings:
         timeout=float(opts.get("timeout_seconds", 30)),
         concurrency=int(opts.get("concurrency", 16)),
         max_retries=int(opts.get("max_retries", 8)),
+        settle_after=float(opts.get("settle_after_seconds", 300)),
         rate_limits=limits,
         **contract_settings(contract),
     )

@@ -4,7 +4,9 @@ renders, and exits with a code. One boundary maps errors to exit codes (``_guard
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -58,7 +60,14 @@ def _guard() -> Iterator[None]:
     except BrazecfgError as exc:
         _console(stderr=True).print(f"[error]error:[/] {exc}", markup=True, highlight=False)
         raise typer.Exit(exc.exit_code) from None
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        from brazecfg.apply.stop import Interrupted
+
+        if isinstance(exc, Interrupted):
+            _console(stderr=True).print(
+                f"[error]interrupted ({exc.signal_name})[/]: no new request was started and what "
+                "Braze confirmed is in the ledger; run the command again to continue")
+            raise typer.Exit(exc.exit_code) from None
         _console(stderr=True).print("[error]interrupted[/]: what Braze confirmed so far is in the "
                                     "ledger; run the command again to continue")
         raise typer.Exit(130) from None
@@ -69,6 +78,41 @@ def _guard() -> Iterator[None]:
         if _state["debug"]:
             traceback.print_exc(file=sys.stderr)
         raise typer.Exit(EXIT_BUG) from None
+
+
+@contextmanager
+def _stoppable(stop: Any) -> Iterator[None]:
+    """SIGINT (Ctrl-C) and SIGTERM (CI cancelling a job) stop an apply cleanly: while
+    requests may be in flight, the first signal only asks the applier to start no new one
+    (it finishes and commits those in flight, then raises Interrupted); before that it raises
+    at once. A second signal abandons the requests in flight: their events stay "delivery
+    unknown" in the ledger, which is the truth, and the process exits now."""
+
+    def handler(signum: int, frame: object) -> None:
+        from brazecfg.apply.stop import Interrupted
+
+        if stop.requested:
+            sys.stderr.write(f"\nstopping now ({signal.Signals(signum).name}): requests in "
+                             "flight are abandoned; their events stay 'delivery unknown'\n")
+            sys.stderr.flush()
+            sys.stdout.flush()
+            os._exit(128 + signum)
+        stop.request(signum)
+        if not stop.sending:
+            raise Interrupted(signum)
+        sys.stderr.write(f"\nstopping ({signal.Signals(signum).name}): no new request starts; "
+                         "waiting for those in flight (signal again to abandon them)\n")
+        sys.stderr.flush()
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals can only be handled in the main thread
+        return
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 def _version(value: bool) -> None:
@@ -180,6 +224,7 @@ def apply(
     plan_file: Annotated[Path | None, typer.Option("--plan", help="A plan saved by `plan --out`: refuse to apply if it is stale.")] = None,
     now: Annotated[str | None, typer.Option("--now", help="Anchor for relative dates (ISO 8601).")] = None,
     resend_unknown: Annotated[bool, typer.Option("--resend-unknown", help="Send again events whose delivery is unknown (Braze may count them twice).")] = False,
+    settle_unknown: Annotated[bool, typer.Option("--settle-unknown", help="First settle events whose delivery is unknown from Braze's export (/users/export/ids): mark sent those Braze has, send those it lacks.")] = False,
     full_refresh: Annotated[bool, typer.Option("--full-refresh", help="Read every record, not only those changed since the last run.")] = False,
     start_over: Annotated[bool, typer.Option("--start-over", help="Plan against an empty state although the lockfile says Braze confirmed records (a lost state): everything is new, events count as delivery unknown.")] = False,
     allow: Annotated[list[str] | None, typer.Option("--allow", help="Override one guardrail for this run (repeatable): empty_source, max_delete_share, max_deletes, max_unsubscribe_share, max_data_points, max_events.")] = None,
@@ -188,12 +233,15 @@ def apply(
 ) -> None:
     """Show the plan, ask, send it to Braze, and record what Braze confirmed."""
     from brazecfg.apply.run import apply_project
+    from brazecfg.apply.stop import Interrupted, StopRequest
     from brazecfg.cli import render
     from brazecfg.config.loader import load_project
+    from brazecfg.errors import AbortedError
     from brazecfg.plan.definition import Plan
     from brazecfg.state.lock import parse_duration
 
     console = _console()
+    stop = StopRequest()
 
     def confirm(p: Plan) -> bool:
         render.render_plan_text(console, p)
@@ -202,14 +250,19 @@ def apply(
         if not sys.stdin.isatty():
             raise BrazecfgError("apply needs a yes: pass --auto-approve when no one can answer "
                                 "(CI, scripts)")
-        return typer.confirm("Apply these changes to Braze?", default=False)
+        try:
+            return typer.confirm("Apply these changes to Braze?", default=False)
+        except typer.Abort:  # the prompt turns Ctrl-C and EOF into Abort
+            if stop.signum is not None:
+                raise Interrupted(stop.signum) from None
+            raise AbortedError("apply cancelled; nothing was sent") from None
 
     def progress(dest: str, done: int) -> None:
         if sys.stderr.isatty():
             sys.stderr.write(f"\r{dest}: {done:,} records sent")
             sys.stderr.flush()
 
-    with _guard():
+    with _guard(), _stoppable(stop):
         if plan_file is not None and not plan_file.is_file():
             raise BrazecfgError(f"no saved plan at {plan_file}; make one with `brazecfg plan --out {plan_file}`")
         project = load_project(path)
@@ -218,17 +271,19 @@ def apply(
                                 full_refresh=full_refresh, start_over=start_over,
                                 allow=_allowed(allow), targets=_targets(project, target),
                                 lock_timeout=parse_duration(lock_timeout),
-                                on_wait=lambda m: _console(stderr=True).print(m))
+                                settle=settle_unknown,
+                                on_settled=lambda s: render.render_settled(console, s),
+                                on_wait=lambda m: _console(stderr=True).print(m), stop=stop)
         if sys.stderr.isatty():
             sys.stderr.write("\n")
         if not outcome.applied:
             render.render_plan_text(console, outcome.plan)
-            return
-        console.print("[heading]Applied[/]")
-        render.render_results(console, outcome.results)
+        else:
+            console.print("[heading]Applied[/]")
+            render.render_results(console, outcome.results)
         # Exit 1 when something needs a person: rejected records or events, or events whose
-        # delivery is unknown (check Braze, then `apply --resend-unknown`).
-        if any(r.failed or r.events_failed or r.events_unknown for r in outcome.results):
+        # delivery is unknown, from this run or an earlier one (`apply --settle-unknown`).
+        if outcome.unknown_left or any(r.failed or r.events_failed for r in outcome.results):
             raise typer.Exit(1)
 
 

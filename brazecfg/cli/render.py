@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.theme import Theme
 
 from brazecfg.apply.applier import DestinationResult
+from brazecfg.apply.settle import SettleResult, undecided_lines
 from brazecfg.errors import Diagnostic
 from brazecfg.plan.definition import Action, ConfigAction, DestinationPlan, Plan
 
@@ -123,7 +124,8 @@ def _render_destination(console: Console, d: DestinationPlan,
             line = f"    {st}  [create]+{d.events_to_send[st]:,} to send[/]"
             if d.events_unknown[st]:
                 line += (f"  [warn]{d.events_unknown[st]:,} delivery unknown[/] [muted](not resent;"
-                         " check Braze, then `apply --resend-unknown` to send them again)[/]")
+                         " `apply --settle-unknown` settles them from what Braze reports, "
+                         "`apply --resend-unknown` sends them all again)[/]")
             console.print(line)
     if d.samples:
         console.print("  [heading]Samples[/]")
@@ -161,10 +163,19 @@ def read_line(d: DestinationPlan) -> str:
     return f"full read: {d.full_read_reason or 'every record'}"
 
 
+def _unknown_note(plan: Plan) -> str:
+    unknown = sum(sum(d.events_unknown.values()) for d in plan.destinations)
+    if not unknown:
+        return ""
+    return (f" [warn]{_n(unknown, 'event')} of unknown delivery remain[/]: `brazecfg apply "
+            "--settle-unknown` settles them from what Braze reports.")
+
+
 def plan_headline(plan: Plan) -> str:
+    # brazecfg knows what Braze confirmed, not what Braze holds now: say only that.
     if not plan.has_changes:
         return ("[ok]No changes.[/] Braze matches what brazecfg last confirmed, the warehouse "
-                "and the config.")
+                "and the config." + _unknown_note(plan))
     c: dict[str, int] = dict.fromkeys(("create", "enrich", "update", "delete"), 0)
     events = sum(sum(d.events_to_send.values()) for d in plan.destinations)
     for d in plan.destinations:
@@ -186,7 +197,7 @@ def plan_headline(plan: Plan) -> str:
     if blocked:
         text += (f". [error]Apply refuses it: {_n(len(blocked), 'guardrail')} tripped[/] "
                  "(see above; --allow NAME overrides one)")
-    return text + "."
+    return text + "." + _unknown_note(plan)
 
 
 def render_plan_markdown(plan: Plan) -> str:
@@ -271,14 +282,31 @@ def render_results(console: Console, results: list[DestinationResult]) -> None:
                 bits.append(f"[error]{r.events_failed:,} events rejected[/]")
             if r.events_unknown:
                 bits.append(f"[warn]{r.events_unknown:,} events delivery unknown[/]")
+        if r.events_unknown_before:
+            bits.append(f"[warn]{r.events_unknown_before:,} events still of unknown delivery "
+                        "from earlier runs[/]")
         console.print(f"[heading]{r.destination}[/]: " + ", ".join(bits))
         for f in r.failures[:10]:
             console.print(f"  [error]failed[/] {escape(f.external_id)}: {escape(f.reason)}")
         if r.failed:
             console.print("  [muted]Failed records stay out of the ledger and are sent again by "
                           "the next apply.[/]")
-        if r.events_unknown:
-            console.print(f"  [warn]{r.events_unknown:,} events may or may not have reached Braze[/]"
-                          " (a 5xx, a timeout or a lost connection). They are not resent on their"
-                          " own: check Braze, then run `brazecfg apply --resend-unknown` to send"
-                          " them again.")
+        if r.events_unknown or r.events_unknown_before:
+            n = r.events_unknown + r.events_unknown_before
+            console.print(f"  [warn]{_n(n, 'event')} may or may not have reached Braze[/]"
+                          " (a 5xx, a timeout, a lost connection or a crash). They are not resent"
+                          " on their own: `brazecfg apply --settle-unknown` settles them from "
+                          "Braze's export; `--resend-unknown` sends them all again.")
+
+
+def render_settled(console: Console, results: list[SettleResult]) -> None:
+    """What --settle-unknown found, before the plan it leads to."""
+    for r in results:
+        if not r.looked_at:
+            console.print(f"[heading]Settled[/] app/{r.app}: no event of unknown delivery.")
+            continue
+        console.print(f"[heading]Settled[/] app/{r.app}: {r.arrived:,} of {r.looked_at:,} events of "
+                      f"unknown delivery reached Braze (now sent), {r.missing:,} did not (sent "
+                      "by this apply)")
+        for n, why in undecided_lines([r]):
+            console.print(f"  [warn]{_n(n, 'event')} stay unknown[/]: {escape(why)}")

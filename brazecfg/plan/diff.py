@@ -21,6 +21,7 @@ from brazecfg.plan.definition import (
     Issue,
     RecordChange,
 )
+from brazecfg.plan.intents import Intent
 from brazecfg.plan.merge import KeyCursor, merge_join, ordered
 from brazecfg.plan.records import Desired, RecordBuilder
 from brazecfg.state.hashing import Hasher
@@ -194,7 +195,11 @@ class _Diff:
             if row is None:
                 assert had is not None
                 if present is not None and present.contains(had.external_id, missed):
-                    if had.external_id in recheck:
+                    if isinstance(had, Intent):  # never confirmed, still wanted: a create
+                        refetch.append(Refetch(had.external_id, None))
+                        if len(refetch) > REFETCH_LIMIT:
+                            raise TooManyToRefetch(len(refetch))
+                    elif had.external_id in recheck:
                         refetch.append(Refetch(had.external_id, had))
                         if len(refetch) > REFETCH_LIMIT:
                             raise TooManyToRefetch(len(refetch))
@@ -219,7 +224,7 @@ class _Diff:
         if want is None:
             # A bad row is skipped, never taken for a deletion of what Braze holds.
             self.plan.counts["skipped"] += 1
-        elif had is None:
+        elif had is None or isinstance(had, Intent):  # an intent: never confirmed
             self.new_record(want)
         else:
             self.existing_record(want, had)

@@ -124,9 +124,15 @@ def diff_events(plan: DestinationPlan, spec: EventSpec, rows: Iterable[EventRow]
         if state == "sent":
             continue
         if state is None and assume_unknown:
+            try:  # built as if to send: settling needs its user, name and time
+                obj = build_object(spec, row, update_existing_only)
+            except ValueProblem as problem:
+                _issue(plan, Issue(row.key, spec.name, str(problem)))
+                continue
             plan.events_unknown[spec.name] += 1
             if spool is not None:
-                spool.write(json.dumps({"stream": stream, "key": row.key, "mark": "unknown"},
+                spool.write(json.dumps({"stream": stream, "key": row.key, "type": spec.type,
+                                        "obj": obj, "mark": "unknown"},
                                        separators=(",", ":"), ensure_ascii=False,
                                        sort_keys=True) + "\n")
             plan.add_to_digest(f"{stream}\x00{row.key}\x00unknown")

@@ -28,6 +28,7 @@ from brazecfg.plan.definition import (
 )
 from brazecfg.plan.diff import REFETCH_LIMIT, ExistsCheck, TooManyToRefetch, diff_destination
 from brazecfg.plan.events import diff_events
+from brazecfg.plan.intents import with_intents
 from brazecfg.state.hashing import Hasher, load_key
 from brazecfg.state.ledger import Ledger, LedgerRecord
 from brazecfg.state.lockfile import Lockfile, read_lockfile
@@ -306,7 +307,8 @@ def _diff_once(project: Project, dest: Destination, warehouse: Warehouse, ledger
                fresh: bool, rebound: frozenset[str]) -> DestinationPlan:
     rows = warehouse.stream_model(dest.model, now=now, changed_since=since)
     keys = warehouse.stream_keys(dest.model) if since is not None else None
-    records: Iterator[LedgerRecord] = iter(()) if fresh else ledger.stream(state_name)
+    records: Iterator[LedgerRecord] = iter(()) if fresh else with_intents(
+        ledger.stream(state_name), ledger.stream_intents(state_name))
     if rebound:
         records = (LedgerRecord(r.external_id, r.fields, r.groups - rebound) for r in records)
     spool = None

@@ -12,7 +12,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-SCHEMA_VERSION = 2  # 1: records, events, failures, meta; 2: + state id, lease, create intents
+# 1: records, events, failures, meta; 2: + state id, lease, create intents;
+# 3: event rows keep user, name, weight, time (settling)
+SCHEMA_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,38 @@ class LedgerRecord:
 class Failure:
     external_id: str
     reason: str
+
+
+@dataclass(frozen=True)
+class EventMark:
+    """An event row about to leave: its key and what settling needs to find it in Braze."""
+
+    stream: str
+    row_key: str
+    user: str
+    name: str  # the event name, or a purchase's product_id (what Braze counts by)
+    weight: int  # a purchase's quantity; 1 for events
+    time: str
+
+
+@dataclass(frozen=True)
+class EventState:
+    """One event row as the state knows it (for settling)."""
+
+    destination: str
+    stream: str
+    row_key: str
+    state: str
+    user: str | None
+    name: str | None
+    weight: int | None
+    time: str | None
+    at: str
+
+
+# What mark_sending replaced, for restore_events: (stream, row_key) -> (state, reason) or
+# None when the state had no row for the key.
+Previous = dict[tuple[str, str], "tuple[str, str | None] | None"]
 
 
 @dataclass(frozen=True)

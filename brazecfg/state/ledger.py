@@ -52,11 +52,17 @@ from brazecfg.errors import StateError
 from brazecfg.state.backends import Backend, local_backend
 from brazecfg.state.base import (
     SCHEMA_VERSION,
+    EventMark,
+    EventState,
     Failure,
     LedgerRecord,
     LockInfo,
+    Previous,
     StateIdentity,
 )
+
+__all__ = ["EventMark", "EventState", "Failure", "LeaseLost", "Ledger", "LedgerRecord",
+           "Previous", "StateIdentity"]
 from brazecfg.state.tables import MIGRATIONS, V1_SQLITE, Tables
 from brazecfg.warehouse.engine import driver_message
 
@@ -601,36 +607,126 @@ class Ledger:
 
     def mark_events(self, destination: str, stream: str, states: Iterable[tuple[str, str, str | None]]
                     ) -> None:
-        """Record (row_key, state, reason) for event rows, in one transaction.
-
-        Called with state "sending" *before* a request goes out (from the worker thread, right
-        before the request leaves), so a crash mid-request leaves the rows marked: the next
-        plan reports them as delivery unknown instead of sending them twice (Braze never
-        deduplicates events)."""
+        """Record (row_key, state, reason) for event rows, in one transaction: an upsert, so
+        the user, name, weight and time that mark_sending recorded stay."""
         at = _now()
         e = self.t.events
-        rows = list({k: {"destination": destination, "stream": stream, "row_key": k, "state": st,
-                         "reason": why, "at": at} for k, st, why in states}.values())
+        latest = {k: (st, why) for k, st, why in states}  # the same key twice: the last wins
         with self._write() as conn:
-            keys = [x["row_key"] for x in rows]
+            keys = list(latest)
+            have: set[str] = set()
             for i in range(0, len(keys), 500):
-                conn.execute(delete(e).where(e.c.destination == destination, e.c.stream == stream,
-                                             e.c.row_key.in_(keys[i:i + 500])))
-            if rows:
-                conn.execute(insert(e), rows)
+                have.update(str(r[0]) for r in conn.execute(select(e.c.row_key).where(
+                    e.c.destination == destination, e.c.stream == stream,
+                    e.c.row_key.in_(keys[i:i + 500]))))
+            for k in keys:
+                if k in have:
+                    st, why = latest[k]
+                    conn.execute(update(e).where(e.c.destination == destination,
+                                                 e.c.stream == stream, e.c.row_key == k)
+                                 .values(state=st, reason=why, at=at))
+            new = [{"destination": destination, "stream": stream, "row_key": k,
+                    "state": latest[k][0], "reason": latest[k][1], "at": at}
+                   for k in keys if k not in have]
+            if new:
+                conn.execute(insert(e), new)
 
-    def add_intents(self, destination: str, external_ids: Iterable[str]) -> None:
-        """Ids whose create is about to be sent: kept until commit (or clear_intents)."""
-        ids = sorted(set(external_ids))
-        with self._write(bump=False) as conn:
-            self._delete_ids(conn, self.t.intents, destination, ids)
-            if ids:
-                conn.execute(insert(self.t.intents), [
-                    {"destination": destination, "external_id": i, "at": _now()} for i in ids])
+    # -- delivery: events in flight and create intents (apply only) -----------------------
+    def mark_sending(self, destination: str, marks: Iterable[EventMark]) -> Previous:
+        """Mark event rows ``sending`` right before their request leaves (called from apply's
+        worker threads), with the user, name, weight and time settling needs. Returns what
+        the rows were before, so a request that provably never left can restore them."""
+        marks = list({(m.stream, m.row_key): m for m in marks}.values())
+        at = _now()
+        e = self.t.events
+        previous: Previous = {(m.stream, m.row_key): None for m in marks}
+        with self._write() as conn:
+            for stream in sorted({m.stream for m in marks}):
+                keys = [m.row_key for m in marks if m.stream == stream]
+                for i in range(0, len(keys), 500):
+                    part = keys[i:i + 500]
+                    where = (e.c.destination == destination, e.c.stream == stream,
+                             e.c.row_key.in_(part))
+                    for key, state, reason in conn.execute(
+                            select(e.c.row_key, e.c.state, e.c.reason).where(*where)):
+                        previous[(stream, str(key))] = (str(state), reason)
+                    conn.execute(delete(e).where(*where))
+            if marks:
+                conn.execute(insert(e), [
+                    {"destination": destination, "stream": m.stream, "row_key": m.row_key,
+                     "state": "sending", "reason": None, "at": at, "user": m.user,
+                     "name": m.name, "weight": m.weight, "time": m.time} for m in marks])
+        return previous
 
-    def clear_intents(self, destination: str, external_ids: Iterable[str]) -> None:
+    def restore_events(self, destination: str, previous: Previous) -> None:
+        """Undo mark_sending for a request that never left (or that Braze answered by
+        processing nothing): each row goes back to what it was; a row unknown before stays
+        unknown, since an earlier attempt may have reached Braze."""
+        at = _now()
+        e = self.t.events
+        with self._write() as conn:
+            for (stream, key), was in previous.items():
+                where = (e.c.destination == destination, e.c.stream == stream, e.c.row_key == key)
+                if was is None:
+                    conn.execute(delete(e).where(*where))
+                else:
+                    conn.execute(update(e).where(*where).values(state=was[0], reason=was[1],
+                                                                at=at))
+
+    def stream_unsure_users(self, destinations: list[str]) -> Iterator[EventState]:
+        """Every event row of every user that has a row ``sending`` or ``unknown`` in one of
+        these destinations (sent rows included: settling compares totals), grouped by user
+        (rows without a user, from before version 3, last)."""
+        if self._empty or self._version < 3 or not destinations:
+            return iter(())
+        e = self.t.events
+        unsure = e.c.state.in_(("sending", "unknown"))
+        cols = (e.c.destination, e.c.stream, e.c.row_key, e.c.state, e.c.user, e.c.name,
+                e.c.weight, e.c.time, e.c.at)
+        users = select(e.c.user).where(e.c.destination.in_(destinations), unsure).distinct()
+        with self._read() as conn:  # read whole: settling writes while it walks the rows
+            known = conn.execute(select(*cols).where(
+                e.c.destination.in_(destinations), e.c.user.in_(users))).all()
+            orphans = conn.execute(select(*cols).where(
+                e.c.destination.in_(destinations), e.c.user.is_(None), unsure)).all()
+        rows = sorted(known, key=lambda r: (str(r[4]), r[0], r[1], r[2])) + sorted(
+            orphans, key=lambda r: (r[0], r[1], r[2]))
+        return iter([EventState(str(r[0]), str(r[1]), str(r[2]), str(r[3]),
+                                None if r[4] is None else str(r[4]), r[5],
+                                None if r[6] is None else int(r[6]), r[7], str(r[8]))
+                     for r in rows])
+
+    def add_intents(self, destination: str, external_ids: Iterable[str]) -> list[str]:
+        """Record, durably, creates about to be sent: until confirmed (or provably not
+        sent), Braze may have these users though the state has no record of them. Returns
+        the ids that were not intents already (what a refused request may clear again)."""
+        ids = list(dict.fromkeys(external_ids))
+        it = self.t.intents
         with self._write(bump=False) as conn:
-            self._delete_ids(conn, self.t.intents, destination, list(external_ids))
+            have: set[str] = set()
+            for i in range(0, len(ids), 500):
+                have.update(str(r[0]) for r in conn.execute(select(it.c.external_id).where(
+                    it.c.destination == destination, it.c.external_id.in_(ids[i:i + 500]))))
+            new = [i for i in ids if i not in have]
+            if new:
+                at = _now()
+                conn.execute(insert(it), [{"destination": destination, "external_id": i,
+                                           "at": at} for i in new])
+        return new
+
+    def clear_intents(self, destination: str, external_ids: Iterable[str] | None = None
+                      ) -> None:
+        """Forget intents: these ids (their create was confirmed, refused or deleted), or,
+        with None, every intent whose record the state now has."""
+        it, r = self.t.intents, self.t.records
+        with self._write(bump=False) as conn:
+            if external_ids is None:
+                conn.execute(delete(it).where(
+                    it.c.destination == destination,
+                    it.c.external_id.in_(select(r.c.external_id)
+                                         .where(r.c.destination == destination))))
+            else:
+                self._delete_ids(conn, it, destination, list(external_ids))
 
     def forget_destination(self, destination: str) -> None:
         """Drop a destination's rows: records, failures, events, intents, watermark."""
@@ -792,6 +888,8 @@ class Ledger:
             if name == "intent" and self._version < 2:
                 continue
             cols = [c.name for c in table.columns]
+            if name == "event" and self._version < 3:  # not migrated (a read-only open)
+                cols = [c for c in cols if c not in ("user", "name", "weight", "time")]
             for d in self._scalars(table.c.destination if "destination" in table.c else None):
                 where = [table.c.destination == d] if d is not None else []
                 if name == "event":

@@ -13,7 +13,18 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, Text, insert, select
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    insert,
+    select,
+    text,
+)
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import quoted_name
 
@@ -66,7 +77,10 @@ class Tables:
                      _col("stream", key(), primary_key=True),
                      _col("row_key", key(), primary_key=True),
                      _col("state", String, nullable=False), _col("reason", Text),
-                     _col("at", String, nullable=False)),
+                     _col("at", String, nullable=False),
+                     # v3: what settling needs to find a row in Braze's export counts
+                     _col("user", key()), _col("name", Text), _col("weight", Integer),
+                     _col("time", String)),
             failures=t("failures", _col("destination", key(), primary_key=True),
                        _col("external_id", key(), primary_key=True),
                        _col("reason", Text, nullable=False),
@@ -97,7 +111,24 @@ def _migrate_1_to_2(conn: Connection, t: Tables) -> None:
         conn.execute(insert(t.meta).values(key="state_id", value=str(uuid.uuid4())))
 
 
+EVENT_V3_COLUMNS = (("user", "TEXT"), ("name", "TEXT"), ("weight", "INTEGER"), ("time", "TEXT"))
+
+
+def _migrate_2_to_3(conn: Connection, t: Tables) -> None:
+    """v3: event rows remember the user, name, weight and time they were sent with, so
+    `apply --settle-unknown` can compare them with Braze's own counts (old rows: NULL)."""
+    prep = conn.dialect.identifier_preparer
+    table = prep.format_table(t.events)
+    # The columns there are, from a query's own description: works on every dialect (the
+    # inspector asks catalogs that DuckDB lacks).
+    have = {str(k) for k in conn.execute(text(f"SELECT * FROM {table} WHERE 1 = 0")).keys()}
+    for name, sql_type in EVENT_V3_COLUMNS:
+        if name not in have:
+            conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {prep.quote_identifier(name)} "
+                              f"{sql_type}"))
+
+
 # Step by step: MIGRATIONS[n] takes a version-n state to n+1, in one transaction.
-MIGRATIONS = {1: _migrate_1_to_2}
+MIGRATIONS = {1: _migrate_1_to_2, 2: _migrate_2_to_3}
 
 

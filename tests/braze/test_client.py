@@ -296,3 +296,51 @@ def test_subscription_and_delete_bodies(stub: Stub, fake: FakeTime) -> None:
     ]
     with pytest.raises(AssertionError):
         client.set_subscription("g1", "subscribed", [str(i) for i in range(51)])
+
+
+# -- a request that never left ----------------------------------------------------------------
+
+def test_a_refused_connection_is_not_sent_at_once_never_delivery_unknown(fake: FakeTime
+                                                                          ) -> None:
+    """Nothing reached the server: NotSent (events are safe to send again), no retries and
+    no waits, and the caller's hooks hear it was refused, never that it left and hung."""
+    from brazecfg.braze.client import NotSent, SendHooks
+
+    calls: list[str] = []
+    client = BrazeClient(BrazeSettings("prod", "http://127.0.0.1:9", CANARY, max_retries=8),
+                         sleep=fake.sleep, clock=fake.clock)
+    _open.append(client)
+    hooks = SendHooks(leaving=lambda: calls.append("leaving"),
+                      refused=lambda: calls.append("refused"))
+    with pytest.raises(NotSent) as info:
+        client.track(events=[EVENT], hooks=hooks)
+    assert not isinstance(info.value, DeliveryUnknown)
+    assert fake.sleeps == [] and calls == ["leaving", "refused"]
+    assert "app/prod" in str(info.value) and "http://127.0.0.1:9" in str(info.value)
+    assert "connection refused" in str(info.value) and CANARY not in str(info.value)
+
+
+def test_hooks_hear_a_429_as_nothing_processed_then_the_retry_leave(stub: Stub,
+                                                                    fake: FakeTime) -> None:
+    from brazecfg.braze.client import SendHooks
+
+    calls: list[str] = []
+    stub.script = [too_many(**{"Retry-After": "1"})]
+    client = make(stub, fake)
+    r = client.track(events=[EVENT], hooks=SendHooks(leaving=lambda: calls.append("leaving"),
+                                                     refused=lambda: calls.append("refused")))
+    assert r.status == 201
+    assert calls == ["leaving", "refused", "leaving"]
+
+
+def test_a_dropped_connection_after_sending_stays_delivery_unknown_with_hooks(
+        stub: Stub, fake: FakeTime) -> None:
+    from brazecfg.braze.client import SendHooks
+
+    calls: list[str] = []
+    stub.script = [DROP]
+    client = make(stub, fake)
+    with pytest.raises(DeliveryUnknown):
+        client.track(events=[EVENT], hooks=SendHooks(leaving=lambda: calls.append("leaving"),
+                                                     refused=lambda: calls.append("refused")))
+    assert calls == ["leaving"]  # it may have been processed: never "refused"

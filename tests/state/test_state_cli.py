@@ -290,6 +290,8 @@ def _to_v1(ledger: Path) -> None:
             if t == "meta":
                 values = [(k, v) for k, v in values if k != "state_id"]
             for v in values:
+                if t == "events":
+                    v = v[:6]  # v1 had no user, name, weight, time
                 con.execute(f"INSERT INTO {t} VALUES ({','.join('?' * len(v))})", v)
         con.execute("UPDATE meta SET value = '1' WHERE key = 'version'")
     con.close()
@@ -309,7 +311,7 @@ def test_a_v1_ledger_is_read_by_plan_and_migrated_in_place_by_apply(
     assert apply(gen).exit_code == 0
     assert n_requests(emu) == sent
     with Ledger(ledger, writable=False) as led:
-        assert led.schema_version == 2 and led.identity.state_id is not None
+        assert led.schema_version == 3 and led.identity.state_id is not None
         assert led.count(DEST) == 40
 
 
@@ -472,7 +474,7 @@ def test_pull_push_round_trip_and_push_refuses_a_newer_state(
     out = cli("state", "pull", str(backup), *p)
     assert out.exit_code == 0, out.output
     head = json.loads(backup.read_text().splitlines()[0])
-    assert head["format"] == "brazecfg-state" and head["schema_version"] == 2
+    assert head["format"] == "brazecfg-state" and head["schema_version"] == 3
     assert backup.stat().st_mode & 0o077 == 0  # it holds external ids
     # The state moves on: pushing the older backup is refused without --force.
     gen.set_score([1, 2, 3], 1)

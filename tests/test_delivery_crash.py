@@ -1,0 +1,323 @@
+"""Delivery under crashes and signals, with brazecfg in a real subprocess: kill -9 at many
+points, SIGINT and SIGTERM mid-apply, and a crash between a confirmed create and its ledger
+commit. The emulator runs in this process (a real HTTP server on loopback) with latency, so
+requests are in flight when the signal lands; what Braze holds is read from the emulator."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from brazecfg.emulator import Emulator, EmulatorConfig
+from brazecfg.state.ledger import Ledger
+from tests.delivery_project import RECENT, Generated, make_project
+from tests.helpers import ROOT, Run, cli
+from tests.test_delivery import (
+    assert_braze_holds_the_warehouse,
+    assert_ledger_agrees_with_braze,
+    event_rows,
+    ledger_events,
+    plan,
+    profiles,
+)
+
+FAST = {"concurrency": 4, "settle_after_seconds": 0}
+
+
+@pytest.fixture(autouse=True)
+def _env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BRAZE_API_KEY", raising=False)
+    monkeypatch.delenv("BRAZECFG_HASH_KEY", raising=False)
+
+
+@pytest.fixture
+def emulators(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    running: list[Emulator] = []
+
+    def _start(config: EmulatorConfig) -> Emulator:
+        emu = Emulator(config).start()
+        running.append(emu)
+        monkeypatch.setenv("BRAZE_REST_ENDPOINT", emu.url)
+        return emu
+
+    yield _start
+    for emu in running:
+        emu.stop()
+
+
+def spawn(gen: Generated, emu: Emulator, *extra: str) -> subprocess.Popen[str]:
+    short_lease(gen)
+    env = {k: v for k, v in os.environ.items() if k not in ("BRAZE_API_KEY", "BRAZECFG_HASH_KEY")}
+    env.update(BRAZE_REST_ENDPOINT=emu.url, NO_COLOR="1", PYTHONPATH=str(ROOT))
+    return subprocess.Popen(
+        [sys.executable, "-m", "brazecfg", "--no-color", "apply", str(gen.root),
+         "--auto-approve", *extra],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(condition: Any, proc: subprocess.Popen[str], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            raise AssertionError(f"apply ended (exit {proc.returncode}) before the point:\n"
+                                 f"{out}\n{err}")
+        assert time.monotonic() < deadline, "the point was never reached"
+        time.sleep(0.002)
+
+
+def events_answered(emu: Emulator) -> int:
+    """Event requests the emulator answered (each logged just before its answer leaves)."""
+    return sum(1 for e in emu.store.requests("/users/track") if b'"events"' in e.body)
+
+
+def parsed_bodies(emu: Emulator) -> list[dict[str, Any]]:
+    """/users/track bodies the emulator received; a body cut off by the kill is skipped."""
+    out = []
+    for e in emu.store.requests("/users/track"):
+        try:
+            out.append(json.loads(e.body))
+        except ValueError:
+            continue
+    return out
+
+
+def answered(emu: Emulator) -> int:
+    return len(emu.store.requests())
+
+
+def settle_down(emu: Emulator) -> None:
+    """Let the emulator finish requests still in flight when the client died."""
+    n = -1
+    while n != answered(emu):
+        n = answered(emu)
+        time.sleep(0.4)
+
+
+def apply(gen: Generated, *extra: str) -> Run:
+    """The apply after a crash: a killed apply's lease is still in the state, so this one
+    waits for it to expire (a 2 s TTL here, see short_lease) instead of failing at once."""
+    short_lease(gen)
+    return cli("apply", str(gen.root), "--auto-approve", "--lock-timeout", "10s", *extra)
+
+
+def short_lease(gen: Generated) -> None:
+    """A 2 s lease, so the lock of a process killed with -9 expires within the test."""
+    (gen.root / "brazecfg.yml").write_text("name: delivery\nstate: {lock_ttl: 2}\n")
+
+
+# -- SIGINT and SIGTERM ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_mid_apply_stops_cleanly(tmp_path: Path, emulators: Any,
+                                          signum: signal.Signals) -> None:
+    """Ctrl-C and CI's SIGTERM: no new request starts, those in flight finish and are
+    committed, nothing is left "sending", exit 130 or 143 in one line; the next apply sends
+    the rest, each event row exactly once."""
+    gen = make_project(tmp_path, 600, braze_options=FAST, event_month=RECENT)
+    emu = emulators(EmulatorConfig(port=0, latency_ms=150))
+    proc = spawn(gen, emu)
+    # Attribute chunks and group calls come first: the signal lands among events.
+    wait_for(lambda: events_answered(emu) >= 1, proc)
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 128 + signum, (out, err)
+    assert f"interrupted ({signum.name})" in err, err
+    assert "unexpected error" not in out + err and "Traceback" not in out + err
+    assert len(err.strip().splitlines()) <= 2  # the notice and the one-line message
+
+    held = profiles(emu)
+    states = ledger_events(gen)
+    count = event_rows(held)
+    assert count and max(count.values()) == 1
+    assert set(states.values()) == {"sent"}  # nothing left sending, unknown or released
+    assert set(states) == set(count)  # the ledger says sent exactly what Braze has
+    assert len(count) < len(gen.events)  # it did stop part way
+    assert_ledger_agrees_with_braze(gen, held)
+
+    sent_before = len(emu.store.requests("/users/track"))
+    out2 = apply(gen)
+    assert out2.exit_code == 0, out2.output
+    held = profiles(emu)
+    assert event_rows(held) == Counter(e.id for e in gen.events)  # each row exactly once
+    assert_braze_holds_the_warehouse(gen, held)
+    assert len(emu.store.requests("/users/track")) > sent_before
+    assert "No changes." in plan(gen).output
+
+
+# -- kill -9 at many points ----------------------------------------------------------------
+
+@pytest.mark.parametrize("point", [2, 6, 10, 13, 16, 19, 22])
+def test_kill_9_at_any_point_then_settle_sends_each_event_once(
+        tmp_path: Path, emulators: Any, point: int) -> None:
+    """kill -9 after ``point`` answered requests (attribute chunks, group calls, events),
+    then `apply --settle-unknown`: rows that never left are sent, rows Braze has are marked
+    sent, each event reaches Braze exactly once; only rows Braze's counts cannot settle stay
+    unknown, and they are reported."""
+    gen = make_project(tmp_path, 600, braze_options=FAST, event_month=RECENT)
+    emu = emulators(EmulatorConfig(port=0, latency_ms=40))
+    proc = spawn(gen, emu)
+    wait_for(lambda: answered(emu) >= point, proc)
+    proc.kill()
+    proc.communicate(timeout=10)  # reaps it and closes its pipes
+    settle_down(emu)
+
+    # Only what left is marked: rows in flight reached the emulator. (A kill between a
+    # worker's mark and its send can leave one batch marked that never left; settling
+    # sends those.) Rows marked when queued would be several batches here.
+    received = {int(e["properties"]["row"]) for b in parsed_bodies(emu)
+                for e in b.get("events", [])}
+    Ledger(gen.root / ".brazecfg" / "ledger.sqlite", writable=True).close()  # as apply would
+    marked = {r for r, s in ledger_events(gen).items() if s in ("sending", "unknown")}
+    assert len(marked - received) <= 75, "rows marked in flight that never left"
+
+    out = apply(gen, "--settle-unknown")
+    held = profiles(emu)
+    count = event_rows(held)
+    states = ledger_events(gen)
+    unknown = {r for r, s in states.items() if s in ("sending", "unknown")}
+    assert max(count.values()) == 1, "an event reached Braze twice"
+    assert set(count) | unknown == {e.id for e in gen.events}  # nothing lost silently
+    assert {r for r, s in states.items() if s == "sent"} == set(count) - unknown
+    if unknown:
+        assert out.exit_code == 1 and "stay unknown" in out.output, out.output
+    else:
+        assert out.exit_code == 0, out.output
+        assert "No changes." in plan(gen).output
+    assert_braze_holds_the_warehouse(gen, held)
+    assert_ledger_agrees_with_braze(gen, held)
+
+
+# -- a crash between a confirmed create and its commit ---------------------------------------
+
+def intents(gen: Generated) -> int:
+    db = gen.root / ".brazecfg" / "ledger.sqlite"
+    if not db.exists():
+        return 0
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return int(con.execute("SELECT count(*) FROM intents").fetchone()[0])
+    except sqlite3.OperationalError:
+        return 0
+    finally:
+        con.close()
+
+
+def test_a_crash_after_creates_reached_braze_never_orphans_them(tmp_path: Path,
+                                                                emulators: Any) -> None:
+    """Braze created the users, the process died before the ledger commit, and the users
+    left the warehouse before the next run: sync mode must still delete them."""
+    gen = make_project(tmp_path, 150, events=False, braze_options=FAST)
+    emu = emulators(EmulatorConfig(port=0, latency_ms=1500))
+    proc = spawn(gen, emu)
+    wait_for(lambda: intents(gen) > 0, proc)  # recorded right before the creates leave
+    time.sleep(0.3)  # the requests are at the emulator, sleeping out its latency
+    proc.kill()
+    proc.communicate(timeout=10)  # reaps it and closes its pipes
+    emu.config.latency_ms = 0
+    time.sleep(1.5)  # the emulator processes what it received, answering a dead socket
+    settle_down(emu)
+    created = set(profiles(emu))
+    assert created, "no create reached Braze; the test proves nothing"
+    with sqlite3.connect(gen.root / ".brazecfg" / "ledger.sqlite") as con:
+        assert con.execute("SELECT count(*) FROM records").fetchone()[0] == 0
+
+    gone = sorted(created, key=int)[:20]
+    gen.execute(f"DELETE FROM users WHERE id IN ({', '.join(gone)})")
+    gen.users = [u for u in gen.users if u.external_id not in gone]
+    text = plan(gen).output
+    assert "- 20 to delete" in text, text
+    out = apply(gen)
+    assert out.exit_code == 0, out.output
+    held = profiles(emu)
+    assert not set(gone) & set(held)  # no orphan
+    assert_braze_holds_the_warehouse(gen, held)
+    assert intents(gen) == 0
+    assert "No changes." in plan(gen).output
+
+
+def test_a_second_signal_abandons_requests_in_flight_honestly(tmp_path: Path,
+                                                              emulators: Any) -> None:
+    """Impatient Ctrl-C twice: exit now; rows in flight stay "delivery unknown" (never
+    "sent" unconfirmed, never released), and settling then sends each event exactly once."""
+    gen = make_project(tmp_path, 600, braze_options=FAST, event_month=RECENT)
+    emu = emulators(EmulatorConfig(port=0, latency_ms=400))
+    proc = spawn(gen, emu)
+    wait_for(lambda: events_answered(emu) >= 1, proc)  # more in flight, each slow
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, (out, err)
+    assert "abandoned" in err and "Traceback" not in out + err
+    emu.config.latency_ms = 0
+    time.sleep(0.5)
+    settle_down(emu)
+    journal = gen.root / ".brazecfg" / "ledger.sqlite-journal"
+    if journal.exists() and journal.stat().st_size > 0:
+        # Exited mid-write: a read-only open (plan) says so; apply's writable open recovers.
+        text = cli("plan", str(gen.root))
+        assert text.exit_code == 1 and "left unfinished; run `brazecfg apply` once" in text.output
+        Ledger(gen.root / ".brazecfg" / "ledger.sqlite", writable=True).close()
+    states = ledger_events(gen)
+    count = event_rows(profiles(emu))
+    assert {r for r, s in states.items() if s == "sent"} <= set(count)
+    in_flight = {r for r, s in states.items() if s == "sending"}
+    assert in_flight, "nothing was in flight; the test proves nothing"
+
+    result = apply(gen, "--settle-unknown")
+    assert result.exit_code == 0, result.output
+    held = profiles(emu)
+    assert event_rows(held) == Counter(e.id for e in gen.events)
+    assert_braze_holds_the_warehouse(gen, held)
+
+
+def test_ctrl_c_at_the_prompt_cancels_in_one_line(tmp_path: Path, emulators: Any) -> None:
+    """At "Apply these changes?" Ctrl-C is a cancellation, not an unexpected error."""
+    import pty
+
+    gen = make_project(tmp_path, 5, events=False)
+    emu = emulators(EmulatorConfig(port=0))
+    env = {k: v for k, v in os.environ.items() if k not in ("BRAZE_API_KEY", "BRAZECFG_HASH_KEY")}
+    env.update(BRAZE_REST_ENDPOINT=emu.url, NO_COLOR="1", PYTHONPATH=str(ROOT))
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: brazecfg on a terminal
+        os.execve(sys.executable, [sys.executable, "-m", "brazecfg", "--no-color", "apply",
+                                   str(gen.root)], env)
+    seen = b""
+    try:
+        deadline = time.monotonic() + 30
+        while b"Apply these changes" not in seen:
+            assert time.monotonic() < deadline, seen
+            try:
+                seen += os.read(fd, 4096)
+            except OSError:  # the child ended before asking
+                raise AssertionError(seen.decode(errors="replace")) from None
+        os.write(fd, b"\x03")  # Ctrl-C: the terminal sends SIGINT
+        while True:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+    text = re.sub(r"\x1b\[[0-9;]*m", "", seen.decode(errors="replace"))  # bold survives
+    assert os.waitstatus_to_exitcode(status) == 130, text
+    assert "interrupted (SIGINT)" in text and "unexpected error" not in text
+    assert emu.store.requests() == []  # nothing was sent
