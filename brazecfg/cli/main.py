@@ -43,6 +43,13 @@ def _console(stderr: bool = False) -> Any:
     return make_console(stderr=stderr, no_color=_state["no_color"] or "NO_COLOR" in os.environ)
 
 
+def _markup(template: str, *args: Any) -> str:
+    """Trusted markup with every value escaped (see render.markup)."""
+    from brazecfg.cli.render import markup
+
+    return markup(template, *args)
+
+
 @contextmanager
 def _guard() -> Iterator[None]:
     """Map errors to messages and exit codes; never a traceback unless --debug."""
@@ -56,7 +63,7 @@ def _guard() -> Iterator[None]:
         render_diagnostics(_console(stderr=True), exc.diagnostics)
         raise typer.Exit(1) from None
     except BrazecfgError as exc:
-        _console(stderr=True).print(f"[error]error:[/] {exc}", markup=True, highlight=False)
+        _console(stderr=True).print(_markup("[error]error:[/] {}", exc), highlight=False)
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
         _console(stderr=True).print("[error]interrupted[/]: what Braze confirmed so far is in the "
@@ -105,7 +112,7 @@ def validate(path: PathArg = Path(".")) -> None:
     with _guard():
         project = load_project(path)
         n = len(project.all())
-        _console().print(f"[ok]ok[/]: {n} resources in {path} are valid.")
+        _console().print(_markup("[ok]ok[/]: {} resources in {} are valid.", n, path))
 
 
 @app.command()
@@ -182,7 +189,7 @@ def apply(
         outcome = apply_project(project, confirm=confirm, now=_now(now), saved_plan=plan_file,
                                 progress=progress, resend_unknown=resend_unknown,
                                 full_refresh=full_refresh,
-                                on_wait=lambda m: _console(stderr=True).print(m))
+                                on_wait=lambda m: _console(stderr=True).print(_markup("{}", m)))
         if sys.stderr.isatty():
             sys.stderr.write("\n")
         if not outcome.applied:
@@ -226,7 +233,7 @@ def emulator(
                 config.rate_limits["/users/track"] = (int(n), float(s))
             except ValueError:
                 raise BrazecfgError("--track-limit takes REQUESTS/SECONDS, such as 300/3") from None
-        serve(config, announce=lambda m: _console().print(m))
+        serve(config, announce=lambda m: _console().print(_markup("{}", m)))
 
 
 @emulator_app.command("dump")

@@ -7,10 +7,14 @@ Markdown and JSON show counts, field names, group names and record ids, never va
 from __future__ import annotations
 
 import json
+import re
+import string
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
+from rich.errors import MarkupError
+from rich.markup import escape as _escape_markup
+from rich.markup import render as render_markup
 from rich.theme import Theme
 
 from brazecfg.apply.applier import DestinationResult
@@ -25,9 +29,64 @@ THEME = Theme({
 SIGN = {"create": "+", "update": "~", "delete": "-", "enrich": "~"}
 
 
+# Characters a terminal or CI log would act on instead of showing: C0/C1 controls (ESC starts
+# a terminal escape sequence), line separators and bidirectional overrides (text that reads
+# differently from what it is). Newlines and tabs are layout and stay.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f"
+                      "\u202a-\u202e\u2066-\u2069\ufeff]")
+
+
+def visible(text: str) -> str:
+    """``text`` with every control character shown as an escape (``\\x1b``, ``\\u2028``)."""
+    def show(m: re.Match[str]) -> str:
+        code = ord(m.group())
+        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    return _CONTROL.sub(show, text)
+
+
+def safe(value: object) -> str:
+    """A dynamic value ready to sit inside rich markup: printed as written, never as markup
+    (``proj[bold]`` stays ``proj[bold]``, ``[/x]`` cannot raise), control characters shown
+    escaped."""
+    return _escape_markup(visible(str(value)))
+
+
+class _MarkupFormatter(string.Formatter):
+    def format_field(self, value: Any, format_spec: str) -> str:
+        return safe(format(value, format_spec))
+
+
+_FORMATTER = _MarkupFormatter()
+
+
+def markup(template: str, *args: Any, **kwargs: Any) -> str:
+    """``template.format(...)`` where the template is trusted markup and every value filled
+    in is escaped with ``safe``. The one way a dynamic value reaches a console."""
+    return _FORMATTER.format(template, *args, **kwargs)
+
+
+class SafeConsole(Console):
+    """A rich Console that never lets a string crash or control the terminal: control
+    characters are shown escaped, and text that is not valid markup (a value someone forgot
+    to pass through ``markup``) is printed as plain text instead of raising MarkupError."""
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        out: list[Any] = []
+        for obj in objects:
+            if isinstance(obj, str):
+                obj = visible(obj)
+                if kwargs.get("markup", True) is not False:
+                    try:
+                        render_markup(obj)
+                    except MarkupError:
+                        obj = _escape_markup(obj)
+            out.append(obj)
+        super().print(*out, **kwargs)
+
+
 def make_console(*, stderr: bool = False, no_color: bool = False) -> Console:
-    return Console(theme=THEME, stderr=stderr, no_color=no_color or None, highlight=False,
-                   soft_wrap=True)
+    return SafeConsole(theme=THEME, stderr=stderr, no_color=no_color or None, highlight=False,
+                       soft_wrap=True)
 
 
 def _n(count: int, word: str) -> str:
@@ -41,7 +100,7 @@ def _short(value: Any) -> str:
 
 def render_diagnostics(console: Console, diagnostics: list[Diagnostic]) -> None:
     for d in diagnostics:
-        console.print(f"[error]error[/] {escape(str(d))}")
+        console.print(markup("[error]error[/] {}", d))
     console.print(f"\n[error]{_n(len(diagnostics), 'problem')}[/] found.")
 
 
@@ -49,8 +108,9 @@ def render_plan_text(console: Console, plan: Plan) -> None:
     if plan.config_changes:
         console.print("[heading]Config changes[/]")
         for c in plan.config_changes:
-            keys = f" [muted]({', '.join(c.keys)})[/]" if c.keys else ""
-            console.print(f"  [{c.action.value}]{SIGN[c.action.value]} {c.ref}[/]{keys}")
+            keys = markup(" [muted]({})[/]", ", ".join(c.keys)) if c.keys else ""
+            console.print(markup(f"  [{c.action.value}]{SIGN[c.action.value]} {{}}[/]", c.ref)
+                          + keys)
         console.print()
     for d in plan.destinations:
         _render_destination(console, d)
@@ -59,8 +119,8 @@ def render_plan_text(console: Console, plan: Plan) -> None:
 
 def _render_destination(console: Console, d: DestinationPlan) -> None:
     c = d.counts
-    console.print(f"[heading]Destination {d.destination}[/] [muted]({d.mode} mode, model "
-                  f"{d.model})[/]")
+    console.print(markup("[heading]Destination {}[/] [muted]({} mode, model {})[/]",
+                         d.destination, d.mode, d.model))
     parts = []
     for action, label in (("create", "to create"), ("enrich", "to enrich"), ("update", "to update"),
                           ("delete", "to delete")):
@@ -68,15 +128,16 @@ def _render_destination(console: Console, d: DestinationPlan) -> None:
             parts.append(f"[{action}]{SIGN[action]} {c[action]:,} {label}[/]")
     parts.append(f"[unchanged]= {c['unchanged']:,} unchanged[/]")
     if c["kept"]:
-        parts.append(f"[muted]{c['kept']:,} gone from the warehouse, kept in Braze ({d.mode})[/]")
+        parts.append(markup("[muted]{:,} gone from the warehouse, kept in Braze ({})[/]",
+                            c["kept"], d.mode))
     if c["skipped"]:
         parts.append(f"[warn]{c['skipped']:,} skipped[/]")
     console.print("  " + "   ".join(parts))
     if d.read_since:
-        console.print(f"  [muted]incremental read: records changed since {d.read_since} "
-                      "(--full-refresh reads everything)[/]")
+        console.print(markup("  [muted]incremental read: records changed since {} "
+                             "(--full-refresh reads everything)[/]", d.read_since))
     elif d.full_read_reason and d.full_read_reason != "first run":
-        console.print(f"  [muted]full read: {d.full_read_reason}[/]")
+        console.print(markup("  [muted]full read: {}[/]", d.full_read_reason))
     fields = sorted(set(d.field_sets) | set(d.field_removals))
     if fields:
         console.print("  [heading]Attributes[/]")
@@ -87,17 +148,18 @@ def _render_destination(console: Console, d: DestinationPlan) -> None:
                 bits.append(f"set for {_n(d.field_sets[f], 'user')}")
             if d.field_removals[f]:
                 bits.append(f"[delete]removed for {_n(d.field_removals[f], 'user')}[/]")
-            console.print(f"    {f.ljust(width)}  {', '.join(bits)}")
+            console.print(markup("    {}  ", f.ljust(width)) + ", ".join(bits))
     groups = sorted(set(d.joins) | set(d.leaves))
     if groups:
         console.print("  [heading]Groups[/]")
         for g in groups:
-            console.print(f"    {g}  [create]+{d.joins[g]:,} join[/]  [delete]-{d.leaves[g]:,} leave[/]")
+            console.print(markup("    {}  [create]+{:,} join[/]  [delete]-{:,} leave[/]",
+                                 g, d.joins[g], d.leaves[g]))
     streams = sorted(set(d.events_to_send) | set(d.events_unknown))
     if streams:
         console.print("  [heading]Events and purchases[/]")
         for st in streams:
-            line = f"    {st}  [create]+{d.events_to_send[st]:,} to send[/]"
+            line = markup("    {}  [create]+{:,} to send[/]", st, d.events_to_send[st])
             if d.events_unknown[st]:
                 line += (f"  [warn]{d.events_unknown[st]:,} delivery unknown[/] [muted](not resent;"
                          " check Braze, then `apply --resend-unknown` to send them again)[/]")
@@ -107,31 +169,31 @@ def _render_destination(console: Console, d: DestinationPlan) -> None:
         for s in d.samples:
             sign = SIGN[s.action.value]
             if s.action is Action.DELETE:
-                console.print(f"    [delete]- {escape(s.external_id)}[/]")
+                console.print(markup("    [delete]- {}[/]", s.external_id))
                 continue
             attrs = ", ".join(f"{k}={_short(v)}" for k, v in sorted(s.attributes.items()))
             extra = "".join(f" +{g}" for g in s.joins) + "".join(f" -{g}" for g in s.leaves)
-            console.print(f"    [{s.action.value}]{sign} {escape(s.external_id)}[/] "
-                          f"{escape(attrs)}{escape(extra)}")
+            console.print(markup(f"    [{s.action.value}]{sign} {{}}[/] {{}}{{}}",
+                                 s.external_id, attrs, extra))
     if d.issue_count:
         console.print(f"  [warn]{_n(d.issue_count, 'value')} will not be sent[/] "
                       "[muted](the rest of each record still syncs)[/]")
         for i in d.issues[:10]:
-            console.print(f"    {escape(i.external_id)} · {i.field}: {escape(i.reason)}")
+            console.print(markup("    {} · {}: {}", i.external_id, i.field, i.reason))
         if d.issue_count > 10:
             console.print(f"    [muted]... and {d.issue_count - 10:,} more (--format json lists up to 50)[/]")
     if d.failed_last_time:
         console.print(f"  [warn]{_n(d.failed_last_time, 'record')} failed last time[/] "
                       "[muted](sent again by this apply)[/]")
         for i in d.failed_samples[:10]:
-            console.print(f"    {escape(i.external_id)}: {escape(i.reason)}")
+            console.print(markup("    {}: {}", i.external_id, i.reason))
     console.print()
 
 
 def plan_headline(plan: Plan) -> str:
     if not plan.has_changes:
         return "[ok]No changes.[/] Braze matches the warehouse and the config."
-    c: dict[str, int] = {}
+    c: dict[str, int] = {"create": 0, "enrich": 0, "update": 0, "delete": 0}
     events = sum(sum(d.events_to_send.values()) for d in plan.destinations)
     for d in plan.destinations:
         for k in ("create", "enrich", "update", "delete"):
@@ -212,9 +274,9 @@ def render_results(console: Console, results: list[DestinationResult]) -> None:
                 bits.append(f"[error]{r.events_failed:,} events rejected[/]")
             if r.events_unknown:
                 bits.append(f"[warn]{r.events_unknown:,} events delivery unknown[/]")
-        console.print(f"[heading]{r.destination}[/]: " + ", ".join(bits))
+        console.print(markup("[heading]{}[/]: ", r.destination) + ", ".join(bits))
         for f in r.failures[:10]:
-            console.print(f"  [error]failed[/] {escape(f.external_id)}: {escape(f.reason)}")
+            console.print(markup("  [error]failed[/] {}: {}", f.external_id, f.reason))
         if r.failed:
             console.print("  [muted]Failed records stay out of the ledger and are sent again by "
                           "the next apply.[/]")

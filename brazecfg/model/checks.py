@@ -28,6 +28,10 @@ from brazecfg.model.resources import (
 )
 from brazecfg.schema.diagnostics import did_you_mean
 
+# In ``known``: names declared by a document whose kind is unknown or whose file could not be
+# parsed. A reference to one of them is a knock-on of that error, never reported on its own.
+ANY_KIND = "*"
+
 Locator = Callable[[Resource, Sequence[PathElem]], Location]
 
 NUMERIC = frozenset({"integer", "float"})
@@ -98,7 +102,7 @@ class Checker:
         """True when ``kind/name`` exists and was built; reports it when it does not exist."""
         if name in self.by_kind.get(kind, {}):
             return True
-        if name not in self.known[kind]:
+        if name not in self.known[kind] and name not in self.known[ANY_KIND]:
             maybe = did_you_mean(name, self.known[kind])
             self.add(r, path, f"unknown {what or kind} {name!r}{maybe}",
                      f"declare it (kind: {kind}, name: {name}) or fix the name")

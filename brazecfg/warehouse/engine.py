@@ -6,7 +6,6 @@ on PostgreSQL, fetchmany elsewhere), so memory holds one batch whatever the mode
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any, TypeVar
@@ -15,6 +14,7 @@ from sqlalchemy import false, literal, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
+from brazecfg import redact
 from brazecfg.errors import WarehouseError
 from brazecfg.model.resources import App, Project
 from brazecfg.warehouse.base import EventRow, ModelRow
@@ -27,20 +27,18 @@ from brazecfg.warehouse.compile import (
 from brazecfg.warehouse.sources import source_from
 
 T = TypeVar("T")
-_URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
 
 
 def scrub(message: str, secrets: tuple[str, ...] = ()) -> str:
-    """``message`` without the given secrets and without passwords in URLs."""
-    out = _URL_PASSWORD.sub(r"\1***@", message)
-    for secret in secrets:
-        if secret:
-            out = out.replace(secret, "***")
-    return out
+    """``message`` without the given secrets, every value a template read from the
+    environment (brazecfg.redact) and passwords in URLs."""
+    return redact.scrub(message, secrets)
 
 
 def driver_message(exc: BaseException, secrets: tuple[str, ...] = ()) -> str:
-    """The warehouse's own message (not SQLAlchemy's wrapper with SQL and parameters)."""
+    """The warehouse's own message (not SQLAlchemy's wrapper with SQL and parameters),
+    scrubbed: a driver quotes queries, identifiers and values, any of which may come from
+    an env() template."""
     orig = getattr(exc, "orig", None)
     text = str(orig if orig is not None else exc).strip()
     text = text.split("\n(Background on this error")[0]
