@@ -17,6 +17,7 @@ from rich.markup import escape as _escape_markup
 from rich.markup import render as render_markup
 from rich.theme import Theme
 
+from brazecfg import redact
 from brazecfg.apply.applier import DestinationResult
 from brazecfg.errors import Diagnostic
 from brazecfg.plan.definition import Action, ConfigAction, DestinationPlan, Plan
@@ -66,7 +67,8 @@ def markup(template: str, *args: Any, **kwargs: Any) -> str:
 
 
 class SafeConsole(Console):
-    """A rich Console that never lets a string crash or control the terminal: control
+    """A rich Console that never lets a string crash, leak or control the terminal: every
+    value a template read from the environment is masked (brazecfg.redact), control
     characters are shown escaped, and text that is not valid markup (a value someone forgot
     to pass through ``markup``) is printed as plain text instead of raising MarkupError."""
 
@@ -74,7 +76,7 @@ class SafeConsole(Console):
         out: list[Any] = []
         for obj in objects:
             if isinstance(obj, str):
-                obj = visible(obj)
+                obj = redact.scrub(visible(obj))
                 if kwargs.get("markup", True) is not False:
                     try:
                         render_markup(obj)

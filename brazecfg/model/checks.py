@@ -128,7 +128,8 @@ class Checker:
             self.check_property(p)
         for g in self.groups.values():
             self.check_group(g)
-        self.check_group_cycles()
+        if self.check_group_cycles():
+            self.check_group_sizes()
         for d in self.destinations.values():
             self.check_destination(d)
         return self.out
@@ -213,7 +214,38 @@ class Checker:
             if problem:
                 self.add(g, ["rules", i, "value"], problem, "fix the value")
 
-    def check_group_cycles(self) -> None:
+    def check_group_sizes(self) -> None:
+        """A group's condition inlines each group it uses (``member``): a chain of hundreds of
+        groups, or groups that each use the previous one twice, would build a query too deep
+        or too big (exponential) for any warehouse. Sizes are counted once per group."""
+        depth: dict[str, int] = {}
+        size: dict[str, int] = {}
+        order = _topological(self.groups)
+        for name in order:
+            g = self.groups[name]
+            used = [r.group for r in g.rules if r.group in self.groups]
+            depth[name] = 1 + max((depth[u] for u in used), default=0)
+            size[name] = min(MAX_GROUP_RULES + 1, sum(size[r.group] if r.group in size else 1
+                                                       for r in g.rules) or 1)
+        for name in order:
+            g = self.groups[name]
+            too_deep = depth[name] > MAX_GROUP_DEPTH
+            too_big = size[name] > MAX_GROUP_RULES
+            if not (too_deep or too_big):
+                continue
+            # report where it first goes over: a group whose own members are all within
+            used = [u for u in (r.group for r in g.rules) if u in self.groups]
+            if any(depth[u] > MAX_GROUP_DEPTH or size[u] > MAX_GROUP_RULES for u in used):
+                continue
+            i = next((i for i, r in enumerate(g.rules) if r.group in self.groups), 0)
+            what = (f"nests groups more than {MAX_GROUP_DEPTH} deep" if too_deep else
+                    f"expands to more than {MAX_GROUP_RULES:,} rules through the groups it uses")
+            self.add(g, ["rules", i, "group"], f"{g.ref} {what}",
+                     "use fewer levels of member rules, or compute the flag in the warehouse "
+                     "as a property")
+
+    def check_group_cycles(self) -> bool:
+        """Report cycles of member rules; True when there are none."""
         graph = {n: [r.group for r in g.rules if r.group in self.groups]
                  for n, g in self.groups.items()}
         reported: set[frozenset[str]] = set()
@@ -228,6 +260,7 @@ class Checker:
                      "groups refer to each other in a cycle: " + " -> ".join(cycle),
                      "remove one of these group rules")
             graph[cycle[0]] = [x for x in graph[cycle[0]] if x != cycle[1]]
+        return not reported
 
     def check_destination(self, d: Destination) -> None:
         if self.ref(d, ["app"], "app", d.app) and self.apps[d.app].type != "braze":
@@ -298,6 +331,30 @@ class Checker:
                      f"map properties of model {d.model} only")
             return False
         return True
+
+
+MAX_GROUP_DEPTH = 32
+MAX_GROUP_RULES = 2_000
+
+
+def _topological(groups: Mapping[str, Group]) -> list[str]:
+    """Group names, each after the groups it uses (no cycles: checked before), iteratively."""
+    order: list[str] = []
+    done: set[str] = set()
+    for start in sorted(groups):
+        stack: list[tuple[str, bool]] = [(start, False)]
+        while stack:
+            name, ready = stack.pop()
+            if name in done:
+                continue
+            if ready:
+                done.add(name)
+                order.append(name)
+                continue
+            stack.append((name, True))
+            stack += [(r.group, False) for r in groups[name].rules
+                      if r.group in groups and r.group not in done]
+    return order
 
 
 def _value_problem(op: str, ptype: str, value: Any) -> str:
