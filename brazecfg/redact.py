@@ -32,9 +32,12 @@ def remember(value: object) -> None:
             _known.add(variant)
     # A password with an unencoded '@', ':' or '/' splits when a URL is parsed, and the parser
     # then quotes a piece of it ("invalid literal for int(): '<part>'"): mask the pieces too.
-    for piece in re.split(r"[@:/?#\s]+", text):
-        if len(piece) >= MIN_SECRET:
-            _known.add(piece)
+    # (Only for values that are not URLs themselves: a whole URL is masked as a whole, and
+    # its password by the URL rule in scrub.)
+    if "://" not in text:
+        for piece in re.split(r"[@:/?#\s]+", text):
+            if len(piece) >= MIN_SECRET:
+                _known.add(piece)
 
 
 def known() -> tuple[str, ...]:

@@ -35,21 +35,27 @@ SIGN = {"create": "+", "update": "~", "delete": "-", "enrich": "~"}
 # differently from what it is). Newlines and tabs are layout and stay.
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f"
                       "\u202a-\u202e\u2066-\u2069\ufeff]")
+_CONTROL_ALL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f"
+                          "\u202a-\u202e\u2066-\u2069\ufeff]")
 
 
-def visible(text: str) -> str:
-    """``text`` with every control character shown as an escape (``\\x1b``, ``\\u2028``)."""
-    def show(m: re.Match[str]) -> str:
-        code = ord(m.group())
-        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-    return _CONTROL.sub(show, text)
+def _show(m: re.Match[str]) -> str:
+    code = ord(m.group())
+    return {9: "\\t", 10: "\\n", 13: "\\r"}.get(code) or (
+        f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def visible(text: str, *, lines: bool = True) -> str:
+    """``text`` with every control character shown as an escape (``\\x1b``, ``\\u2028``);
+    with ``lines=False`` newlines and tabs too (a value must not start a line of its own)."""
+    return (_CONTROL if lines else _CONTROL_ALL).sub(_show, text)
 
 
 def safe(value: object) -> str:
     """A dynamic value ready to sit inside rich markup: printed as written, never as markup
     (``proj[bold]`` stays ``proj[bold]``, ``[/x]`` cannot raise), control characters shown
     escaped."""
-    return _escape_markup(visible(str(value)))
+    return _escape_markup(visible(str(value), lines=False))
 
 
 class _MarkupFormatter(string.Formatter):
@@ -211,6 +217,26 @@ def plan_headline(plan: Plan) -> str:
     return text + "."
 
 
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]#!|<>~])")
+
+
+def md_code(value: object) -> str:
+    """``value`` as one Markdown code span that nothing inside can break out of: control
+    characters (newlines included) shown escaped, a fence longer than any run of backticks
+    inside, and ``|`` escaped (it splits a table cell even inside a code span)."""
+    text = visible(str(value), lines=False).replace("|", "\\|")
+    runs = [len(m) for m in re.findall(r"`+", text)]
+    fence = "`" * (max(runs, default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") or not text else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def md_text(value: object) -> str:
+    """``value`` as plain Markdown text: every character Markdown acts on is escaped, so no
+    heading, link, image (a tracking beacon) or HTML can come from data."""
+    return _MD_SPECIAL.sub(r"\\\1", visible(str(value), lines=False))
+
+
 def render_plan_markdown(plan: Plan) -> str:
     out = ["## brazecfg plan", ""]
     if not plan.has_changes:
@@ -220,11 +246,13 @@ def render_plan_markdown(plan: Plan) -> str:
         out += ["### Config changes", "", "```diff"]
         for c in plan.config_changes:
             keys = f" ({', '.join(c.keys)})" if c.keys else ""
-            out.append(f"{'+' if c.action is ConfigAction.CREATE else '-' if c.action is ConfigAction.DELETE else '!'} {c.ref}{keys}")
+            sign = ("+" if c.action is ConfigAction.CREATE else
+                    "-" if c.action is ConfigAction.DELETE else "!")
+            out.append(visible(f"{sign} {c.ref}{keys}", lines=False).replace("`", "'"))
         out += ["```", ""]
     for d in plan.destinations:
         s = d.summary()
-        out += [f"### Destination `{d.destination}` ({d.mode})", "",
+        out += [f"### Destination {md_code(d.destination)} ({md_text(d.mode)})", "",
                 "| create | update | enrich | delete | unchanged | kept | skipped |",
                 "|---:|---:|---:|---:|---:|---:|---:|",
                 "| " + " | ".join(f"{s['counts'][k]:,}" for k in
@@ -233,21 +261,23 @@ def render_plan_markdown(plan: Plan) -> str:
         fields = sorted(set(d.field_sets) | set(d.field_removals))
         if fields:
             out += ["| attribute | set | removed |", "|---|---:|---:|"]
-            out += [f"| `{f}` | {d.field_sets[f]:,} | {d.field_removals[f]:,} |" for f in fields]
+            out += [f"| {md_code(f)} | {d.field_sets[f]:,} | {d.field_removals[f]:,} |"
+                    for f in fields]
             out.append("")
         groups = sorted(set(d.joins) | set(d.leaves))
         if groups:
             out += ["| group | join | leave |", "|---|---:|---:|"]
-            out += [f"| `{g}` | {d.joins[g]:,} | {d.leaves[g]:,} |" for g in groups]
+            out += [f"| {md_code(g)} | {d.joins[g]:,} | {d.leaves[g]:,} |" for g in groups]
             out.append("")
         if d.issue_count:
             out.append(f"**{d.issue_count:,} values will not be sent** (record id, field, reason):")
-            out += [f"- `{i.external_id}` `{i.field}`: {i.reason}" for i in d.issues[:20]]
+            out += [f"- {md_code(i.external_id)} {md_code(i.field)}: {md_text(i.reason)}"
+                    for i in d.issues[:20]]
             out.append("")
         streams = sorted(set(d.events_to_send) | set(d.events_unknown))
         if streams:
             out += ["| events | to send | delivery unknown |", "|---|---:|---:|"]
-            out += [f"| `{st}` | {d.events_to_send[st]:,} | {d.events_unknown[st]:,} |"
+            out += [f"| {md_code(st)} | {d.events_to_send[st]:,} | {d.events_unknown[st]:,} |"
                     for st in streams]
             out.append("")
         if d.failed_last_time:

@@ -353,7 +353,7 @@ def _topological(groups: Mapping[str, Group]) -> list[str]:
                 continue
             stack.append((name, True))
             stack += [(r.group, False) for r in groups[name].rules
-                      if r.group in groups and r.group not in done]
+                      if r.group is not None and r.group in groups and r.group not in done]
     return order
 
 

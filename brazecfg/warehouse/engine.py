@@ -156,6 +156,7 @@ class SqlWarehouse:
             problem = _probe(conn, source_from(source, [], "t", dialect, root), None)
             if problem is not None:
                 return WarehouseError(
+                    f"{_at(source, 'query' if source.query else 'table')}"
                     f"app/{self.app_name}: {source.ref} cannot be read "
                     f"({source.query and 'query' or source.table}): "
                     f"{scrub(problem, self._secrets)}. Check the source's table or query.")
@@ -165,13 +166,35 @@ class SqlWarehouse:
                 if problem is not None:
                     who = ", ".join(dict.fromkeys(users))
                     return WarehouseError(
-                        f"app/{self.app_name}: column {col!r} of {source.ref}, used by {who}, "
+                        f"{self._where(users[0], col)}app/{self.app_name}: column {col!r} of {source.ref}, used by {who}, "
                         f"cannot be read: {scrub(problem, self._secrets)}. "
                         "Check the column name (and its case) in the warehouse.")
         return self._error(f"the query for {what} failed", exc)
 
+    def _where(self, ref: str, col: str) -> str:
+        """``file:line:col: `` of the key that names ``col`` in resource ``ref``: a missing
+        column is a config error, and brazecfg knows which line asked for it."""
+        kind, _, name = ref.partition("/")
+        if kind == "property" and name in self.project.properties:
+            prop = self.project.properties[name]
+            key = ("sort" if col == prop.sort and col != prop.column else
+                   "column" if prop.column == col else
+                   "name" if col == prop.name and not prop.column else "filters")
+            return _at(prop, key)
+        if kind == "source" and name in self.project.sources:
+            src = self.project.sources[name]
+            key = next((k for k in ("key", "updated_at") if getattr(src, k, None) == col),
+                       "key")
+            return _at(src, key)
+        return ""
+
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _at(resource: Any, key: str) -> str:
+    where = resource.where(key) if hasattr(resource, "where") else None
+    return f"{where}: " if where is not None and where.line else ""
 
 
 def _rollback(conn: Connection) -> None:
