@@ -16,6 +16,7 @@ CI runs a fixed seed and a modest number of cases; ``BRAZECFG_FUZZ_EXAMPLES=2000
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import resource
@@ -31,6 +32,7 @@ from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 from brazecfg import redact
+from brazecfg.cli.render import visible
 from brazecfg.emulator import Emulator, EmulatorConfig
 from tests.helpers import NOW, cli, copy_example, sql
 
@@ -148,9 +150,13 @@ def insert_text(draw: st.DrawFn) -> Mutation:
 def add_document(draw: st.DrawFn) -> Mutation:
     """A new file: alias bombs, deep nesting, huge sizes, JSON oddities, or random resources."""
     kind = draw(st.sampled_from(["aliases", "merge", "deep_yaml", "deep_json", "big", "json_nan",
-                                 "long_json_key", "random", "chain", "dag", "bytes"]))
-    n = draw(st.integers(1, 40))
+                                 "long_json_key", "random", "chain", "dag", "bytes", "template",
+                                 "separator"]))
+    # sizes around the limits and far past them, not only the small ones hypothesis prefers
+    n = draw(st.sampled_from([1, 3, 7, 15, 20, 24, 40]))
     value = draw(_values())
+    template = draw(st.sampled_from(TEMPLATES))
+    sep = draw(st.sampled_from(["\u2028", "\u0085", "\u2029", "\x1b", "\u202e"]))
 
     def apply(project: Path) -> None:
         f = project / "fuzz" / "x.yml"
@@ -165,10 +171,10 @@ def add_document(draw: st.DrawFn) -> Mutation:
                 f"a{i}: &a{i} {{<<: [*a{i - 1}, *a{i - 1}], y{i}: 1}}" for i in range(1, n)]
             f.write_text("\n".join(lines) + "\nkind: app\nname: m\ntype: braze\n")
         elif kind == "deep_yaml":
-            f.write_text("kind: app\nname: d\nx: " + "[" * (n * 10) + "]" * (n * 10) + "\n")
+            f.write_text("kind: app\nname: d\nx: " + "[" * (n * 25) + "]" * (n * 25) + "\n")
         elif kind == "deep_json":
             f.with_suffix(".json").write_text('{"kind": "app", "name": "d", "x": '
-                                              + "[" * (n * 10) + "]" * (n * 10) + "}")
+                                              + "[" * (n * 25) + "]" * (n * 25) + "}")
         elif kind == "big":
             f.write_text("kind: model\nname: big\nprimary_key: user_id\ndescription: "
                          + "x" * (n * 5000) + "\n")
@@ -182,7 +188,7 @@ def add_document(draw: st.DrawFn) -> Mutation:
         elif kind == "chain":
             docs = ["kind: group\nname: c0\nmodel: users\nrules: [{property: ltv, op: gte, value: 1}]"]
             docs += [f"kind: group\nname: c{i}\nmodel: users\nrules: [{{group: c{i - 1}, op: member}}]"
-                     for i in range(1, n * 10)]
+                     for i in range(1, n * 25)]
             f.write_text("\n---\n".join(docs) + "\n")
         elif kind == "dag":
             docs = ["kind: group\nname: c0\nmodel: users\nrules: [{property: ltv, op: gte, value: 1}]"]
@@ -190,6 +196,15 @@ def add_document(draw: st.DrawFn) -> Mutation:
                      f"[{{group: c{i - 1}, op: member}}, {{group: c{i - 1}, op: not_member}}]"
                      for i in range(1, n)]
             f.write_text("\n---\n".join(docs) + "\n")
+        elif kind == "template":
+            f.write_text("kind: model\nname: t\nprimary_key: user_id\ndescription: "
+                         + json.dumps(template) + "\n", encoding="utf-8")
+        elif kind == "separator":
+            f.write_text(f"kind: model\nname: s\ndescription: \"a{sep}b\"\nprimary_key: user_id\n"
+                         "colour: 1\n", encoding="utf-8")
+            f.with_suffix(".json").write_text(
+                '{"kind": "model", "name": "sj", "description": "a' + sep + 'b",\n'
+                ' "primary_key": "user_id",\n "colour": 1}\n', encoding="utf-8")
         elif kind == "bytes":
             f.write_bytes(bytes(range(256))[n:n + 40] * 3)
         else:
@@ -229,6 +244,7 @@ def check_run(project: Path, args: list[str]) -> None:
     assert "Traceback" not in out.output, out.output
     assert "unexpected error" not in out.output, out.output
     assert out.exit_code in (0, 1), (out.exit_code, out.output)
+    assert "\x1b" not in out.output, "a raw terminal escape reached the output"
     assert took < MAX_SECONDS, f"{args[0]} took {took:.1f} s"
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     assert rss_mb < MAX_RSS_MB, f"{rss_mb:.0f} MB"
@@ -236,8 +252,9 @@ def check_run(project: Path, args: list[str]) -> None:
         return
     for m in ERROR_LINE.finditer(out.stderr):
         rest = out.stderr[m.end():].split("\n", 1)[0]
-        shown = Path(m.group("file"))
-        assert shown == project or project in shown.parents, m.group(0)
+        prefix = visible(str(project), lines=False)  # the folder as the console shows it
+        assert m.group("file").startswith(prefix), m.group(0)
+        shown = project / m.group("file")[len(prefix):].lstrip("/")
         if m.group("line") is None:
             assert any(w in rest for w in FILE_LEVEL) or shown.is_dir(), m.group(0) + rest
             continue
@@ -248,19 +265,24 @@ def check_run(project: Path, args: list[str]) -> None:
             lines = text.split("\n")
             assert line <= len(lines), (m.group(0), rest, len(lines))
             assert col <= len(lines[line - 1]) + 1, (m.group(0), rest)
+            key = re.match(r"(?:\[[^\]]*\] )?unknown key '([A-Za-z_]{3,40})'", rest)
+            if key:  # the line shown holds the key reported
+                assert key.group(1) in lines[line - 1], (m.group(0), rest, lines[line - 1])
 
 
 @seed(SEED)
 @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=False,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                  HealthCheck.data_too_large])
-@given(mutations=MUTATIONS, do_plan=st.integers(0, 3))
+@given(mutations=MUTATIONS, do_plan=st.integers(0, 2),
+       folder=st.sampled_from(["p", "p", "p", "proj[bold]", "d[/x]", "p\x1b[31m", "p `x`"]))
 def test_broken_projects_fail_cleanly(base: Path, emulator: Emulator,
                                       monkeypatch: pytest.MonkeyPatch,
-                                      mutations: list[Mutation], do_plan: int) -> None:
+                                      mutations: list[Mutation], do_plan: int,
+                                      folder: str) -> None:
     monkeypatch.setenv("BRAZE_REST_ENDPOINT", emulator.url)
     with tempfile.TemporaryDirectory() as tmp:
-        project = Path(tmp) / "p"
+        project = Path(tmp) / folder
         shutil.copytree(base, project)
         for mutate in mutations:
             mutate(project)
