@@ -314,11 +314,8 @@ class Renderer:
                 "fix the Jinja expression") from None
 
     def _safe(self, message: str | None) -> str:
-        text = message or "unknown error"
-        for secret in sorted(set(self._seen), key=len, reverse=True):
-            if len(secret) >= 3:
-                text = text.replace(secret, "***")
-        return text
+        return redact.scrub(message or "unknown error",
+                            tuple(v for v in self._seen if len(v) >= 3))
 
 
 @dataclass
