@@ -136,7 +136,11 @@ def test_json_non_finite_numbers_are_rejected(project: Path, number: str) -> Non
         "rules": [{"property": "ltv", "op": "gte", "value": 1}]}).replace("1}]", number + "}]"))
     out = cli("validate", str(project))
     clean(out)
-    assert out.exit_code == 1 and "j.json" in out.stderr
+    assert out.exit_code == 1 and re.search(r"j\.json:1:\d+: invalid JSON: .* is not a finite "
+                                            r"number", out.stderr), out.stderr
+    column = int(re.search(r"j\.json:1:(\d+)", out.stderr).group(1))  # type: ignore[union-attr]
+    text = (project / "groups" / "j.json").read_text()
+    assert text[column - 1:].startswith(number), (text, column)
 
 
 # --- crashes: depth -------------------------------------------------------------------------

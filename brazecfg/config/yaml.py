@@ -432,15 +432,31 @@ def _restore(node: Node, originals: dict[str, str]) -> None:
             stack += [x for pair in n.value for x in pair]
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a number JSON allows")
+class _NonFinite:
+    """Stands in for NaN, Infinity or a number too large for a float, until it is located."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
 
 
-def _finite(text: str) -> float:
+def _finite(text: str) -> float | _NonFinite:
     number = float(text)
-    if not math.isfinite(number):
-        raise ValueError(f"{text} is too large for a number")
-    return number
+    return number if math.isfinite(number) else _NonFinite(text)
+
+
+def _non_finite(value: Any) -> list[tuple[tuple[PathElem, ...], str]]:
+    """Paths (and written text) of every _NonFinite in ``value``, without recursion."""
+    out: list[tuple[tuple[PathElem, ...], str]] = []
+    stack: list[tuple[tuple[PathElem, ...], Any]] = [((), value)]
+    while stack:
+        path, v = stack.pop()
+        if isinstance(v, _NonFinite):
+            out.append((path, v.text))
+        elif isinstance(v, dict):
+            stack += [((*path, k), x) for k, x in v.items()]
+        elif isinstance(v, list):
+            stack += [((*path, i), x) for i, x in enumerate(v)]
+    return sorted(out, key=lambda pair: [str(p) for p in pair[0]])
 
 
 def parse_json(text: str, file: str) -> tuple[list[Document], list[Diagnostic]]:
@@ -452,14 +468,11 @@ def parse_json(text: str, file: str) -> tuple[list[Document], list[Diagnostic]]:
     if deep is not None:
         return [], [deep]
     try:
-        value = json.loads(text, parse_constant=_no_constant, parse_float=_finite)
+        value = json.loads(text, parse_constant=_NonFinite, parse_float=_finite)
     except json.JSONDecodeError as e:
         line, col = Lines(text).at(e.pos)
         return [], [Diagnostic(Location(file, line, col), f"invalid JSON: {e.msg}",
                                hint="fix the syntax at this position")]
-    except ValueError as e:  # NaN, Infinity, -Infinity, 1e999
-        return [], [Diagnostic(Location(file, 1, 1), f"invalid JSON: {e}",
-                               hint="write a finite number")]
     except RecursionError:
         return [], [Diagnostic(Location(file, 1, 1), "invalid JSON: nested too deeply")]
     node: Node | None = None
@@ -474,6 +487,12 @@ def parse_json(text: str, file: str) -> tuple[list[Document], list[Diagnostic]]:
         builder = _Builder(file, lines)
         builder.build(node)  # for its duplicate-key diagnostics only
         diags = builder.diagnostics
+    bad = _non_finite(value)
+    if bad:  # NaN, Infinity, -Infinity, 1e999: located through the node tree
+        whole = Document(file, value, node, lines=lines)
+        return [], diags + [Diagnostic(whole.location(path), f"invalid JSON: {written} is not "
+                                       "a finite number", hint="write a finite number")
+                            for path, written in bad]
     if isinstance(value, list):
         items = node.value if isinstance(node, SequenceNode) else []
         nodes = items if len(items) == len(value) else [None] * len(value)
