@@ -484,6 +484,12 @@ def test_missing_column_at_plan_time_names_the_file_and_line(project: Path) -> N
     clean(out)
     assert out.exit_code == 1
     assert re.search(r"properties/users\.yml:\d+:\d+", out.stderr), out.stderr
+    edit(project / "properties" / "users.yml", "column: first_nam", "column: first_name")
+    edit(project / "sources" / "users.yml", "table: users\n", "table: usres\n")
+    out = cli("plan", str(project), "--now", NOW)
+    clean(out)
+    assert re.search(r"sources/users\.yml:5:\d+: app/warehouse: source/users_table cannot be "
+                     r"read", out.stderr), out.stderr
 
 
 def test_op_in_without_a_list_shows_its_hint(project: Path) -> None:
