@@ -219,6 +219,12 @@ def test_seed_must_be_a_regular_file_in_the_project(project: Path, seed: str) ->
     assert "root" not in out.stderr.replace("project root", "")  # no line of /etc/passwd
 
 
+def test_plan_out_to_a_folder_is_a_clear_error(project: Path) -> None:
+    out = cli("plan", str(project), "--now", NOW, "--out", str(project))
+    clean(out)
+    assert out.exit_code == 1 and "cannot write the plan" in out.stderr
+
+
 def test_a_project_with_no_destination_plans_and_applies(project: Path) -> None:
     (project / "destinations" / "braze_users.yml").unlink()
     for args in (("plan", "--now", NOW), ("apply", "--auto-approve", "--now", NOW)):

@@ -146,7 +146,12 @@ def plan(
         else:
             render.render_plan_text(_console(), result)
         if out is not None:
-            out.write_text(render.render_plan_json(result), encoding="utf-8")
+            try:
+                out.write_text(render.render_plan_json(result), encoding="utf-8")
+            except OSError as exc:
+                raise BrazecfgError(f"cannot write the plan to {out}: "
+                                    f"{exc.strerror or type(exc).__name__}; give a file path "
+                                    "in a folder that exists") from None
         if detailed_exitcode and result.has_changes:
             raise typer.Exit(2)
 
