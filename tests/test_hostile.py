@@ -504,3 +504,10 @@ def test_op_in_without_a_list_shows_its_hint(project: Path) -> None:
     out = cli("validate", str(project))
     clean(out)
     assert "op in needs value: a list such as [a, b]" in out.stderr, out.stderr
+
+
+def test_a_yaml_key_over_1024_characters_is_named_as_such(project: Path) -> None:
+    write(project, "long.yml", "kind: model\nname: ly\n" + "k" * 1100 + ": 1\n")
+    out = cli("validate", str(project))
+    clean(out)
+    assert "long.yml:3:1: invalid YAML: a key longer than 1024 characters" in out.stderr

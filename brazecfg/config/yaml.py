@@ -260,6 +260,12 @@ def _mark_diag(file: str, err: yaml.MarkedYAMLError, lines: Lines) -> Diagnostic
     # where the mistake is.
     opened = err.context_mark is not None and (
         "end of stream" in problem or "quoted scalar" in context)
+    if ("simple key" in context and err.context_mark is not None
+            and err.problem_mark is not None
+            and err.problem_mark.index - err.context_mark.index >= 1024):
+        return Diagnostic(lines.location(file, err.context_mark),
+                          "invalid YAML: a key longer than 1024 characters (YAML's limit)",
+                          hint="shorten the key")
     mark = err.context_mark if opened else (err.problem_mark or err.context_mark)
     where = lines.location(file, mark) if mark else Location(file, 1, 1)
     what = problem or context or "invalid YAML"
