@@ -116,20 +116,23 @@ class Document:
 
 
 def mapping_pairs(node: MappingNode) -> Iterator[tuple[Node, Node]]:
-    """The node's own key/value pairs, then those merged in with ``<<``. Each merged mapping
-    is visited once, however many times it is merged (no exponential walk)."""
+    """The node's own key/value pairs, then those merged in with ``<<`` (in YAML's order of
+    precedence). Each merged mapping is visited once, however many times it is merged, and
+    without recursion: no exponential walk for a merge-key bomb."""
     seen: set[int] = {id(node)}
-    todo: list[MappingNode] = [node]
+    todo: list[MappingNode] = [node]  # a stack: the next mapping to list is on top
     while todo:
-        current = todo.pop(0)
+        current = todo.pop()
+        sources: list[MappingNode] = []
         for key, value in current.value:
             if key.tag == _MERGE:
                 for src in value.value if isinstance(value, SequenceNode) else [value]:
                     if isinstance(src, MappingNode) and id(src) not in seen:
                         seen.add(id(src))
-                        todo.append(src)
+                        sources.append(src)
             else:
                 yield key, value
+        todo.extend(reversed(sources))
 
 
 def _walk(node: Node, path: Sequence[PathElem]) -> tuple[Node, Node | None]:
