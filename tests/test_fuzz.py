@@ -21,6 +21,7 @@ import os
 import re
 import resource
 import shutil
+import signal
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -36,7 +37,7 @@ from brazecfg.cli.render import visible
 from brazecfg.emulator import Emulator, EmulatorConfig
 from tests.helpers import NOW, cli, copy_example, sql
 
-EXAMPLES = int(os.environ.get("BRAZECFG_FUZZ_EXAMPLES", "60"))
+EXAMPLES = int(os.environ.get("BRAZECFG_FUZZ_EXAMPLES", "150"))
 SEED = int(os.environ.get("BRAZECFG_FUZZ_SEED", "20261201"))
 MAX_SECONDS = 10.0
 MAX_RSS_MB = 500
@@ -237,9 +238,24 @@ def emulator() -> Iterator[Emulator]:
         emu.stop()
 
 
+class _Hung(BaseException):  # not Exception: nothing in brazecfg may swallow it
+    pass
+
+
+def _hung(signum: int, frame: object) -> None:
+    raise _Hung("a run went on past 3x the time limit")
+
+
 def check_run(project: Path, args: list[str]) -> None:
     started = time.monotonic()
-    out = cli(*args)
+    # A hang fails the case (and hypothesis shrinks it) instead of stalling CI.
+    previous = signal.signal(signal.SIGALRM, _hung)
+    signal.setitimer(signal.ITIMER_REAL, MAX_SECONDS * 3)
+    try:
+        out = cli(*args)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
     took = time.monotonic() - started
     assert "Traceback" not in out.output, out.output
     assert "unexpected error" not in out.output, out.output
