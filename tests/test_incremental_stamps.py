@@ -121,11 +121,11 @@ def test_a_sqlalchemy_postgres_app_sees_fresh_updates_on_a_server_not_in_utc(
     try:
         (project / "apps" / "warehouse.yml").write_text(
             "kind: app\nname: warehouse\ntype: sqlalchemy\noptions:\n"
-            "  url: \"{{ env('STAMPS_PG_URL') }}\"\n")
+            "  url: \"{{ env('BRAZECFG_TEST_STAMPS_PG_URL') }}\"\n")
         sources = project / "sources" / "users.yml"
         sources.write_text(sources.read_text().replace("table: users", "table: stamps.users")
                            .replace("table: purchases", "table: stamps.purchases"))
-        monkeypatch.setenv("STAMPS_PG_URL", postgres_url)
+        monkeypatch.setenv("BRAZECFG_TEST_STAMPS_PG_URL", postgres_url)
         apply(project)
         with psycopg.connect(plain) as conn:
             conn.execute("UPDATE stamps.users SET last_name = 'Byron', updated_at = now() "
@@ -216,11 +216,11 @@ def test_postgres_epoch_updated_at_is_read(tmp_path: Path, emulator: Emulator,
         _epoch_tables(lambda q: conn.execute(q), "BIGINT")
     (project / "apps" / "warehouse.yml").write_text(
         "kind: app\nname: warehouse\ntype: postgres\noptions:\n"
-        "  url: \"{{ env('EPOCHS_PG_URL') }}\"\n")
+        "  url: \"{{ env('BRAZECFG_TEST_EPOCHS_PG_URL') }}\"\n")
     sources = project / "sources" / "users.yml"
     sources.write_text(sources.read_text().replace("table: users", "table: epochs.users")
                        .replace("table: purchases", "table: epochs.purchases"))
-    monkeypatch.setenv("EPOCHS_PG_URL", postgres_url)
+    monkeypatch.setenv("BRAZECFG_TEST_EPOCHS_PG_URL", postgres_url)
     apply(project)
     with psycopg.connect(plain) as conn:
         conn.execute("UPDATE epochs.users SET last_name = 'Byron', "

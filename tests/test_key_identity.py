@@ -196,11 +196,11 @@ def test_postgres_icu_case_insensitive_keys_are_distinct_users_and_stay(
     project = copy_example(tmp_path)
     (project / "apps" / "warehouse.yml").write_text(
         "kind: app\nname: warehouse\ntype: postgres\noptions:\n"
-        "  url: \"{{ env('KEYS_PG_URL') }}\"\n")
+        "  url: \"{{ env('BRAZECFG_TEST_KEYS_PG_URL') }}\"\n")
     sources = project / "sources" / "users.yml"
     sources.write_text(sources.read_text().replace("table: users", f"table: {schema}.users")
                        .replace("table: purchases", f"table: {schema}.purchases"))
-    monkeypatch.setenv("KEYS_PG_URL", postgres_url)
+    monkeypatch.setenv("BRAZECFG_TEST_KEYS_PG_URL", postgres_url)
     add_events(project)
     check_case_keys(project, emulator)
     assert len(sent_events(emulator)) == 4

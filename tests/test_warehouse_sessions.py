@@ -99,9 +99,9 @@ def test_a_sqlalchemy_postgres_app_reads_in_utc(tmp_path: Path, emulator: Emulat
         # a server whose own zone is not UTC: the default every new session starts in
         conn.execute("ALTER ROLE CURRENT_USER SET TimeZone = 'America/New_York'")
     try:
-        monkeypatch.setenv("SESSIONS_PG_URL", postgres_url)
+        monkeypatch.setenv("BRAZECFG_TEST_SESSIONS_PG_URL", postgres_url)
         app = ("kind: app\nname: warehouse\ntype: sqlalchemy\noptions:\n"
-               "  url: \"{{ env('SESSIONS_PG_URL') }}\"\n")
+               "  url: \"{{ env('BRAZECFG_TEST_SESSIONS_PG_URL') }}\"\n")
         source = DUCK_SOURCE.replace(
             "current_setting('memory_limit')", "current_setting('TimeZone')").replace(
             "current_setting('temp_directory')",

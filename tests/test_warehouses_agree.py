@@ -70,11 +70,11 @@ def test_sqlite_duckdb_postgres_give_identical_plans(tmp_path: Path, emulator: E
         for statement in portable_sql(pg):
             conn.execute(statement)  # type: ignore[arg-type]
     use_warehouse(pg, "kind: app\nname: warehouse\ntype: postgres\noptions:\n"
-                      "  url: \"{{ env('EXAMPLE_PG_URL') }}\"\n")
+                      "  url: \"{{ env('BRAZECFG_EXAMPLE_PG_URL') }}\"\n")
     pg_tables = pg / "sources" / "users.yml"
     pg_tables.write_text(pg_tables.read_text().replace("table: users", "table: example.users")
                          .replace("table: purchases", "table: example.purchases"))
-    monkeypatch.setenv("EXAMPLE_PG_URL", postgres_url)
+    monkeypatch.setenv("BRAZECFG_EXAMPLE_PG_URL", postgres_url)
     plans["postgres"] = plan(pg)
 
     assert plans["sqlite"]["destinations"][0]["counts"]["create"] == 12  # type: ignore[index]

@@ -45,6 +45,13 @@ def _console(stderr: bool = False) -> Any:
     return make_console(stderr=stderr, no_color=_state["no_color"] or "NO_COLOR" in os.environ)
 
 
+def _markup(template: str, *args: Any) -> str:
+    """Trusted markup with every value escaped (see render.markup)."""
+    from brazecfg.cli.render import markup
+
+    return markup(template, *args)
+
+
 @contextmanager
 def _guard() -> Iterator[None]:
     """Map errors to messages and exit codes; never a traceback unless --debug."""
@@ -58,7 +65,7 @@ def _guard() -> Iterator[None]:
         render_diagnostics(_console(stderr=True), exc.diagnostics)
         raise typer.Exit(1) from None
     except BrazecfgError as exc:
-        _console(stderr=True).print(f"[error]error:[/] {exc}", markup=True, highlight=False)
+        _console(stderr=True).print(_markup("[error]error:[/] {}", exc), highlight=False)
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt as exc:
         from brazecfg.apply.stop import Interrupted
@@ -172,7 +179,7 @@ def validate(path: PathArg = Path(".")) -> None:
     with _guard():
         project = load_project(path)
         n = len(project.all())
-        _console().print(f"[ok]ok[/]: {n} resources in {path} are valid.")
+        _console().print(_markup("[ok]ok[/]: {} resources in {} are valid.", n, path))
 
 
 @app.command()
@@ -212,7 +219,12 @@ def plan(
         else:
             render.render_plan_text(_console(), result)
         if out is not None:
-            out.write_text(render.render_plan_json(result), encoding="utf-8")
+            try:
+                out.write_text(render.render_plan_json(result), encoding="utf-8")
+            except OSError as exc:
+                raise BrazecfgError(f"cannot write the plan to {out}: "
+                                    f"{exc.strerror or type(exc).__name__}; give a file path "
+                                    "in a folder that exists") from None
         if detailed_exitcode and result.has_changes:
             raise typer.Exit(2)
 
@@ -273,7 +285,8 @@ def apply(
                                 lock_timeout=parse_duration(lock_timeout),
                                 settle=settle_unknown,
                                 on_settled=lambda s: render.render_settled(console, s),
-                                on_wait=lambda m: _console(stderr=True).print(m), stop=stop)
+                                on_wait=lambda m: _console(stderr=True).print(_markup("{}", m)),
+                                stop=stop)
         if sys.stderr.isatty():
             sys.stderr.write("\n")
         if not outcome.applied:
@@ -328,7 +341,7 @@ def emulator(
                 config.rate_limits["/users/track"] = (int(n), float(s))
             except ValueError:
                 raise BrazecfgError("--track-limit takes REQUESTS/SECONDS, such as 300/3") from None
-        serve(config, announce=lambda m: _console().print(m))
+        serve(config, announce=lambda m: _console().print(_markup("{}", m)))
 
 
 @emulator_app.command("dump")

@@ -7,12 +7,17 @@ Markdown and JSON show counts, field names, group names and record ids, never va
 from __future__ import annotations
 
 import json
+import re
+import string
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
+from rich.errors import MarkupError
+from rich.markup import escape as _escape_markup
+from rich.markup import render as render_markup
 from rich.theme import Theme
 
+from brazecfg import redact
 from brazecfg.apply.applier import DestinationResult
 from brazecfg.apply.settle import SettleResult, undecided_lines
 from brazecfg.errors import Diagnostic
@@ -26,10 +31,72 @@ THEME = Theme({
 SIGN = {"create": "+", "update": "~", "delete": "-", "enrich": "~"}
 
 
+# Characters a terminal or CI log would act on instead of showing: C0/C1 controls (ESC starts
+# a terminal escape sequence), line separators and bidirectional overrides (text that reads
+# differently from what it is). Newlines and tabs are layout and stay.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f"
+                      "\u202a-\u202e\u2066-\u2069\ufeff]")
+_CONTROL_ALL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f"
+                          "\u202a-\u202e\u2066-\u2069\ufeff]")
+
+
+def _show(m: re.Match[str]) -> str:
+    code = ord(m.group())
+    return {9: "\\t", 10: "\\n", 13: "\\r"}.get(code) or (
+        f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def visible(text: str, *, lines: bool = True) -> str:
+    """``text`` with every control character shown as an escape (``\\x1b``, ``\\u2028``);
+    with ``lines=False`` newlines and tabs too (a value must not start a line of its own)."""
+    return (_CONTROL if lines else _CONTROL_ALL).sub(_show, text)
+
+
+def safe(value: object) -> str:
+    """A dynamic value ready to sit inside rich markup: printed as written, never as markup
+    (``proj[bold]`` stays ``proj[bold]``, ``[/x]`` cannot raise), control characters shown
+    escaped."""
+    return _escape_markup(visible(str(value), lines=False))
+
+
+class _MarkupFormatter(string.Formatter):
+    def format_field(self, value: Any, format_spec: str) -> str:
+        return safe(format(value, format_spec))
+
+
+_FORMATTER = _MarkupFormatter()
+
+
+def markup(template: str, *args: Any, **kwargs: Any) -> str:
+    """``template.format(...)`` where the template is trusted markup and every value filled
+    in is escaped with ``safe``. The one way a dynamic value reaches a console."""
+    return _FORMATTER.format(template, *args, **kwargs)
+
+
+class SafeConsole(Console):
+    """A rich Console that never lets a string crash, leak or control the terminal: every
+    value a template read from the environment is masked (brazecfg.redact), control
+    characters are shown escaped, and text that is not valid markup (a value someone forgot
+    to pass through ``markup``) is printed as plain text instead of raising MarkupError."""
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        out: list[Any] = []
+        for obj in objects:
+            if isinstance(obj, str):
+                obj = redact.scrub(visible(obj))
+                if kwargs.get("markup", True) is not False:
+                    try:
+                        render_markup(obj)
+                    except MarkupError:
+                        obj = _escape_markup(obj)
+            out.append(obj)
+        super().print(*out, **kwargs)
+
+
 def make_console(*, stderr: bool = False, no_color: bool = False) -> Console:
     # emoji=False: ":id:" in a stream identity must not become an emoji
-    return Console(theme=THEME, stderr=stderr, no_color=no_color or None, highlight=False,
-                   soft_wrap=True, emoji=False)
+    return SafeConsole(theme=THEME, stderr=stderr, no_color=no_color or None, highlight=False,
+                       soft_wrap=True, emoji=False)
 
 
 def _n(count: int, word: str) -> str:
@@ -43,7 +110,7 @@ def _short(value: Any) -> str:
 
 def render_diagnostics(console: Console, diagnostics: list[Diagnostic]) -> None:
     for d in diagnostics:
-        console.print(f"[error]error[/] {escape(str(d))}")
+        console.print(markup("[error]error[/] {}", d))
     console.print(f"\n[error]{_n(len(diagnostics), 'problem')}[/] found.")
 
 
@@ -51,20 +118,21 @@ def render_plan_text(console: Console, plan: Plan) -> None:
     if plan.config_changes:
         console.print("[heading]Config changes[/]")
         for c in plan.config_changes:
-            keys = f" [muted]({', '.join(c.keys)})[/]" if c.keys else ""
-            console.print(f"  [{c.action.value}]{SIGN[c.action.value]} {c.ref}[/]{keys}")
+            keys = markup(" [muted]({})[/]", ", ".join(c.keys)) if c.keys else ""
+            console.print(markup(f"  [{c.action.value}]{SIGN[c.action.value]} {{}}[/]", c.ref)
+                          + keys)
         console.print()
     if plan.targets:
         console.print("[warn]Partial plan[/]: only " + ", ".join(
-            f"destination/{escape(t)}" for t in plan.targets) + " [muted](--target); the "
+            f"destination/{safe(t)}" for t in plan.targets) + " [muted](--target); the "
             "rest of the project is not planned[/]")
     for d in plan.destinations:
         _render_destination(console, d, plan.allowed)
     for r in plan.removed_destinations:
-        console.print(f"[heading]Destination {escape(r.name)}[/] [warn]removed from the config[/]")
+        console.print(f"[heading]Destination {safe(r.name)}[/] [warn]removed from the config[/]")
         console.print(f"  its {_n(r.records, 'user')} stay in Braze as they are; its state "
                       f"({_n(r.records, 'record')}, {_n(r.event_rows, 'event row')}) is kept "
-                      f"until `brazecfg state rm destination/{escape(r.name)}` [muted](renamed? "
+                      f"until `brazecfg state rm destination/{safe(r.name)}` [muted](renamed? "
                       f"declare it under moved: in brazecfg.yml)[/]")
     console.print(plan_headline(plan))
 
@@ -72,8 +140,8 @@ def render_plan_text(console: Console, plan: Plan) -> None:
 def _render_destination(console: Console, d: DestinationPlan,
                         allowed: frozenset[str] = frozenset()) -> None:
     c = d.counts
-    console.print(f"[heading]Destination {d.destination}[/] [muted]({d.mode} mode, model "
-                  f"{d.model})[/]")
+    console.print(markup("[heading]Destination {}[/] [muted]({} mode, model {})[/]",
+                         d.destination, d.mode, d.model))
     parts = []
     for action, label in (("create", "to create"), ("enrich", "to enrich"), ("update", "to update"),
                           ("delete", "to delete")):
@@ -81,25 +149,26 @@ def _render_destination(console: Console, d: DestinationPlan,
             parts.append(f"[{action}]{SIGN[action]} {c[action]:,} {label}[/]")
     parts.append(f"[unchanged]= {c['unchanged']:,} unchanged[/]")
     if c["kept"]:
-        parts.append(f"[muted]{c['kept']:,} gone from the warehouse, kept in Braze ({d.mode})[/]")
+        parts.append(markup("[muted]{:,} gone from the warehouse, kept in Braze ({})[/]",
+                            c["kept"], d.mode))
     if c["skipped"]:
         parts.append(f"[warn]{c['skipped']:,} skipped[/]")
     console.print("  " + "   ".join(parts))
     if d.moved_from:
-        console.print(f"  [update]~ state {escape(d.moved_from)}[/] [muted](nothing is resent)[/]")
+        console.print(f"  [update]~ state {safe(d.moved_from)}[/] [muted](nothing is resent)[/]")
     for old, new in sorted(d.stream_renames.items()):
-        console.print(f"  [update]~ event stream {escape(old)} is now {escape(new)}[/] "
+        console.print(f"  [update]~ event stream {safe(old)} is now {safe(new)}[/] "
                       "[muted](its rows keep their delivery state)[/]")
     for why in d.binding_changes:
-        console.print(f"  [warn]! {escape(why)}[/]")
-    console.print(f"  [muted]{escape(read_line(d))}[/]")
+        console.print(f"  [warn]! {safe(why)}[/]")
+    console.print(f"  [muted]{safe(read_line(d))}[/]")
     console.print(f"  [muted]cost: about {d.data_points:,} Braze data points "
                   "(deletions and subscription changes are free)[/]")
     for t in d.guardrails:
         if t.name in allowed:
-            console.print(f"  [warn]guardrail {t.name} overridden (--allow):[/] {escape(t.message)}")
+            console.print(f"  [warn]guardrail {t.name} overridden (--allow):[/] {safe(t.message)}")
         else:
-            console.print(f"  [error]guardrail {t.name}:[/] {escape(t.message)} "
+            console.print(f"  [error]guardrail {t.name}:[/] {safe(t.message)} "
                           "[muted](apply refuses this plan)[/]")
     fields = sorted(set(d.field_sets) | set(d.field_removals))
     if fields:
@@ -111,17 +180,18 @@ def _render_destination(console: Console, d: DestinationPlan,
                 bits.append(f"set for {_n(d.field_sets[f], 'user')}")
             if d.field_removals[f]:
                 bits.append(f"[delete]removed for {_n(d.field_removals[f], 'user')}[/]")
-            console.print(f"    {f.ljust(width)}  {', '.join(bits)}")
+            console.print(markup("    {}  ", f.ljust(width)) + ", ".join(bits))
     groups = sorted(set(d.joins) | set(d.leaves))
     if groups:
         console.print("  [heading]Groups[/]")
         for g in groups:
-            console.print(f"    {g}  [create]+{d.joins[g]:,} join[/]  [delete]-{d.leaves[g]:,} leave[/]")
+            console.print(markup("    {}  [create]+{:,} join[/]  [delete]-{:,} leave[/]",
+                                 g, d.joins[g], d.leaves[g]))
     streams = sorted(set(d.events_to_send) | set(d.events_unknown))
     if streams:
         console.print("  [heading]Events and purchases[/]")
         for st in streams:
-            line = f"    {st}  [create]+{d.events_to_send[st]:,} to send[/]"
+            line = markup("    {}  [create]+{:,} to send[/]", st, d.events_to_send[st])
             if d.events_unknown[st]:
                 line += (f"  [warn]{d.events_unknown[st]:,} delivery unknown[/] [muted](not resent;"
                          " `apply --settle-unknown` settles them from what Braze reports, "
@@ -132,24 +202,24 @@ def _render_destination(console: Console, d: DestinationPlan,
         for s in d.samples:
             sign = SIGN[s.action.value]
             if s.action is Action.DELETE:
-                console.print(f"    [delete]- {escape(s.external_id)}[/]")
+                console.print(markup("    [delete]- {}[/]", s.external_id))
                 continue
             attrs = ", ".join(f"{k}={_short(v)}" for k, v in sorted(s.attributes.items()))
             extra = "".join(f" +{g}" for g in s.joins) + "".join(f" -{g}" for g in s.leaves)
-            console.print(f"    [{s.action.value}]{sign} {escape(s.external_id)}[/] "
-                          f"{escape(attrs)}{escape(extra)}")
+            console.print(markup(f"    [{s.action.value}]{sign} {{}}[/] {{}}{{}}",
+                                 s.external_id, attrs, extra))
     if d.issue_count:
         console.print(f"  [warn]{_n(d.issue_count, 'value')} will not be sent[/] "
                       "[muted](the rest of each record still syncs)[/]")
         for i in d.issues[:10]:
-            console.print(f"    {escape(i.external_id)} · {i.field}: {escape(i.reason)}")
+            console.print(markup("    {} · {}: {}", i.external_id, i.field, i.reason))
         if d.issue_count > 10:
             console.print(f"    [muted]... and {d.issue_count - 10:,} more (--format json lists up to 50)[/]")
     if d.failed_last_time:
         console.print(f"  [warn]{_n(d.failed_last_time, 'record')} failed last time[/] "
                       "[muted](sent again by this apply)[/]")
         for i in d.failed_samples[:10]:
-            console.print(f"    {escape(i.external_id)}: {escape(i.reason)}")
+            console.print(markup("    {}: {}", i.external_id, i.reason))
     console.print()
 
 
@@ -200,6 +270,26 @@ def plan_headline(plan: Plan) -> str:
     return text + "." + _unknown_note(plan)
 
 
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]#!|<>~])")
+
+
+def md_code(value: object) -> str:
+    """``value`` as one Markdown code span that nothing inside can break out of: control
+    characters (newlines included) shown escaped, a fence longer than any run of backticks
+    inside, and ``|`` escaped (it splits a table cell even inside a code span)."""
+    text = visible(str(value), lines=False).replace("|", "\\|")
+    runs = [len(m) for m in re.findall(r"`+", text)]
+    fence = "`" * (max(runs, default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") or not text else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def md_text(value: object) -> str:
+    """``value`` as plain Markdown text: every character Markdown acts on is escaped, so no
+    heading, link, image (a tracking beacon) or HTML can come from data."""
+    return _MD_SPECIAL.sub(r"\\\1", visible(str(value), lines=False))
+
+
 def render_plan_markdown(plan: Plan) -> str:
     out = ["## brazecfg plan", ""]
     if not plan.has_changes:
@@ -210,7 +300,9 @@ def render_plan_markdown(plan: Plan) -> str:
         out += ["### Config changes", "", "```diff"]
         for c in plan.config_changes:
             keys = f" ({', '.join(c.keys)})" if c.keys else ""
-            out.append(f"{'+' if c.action is ConfigAction.CREATE else '-' if c.action is ConfigAction.DELETE else '!'} {c.ref}{keys}")
+            sign = ("+" if c.action is ConfigAction.CREATE else
+                    "-" if c.action is ConfigAction.DELETE else "!")
+            out.append(visible(f"{sign} {c.ref}{keys}", lines=False).replace("`", "'"))
         out += ["```", ""]
     if plan.targets:
         out += ["**Partial plan**: only " + ", ".join(f"`destination/{t}`" for t in plan.targets)
@@ -218,7 +310,7 @@ def render_plan_markdown(plan: Plan) -> str:
     out += [f"About **{plan.data_points:,} Braze data points** in all.", ""]
     for d in plan.destinations:
         s = d.summary()
-        out += [f"### Destination `{d.destination}` ({d.mode})", "",
+        out += [f"### Destination {md_code(d.destination)} ({md_text(d.mode)})", "",
                 "| create | update | enrich | delete | unchanged | kept | skipped |",
                 "|---:|---:|---:|---:|---:|---:|---:|",
                 "| " + " | ".join(f"{s['counts'][k]:,}" for k in
@@ -234,21 +326,23 @@ def render_plan_markdown(plan: Plan) -> str:
         fields = sorted(set(d.field_sets) | set(d.field_removals))
         if fields:
             out += ["| attribute | set | removed |", "|---|---:|---:|"]
-            out += [f"| `{f}` | {d.field_sets[f]:,} | {d.field_removals[f]:,} |" for f in fields]
+            out += [f"| {md_code(f)} | {d.field_sets[f]:,} | {d.field_removals[f]:,} |"
+                    for f in fields]
             out.append("")
         groups = sorted(set(d.joins) | set(d.leaves))
         if groups:
             out += ["| group | join | leave |", "|---|---:|---:|"]
-            out += [f"| `{g}` | {d.joins[g]:,} | {d.leaves[g]:,} |" for g in groups]
+            out += [f"| {md_code(g)} | {d.joins[g]:,} | {d.leaves[g]:,} |" for g in groups]
             out.append("")
         if d.issue_count:
             out.append(f"**{d.issue_count:,} values will not be sent** (record id, field, reason):")
-            out += [f"- `{i.external_id}` `{i.field}`: {i.reason}" for i in d.issues[:20]]
+            out += [f"- {md_code(i.external_id)} {md_code(i.field)}: {md_text(i.reason)}"
+                    for i in d.issues[:20]]
             out.append("")
         streams = sorted(set(d.events_to_send) | set(d.events_unknown))
         if streams:
             out += ["| events | to send | delivery unknown |", "|---|---:|---:|"]
-            out += [f"| `{st}` | {d.events_to_send[st]:,} | {d.events_unknown[st]:,} |"
+            out += [f"| {md_code(st)} | {d.events_to_send[st]:,} | {d.events_unknown[st]:,} |"
                     for st in streams]
             out.append("")
         if d.failed_last_time:
@@ -285,9 +379,9 @@ def render_results(console: Console, results: list[DestinationResult]) -> None:
         if r.events_unknown_before:
             bits.append(f"[warn]{r.events_unknown_before:,} events still of unknown delivery "
                         "from earlier runs[/]")
-        console.print(f"[heading]{r.destination}[/]: " + ", ".join(bits))
+        console.print(markup("[heading]{}[/]: ", r.destination) + ", ".join(bits))
         for f in r.failures[:10]:
-            console.print(f"  [error]failed[/] {escape(f.external_id)}: {escape(f.reason)}")
+            console.print(markup("  [error]failed[/] {}: {}", f.external_id, f.reason))
         if r.failed:
             console.print("  [muted]Failed records stay out of the ledger and are sent again by "
                           "the next apply.[/]")
@@ -309,4 +403,4 @@ def render_settled(console: Console, results: list[SettleResult]) -> None:
                       f"unknown delivery reached Braze (now sent), {r.missing:,} did not (sent "
                       "by this apply)")
         for n, why in undecided_lines([r]):
-            console.print(f"  [warn]{_n(n, 'event')} stay unknown[/]: {escape(why)}")
+            console.print(f"  [warn]{_n(n, 'event')} stay unknown[/]: {safe(why)}")

@@ -14,16 +14,17 @@ This module is the only one that reads project files.
 from __future__ import annotations
 
 import os
+import re
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from brazecfg.config.templating import Renderer, is_template, render_document
+from brazecfg.config.templating import Renderer, env_allowed, is_template, render_document
 from brazecfg.config.yaml import Document, PathElem, load_file
 from brazecfg.errors import Diagnostic, Location, ProjectError
 from brazecfg.model.build import build_resource, build_settings
-from brazecfg.model.checks import check_resources
+from brazecfg.model.checks import ANY_KIND, check_resources
 from brazecfg.model.resources import KINDS, Project, ProjectSettings, Resource
 from brazecfg.schema import validate
 from brazecfg.schema.diagnostics import did_you_mean, path_text
@@ -47,6 +48,8 @@ class _Loader:
     def __init__(self, root: Path, env: Mapping[str, str]) -> None:
         self.root = root
         self.env = env
+        self.env_names: frozenset[str] = frozenset()  # brazecfg.yml's env: allow-list
+        self.raw_vars: dict[str, Any] = {}
         self.diagnostics: list[Diagnostic] = []
         self.docs: dict[int, Document] = {}  # id(resource) -> its document, for locations
 
@@ -59,12 +62,17 @@ class _Loader:
                                            "project folder not found",
                                            hint="pass the folder that holds brazecfg.yml")])
         settings, skip = self.load_settings()
-        renderer = Renderer(self.env, settings.vars if settings else {})
+        # With invalid settings, resources still render with the vars as written, so a
+        # declared var is not called "unknown" (a knock-on of the real error).
+        renderer = Renderer(self.env, settings.vars if settings else self.raw_vars,
+                            allow=self.allow)
         resources: list[Resource] = []
         known: dict[str, set[str]] = defaultdict(set)
         for path in self.resource_files(skip):
             docs, diags = load_file(path, self.display(path))
             self.diagnostics += diags
+            if diags:
+                known[ANY_KIND] |= _names_in(path)  # what the broken part declares
             for doc in docs:
                 resource = self.load_document(doc, renderer, known)
                 if resource is not None:
@@ -74,6 +82,9 @@ class _Loader:
         if self.diagnostics or settings is None:
             raise ProjectError(self.diagnostics)
         return _project(settings, resources)
+
+    def allow(self, name: str) -> bool:
+        return env_allowed(name, self.env_names)
 
     def locate(self, resource: Resource, path: Sequence[PathElem]) -> Location:
         doc = self.docs.get(id(resource))
@@ -86,7 +97,9 @@ class _Loader:
     def load_settings(self) -> tuple[ProjectSettings | None, set[Path]]:
         """The settings (None when invalid) and the files that are not resource files."""
         found = [self.root / n for n in PROJECT_FILES if (self.root / n).is_file()]
-        skip = set(found)
+        # Never resource files, even when the settings are invalid (else the lockfile would be
+        # read as a resource: a knock-on error).
+        skip = {*found, self.root / "brazecfg.lock.json"}
         if not found:
             self.diagnostics.append(Diagnostic(
                 Location(self.display(self.root / "brazecfg.yml")),
@@ -110,10 +123,20 @@ class _Loader:
                 hint="write `name: my_project` and, optionally, vars: and state:"))
             return None, skip
         doc = docs[0]
+        listed = doc.value.get("env")
+        if isinstance(listed, list):
+            self.env_names = frozenset(n for n in listed if isinstance(n, str))
+        raw_vars = doc.value.get("vars")
+        self.raw_vars = dict(raw_vars) if isinstance(raw_vars, dict) else {}
+        state = doc.value.get("state")
+        if isinstance(state, dict) and isinstance(state.get("lockfile"), str):
+            skip.add(self.root / state["lockfile"])
         # vars may read the environment (env()), not other vars
-        rendered = render_document(doc, Renderer(self.env, {}))
+        rendered = render_document(doc, Renderer(self.env, {}, allow=self.allow))
         problems = rendered.diagnostics + validate(doc, rendered.value, "project",
                                                    skip=rendered.failed)
+        if not problems:
+            problems = self.check_state_paths(doc, rendered.value)
         self.diagnostics += problems
         if problems:
             return None, skip
@@ -121,6 +144,35 @@ class _Loader:
         skip.add(self.root / settings.lockfile)
         skip.add(self.root / settings.state_dir)
         return settings, skip
+
+    def check_state_paths(self, doc: Document, value: dict[str, Any]) -> list[Diagnostic]:
+        """state.dir must be a folder (or not exist yet), state.lockfile a file: found here
+        with a location, not as FileExistsError in the middle of an apply."""
+        state = value.get("state") or {}
+        out: list[Diagnostic] = []
+        for key, want_dir in (("dir", True), ("lockfile", False)):
+            if not isinstance(state.get(key), str):
+                continue
+            try:
+                path = self.root / state[key]
+                bad = (path.exists() and not path.is_dir()) if want_dir else path.is_dir()
+                inside = path.resolve().is_relative_to(self.root.resolve())
+            except OSError as e:
+                out.append(Diagnostic(doc.location(["state", key]),
+                                      f"state.{key} cannot be used: {e.strerror or e}",
+                                      hint="give a short path inside the project folder"))
+                continue
+            if bad:
+                what = "a file" if want_dir else "a folder"
+                out.append(Diagnostic(doc.location(["state", key]),
+                                      f"state.{key} {state[key]!r} is {what}",
+                                      hint="point it at a folder" if want_dir
+                                      else "point it at a file"))
+            elif not inside:
+                out.append(Diagnostic(doc.location(["state", key]),
+                                      f"state.{key} {state[key]!r} is outside the project "
+                                      "folder", hint="keep the state inside the project"))
+        return out
 
     # --- resource files -------------------------------------------------------------------
 
@@ -157,16 +209,22 @@ class _Loader:
             return None
         kind, name = value.get("kind"), value.get("name")
         label = f"{kind}/{name}" if isinstance(kind, str) and isinstance(name, str) else ""
-        if kind is None:
+        if kind is None or kind == "":
+            there = "kind" in value
             self.diagnostics.append(Diagnostic(
-                doc.location(), "missing required key 'kind'", resource=label,
-                hint=f"add kind: one of {', '.join(KINDS)}"))
+                doc.location(["kind"], at="key") if there else doc.location(),
+                "kind is empty" if there else "missing required key 'kind'", resource=label,
+                hint=f"{'write' if there else 'add'} kind: one of {', '.join(KINDS)}"))
+            if isinstance(name, str):
+                known[ANY_KIND].add(name)
             return None
-        if kind not in KINDS:
+        if not isinstance(kind, str) or kind not in KINDS:
             self.diagnostics.append(Diagnostic(
                 doc.location(["kind"]),
                 f"unknown kind {kind!r}{did_you_mean(str(kind), KINDS)}",
                 hint=f"kind is one of {', '.join(KINDS)}"))
+            if isinstance(name, str):  # references to it are knock-ons of the misspelt kind
+                known[ANY_KIND].add(name)
             return None
         if isinstance(name, str):
             known[kind].add(name)  # even if invalid below: no "unknown" noise for references
@@ -188,6 +246,20 @@ class _Loader:
             return None
         key_locations = {k: doc.location([k], at="key") for k in value}
         return build_resource(rendered.value, rendered.public, doc.location(), key_locations)
+
+
+_NAME = re.compile(r"""^\s*(?:-\s*)?["']?name["']?\s*:\s*["']?([A-Za-z0-9_.\-]+)""", re.M)
+
+
+def _names_in(path: Path) -> set[str]:
+    """Names a file that could not be parsed (or not fully) seems to declare, found by a
+    plain text scan: references to them are knock-ons, not errors of their own."""
+    try:
+        with path.open("rb") as f:
+            text = f.read(1024 * 1024).decode("utf-8", "replace")
+    except OSError:
+        return set()
+    return set(_NAME.findall(text))
 
 
 def _name_paths(value: dict[str, Any]) -> list[tuple[PathElem, ...]]:

@@ -28,6 +28,10 @@ from brazecfg.model.resources import (
 )
 from brazecfg.schema.diagnostics import did_you_mean
 
+# In ``known``: names declared by a document whose kind is unknown or whose file could not be
+# parsed. A reference to one of them is a knock-on of that error, never reported on its own.
+ANY_KIND = "*"
+
 Locator = Callable[[Resource, Sequence[PathElem]], Location]
 
 NUMERIC = frozenset({"integer", "float"})
@@ -101,7 +105,7 @@ class Checker:
         """True when ``kind/name`` exists and was built; reports it when it does not exist."""
         if name in self.by_kind.get(kind, {}):
             return True
-        if name not in self.known[kind]:
+        if name not in self.known[kind] and name not in self.known[ANY_KIND]:
             maybe = did_you_mean(name, self.known[kind])
             self.add(r, path, f"unknown {what or kind} {name!r}{maybe}",
                      f"declare it (kind: {kind}, name: {name}) or fix the name")
@@ -127,7 +131,8 @@ class Checker:
             self.check_property(p)
         for g in self.groups.values():
             self.check_group(g)
-        self.check_group_cycles()
+        if self.check_group_cycles():
+            self.check_group_sizes()
         for d in self.destinations.values():
             self.check_destination(d)
         return self.out
@@ -212,7 +217,38 @@ class Checker:
             if problem:
                 self.add(g, ["rules", i, "value"], problem, "fix the value")
 
-    def check_group_cycles(self) -> None:
+    def check_group_sizes(self) -> None:
+        """A group's condition inlines each group it uses (``member``): a chain of hundreds of
+        groups, or groups that each use the previous one twice, would build a query too deep
+        or too big (exponential) for any warehouse. Sizes are counted once per group."""
+        depth: dict[str, int] = {}
+        size: dict[str, int] = {}
+        order = _topological(self.groups)
+        for name in order:
+            g = self.groups[name]
+            used = [r.group for r in g.rules if r.group in self.groups]
+            depth[name] = 1 + max((depth[u] for u in used), default=0)
+            size[name] = min(MAX_GROUP_RULES + 1, sum(size[r.group] if r.group in size else 1
+                                                       for r in g.rules) or 1)
+        for name in order:
+            g = self.groups[name]
+            too_deep = depth[name] > MAX_GROUP_DEPTH
+            too_big = size[name] > MAX_GROUP_RULES
+            if not (too_deep or too_big):
+                continue
+            # report where it first goes over: a group whose own members are all within
+            used = [u for u in (r.group for r in g.rules) if u in self.groups]
+            if any(depth[u] > MAX_GROUP_DEPTH or size[u] > MAX_GROUP_RULES for u in used):
+                continue
+            i = next((i for i, r in enumerate(g.rules) if r.group in self.groups), 0)
+            what = (f"nests groups more than {MAX_GROUP_DEPTH} deep" if too_deep else
+                    f"expands to more than {MAX_GROUP_RULES:,} rules through the groups it uses")
+            self.add(g, ["rules", i, "group"], f"{g.ref} {what}",
+                     "use fewer levels of member rules, or compute the flag in the warehouse "
+                     "as a property")
+
+    def check_group_cycles(self) -> bool:
+        """Report cycles of member rules; True when there are none."""
         graph = {n: [r.group for r in g.rules if r.group in self.groups]
                  for n, g in self.groups.items()}
         reported: set[frozenset[str]] = set()
@@ -227,6 +263,7 @@ class Checker:
                      "groups refer to each other in a cycle: " + " -> ".join(cycle),
                      "remove one of these group rules")
             graph[cycle[0]] = [x for x in graph[cycle[0]] if x != cycle[1]]
+        return not reported
 
     def check_destination(self, d: Destination) -> None:
         if self.ref(d, ["app"], "app", d.app) and self.apps[d.app].type != "braze":
@@ -312,6 +349,30 @@ class Checker:
                      f"map properties of model {d.model} only")
             return False
         return True
+
+
+MAX_GROUP_DEPTH = 32
+MAX_GROUP_RULES = 2_000
+
+
+def _topological(groups: Mapping[str, Group]) -> list[str]:
+    """Group names, each after the groups it uses (no cycles: checked before), iteratively."""
+    order: list[str] = []
+    done: set[str] = set()
+    for start in sorted(groups):
+        stack: list[tuple[str, bool]] = [(start, False)]
+        while stack:
+            name, ready = stack.pop()
+            if name in done:
+                continue
+            if ready:
+                done.add(name)
+                order.append(name)
+                continue
+            stack.append((name, True))
+            stack += [(r.group, False) for r in groups[name].rules
+                      if r.group is not None and r.group in groups and r.group not in done]
+    return order
 
 
 def _value_problem(op: str, ptype: str, value: Any) -> str:

@@ -7,6 +7,7 @@ so Braze keeps what it had. The rest of the record still syncs.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,18 @@ from brazecfg.plan.values import ValueProblem, check_field, normalise
 from brazecfg.warehouse.base import ModelRow
 
 MAX_EXTERNAL_ID_BYTES = 987
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def key_problem(key: str) -> str:
+    """Why ``key`` cannot be an external id as it is ("" when it can). A key with leading or
+    trailing whitespace, or a control character, looks like another key but is not one."""
+    if key != key.strip():
+        return ("has leading or trailing whitespace; skipped (trim it in the warehouse, "
+                "e.g. TRIM(id), if that is the id you mean)")
+    if _CONTROL.search(key):
+        return "holds a control character (tab, newline, escape); skipped (fix it in the warehouse)"
+    return ""
 
 
 @dataclass(frozen=True)
@@ -54,6 +67,11 @@ class RecordBuilder:
     def build(self, row: ModelRow, issues: list[Issue]) -> Desired | None:
         """The desired record, or None when the row has no usable external id."""
         key = row.key
+        problem = key_problem(key)
+        if problem:
+            # Never sent in silence: " 42" and "42" would be two users in Braze.
+            issues.append(Issue(key[:60], "external_id", problem))
+            return None
         if len(key.encode()) > MAX_EXTERNAL_ID_BYTES:
             issues.append(Issue(key[:40] + "...", "external_id",
                                 f"longer than Braze's {MAX_EXTERNAL_ID_BYTES}-byte limit; skipped"))

@@ -134,6 +134,13 @@ class Reporter:
                 n = error.validator_value
                 need = "must not be empty" if n == 1 else f"needs at least {n} items"
                 return [self.diag(path, f"{subject} {need}", hint)]
+            case "minimum" | "maximum" | "exclusiveMinimum" | "exclusiveMaximum":
+                bound = error.validator_value
+                rule = {"minimum": f"at least {bound}", "maximum": f"at most {bound}",
+                        "exclusiveMinimum": f"more than {bound}",
+                        "exclusiveMaximum": f"less than {bound}"}[keyword]
+                return [self.diag(path, f"{subject}: {self.show(path)} is out of range; it "
+                                        f"must be {rule}", hint)]
             case "oneOf" | "anyOf":
                 if custom:
                     return [self.diag(path, f"{subject} {custom}", hint)]

@@ -12,7 +12,7 @@ from functools import cache
 from importlib.resources import files
 from typing import Any
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
@@ -43,8 +43,32 @@ def registry() -> Registry[Any]:
     return reg.crawl()
 
 
+def _as_number(instance: Any) -> Any:
+    """A number written as text (a rendered template such as ``"{{ env('N', 30) }}"``) as a
+    float, so ranges apply to it as to the number; anything else unchanged."""
+    if isinstance(instance, str):
+        try:
+            return float(instance.strip())
+        except ValueError:
+            return instance
+    return instance
+
+
+def _ranged(check: Any) -> Any:
+    def run(validator: Any, bound: Any, instance: Any, schema: Any) -> Any:
+        return check(validator, bound, _as_number(instance), schema)
+    return run
+
+
+# minimum/maximum also hold for numbers written as text (templates render to text).
+_Validator = validators.extend(Draft202012Validator, {
+    k: _ranged(Draft202012Validator.VALIDATORS[k])
+    for k in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")})
+
+
 @cache
 def validator(name: str) -> Draft202012Validator:
     """The validator of ``<name>.json`` (a kind, or "project")."""
     schema = registry().contents(BASE_URI + f"{name}.json")
-    return Draft202012Validator(schema, registry=registry())
+    v: Draft202012Validator = _Validator(schema, registry=registry())
+    return v

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -92,7 +93,15 @@ def connect(app: App, project: Project) -> Warehouse:
         raise WarehouseError(
             f"app/{app.name}: no SQLAlchemy driver for {backend!r} ({scrub(str(exc), secrets)}); "
             f"install it, e.g. pip install 'brazecfg[{extra}]'") from None
-    except (ArgumentError, ImportError, ValueError) as exc:
+    except (ArgumentError, ValueError):
+        cleanup()
+        # The parser's own message quotes pieces of the URL, which may be pieces of a
+        # password (an unencoded '@', ':' or '/' splits it): never show it.
+        raise WarehouseError(
+            f"app/{app.name}: invalid connection options: the URL or port cannot be parsed; "
+            "check its form (driver://user:password@host:port/database) and percent-encode "
+            "'@', ':' and '/' inside the user name or password") from None
+    except ImportError as exc:
         cleanup()
         raise WarehouseError(f"app/{app.name}: invalid connection options: "
                              f"{scrub(str(exc), secrets)}") from None
@@ -178,23 +187,66 @@ def _local_path(app: App, options: Mapping[str, Any], root: str) -> Path:
     path = Path(str(options["path"]))
     if not path.is_absolute():
         path = Path(root) / path
-    path = path.resolve()
-    if not path.is_file() and options.get("seed"):
-        _seed(app, path, Path(root) / str(options["seed"]))
-    if not path.is_file():
+    try:
+        path = path.resolve()
+        exists = path.is_file()
+        if not exists and options.get("seed"):
+            _seed(app, path, Path(root) / str(options["seed"]), Path(root))
+            exists = path.is_file()
+    except OSError as exc:  # a name too long, a loop of links, a folder we may not enter
+        raise WarehouseError(f"app/{app.name}: options.path cannot be used: "
+                             f"{exc.strerror or type(exc).__name__}; check options.path "
+                             "(relative paths start at the project root)") from None
+    if not exists:
         raise WarehouseError(f"app/{app.name}: database file {path} does not exist; check "
                              f"options.path (relative paths start at the project root)")
     return path
 
 
-def _seed(app: App, path: Path, script: Path) -> None:
-    """Build a missing example database from checked-in SQL (``options.seed``), so example
-    projects need no binary in git. Never touches an existing database."""
+MAX_SEED_BYTES = 64 * 1024 * 1024
+
+
+def _read_seed(app: App, script: Path, root: Path) -> str:
+    """The seed's SQL: a regular file inside the project folder, at most MAX_SEED_BYTES.
+    A config author must not make brazecfg read /dev/zero, a FIFO or /etc/passwd."""
+    where = f"app/{app.name}: options.seed {script.name}"
     try:
-        sql = script.read_text(encoding="utf-8")
+        real = script.resolve()
+        if not real.is_relative_to(root.resolve()):
+            raise WarehouseError(f"{where} is outside the project folder; keep the seed SQL "
+                                 "in the project")
+        st = real.stat()
+        if not stat.S_ISREG(st.st_mode):
+            raise WarehouseError(f"{where} is not a regular file; give a SQL file")
+        if st.st_size > MAX_SEED_BYTES:
+            raise WarehouseError(f"{where} is larger than {MAX_SEED_BYTES // 2**20} MiB; "
+                                 "build big databases outside brazecfg")
+        with real.open("rb") as f:
+            data = f.read(MAX_SEED_BYTES + 1)
     except OSError as exc:
         raise WarehouseError(f"app/{app.name}: cannot read options.seed {script}: "
-                             f"{exc.strerror}") from None
+                             f"{exc.strerror or type(exc).__name__}") from None
+    if len(data) > MAX_SEED_BYTES:
+        raise WarehouseError(f"{where} is larger than {MAX_SEED_BYTES // 2**20} MiB")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise WarehouseError(f"{where} is not UTF-8 text") from None
+
+
+def _unquoted(message: str) -> str:
+    """A driver message without the text it quotes (``near "TOKEN": syntax error``): the
+    quoted text is a piece of the file, which is not ours to print."""
+    return _QUOTED.sub("…", message)
+
+
+_QUOTED = re.compile(r"\"[^\"]*\"|'[^']*'")
+
+
+def _seed(app: App, path: Path, script: Path, root: Path) -> None:
+    """Build a missing example database from checked-in SQL (``options.seed``), so example
+    projects need no binary in git. Never touches an existing database."""
+    sql = _read_seed(app, script, root)
     tmp = path.with_name(f".{path.name}.seeding")
     tmp.unlink(missing_ok=True)
     try:
@@ -214,7 +266,8 @@ def _seed(app: App, path: Path, script: Path) -> None:
         tmp.replace(path)
     except Exception as exc:  # the seed is user SQL: report, don't crash
         tmp.unlink(missing_ok=True)
-        raise WarehouseError(f"app/{app.name}: options.seed {script.name} failed: {exc}") from None
+        raise WarehouseError(f"app/{app.name}: options.seed {script.name} failed: "
+                             f"{scrub(_unquoted(str(exc)))}") from None
 
 
 def _postgres_url(options: Mapping[str, Any]) -> URL:

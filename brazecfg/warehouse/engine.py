@@ -6,7 +6,6 @@ on PostgreSQL, fetchmany elsewhere), so memory holds one batch whatever the mode
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from typing import Any, TypeVar
@@ -15,6 +14,7 @@ from sqlalchemy import false, literal, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
+from brazecfg import redact
 from brazecfg.errors import WarehouseError
 from brazecfg.model.resources import App, Project
 from brazecfg.warehouse.base import EventRow, ModelRow
@@ -28,20 +28,18 @@ from brazecfg.warehouse.compile import (
 from brazecfg.warehouse.sources import source_from
 
 T = TypeVar("T")
-_URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
 
 
 def scrub(message: str, secrets: tuple[str, ...] = ()) -> str:
-    """``message`` without the given secrets and without passwords in URLs."""
-    out = _URL_PASSWORD.sub(r"\1***@", message)
-    for secret in secrets:
-        if secret:
-            out = out.replace(secret, "***")
-    return out
+    """``message`` without the given secrets, every value a template read from the
+    environment (brazecfg.redact) and passwords in URLs."""
+    return redact.scrub(message, secrets)
 
 
 def driver_message(exc: BaseException, secrets: tuple[str, ...] = ()) -> str:
-    """The warehouse's own message (not SQLAlchemy's wrapper with SQL and parameters)."""
+    """The warehouse's own message (not SQLAlchemy's wrapper with SQL and parameters),
+    scrubbed: a driver quotes queries, identifiers and values, any of which may come from
+    an env() template."""
     orig = getattr(exc, "orig", None)
     text = str(orig if orig is not None else exc).strip()
     text = text.split("\n(Background on this error")[0]
@@ -166,7 +164,13 @@ class SqlWarehouse:
             return None
         try:
             with self.engine.connect() as conn:
-                value = conn.execute(stmt).scalar()
+                try:
+                    value = conn.execute(stmt).scalar()
+                except DBAPIError as exc:
+                    # Name the source or column it could not read, at its file and line,
+                    # as a read of the model would.
+                    query = self.query(model, now=datetime.now(timezone.utc))
+                    raise self._diagnose(conn, f"model/{model}", query, exc) from None
         except SQLAlchemyError as exc:
             raise self._error(f"cannot read the greatest updated_at of model/{model}",
                               exc) from None
@@ -236,6 +240,7 @@ class SqlWarehouse:
             problem = _probe(conn, source_from(source, [], "t", dialect, root), None)
             if problem is not None:
                 return WarehouseError(
+                    f"{_at(source, 'query' if source.query else 'table')}"
                     f"app/{self.app_name}: {source.ref} cannot be read "
                     f"({source.query and 'query' or source.table}): "
                     f"{scrub(problem, self._secrets)}. Check the source's table or query.")
@@ -245,10 +250,27 @@ class SqlWarehouse:
                 if problem is not None:
                     who = ", ".join(dict.fromkeys(users))
                     return WarehouseError(
-                        f"app/{self.app_name}: column {col!r} of {source.ref}, used by {who}, "
+                        f"{self._where(users[0], col)}app/{self.app_name}: column {col!r} of {source.ref}, used by {who}, "
                         f"cannot be read: {scrub(problem, self._secrets)}. "
                         "Check the column name (and its case) in the warehouse.")
         return self._error(f"the query for {what} failed", exc)
+
+    def _where(self, ref: str, col: str) -> str:
+        """``file:line:col: `` of the key that names ``col`` in resource ``ref``: a missing
+        column is a config error, and brazecfg knows which line asked for it."""
+        kind, _, name = ref.partition("/")
+        if kind == "property" and name in self.project.properties:
+            prop = self.project.properties[name]
+            key = ("sort" if col == prop.sort and col != prop.column else
+                   "column" if prop.column == col else
+                   "name" if col == prop.name and not prop.column else "filters")
+            return _at(prop, key)
+        if kind == "source" and name in self.project.sources:
+            src = self.project.sources[name]
+            key = next((k for k in ("key", "updated_at") if getattr(src, k, None) == col),
+                       "key")
+            return _at(src, key)
+        return ""
 
     def close(self) -> None:
         self.engine.dispose()
@@ -286,6 +308,11 @@ def as_utc(value: Any) -> datetime | None:
     if value.tzinfo is None:
         return value.replace(tzinfo=timezone.utc)
     return value.astimezone(timezone.utc)
+
+
+def _at(resource: Any, key: str) -> str:
+    where = resource.where(key) if hasattr(resource, "where") else None
+    return f"{where}: " if where is not None and where.line else ""
 
 
 def _rollback(conn: Connection) -> None:

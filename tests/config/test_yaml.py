@@ -95,3 +95,18 @@ def test_unreadable_file(tmp_path) -> None:
     (tmp_path / "gone.yml").symlink_to(tmp_path / "missing.yml")
     docs, diags = load_file(tmp_path / "gone.yml", "gone.yml")
     assert docs == [] and diags[0].message.startswith("cannot read the file")
+
+
+def test_merged_keys_are_located_in_yaml_precedence_order() -> None:
+    import yaml as pyyaml
+
+    from brazecfg.config.yaml import _Loader, mapping_pairs
+
+    node = pyyaml.compose("a: &a {x: 1, <<: {z: 9}}\nb: &b {y: 2, z: 3}\n"
+                          "c: {<<: [*a, *b, *a], w: 0}\n", Loader=_Loader)
+    merged = node.value[2][1]
+    assert [k.value for k, _ in mapping_pairs(merged)] == ["w", "x", "z", "y", "z"]
+    docs, diags = parse_yaml("a: &a {x: 1, <<: {z: 9}}\nb: &b {y: 2, z: 3}\n"
+                             "c: {<<: [*a, *b], w: 0}\n", "f.yml")
+    assert not diags and docs[0].value["c"]["z"] == 9
+    assert str(docs[0].location(["c", "z"])) == "f.yml:1:22"  # a's merge wins over b

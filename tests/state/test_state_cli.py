@@ -92,9 +92,9 @@ def test_two_checkouts_share_one_state_and_nothing_is_sent_twice(
         state = {"backend": "warehouse", "app": "statewh"}
     else:
         url = request.getfixturevalue("postgres_url")
-        monkeypatch.setenv("STATE_PG", url)
+        monkeypatch.setenv("BRAZECFG_TEST_STATE_PG", url)
         extra = {"kind": "app", "name": "statewh", "type": "postgres",
-                 "options": {"url": "{{ env('STATE_PG') }}"}}
+                 "options": {"url": "{{ env('BRAZECFG_TEST_STATE_PG') }}"}}
         state = {"backend": "warehouse", "app": "statewh", "schema": f"w_{uuid.uuid4().hex[:8]}"}
     one = checkout(tmp_path, "one", state, extra)
     two = checkout(tmp_path, "two", state, extra)
