@@ -25,6 +25,8 @@ app = typer.Typer(
 )
 emulator_app = typer.Typer(help="Run or inspect the local Braze emulator.")
 app.add_typer(emulator_app, name="emulator")
+import_app = typer.Typer(help="Turn another tool's config into a brazecfg project.")
+app.add_typer(import_app, name="import")
 
 _state: dict[str, Any] = {"debug": False, "no_color": False}
 
@@ -197,6 +199,31 @@ def apply(
         # delivery is unknown (check Braze, then `apply --resend-unknown`).
         if any(r.failed or r.events_failed or r.events_unknown for r in outcome.results):
             raise typer.Exit(1)
+
+
+@import_app.command("grouparoo")
+def import_grouparoo(
+    directory: Annotated[Path, typer.Argument(help="A Grouparoo project (holding config/) or its config folder.")],
+    out: Annotated[Path | None, typer.Option("--out", help="The brazecfg project to write (default: ./NAME-brazecfg).")] = None,
+) -> None:
+    """Translate a Grouparoo code-config directory; list what was and was not carried over."""
+    from rich.markup import escape
+
+    from brazecfg.config.loader import load_project
+    from brazecfg.importers.grouparoo import import_grouparoo as run_import
+    from brazecfg.importers.grouparoo import summary_lines
+
+    with _guard():
+        target = out or Path(f"{directory.resolve().name}-brazecfg")
+        result, _ = run_import(directory, target)
+        console = _console()
+        for note in result.notes:
+            console.print(f"[warn]TODO[/] {escape(str(note))}", highlight=False, soft_wrap=True)
+        for line in summary_lines(result):
+            console.print(line, highlight=False, markup=False)
+        load_project(target)  # the result must validate; a failure here is reported as such
+        console.print(f"[ok]ok[/]: wrote {target} (see {target / 'IMPORT.md'}); next: "
+                      f"`brazecfg plan {target}`", highlight=False)
 
 
 @emulator_app.callback(invoke_without_command=True)

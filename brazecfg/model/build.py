@@ -86,7 +86,8 @@ def build_resource(data: Mapping[str, Any], declared: Mapping[str, Any], locatio
                 subscription_groups=tuple(SubscriptionMapping(g, i) for g, i in subs),
                 unsubscribe_on_leave=data.get("unsubscribe_on_leave", True),
                 groups_attribute=data.get("groups_attribute"),
-                events=_events(data.get("events")))
+                events=_events(data.get("events")), schedule=data.get("schedule"),
+                group=data.get("group"))
     raise ValueError(f"unknown kind {data['kind']!r}")  # the loader checked kinds already
 
 

@@ -164,6 +164,8 @@ class Destination(Resource):
     unsubscribe_on_leave: bool = True
     groups_attribute: str | None = None  # array custom attribute listing group names
     events: tuple[EventSpec, ...] = ()
+    schedule: str | None = None  # when `brazecfg run` applies it (wins over its sources')
+    group: str | None = None  # tracked group: only its members are records of this destination
 
     def fields(self) -> dict[str, str]:
         """Every Braze field this destination writes, except external_id, -> property name."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -31,7 +31,7 @@ from brazecfg.state.hashing import Hasher, load_key
 from brazecfg.state.ledger import Ledger, LedgerRecord
 from brazecfg.state.lockfile import Lockfile, read_lockfile
 from brazecfg.state.paths import StatePaths
-from brazecfg.warehouse.base import Warehouse
+from brazecfg.warehouse.base import ModelRow, Warehouse
 from brazecfg.warehouse.connect import connect
 
 ClientFactory = Callable[[App], BrazeClient]
@@ -124,6 +124,10 @@ def read_since(project: Project, dest: Destination, ledger: Ledger, fingerprint:
     without any row changing)."""
     if full_refresh:
         return None, "full refresh requested"
+    if dest.group:
+        # A record that left the tracked group must be found gone; an incremental read only
+        # sees the rows that changed, not the members that left because of them.
+        return None, f"it syncs the members of group {dest.group} only: a full read"
     mark = ledger.watermark(state_name or dest.name)
     props = project.model_properties(dest.model)
     sources = {project.primary_source(dest.model).name, *(p.source for p in props)}
@@ -278,11 +282,23 @@ def _describe_state(project: Project, ledger: Ledger) -> str:
     return f"the local ledger {ledger.path}"
 
 
+def tracked_rows(dest: Destination, rows: Iterable[ModelRow]) -> Iterator[ModelRow]:
+    """A destination with ``group:`` (Grouparoo's tracked group) has the group's members as
+    its records: a record that leaves the group is gone from it, as if deleted from the model
+    (deleted in sync mode, kept in the others)."""
+    if dest.group is None:
+        yield from rows
+        return
+    for row in rows:
+        if dest.group in row.groups:
+            yield row
+
+
 def _diff_once(project: Project, dest: Destination, warehouse: Warehouse, ledger: Ledger,
                hasher: Hasher, state_name: str, *, now: datetime, since: datetime | None,
                recheck: frozenset[str], spool_dir: Path | None, exists: ExistsCheck | None,
                fresh: bool, rebound: frozenset[str]) -> DestinationPlan:
-    rows = warehouse.stream_model(dest.model, now=now, changed_since=since)
+    rows = tracked_rows(dest, warehouse.stream_model(dest.model, now=now, changed_since=since))
     keys = warehouse.stream_keys(dest.model) if since is not None else None
     records: Iterator[LedgerRecord] = iter(()) if fresh else ledger.stream(state_name)
     if rebound:
@@ -295,7 +311,8 @@ def _diff_once(project: Project, dest: Destination, warehouse: Warehouse, ledger
         dplan = diff_destination(
             project, dest, rows, records, hasher, spool=spool, exists=exists, keys=keys,
             recheck=recheck,
-            fetch=lambda ks: warehouse.stream_model(dest.model, now=now, only_keys=ks))
+            fetch=lambda ks: tracked_rows(dest, warehouse.stream_model(dest.model, now=now,
+                                                                        only_keys=ks)))
     finally:
         if spool is not None:
             spool.close()
