@@ -111,7 +111,9 @@ def apply_project(project: Project, *, confirm: Callable[[Plan], bool],
                   progress: Progress | None = None,
                   on_wait: Callable[[str], None] | None = None,
                   clients: Clients | None = None, resend_unknown: bool = False,
-                  full_refresh: bool = False, start_over: bool = False) -> ApplyOutcome:
+                  full_refresh: bool = False, start_over: bool = False,
+                  destinations: list[str] | None = None) -> ApplyOutcome:
+    """``destinations``: apply only those (``brazecfg run`` applies one job's at a time)."""
     paths = StatePaths.of(project.settings)
     clients = clients or Clients()
     try:
@@ -125,7 +127,8 @@ def apply_project(project: Project, *, confirm: Callable[[Plan], bool],
                     ledger.set_key_check(hasher.check_value())
                 plan = make_plan(project, now=now, clients=clients, spool_dir=Path(spool),
                                  ledger=ledger, hasher=hasher, resend_unknown=resend_unknown,
-                                 full_refresh=full_refresh, start_over=start_over)
+                                 full_refresh=full_refresh, start_over=start_over,
+                                 destinations=destinations)
                 if saved_plan is not None:
                     check_saved_plan(_read_saved_plan(saved_plan), plan)
                 outcome = ApplyOutcome(plan)

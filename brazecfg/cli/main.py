@@ -201,6 +201,58 @@ def apply(
             raise typer.Exit(1)
 
 
+@app.command()
+def run(
+    path: PathArg = Path("."),
+    once: Annotated[bool, typer.Option("--once", help="Run whatever is due now, then exit (for cron or a CI schedule).")] = False,
+    now: Annotated[str | None, typer.Option("--now", help="With --once: decide what is due as of this time (ISO 8601).")] = None,
+) -> None:
+    """Apply destinations on their schedules: a next-run table, a log line per run; SIGTERM stops."""
+    import signal
+    import threading
+
+    from brazecfg.config.loader import load_project
+    from brazecfg.schedule.runner import RunLocked, Runner, SystemClock, applying, run_lock
+    from brazecfg.state.paths import StatePaths
+
+    def log(line: str) -> None:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+    class _At(SystemClock):
+        def __init__(self, at: datetime) -> None:
+            self.at = at
+
+        def now(self) -> datetime:
+            return self.at
+
+    with _guard():
+        at = _now(now)
+        if at is not None and not once:
+            raise BrazecfgError("--now goes with --once (a running scheduler keeps real time)")
+        project = load_project(path)
+        runner = Runner(project, run_job=applying(project), log=log,
+                        clock=_At(at) if at is not None else SystemClock())
+        try:
+            with run_lock(StatePaths.of(project.settings)):
+                if once:
+                    runner.table(runner.clock.now())
+                    if not runner.run_due():
+                        log("nothing due")
+                else:
+                    stop = threading.Event()
+                    for sig in (signal.SIGTERM, signal.SIGINT):
+                        signal.signal(sig, lambda *_: stop.set())
+                    runner.loop(stop)
+        except RunLocked as exc:
+            if not once:
+                raise
+            log(f"skipped: {exc}")  # cron fired while the last run goes on: not an error
+            return
+        if runner.failures:
+            raise typer.Exit(1)
+
+
 @import_app.command("grouparoo")
 def import_grouparoo(
     directory: Annotated[Path, typer.Argument(help="A Grouparoo project (holding config/) or its config folder.")],
