@@ -87,7 +87,8 @@ def build_resource(data: Mapping[str, Any], declared: Mapping[str, Any], locatio
                 unsubscribe_on_leave=data.get("unsubscribe_on_leave", True),
                 groups_attribute=data.get("groups_attribute"),
                 events=_events(data.get("events")), schedule=data.get("schedule"),
-                group=data.get("group"))
+                group=data.get("group"),
+                unsubscribe_leavers=data.get("unsubscribe_leavers", False))
     raise ValueError(f"unknown kind {data['kind']!r}")  # the loader checked kinds already
 
 

@@ -297,6 +297,10 @@ class Checker:
                                   f"{self.sources[ev.source].model!r}, not {d.model!r}",
                          f"send events from sources of model {d.model} only")
         self.check_schedule(d, d.schedule)
+        if d.unsubscribe_leavers and d.mode == "sync":
+            self.add(d, ["unsubscribe_leavers"], "unsubscribe_leavers applies to additive and "
+                     "enrich modes: sync mode deletes the users who leave",
+                     "remove it, or choose mode: additive")
         if d.group is not None and self.ref(d, ["group"], "group", d.group) and \
                 self.groups[d.group].model != d.model:
             self.add(d, ["group"], f"group {d.group!r} is a group of model "

@@ -166,6 +166,8 @@ class Destination(Resource):
     events: tuple[EventSpec, ...] = ()
     schedule: str | None = None  # when `brazecfg run` applies it (wins over its sources')
     group: str | None = None  # tracked group: only its members are records of this destination
+    # additive/enrich: a record that leaves the model leaves its synced groups (profile kept)
+    unsubscribe_leavers: bool = False
 
     def fields(self) -> dict[str, str]:
         """Every Braze field this destination writes, except external_id, -> property name."""

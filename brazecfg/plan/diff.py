@@ -163,8 +163,28 @@ class _Diff:
     def gone(self, had: LedgerRecord) -> None:
         if self.mode == "sync":
             self.emit(RecordChange(Action.DELETE, had.external_id))
+        elif (leaver := self.leaver_change(had)) is not None:
+            self.emit(leaver)
         else:
             self.plan.counts["kept"] += 1  # additive and enrich never delete
+
+    def leaver_change(self, had: LedgerRecord) -> RecordChange | None:
+        """With ``unsubscribe_leavers`` (additive and enrich): a record that left the model
+        keeps its profile but leaves every group brazecfg subscribed it to, and its groups
+        attribute is emptied, as Grouparoo did. None when there is nothing left to take away
+        (it was done on an earlier apply), so the record then counts as kept."""
+        if not self.dest.unsubscribe_leavers:
+            return None
+        leaves = tuple(sorted(had.groups & self.builder.subscribed_groups))
+        fields = dict(had.fields)
+        attrs: dict[str, object] = {}
+        ga = self.builder.groups_attribute
+        if ga and ga in fields:
+            attrs[ga] = None
+            del fields[ga]
+        if not leaves and not attrs and not had.groups:
+            return None
+        return RecordChange(Action.UPDATE, had.external_id, attrs, fields, frozenset(), (), leaves)
 
     def run(self, rows: Iterable[ModelRow], ledger: Iterable[LedgerRecord],
             keys: Iterable[str] | None, recheck: frozenset[str]) -> list[Refetch]:

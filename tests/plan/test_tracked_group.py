@@ -55,3 +55,40 @@ def test_only_members_are_synced_and_leavers_follow_the_mode(
         assert counts.get("delete", 0) == 0 and counts["kept"] == 1
     assert cli("apply", str(project), "--auto-approve", "--now", NOW).exit_code == 0
     assert _ids(emulator) == after
+
+
+def test_additive_unsubscribe_leavers_takes_a_leaver_out_of_its_groups(
+        tmp_path: Path, emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BRAZE_REST_ENDPOINT", emulator.url)
+    monkeypatch.delenv("BRAZECFG_HASH_KEY", raising=False)
+    project = copy_example(tmp_path)
+    dest = project / "destinations" / "braze_users.yml"
+    dest.write_text(dest.read_text().replace(
+        "mode: sync ", "unsubscribe_leavers: true\ngroups_attribute: segments\nmode: additive "))
+    assert cli("apply", str(project), "--auto-approve", "--now", NOW).exit_code == 0
+    group = "6f0b5c0e-7d4c-4a57-9a64-3c1f4c0a0001"
+
+    def user(uid: str) -> dict[str, object]:
+        return next(u for u in emulator_get(emulator.url, "users")["users"]
+                    if u["external_id"] == uid)
+
+    assert user("3")["subscription_groups"] == {group: "subscribed"}  # user 3: ltv 250
+    sql(project, "DELETE FROM users WHERE id = 3")
+    plan = cli("plan", str(project), "--now", NOW)
+    assert plan.exit_code == 0, plan.output
+    assert "1 to update" in plan.output and "-high_value" in plan.output
+    assert cli("apply", str(project), "--auto-approve", "--now", NOW).exit_code == 0
+    left = user("3")  # the profile is kept ...
+    assert left["attributes"].get("last_name") == "Hopper"  # type: ignore[attr-defined]
+    assert "segments" not in left["attributes"]  # type: ignore[operator]
+    assert left["subscription_groups"] == {group: "unsubscribed"}  # ... out of its group
+    again = cli("plan", str(project), "--now", NOW, "--detailed-exitcode")
+    assert again.exit_code == 0, again.output  # done once; then only counted as kept
+
+
+def test_unsubscribe_leavers_in_sync_mode_is_a_validate_error(tmp_path: Path) -> None:
+    project = copy_example(tmp_path)
+    dest = project / "destinations" / "braze_users.yml"
+    dest.write_text(dest.read_text().replace("mode: sync ", "unsubscribe_leavers: true\nmode: sync "))
+    run = cli("validate", str(project))
+    assert run.exit_code == 1 and "unsubscribe_leavers applies to additive" in run.output
