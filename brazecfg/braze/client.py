@@ -151,6 +151,12 @@ class BrazeClient:
 
     def post(self, path: str, body: dict[str, Any], *, idempotent: bool = True) -> Response:
         """POST to Braze with retries. Returns 2xx and 400 responses; raises on the rest."""
+        return self.request("POST", path, body, idempotent=idempotent)
+
+    def request(self, method: str, path: str, body: dict[str, Any] | None = None, *,
+                params: dict[str, Any] | None = None, idempotent: bool = True) -> Response:
+        """One call with the limiter and retries (``post`` for most endpoints; GET for the
+        read-only ones that take query parameters)."""
         app = self.settings.app
         limiter = self._limiter(path)
         url = self._base + path
@@ -159,7 +165,8 @@ class BrazeClient:
             limiter.acquire()
             self.stats.add(requests=1)
             try:
-                r = self._session.post(url, json=body, timeout=self.settings.timeout)
+                r = self._session.request(method, url, json=body, params=params,
+                                          timeout=self.settings.timeout)
             except (requests.ConnectionError, requests.Timeout,
                     requests.exceptions.ChunkedEncodingError) as exc:
                 # ChunkedEncodingError: the connection died while the answer was being read.
@@ -238,6 +245,19 @@ class BrazeClient:
                              r.status, self.settings.app)
         invalid = set(r.body.get("invalid_user_ids") or [])
         return {i for i in external_ids if i not in invalid}
+
+    def subscription_status(self, group_id: str, external_ids: list[str]) -> dict[str, str]:
+        """Each user's state in one subscription group, as Braze has it (read-only):
+        ``Subscribed``, ``Unsubscribed`` or ``Unknown`` (never in the group, or no such user).
+        GET /subscription/status/get, at most 50 ids a call."""
+        assert len(external_ids) <= 50
+        r = self.request("GET", "/subscription/status/get",
+                         params={"subscription_group_id": group_id, "external_id[]": external_ids})
+        if r.status >= 400:
+            raise BrazeError(f"app/{self.settings.app}: /subscription/status/get answered "
+                             f"{r.status}", r.status, self.settings.app)
+        status = r.body.get("status")
+        return {str(k): str(v) for k, v in status.items()} if isinstance(status, dict) else {}
 
     def set_subscription(self, group_id: str, state: str, external_ids: list[str]) -> Response:
         assert len(external_ids) <= 50
