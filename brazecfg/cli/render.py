@@ -97,11 +97,14 @@ def _render_destination(console: Console, d: DestinationPlan) -> None:
             if d.field_removals[f]:
                 bits.append(f"[delete]removed for {_n(d.field_removals[f], 'user')}[/]")
             console.print(f"    {f.ljust(width)}  {', '.join(bits)}")
-    groups = sorted(set(d.joins) | set(d.leaves))
+    groups = sorted(set(d.joins) | set(d.leaves) | set(d.opted_out))
     if groups:
         console.print("  [heading]Groups[/]")
         for g in groups:
-            console.print(f"    {g}  [create]+{d.joins[g]:,} join[/]  [delete]-{d.leaves[g]:,} leave[/]")
+            kept = (f"  [warn]{d.opted_out[g]:,} not subscribed: unsubscribed in Braze[/]"
+                    if d.opted_out[g] else "")
+            console.print(f"    {g}  [create]+{d.joins[g]:,} join[/]  [delete]-{d.leaves[g]:,} leave[/]"
+                          f"{kept}")
     streams = sorted(set(d.events_to_send) | set(d.events_unknown))
     if streams:
         console.print("  [heading]Events and purchases[/]")
@@ -199,10 +202,11 @@ def render_plan_markdown(plan: Plan) -> str:
             out += ["| attribute | set | removed |", "|---|---:|---:|"]
             out += [f"| `{f}` | {d.field_sets[f]:,} | {d.field_removals[f]:,} |" for f in fields]
             out.append("")
-        groups = sorted(set(d.joins) | set(d.leaves))
+        groups = sorted(set(d.joins) | set(d.leaves) | set(d.opted_out))
         if groups:
-            out += ["| group | join | leave |", "|---|---:|---:|"]
-            out += [f"| `{g}` | {d.joins[g]:,} | {d.leaves[g]:,} |" for g in groups]
+            out += ["| group | join | leave | unsubscribed in Braze |", "|---|---:|---:|---:|"]
+            out += [f"| `{g}` | {d.joins[g]:,} | {d.leaves[g]:,} | {d.opted_out[g]:,} |"
+                    for g in groups]
             out.append("")
         if d.issue_count:
             out.append(f"**{d.issue_count:,} values will not be sent** (record id, field, reason):")

@@ -88,7 +88,8 @@ def build_resource(data: Mapping[str, Any], declared: Mapping[str, Any], locatio
                 groups_attribute=data.get("groups_attribute"),
                 events=_events(data.get("events")), schedule=data.get("schedule"),
                 group=data.get("group"),
-                unsubscribe_leavers=data.get("unsubscribe_leavers", False))
+                unsubscribe_leavers=data.get("unsubscribe_leavers", False),
+                respect_opt_outs=data.get("respect_opt_outs", True))
     raise ValueError(f"unknown kind {data['kind']!r}")  # the loader checked kinds already
 
 

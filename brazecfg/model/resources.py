@@ -168,6 +168,8 @@ class Destination(Resource):
     group: str | None = None  # tracked group: only its members are records of this destination
     # additive/enrich: a record that leaves the model leaves its synced groups (profile kept)
     unsubscribe_leavers: bool = False
+    # never subscribe a member who unsubscribed from that group in Braze (asked at plan time)
+    respect_opt_outs: bool = True
 
     def fields(self) -> dict[str, str]:
         """Every Braze field this destination writes, except external_id, -> property name."""

@@ -25,7 +25,13 @@ from brazecfg.plan.definition import (
     Plan,
     RemovedDestination,
 )
-from brazecfg.plan.diff import REFETCH_LIMIT, ExistsCheck, TooManyToRefetch, diff_destination
+from brazecfg.plan.diff import (
+    REFETCH_LIMIT,
+    ExistsCheck,
+    OptOutCheck,
+    TooManyToRefetch,
+    diff_destination,
+)
 from brazecfg.plan.events import diff_events
 from brazecfg.state.hashing import Hasher, load_key
 from brazecfg.state.ledger import Ledger, LedgerRecord
@@ -199,8 +205,8 @@ def _refuse_a_guessed_rename(project: Project, dest: Destination, ledger: Ledger
 def _plan_destination(project: Project, dest: Destination, warehouse: Warehouse,
                       ledger: Ledger, hasher: Hasher, lock: Lockfile, *, now: datetime,
                       fps: dict[str, str], spool_dir: Path | None, exists: ExistsCheck | None,
-                      full_refresh: bool, resend_unknown: bool, start_over: bool
-                      ) -> DestinationPlan:
+                      full_refresh: bool, resend_unknown: bool, start_over: bool,
+                      opted_out: OptOutCheck | None = None) -> DestinationPlan:
     state_name, moved_why = _state_name(project, dest, ledger)
     want_binding = bindings_for(project, dest)
     had_binding = read_binding(ledger, state_name)
@@ -250,7 +256,7 @@ def _plan_destination(project: Project, dest: Destination, warehouse: Warehouse,
     try:
         dplan = _diff_once(project, dest, warehouse, ledger, hasher, state_name, now=now,
                            since=since, recheck=recheck, spool_dir=spool_dir, exists=exists,
-                           fresh=fresh, rebound=rebound)
+                           fresh=fresh, rebound=rebound, opted_out=opted_out)
     except TooManyToRefetch as many:
         why_full = (f"more than {REFETCH_LIMIT:,} records are not in the state or failed last "
                     f"time (rows arrived late, or with an old updated_at): a full read")
@@ -258,7 +264,7 @@ def _plan_destination(project: Project, dest: Destination, warehouse: Warehouse,
         since = None
         dplan = _diff_once(project, dest, warehouse, ledger, hasher, state_name, now=now,
                            since=None, recheck=frozenset(), spool_dir=spool_dir, exists=exists,
-                           fresh=fresh, rebound=rebound)
+                           fresh=fresh, rebound=rebound, opted_out=opted_out)
     dplan.state_name = state_name
     dplan.moved_from = moved_why
     dplan.binding_changes = why_new
@@ -282,6 +288,23 @@ def _describe_state(project: Project, ledger: Ledger) -> str:
     return f"the local ledger {ledger.path}"
 
 
+def opt_out_check(project: Project, dest: Destination, clients: ClientFactory | None
+                  ) -> OptOutCheck | None:
+    """respect_opt_outs (the default): who of the members about to join a subscription group
+    unsubscribed from it in Braze, asked read-only before the plan counts them as joining.
+    Braze's /subscription/status/get answers Subscribed, Unsubscribed or Unknown per user;
+    only Unsubscribed holds a join back (Unknown: never in the group, or a new user)."""
+    if clients is None or not dest.subscription_groups or not dest.respect_opt_outs:
+        return None
+    client = clients(project.apps[dest.app])
+
+    def check(group_id: str, external_ids: list[str]) -> set[str]:
+        states = client.subscription_status(group_id, external_ids)
+        return {i for i in external_ids if states.get(i) == "Unsubscribed"}
+
+    return check
+
+
 def tracked_rows(dest: Destination, rows: Iterable[ModelRow]) -> Iterator[ModelRow]:
     """A destination with ``group:`` (Grouparoo's tracked group) has the group's members as
     its records: a record that leaves the group is gone from it, as if deleted from the model
@@ -297,7 +320,8 @@ def tracked_rows(dest: Destination, rows: Iterable[ModelRow]) -> Iterator[ModelR
 def _diff_once(project: Project, dest: Destination, warehouse: Warehouse, ledger: Ledger,
                hasher: Hasher, state_name: str, *, now: datetime, since: datetime | None,
                recheck: frozenset[str], spool_dir: Path | None, exists: ExistsCheck | None,
-               fresh: bool, rebound: frozenset[str]) -> DestinationPlan:
+               fresh: bool, rebound: frozenset[str], opted_out: OptOutCheck | None = None
+               ) -> DestinationPlan:
     rows = tracked_rows(dest, warehouse.stream_model(dest.model, now=now, changed_since=since))
     keys = warehouse.stream_keys(dest.model) if since is not None else None
     records: Iterator[LedgerRecord] = iter(()) if fresh else ledger.stream(state_name)
@@ -312,7 +336,8 @@ def _diff_once(project: Project, dest: Destination, warehouse: Warehouse, ledger
             project, dest, rows, records, hasher, spool=spool, exists=exists, keys=keys,
             recheck=recheck,
             fetch=lambda ks: tracked_rows(dest, warehouse.stream_model(dest.model, now=now,
-                                                                        only_keys=ks)))
+                                                                        only_keys=ks)),
+            opted_out=opted_out)
     finally:
         if spool is not None:
             spool.close()
@@ -350,7 +375,8 @@ def make_plan(project: Project, *, now: datetime | None = None,
                 plans.append(_plan_destination(
                     project, dest, warehouses[app.name], ledger, hasher, lock, now=now, fps=fps,
                     spool_dir=spool_dir, exists=exists, full_refresh=full_refresh,
-                    resend_unknown=resend_unknown, start_over=start_over))
+                    resend_unknown=resend_unknown, start_over=start_over,
+                    opted_out=opt_out_check(project, dest, clients)))
         finally:
             for wh in warehouses.values():
                 wh.close()
