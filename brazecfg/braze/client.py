@@ -246,6 +246,19 @@ class BrazeClient:
         invalid = set(r.body.get("invalid_user_ids") or [])
         return {i for i in external_ids if i not in invalid}
 
+    def export_users(self, external_ids: list[str], fields: list[str]
+                     ) -> tuple[list[dict[str, Any]], set[str]]:
+        """Braze's current profiles of these users (read-only; drift): the users found and
+        the ids Braze does not know. /users/export/ids, at most 50 ids a call."""
+        assert len(external_ids) <= 50
+        r = self.post("/users/export/ids", {"external_ids": external_ids,
+                                            "fields_to_export": sorted(set(fields))})
+        if r.status >= 400:
+            raise BrazeError(f"app/{self.settings.app}: /users/export/ids answered {r.status}",
+                             r.status, self.settings.app)
+        users = [u for u in r.body.get("users") or [] if isinstance(u, dict)]
+        return users, {str(i) for i in r.body.get("invalid_user_ids") or []}
+
     def subscription_status(self, group_id: str, external_ids: list[str]) -> dict[str, str]:
         """Each user's state in one subscription group, as Braze has it (read-only):
         ``Subscribed``, ``Unsubscribed`` or ``Unknown`` (never in the group, or no such user).

@@ -253,6 +253,44 @@ def run(
             raise typer.Exit(1)
 
 
+@app.command()
+def drift(
+    path: PathArg = Path("."),
+    sample: Annotated[int | None, typer.Option("--sample", min=1, help="Compare this many synced users, picked at random (default 100).")] = None,
+    ids: Annotated[Path | None, typer.Option("--ids", help="Compare these users: a file of external ids, one a line.")] = None,
+    destination: Annotated[list[str] | None, typer.Option("--destination", "-d", help="Only this destination (repeatable).")] = None,
+    repair: Annotated[bool, typer.Option("--repair", help="Mark the drifted fields in the state so the next plan writes them again.")] = False,
+    format: Annotated[Format, typer.Option("--format", "-f", help="text, json or markdown (no values).")] = Format.text,
+    detailed_exitcode: Annotated[bool, typer.Option("--detailed-exitcode", help="Exit 2 when drift was found.")] = False,
+) -> None:
+    """Read synced users' current Braze profiles and report fields changed outside brazecfg."""
+    from brazecfg.cli import render_drift
+    from brazecfg.config.loader import load_project
+    from brazecfg.drift.check import drift_project
+
+    with _guard():
+        if sample is not None and ids is not None:
+            raise BrazecfgError("give --sample or --ids, not both")
+        wanted = None
+        if ids is not None:
+            try:
+                wanted = [line.strip() for line in ids.read_text(encoding="utf-8").splitlines()
+                          if line.strip()]
+            except (OSError, UnicodeDecodeError) as exc:
+                raise BrazecfgError(f"cannot read --ids {ids}: {exc}") from None
+        project = load_project(path)
+        reports = drift_project(project, sample=sample, ids=wanted, destinations=destination,
+                                repair=repair, on_wait=lambda m: _console(stderr=True).print(m))
+        if format is Format.json:
+            sys.stdout.write(render_drift.render_drift_json(reports))
+        elif format is Format.markdown:
+            sys.stdout.write(render_drift.render_drift_markdown(reports))
+        else:
+            render_drift.render_drift_text(_console(), reports, repair)
+        if detailed_exitcode and any(r.drifted for r in reports):
+            raise typer.Exit(2)
+
+
 @import_app.command("grouparoo")
 def import_grouparoo(
     directory: Annotated[Path, typer.Argument(help="A Grouparoo project (holding config/) or its config folder.")],
