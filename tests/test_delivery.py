@@ -336,7 +336,8 @@ def stub(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stub]:
 
 def test_a_400_fails_every_object_even_those_its_errors_do_not_name(tmp_path: Path,
                                                                     stub: Stub) -> None:
-    gen = make_project(tmp_path, 3, events=False)
+    # The scripted stub answers /users/track only: no opt-out reads (respect_opt_outs off).
+    gen = make_project(tmp_path, 3, events=False, destination={"respect_opt_outs": False})
     stub.answer(Answer(400, {"message": "Valid data must be provided", "errors": [
         {"index": 0, "input_array": "attributes", "type": "'email' must be a valid email"}]}))
     out = apply(gen)
@@ -352,7 +353,7 @@ def test_an_answer_cut_off_mid_body_leaves_events_unknown_not_resent(tmp_path: P
                                                                     stub: Stub) -> None:
     """Braze processed the request and its answer was lost on the way: the rows must be
     "delivery unknown", never resent on their own."""
-    gen = make_project(tmp_path, 5, events=True)
+    gen = make_project(tmp_path, 5, events=True, destination={"respect_opt_outs": False})
 
     def cut_events(seen: Seen) -> str | None:
         return TRUNCATE if seen.body and "events" in seen.body else None

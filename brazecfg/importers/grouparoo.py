@@ -599,6 +599,10 @@ class _Translator:
             if kept:
                 attr = "groups" if "groups" not in custom else "grouparoo_groups"
                 body["groups_attribute"] = attr
+                if body["mode"] in ("additive", "enrich"):
+                    # Grouparoo: when deletes are not allowed, a record that leaves keeps its
+                    # profile and only loses its group names.
+                    body["unsubscribe_leavers"] = True
                 names = ", ".join(f"{g} (was {n!r})" for n, g in sorted(kept.items()))
                 self.note(dest.loc("destinationGroupMemberships"), f"destination {did}: group "
                           f"memberships become the array attribute {attr!r}, which lists every "

@@ -66,6 +66,9 @@ def test_app_example_config_plans_against_its_warehouse(tmp_path: Path) -> None:
     assert dest["counts"]["create"] == 2, dest
     text = cli("plan", str(out), "--now", NOW)
     assert "members of group all_emails only" in text.output
+    # Grouparoo's additive mode: a record that leaves keeps its profile, loses its groups.
+    dest = (out / "destinations" / "newsletter.yml").read_text()
+    assert "mode: additive" in dest and "unsubscribe_leavers: true" in dest
 
 
 def _write(root: Path, rel: str, obj: object | str) -> None:
