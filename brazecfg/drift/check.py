@@ -150,7 +150,10 @@ def check_destination(project: Project, dest: Destination, records: list[LedgerR
                 continue
             present.append(rec)
             now = fields.braze_hashes(user, hasher)
-            differs = [f for f, h in sorted(now.items()) if rec.fields.get(f) != h]
+            # A field brazecfg never wrote to this user is drift only in sync mode, where the
+            # config is the truth; additive and enrich leave other writers' values alone.
+            differs = [f for f, h in sorted(now.items()) if rec.fields.get(f) != h
+                       and (f in rec.fields or dest.mode == "sync")]
             for f in differs:
                 report.fields[f] += 1
                 ids = report.example_ids.setdefault(f, [])

@@ -240,6 +240,8 @@ class _Translator:
         return None
 
     def schedule(self, sch: GObject, out: Out) -> None:
+        self.result.carried.append(f"Schedule {sch.id} -> source/{out.name} (schedule, "
+                                   "updated_at)")
         freq = sch.get("recurringFrequency")
         if sch.get("recurring") and isinstance(freq, (int, float)) and freq > 0:
             minutes = max(1, round(freq / 60000))
@@ -263,6 +265,9 @@ class _Translator:
     def translate_apps(self) -> None:
         for aid, app in self.apps.items():
             atype = str(app.get("type") or "")
+            if app.get("refresh"):
+                self.note(app.loc("refresh"), f"app {aid}: refresh (a query that triggers a "
+                          "run when its answer changes) is not carried over; use schedule:")
             if aid in self.warehouse_apps:
                 self.warehouse_app(app, atype)
             elif atype == "braze":
@@ -403,6 +408,9 @@ class _Translator:
                                                "needs sortColumn")
                 return None
             body["sort"] = opts["sortColumn"]
+        if prop.get("unique") and pid != self.pk.get(model):
+            self.note(prop.loc("unique"), f"property {pid}: unique is not carried over "
+                      "(brazecfg does not check that values are unique)", out)
         if prop.get("isArray"):
             self.note(prop.loc("isArray"), f"property {pid} was an array (every value, in order); "
                       f"brazecfg keeps one value{' (' + str(agg) + ')' if agg else ''}: make it "

@@ -148,7 +148,9 @@ class Runner:
         self.log(f"{'job':<32} {'schedule':<18} {'last run':<24} {'next run':<20} destinations")
         for job in self.jobs:
             last = self.notes.read(job)
-            nxt = self.next.setdefault(job.name, self._next_due(job, now))
+            if job.name not in self.next:
+                self.next[job.name] = self._next_due(job, now)
+            nxt = self.next[job.name]
             was = "never" if last is None else \
                 f"{_stamp(last.started)} {'ok' if last.ok else 'FAILED'}"
             when = "now" if nxt <= now else _stamp(nxt)
@@ -186,8 +188,9 @@ class Runner:
             if stop is not None and stop.is_set():
                 break
             now = self.clock.now()
-            due = self.next.setdefault(job.name, self._next_due(job, now))
-            if due <= now:
+            if job.name not in self.next:
+                self.next[job.name] = self._next_due(job, now)
+            if self.next[job.name] <= now:
                 self.run_one(job)
                 ran += 1
         return ran
