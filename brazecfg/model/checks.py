@@ -306,6 +306,12 @@ class Checker:
             self.add(d, ["group"], f"group {d.group!r} is a group of model "
                                    f"{self.groups[d.group].model!r}, not {d.model!r}",
                      f"track a group of model {d.model}")
+        if d.group is not None and d.events:
+            # Events go to every record of the model: a non-member's event would create (or,
+            # in sync mode, re-create) a profile the tracked group keeps out of Braze.
+            self.add(d, ["group"], "a destination with group: cannot send events yet (events "
+                                   "of non-members would create their profiles)",
+                     "send the events from a destination without group:")
         ga = d.groups_attribute
         if ga is not None:
             if ga in RESERVED_ATTRIBUTE_NAMES:

@@ -92,3 +92,13 @@ def test_unsubscribe_leavers_in_sync_mode_is_a_validate_error(tmp_path: Path) ->
     dest.write_text(dest.read_text().replace("mode: sync ", "unsubscribe_leavers: true\nmode: sync "))
     run = cli("validate", str(project))
     assert run.exit_code == 1 and "unsubscribe_leavers applies to additive" in run.output
+
+
+def test_a_tracked_group_with_events_is_a_validate_error(tmp_path: Path) -> None:
+    project = copy_example(tmp_path)
+    dest = project / "destinations" / "braze_users.yml"
+    dest.write_text(dest.read_text().replace("mode: sync ", "group: high_value\nmode: sync ") +
+                    "events:\n  - {name: bought, source: purchases, key: id, time: created_at}\n")
+    run = cli("validate", str(project))
+    assert run.exit_code == 1 and "cannot send events yet" in run.output
+    assert "braze_users.yml:5:" in run.output  # at group:
