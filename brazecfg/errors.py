@@ -80,3 +80,7 @@ class AbortedError(BrazecfgError):
     """The user declined the plan."""
 
     exit_code = 1
+
+
+class GuardrailError(BrazecfgError):
+    """A plan trips a guardrail (plan/guardrails.py); nothing was sent."""

@@ -245,7 +245,10 @@ def test_joins_and_leaves_go_out_in_batches_of_50(tmp_path: Path, start: Any) ->
 
     gen.set_score(list(range(100, 240)), 90)  # 140 join
     gen.set_score(list(range(300, 370)), 10)  # 70 leave; 370..399 stay
-    out = apply(gen)
+    refused = apply(gen)  # 70 of 100 members leaving trips a guardrail: nothing is sent
+    assert refused.exit_code == 1 and "max_unsubscribe_share" in refused.output
+    assert subscription_calls(emu) == first
+    out = apply(gen, "--allow", "max_unsubscribe_share")
     assert out.exit_code == 0, out.output
     assert "140 subscribed, 70 unsubscribed" in out.output
     calls = subscription_calls(emu)[len(first):]

@@ -13,14 +13,14 @@ from typing import Any
 from brazecfg.apply.applier import DestinationApplier, DestinationResult, Progress
 from brazecfg.braze.client import BrazeClient
 from brazecfg.braze.settings import braze_settings
-from brazecfg.errors import AbortedError, StalePlanError
+from brazecfg.errors import AbortedError, GuardrailError, StalePlanError
 from brazecfg.model.resources import App, Project
 from brazecfg.plan.config_diff import key_hashes
 from brazecfg.plan.definition import DestinationPlan, Plan
 from brazecfg.plan.planner import hasher_for, make_plan, read_binding
 from brazecfg.state.ledger import Ledger
 from brazecfg.state.lock import exclusive
-from brazecfg.state.lockfile import Lockfile, write_lockfile
+from brazecfg.state.lockfile import Lockfile, read_lockfile, write_lockfile
 from brazecfg.state.paths import StatePaths
 
 
@@ -112,8 +112,8 @@ def apply_project(project: Project, *, confirm: Callable[[Plan], bool],
                   on_wait: Callable[[str], None] | None = None,
                   clients: Clients | None = None, resend_unknown: bool = False,
                   full_refresh: bool = False, start_over: bool = False,
-                  destinations: list[str] | None = None) -> ApplyOutcome:
-    """``destinations``: apply only those (``brazecfg run`` applies one job's at a time)."""
+                  allow: frozenset[str] = frozenset(),
+                  targets: list[str] | None = None) -> ApplyOutcome:
     paths = StatePaths.of(project.settings)
     clients = clients or Clients()
     try:
@@ -128,10 +128,18 @@ def apply_project(project: Project, *, confirm: Callable[[Plan], bool],
                 plan = make_plan(project, now=now, clients=clients, spool_dir=Path(spool),
                                  ledger=ledger, hasher=hasher, resend_unknown=resend_unknown,
                                  full_refresh=full_refresh, start_over=start_over,
-                                 destinations=destinations)
+                                 destinations=targets)
+                plan.allowed = allow
                 if saved_plan is not None:
                     check_saved_plan(_read_saved_plan(saved_plan), plan)
                 outcome = ApplyOutcome(plan)
+                blocked = plan.blocked(allow)
+                if blocked:
+                    lines = "\n".join(f"  destination {d}: {t.name}: {t.message}"
+                                      for d, t in blocked)
+                    raise GuardrailError(f"the plan trips {len(blocked)} guardrail"
+                                         f"{'s' if len(blocked) > 1 else ''}; nothing was sent:"
+                                         f"\n{lines}")
                 if not plan.has_changes:
                     for dplan in plan.destinations:
                         _advance_watermark(ledger, dplan)
@@ -149,12 +157,15 @@ def apply_project(project: Project, *, confirm: Callable[[Plan], bool],
                     outcome.results.append(result)
                     _advance_watermark(ledger, dplan)
                     _record_bindings(ledger, dplan)
+                previous = read_lockfile(paths.lockfile)
                 # A destination removed from the config keeps its state (its users stay in
                 # Braze as they are) until `brazecfg state rm`: nothing is forgotten in silence.
                 write_lockfile(paths.lockfile, Lockfile(
                     resources=dict(plan.fingerprints),
                     declared={r.ref: key_hashes(dict(r.declared)) for r in project.all()},
-                    destinations={d: _confirmed(ledger, d) for d in sorted(project.destinations)},
+                    destinations={d: _confirmed(ledger, d) if not targets or d in targets
+                                  else previous.destinations.get(d, {})
+                                  for d in sorted(project.destinations)},
                 ))
                 outcome.applied = True
                 return outcome

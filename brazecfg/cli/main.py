@@ -70,7 +70,7 @@ def _guard() -> Iterator[None]:
                   "run again with --debug for the traceback and report it.")
         if _state["debug"]:
             traceback.print_exc(file=sys.stderr)
-        raise typer.Exit(1) from None
+        raise typer.Exit(EXIT_BUG) from None
 
 
 def _version(value: bool) -> None:
@@ -99,6 +99,29 @@ def _now(value: str | None) -> datetime | None:
     return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
 
 
+def _allowed(names: list[str] | None) -> frozenset[str]:
+    from brazecfg.plan.guardrails import NAMES
+
+    for name in names or []:
+        if name not in NAMES:
+            raise BrazecfgError(f"--allow takes a guardrail name ({', '.join(NAMES)}), "
+                                f"not {name!r}")
+    return frozenset(names or [])
+
+
+def _targets(project: Any, refs: list[str] | None) -> list[str] | None:
+    if not refs:
+        return None
+    out = []
+    for ref in refs:
+        name = ref.removeprefix("destination/")
+        if name not in project.destinations:
+            known = ", ".join(f"destination/{d}" for d in sorted(project.destinations)) or "none"
+            raise BrazecfgError(f"--target {ref}: no such destination (the project has {known})")
+        out.append(name)
+    return out
+
+
 @app.command()
 def validate(path: PathArg = Path(".")) -> None:
     """Check every file against the schemas and every reference; list every problem."""
@@ -120,6 +143,8 @@ def plan(
     resend_unknown: Annotated[bool, typer.Option("--resend-unknown", help="Plan to send again events whose delivery is unknown.")] = False,
     full_refresh: Annotated[bool, typer.Option("--full-refresh", help="Read every record, not only those changed since the last run.")] = False,
     start_over: Annotated[bool, typer.Option("--start-over", help="Plan against an empty state although the lockfile says Braze confirmed records (a lost state): everything is new, events count as delivery unknown.")] = False,
+    allow: Annotated[list[str] | None, typer.Option("--allow", help="Override one guardrail for this run (repeatable): empty_source, max_delete_share, max_deletes, max_unsubscribe_share, max_data_points, max_events.")] = None,
+    target: Annotated[list[str] | None, typer.Option("--target", help="Plan only destination/NAME (repeatable): a partial plan.")] = None,
 ) -> None:
     """Show what would change in Braze, user by user. Writes nothing (except --out)."""
     from brazecfg.apply.run import Clients
@@ -133,7 +158,9 @@ def plan(
         try:
             result = make_plan(project, now=_now(now), clients=clients,
                                resend_unknown=resend_unknown, full_refresh=full_refresh,
-                               start_over=start_over)
+                               start_over=start_over,
+                               destinations=_targets(project, target))
+            result.allowed = _allowed(allow)
         finally:
             clients.close()
         if format is Format.json:
@@ -157,6 +184,8 @@ def apply(
     resend_unknown: Annotated[bool, typer.Option("--resend-unknown", help="Send again events whose delivery is unknown (Braze may count them twice).")] = False,
     full_refresh: Annotated[bool, typer.Option("--full-refresh", help="Read every record, not only those changed since the last run.")] = False,
     start_over: Annotated[bool, typer.Option("--start-over", help="Plan against an empty state although the lockfile says Braze confirmed records (a lost state): everything is new, events count as delivery unknown.")] = False,
+    allow: Annotated[list[str] | None, typer.Option("--allow", help="Override one guardrail for this run (repeatable): empty_source, max_delete_share, max_deletes, max_unsubscribe_share, max_data_points, max_events.")] = None,
+    target: Annotated[list[str] | None, typer.Option("--target", help="Plan only destination/NAME (repeatable): a partial plan.")] = None,
 ) -> None:
     """Show the plan, ask, send it to Braze, and record what Braze confirmed."""
     from brazecfg.apply.run import apply_project
@@ -187,6 +216,7 @@ def apply(
         outcome = apply_project(project, confirm=confirm, now=_now(now), saved_plan=plan_file,
                                 progress=progress, resend_unknown=resend_unknown,
                                 full_refresh=full_refresh, start_over=start_over,
+                                allow=_allowed(allow), targets=_targets(project, target),
                                 on_wait=lambda m: _console(stderr=True).print(m))
         if sys.stderr.isatty():
             sys.stderr.write("\n")
@@ -328,6 +358,11 @@ def emulator(
     fault_drop_every: Annotated[int, typer.Option(help="Drop the connection of every Nth request.")] = 0,
     track_limit: Annotated[str | None, typer.Option(help="Rate limit of /users/track as REQUESTS/SECONDS, e.g. 300/3.")] = None,
     per_array_cap: Annotated[bool, typer.Option(help="Legacy cap: 75 objects per array instead of 75 in all.")] = False,
+    track_cap: Annotated[int, typer.Option(help="Objects per /users/track request (50 on some MAU plans).")] = 75,
+    track_hourly_limit: Annotated[int, typer.Option(help="MAU plans: /users/track requests an hour, reset on the clock hour (0 = none).")] = 0,
+    mau_headers: Annotated[bool, typer.Option(help="MAU plans: X-RateLimit-Reset in seconds, 429s with X-Ratelimit-Retry-After only.")] = False,
+    export_lag: Annotated[float, typer.Option(help="Seconds /users/export/ids shows the old profile after a write.")] = 0.0,
+    dob_as_datetime: Annotated[bool, typer.Option(help="Export dob as 1980-12-21T00:00:00.000Z, as recorded from Braze.")] = False,
 ) -> None:
     """Start a local HTTP server that speaks Braze's REST API (key: local-emulator-key)."""
     if ctx.invoked_subcommand is not None:
@@ -339,7 +374,13 @@ def emulator(
                                 fault_429_every=fault_429_every, fault_500_every=fault_500_every,
                                 fault_drop_every=fault_drop_every,
                                 state_file=str(state) if state else None,
-                                track_cap_mode="per_array" if per_array_cap else "total")
+                                track_cap_mode="per_array" if per_array_cap else "total",
+                                track_cap=track_cap,
+                                hourly_limits={"/users/track": track_hourly_limit}
+                                if track_hourly_limit else {},
+                                rate_limit_headers="mau" if mau_headers else "standard",
+                                export_lag_seconds=export_lag,
+                                dob_export_format="datetime" if dob_as_datetime else "date")
         if track_limit:
             try:
                 n, s = track_limit.split("/")
@@ -370,7 +411,26 @@ def emulator_dump(
         sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
+EXIT_BUG = 70  # sysexits EX_SOFTWARE: an unexpected error, a bug in brazecfg
+
+
 def main() -> None:
-    app()
+    """Exit codes like Terraform's: 0 success (and no changes with --detailed-exitcode), 1 any
+    error (usage errors included: click's 2 would read as "changes planned"), 2 changes
+    planned (--detailed-exitcode), 130/143 interrupted, 70 a bug in brazecfg."""
+    try:
+        code = app(standalone_mode=False)
+    except typer.Abort:
+        sys.stderr.write("Aborted.\n")
+        sys.exit(1)
+    except Exception as exc:
+        # A usage error (unknown flag, bad value): click's exception shows itself. Matched by
+        # shape, since typer vendors click and its classes move between releases.
+        show = getattr(exc, "show", None)
+        if callable(show) and isinstance(getattr(exc, "exit_code", None), int):
+            show()
+            sys.exit(1)
+        raise
+    sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -52,8 +52,12 @@ def render_plan_text(console: Console, plan: Plan) -> None:
             keys = f" [muted]({', '.join(c.keys)})[/]" if c.keys else ""
             console.print(f"  [{c.action.value}]{SIGN[c.action.value]} {c.ref}[/]{keys}")
         console.print()
+    if plan.targets:
+        console.print("[warn]Partial plan[/]: only " + ", ".join(
+            f"destination/{escape(t)}" for t in plan.targets) + " [muted](--target); the "
+            "rest of the project is not planned[/]")
     for d in plan.destinations:
-        _render_destination(console, d)
+        _render_destination(console, d, plan.allowed)
     for r in plan.removed_destinations:
         console.print(f"[heading]Destination {escape(r.name)}[/] [warn]removed from the config[/]")
         console.print(f"  its {_n(r.records, 'user')} stay in Braze as they are; its state "
@@ -63,7 +67,8 @@ def render_plan_text(console: Console, plan: Plan) -> None:
     console.print(plan_headline(plan))
 
 
-def _render_destination(console: Console, d: DestinationPlan) -> None:
+def _render_destination(console: Console, d: DestinationPlan,
+                        allowed: frozenset[str] = frozenset()) -> None:
     c = d.counts
     console.print(f"[heading]Destination {d.destination}[/] [muted]({d.mode} mode, model "
                   f"{d.model})[/]")
@@ -86,6 +91,14 @@ def _render_destination(console: Console, d: DestinationPlan) -> None:
     for why in d.binding_changes:
         console.print(f"  [warn]! {escape(why)}[/]")
     console.print(f"  [muted]{escape(read_line(d))}[/]")
+    console.print(f"  [muted]cost: about {d.data_points:,} Braze data points "
+                  "(deletions and subscription changes are free)[/]")
+    for t in d.guardrails:
+        if t.name in allowed:
+            console.print(f"  [warn]guardrail {t.name} overridden (--allow):[/] {escape(t.message)}")
+        else:
+            console.print(f"  [error]guardrail {t.name}:[/] {escape(t.message)} "
+                          "[muted](apply refuses this plan)[/]")
     fields = sorted(set(d.field_sets) | set(d.field_removals))
     if fields:
         console.print("  [heading]Attributes[/]")
@@ -165,11 +178,16 @@ def plan_headline(plan: Plan) -> str:
         text += f", [enrich]{c['enrich']:,} to enrich[/]"
     if events:
         text += f", {events:,} events to send"
+    text += f"; about {plan.data_points:,} data points"
     moves = sum(bool(d.moved_from) + len(d.stream_renames) for d in plan.destinations)
     if moves:
         text += f"; {_n(moves, 'move')} in the state"
     if plan.config_changes:
         text += f"; {_n(len(plan.config_changes), 'config change')}"
+    blocked = plan.blocked(plan.allowed)
+    if blocked:
+        text += (f". [error]Apply refuses it: {_n(len(blocked), 'guardrail')} tripped[/] "
+                 "(see above; --allow NAME overrides one)")
     return text + "."
 
 
@@ -185,6 +203,10 @@ def render_plan_markdown(plan: Plan) -> str:
             keys = f" ({', '.join(c.keys)})" if c.keys else ""
             out.append(f"{'+' if c.action is ConfigAction.CREATE else '-' if c.action is ConfigAction.DELETE else '!'} {c.ref}{keys}")
         out += ["```", ""]
+    if plan.targets:
+        out += ["**Partial plan**: only " + ", ".join(f"`destination/{t}`" for t in plan.targets)
+                + " (--target).", ""]
+    out += [f"About **{plan.data_points:,} Braze data points** in all.", ""]
     for d in plan.destinations:
         s = d.summary()
         out += [f"### Destination `{d.destination}` ({d.mode})", "",
@@ -193,7 +215,10 @@ def render_plan_markdown(plan: Plan) -> str:
                 "| " + " | ".join(f"{s['counts'][k]:,}" for k in
                                   ("create", "update", "enrich", "delete", "unchanged", "kept",
                                    "skipped")) + " |", ""]
-        notes = ([f"- state {d.moved_from} (nothing is resent)"] if d.moved_from else []) + [
+        notes = [f"- about {d.data_points:,} Braze data points"] + [
+            f"- **guardrail `{t.name}`{' (overridden)' if t.name in plan.allowed else ''}**: "
+            f"{t.message}" for t in d.guardrails] + (
+            [f"- state {d.moved_from} (nothing is resent)"] if d.moved_from else []) + [
             f"- event stream `{old}` is now `{new}`" for old, new in sorted(d.stream_renames.items())
         ] + [f"- **{why}**" for why in d.binding_changes] + [f"- {read_line(d)}"]
         out += [*notes, ""]

@@ -89,7 +89,8 @@ def build_resource(data: Mapping[str, Any], declared: Mapping[str, Any], locatio
                 events=_events(data.get("events")), schedule=data.get("schedule"),
                 group=data.get("group"),
                 unsubscribe_leavers=data.get("unsubscribe_leavers", False),
-                respect_opt_outs=data.get("respect_opt_outs", True))
+                respect_opt_outs=data.get("respect_opt_outs", True),
+                guardrails=dict(data.get("guardrails") or {}))
     raise ValueError(f"unknown kind {data['kind']!r}")  # the loader checked kinds already
 
 
@@ -98,4 +99,5 @@ def build_settings(data: Mapping[str, Any], root: Path) -> ProjectSettings:
     return ProjectSettings(
         name=data["name"], root=str(root.resolve()), vars=_plain(dict(data.get("vars") or {})),
         state_dir=state.get("dir", ".brazecfg"), lockfile=state.get("lockfile", "brazecfg.lock.json"),
-        moved=tuple((m["from"], m["to"]) for m in data.get("moved") or []))
+        moved=tuple((m["from"], m["to"]) for m in data.get("moved") or []),
+        guardrails=dict(data.get("guardrails") or {}))

@@ -170,6 +170,7 @@ class Destination(Resource):
     unsubscribe_leavers: bool = False
     # never subscribe a member who unsubscribed from that group in Braze (asked at plan time)
     respect_opt_outs: bool = True
+    guardrails: Mapping[str, Any] = field(default_factory=dict)  # see plan/guardrails.py
 
     def fields(self) -> dict[str, str]:
         """Every Braze field this destination writes, except external_id, -> property name."""
@@ -188,6 +189,7 @@ class ProjectSettings:
     # Declared renames (Terraform's moved blocks): (from ref, to ref), e.g.
     # ("destination/old", "destination/new") or ("destination/d/events/a", "destination/d/events/b").
     moved: tuple[tuple[str, str], ...] = ()
+    guardrails: Mapping[str, Any] = field(default_factory=dict)  # see plan/guardrails.py
 
 
 @dataclass(frozen=True)

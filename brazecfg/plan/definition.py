@@ -116,6 +116,11 @@ class DestinationPlan:
     bindings: dict[str, Any] = field(default_factory=dict, repr=False)  # written once applied
     reset_state: bool = False  # another workspace: the old state is replaced on apply
     stream_renames: dict[str, str] = field(default_factory=dict)  # stream key in state -> identity
+    source_rows: int = 0  # records the warehouse holds (rows read, or keys of an incremental read)
+    members: Counter[str] = field(default_factory=Counter)  # group -> members the state holds
+    data_points: int = 0  # Braze data points the changes cost (billing rules: plan/diff.py)
+    guardrails: list[Any] = field(default_factory=list)  # guardrails.Tripped, before overrides
+    guardrail_limits: dict[str, Any] = field(default_factory=dict)
     next_watermark: dict[str, str] = field(default_factory=dict, repr=False)
     spool: Path | None = field(default=None, repr=False)
     event_spool: Path | None = field(default=None, repr=False)
@@ -180,6 +185,9 @@ class DestinationPlan:
             "read_since": self.read_since,
             "full_read_reason": None if self.read_since else self.full_read_reason,
             "read_by_key": self.late_records,
+            "data_points": self.data_points,
+            "guardrails": {"limits": dict(sorted(self.guardrail_limits.items())),
+                           "tripped": [vars(t) for t in self.guardrails]},
             "moved_from": self.moved_from or None,
             "binding_changes": list(self.binding_changes),
             "stream_renames": dict(sorted(self.stream_renames.items())),
@@ -205,11 +213,22 @@ class Plan:
     ledger_generation: int
     fingerprints: dict[str, str] = field(default_factory=dict)
     removed_destinations: tuple[RemovedDestination, ...] = ()
+    targets: tuple[str, ...] = ()  # a partial plan: only these destinations (--target)
+    allowed: frozenset[str] = frozenset()  # guardrails overridden for this run (--allow)
 
     @property
     def has_changes(self) -> bool:
         return bool(self.config_changes) or any(d.changes or d.state_changes
                                                 for d in self.destinations)
+
+    @property
+    def data_points(self) -> int:
+        return sum(d.data_points for d in self.destinations)
+
+    def blocked(self, allowed: frozenset[str] = frozenset()) -> list[tuple[str, Any]]:
+        """(destination, guardrail tripped) pairs that ``allowed`` does not override."""
+        return [(d.destination, t) for d in self.destinations for t in d.guardrails
+                if t.name not in allowed]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -217,8 +236,13 @@ class Plan:
             "config_fingerprint": self.config_fingerprint,
             "ledger_generation": self.ledger_generation,
             "has_changes": self.has_changes,
+            "data_points": self.data_points,
             "config_changes": [{"action": c.action.value, "resource": c.ref, "keys": list(c.keys)}
                                for c in self.config_changes],
             "destinations": [d.summary() for d in self.destinations],
             "removed_destinations": [vars(r) for r in self.removed_destinations],
+            "targets": [f"destination/{t}" for t in self.targets],
+            "guardrails_allowed": sorted(self.allowed),
+            "blocked": [{"destination": d, "guardrail": t.name, "message": t.message}
+                        for d, t in self.blocked(self.allowed)],
         }

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
-from typing import IO
+from typing import IO, Any
 
 from brazecfg.model.resources import Destination, Project
 from brazecfg.plan.definition import (
@@ -119,6 +119,7 @@ class _Diff:
         plan.counts[change.action.value] += 1
         for f, v in change.attributes.items():
             (plan.field_removals if v is None else plan.field_sets)[f] += 1
+        plan.data_points += data_points(change.attributes)
         for g in change.joins:
             plan.joins[g] += 1
         for g in change.leaves:
@@ -238,8 +239,13 @@ class _Diff:
                 raise TooManyToRefetch(len(refetch))
 
         state = ordered(ledger, _ledger_key, what="records", state=True)
+        members = self.plan.members
+        read = 0
         for row, had in merge_join(_unique_rows(rows, self.issues, skipped), state,
                                    _row_key, _ledger_key):
+            if had is not None:
+                for g in had.groups:
+                    members[g] += 1
             if row is None:
                 assert had is not None
                 if present is not None and present.contains(had.external_id, missed):
@@ -252,6 +258,7 @@ class _Diff:
                 else:
                     self.gone(had)
                 continue
+            read += 1
             if present is not None:
                 present.contains(row.key, missed)
             self.record(row, had)
@@ -259,6 +266,7 @@ class _Diff:
             for k in present.rest():
                 missed(k)
         self.plan.counts["skipped"] += skipped[0]
+        self.plan.source_rows = present.seen if present is not None else read + skipped[0]
         return refetch
 
     def record(self, row: ModelRow, had: LedgerRecord | None) -> None:
@@ -280,6 +288,16 @@ class _Diff:
         self.check_opt_outs()
         self._flush_issues()
         return self.plan
+
+
+def data_points(attributes: dict[str, Any]) -> int:
+    """What Braze bills for these attributes (``../shared/braze-api-facts.md``, Data points):
+    one per attribute set, ``null`` included; a whole array once; a nested object once per
+    key. external_id and subscription changes are free."""
+    n = 0
+    for v in attributes.values():
+        n += len(v) if isinstance(v, dict) and v else 1
+    return n
 
 
 @dataclass(frozen=True)

@@ -141,6 +141,7 @@ def diff_events(plan: DestinationPlan, spec: EventSpec, rows: Iterable[EventRow]
             _issue(plan, Issue(row.key, spec.name, str(problem)))
             continue
         plan.events_to_send[spec.name] += 1
+        plan.data_points += 1 + len(obj.get("properties", {}))  # the event and each property
         if spool is not None:
             spool.write(json.dumps({"stream": stream, "key": row.key, "type": spec.type,
                                     "obj": obj}, separators=(",", ":"), ensure_ascii=False,

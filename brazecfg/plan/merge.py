@@ -83,6 +83,7 @@ class KeyCursor:
         self._keys = ordered(keys, lambda k: k, what=what)
         self._current = next(self._keys, None)
         self._last_query: str | None = None
+        self.seen = 0 if self._current is None else 1  # distinct keys read so far
 
     def contains(self, key: str, skipped: Callable[[str], None] | None = None) -> bool:
         """Whether ``key`` is in the stream; keys passed over on the way go to ``skipped``."""
@@ -92,12 +93,18 @@ class KeyCursor:
         while self._current is not None and self._current < key:
             if skipped is not None:
                 skipped(self._current)
-            self._current = next(self._keys, None)
+            self._advance()
         if self._current == key:
             while self._current == key:  # a key repeated in the stream counts once
-                self._current = next(self._keys, None)
+                self._advance()
             return True
         return False
+
+    def _advance(self) -> None:
+        previous = self._current
+        self._current = next(self._keys, None)
+        if self._current is not None and self._current != previous:
+            self.seen += 1
 
     def rest(self) -> Iterator[str]:
         """The keys after the last one queried (or all of them), still order-checked."""
@@ -106,4 +113,4 @@ class KeyCursor:
             if last is None or self._current != last:
                 yield self._current
             last = self._current
-            self._current = next(self._keys, None)
+            self._advance()

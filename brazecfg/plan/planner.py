@@ -17,6 +17,7 @@ from brazecfg.braze.client import BrazeClient
 from brazecfg.errors import StateError
 from brazecfg.model.graph import fingerprints as resource_fingerprints
 from brazecfg.model.resources import App, Destination, Project
+from brazecfg.plan import guardrails
 from brazecfg.plan.config_diff import config_fingerprint, diff_config
 from brazecfg.plan.definition import (
     ISSUE_SAMPLE_SIZE,
@@ -281,6 +282,11 @@ def _plan_destination(project: Project, dest: Destination, warehouse: Warehouse,
         failed, sample = ledger.failures(state_name, limit=ISSUE_SAMPLE_SIZE)
         dplan.failed_last_time = failed
         dplan.failed_samples = [Issue(f.external_id, "", f.reason) for f in sample]
+    dplan.guardrail_limits = guardrails.limits(project.settings.guardrails, dest.guardrails)
+    dplan.guardrails = guardrails.check(
+        dplan.guardrail_limits, confirmed=confirmed, rows=dplan.source_rows,
+        deletes=dplan.counts["delete"], members=dplan.members, leaves=dplan.leaves,
+        data_points=dplan.data_points, events=sum(dplan.events_to_send.values()))
     return dplan
 
 
@@ -381,7 +387,7 @@ def make_plan(project: Project, *, now: datetime | None = None,
             for wh in warehouses.values():
                 wh.close()
         moved_away = {p.state_name for p in plans}
-        removed = tuple(
+        removed = () if destinations else tuple(
             RemovedDestination(name, ledger.count(name), sum(ledger.event_states(name).values()))
             for name in ledger.destinations()
             if name not in project.destinations and name not in moved_away)
@@ -389,6 +395,7 @@ def make_plan(project: Project, *, now: datetime | None = None,
             config_changes=diff_config(project, fps, lock),
             destinations=tuple(plans),
             removed_destinations=removed,
+            targets=tuple(sorted(destinations or ())),
             config_fingerprint=config_fingerprint(fps),
             ledger_generation=ledger.generation,
             fingerprints=fps,

@@ -14,7 +14,7 @@ from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any
 
-from brazecfg.braze.codes import COUNTRIES, LANGUAGES, time_zones
+from brazecfg.braze.codes import LANGUAGES, country_code, iana_time_zone
 
 MAX_STRING = 255
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -186,10 +186,14 @@ def check_field(field: str, value: Any) -> Any:
         return None
     match field:
         case "country":
-            s = str(value).strip().upper()
-            if s not in COUNTRIES:
-                raise ValueProblem("country must be an ISO-3166-1 alpha-2 code such as US or FR")
-            return s
+            # Braze maps names best-effort ("Australia" -> AU): send the code it would store,
+            # so the value does not re-diff forever. Stricter than Braze on purpose: a value
+            # that maps to nothing Braze sets to NULL; brazecfg does not send it.
+            code = country_code(str(value))
+            if code is None:
+                raise ValueProblem("country must be an ISO-3166-1 alpha-2 code such as US or FR "
+                                   "or a country name (Braze would set this one to NULL)")
+            return code
         case "language":
             s = str(value).strip().lower()
             if s not in LANGUAGES:
@@ -203,16 +207,32 @@ def check_field(field: str, value: Any) -> Any:
         case "dob":
             s = str(value)
             try:
+                if len(s) > 10 and s[10] in "T ":
+                    # Braze accepted a full date-time and kept its day (recorded traffic):
+                    # send the day, as Braze stores it.
+                    _datetime(s)
+                    s = s[:10]
                 if not _DATE.match(s):
                     raise ValueError
                 date.fromisoformat(s)  # a real day: Braze rejects 1990-02-30 too
-            except ValueError:
+            except (ValueError, ValueProblem):
                 raise ValueProblem("dob must be a date YYYY-MM-DD") from None
             return s
         case "time_zone":
-            if str(value) not in time_zones():
-                raise ValueProblem("time_zone must be an IANA time zone name such as Europe/Paris")
-            return str(value)
+            # IANA or Rails-style ("Eastern Time (US & Canada)"), sent as the IANA name. An
+            # unknown zone Braze ignores; brazecfg reports it instead of sending it.
+            zone = iana_time_zone(str(value))
+            if zone is None:
+                raise ValueProblem("time_zone must be an IANA time zone name such as Europe/Paris "
+                                   "or a Rails name (Braze would ignore this one)")
+            return zone
+        case "date_of_first_session" | "date_of_last_session" | "marked_email_as_spam_at":
+            return _datetime(value)  # ISO 8601, in UTC
+        case "image_url":
+            if not _URL.match(str(value)):
+                raise ValueProblem("image_url must be an http(s) URL")
+        case "facebook.id":
+            value = str(value)
         case "email":
             if not _EMAIL.match(str(value)):
                 raise ValueProblem("not a valid email address")

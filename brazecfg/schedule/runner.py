@@ -236,7 +236,7 @@ def applying(project: Project) -> RunJob:
 
     def run(job: Job, now: datetime) -> tuple[bool, str]:
         outcome = apply_project(project, confirm=lambda plan: True,
-                                destinations=list(job.destinations))
+                                targets=list(job.destinations))
         if not outcome.applied:
             return True, "no changes"
         parts, ok = [], True
