@@ -19,7 +19,7 @@ from brazecfg.config.loader import load_project
 from brazecfg.emulator import Emulator, EmulatorConfig
 from brazecfg.schedule.runner import Job, Runner, applying, run_lock
 from brazecfg.state.paths import StatePaths
-from tests.helpers import ROOT, cli, copy_example, emulator_get
+from tests.helpers import ROOT, cli, copy_example, emulator_get, sql
 
 T0 = datetime(2026, 11, 1, 0, 0, tzinfo=timezone.utc)
 
@@ -173,3 +173,13 @@ def test_a_schedule_croniter_cannot_run_is_a_validate_error(project: Path) -> No
     run = cli("validate", str(project))
     assert run.exit_code == 1
     assert "emails.yml:6:" in run.output and "is not a schedule" in run.output
+
+
+def test_a_run_that_trips_a_guardrail_fails_and_sends_nothing(project: Path,
+                                                              emulator: Emulator) -> None:
+    assert cli("run", str(project), "--once", "--now", T0.isoformat()).exit_code == 0
+    sql(project, "DELETE FROM users WHERE id <= 10")  # 10 of 12: past max_delete_share
+    later = cli("run", str(project), "--once", "--now", (T0 + timedelta(hours=1)).isoformat())
+    assert later.exit_code == 1
+    assert "destination/braze_users: FAILED" in later.output and "guardrail" in later.output
+    assert len(emulator_get(emulator.url, "users")["users"]) == 12  # nothing was deleted
