@@ -65,3 +65,16 @@ def emulator_post(url: str, what: str) -> Any:
     req = urllib.request.Request(f"{url}/_emulator/{what}", data=b"{}", method="POST")
     with urllib.request.urlopen(req, timeout=10) as r:
         return json.load(r)
+
+
+def settle_stamps(project: Path) -> None:
+    """Make the example's updated_at stamps look like a real warehouse's: distinct, with one
+    newest row (user 12, untouched by the tests). The incremental watermark is the warehouse's
+    own newest stamp minus an overlap, so rows at that stamp are read again on the next run
+    (the safe side); the example's shared stamps would make every row "newest". Drops the
+    stamping triggers: later changes choose their own stamps."""
+    for statement in ("DROP TRIGGER IF EXISTS users_touch", "DROP TRIGGER IF EXISTS purchases_touch",
+                      "DROP TRIGGER IF EXISTS purchases_stamp",
+                      "UPDATE purchases SET updated_at = '2026-01-05 09:00:00'",
+                      "UPDATE users SET updated_at = '2026-01-06 00:00:00' WHERE id = 12"):
+        sql(project, statement)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from brazecfg.emulator import Emulator, EmulatorConfig
-from tests.helpers import NOW, cli, copy_example, emulator_get, sql
+from tests.helpers import NOW, cli, copy_example, emulator_get, settle_stamps, sql
 
 
 @pytest.fixture
@@ -69,7 +69,7 @@ def test_a_late_row_with_an_old_updated_at_is_created(project: Path, emulator: E
 
 def test_a_record_braze_rejects_keeps_incremental_reads_on(project: Path,
                                                            emulator: Emulator) -> None:
-    sql(project, "DROP TRIGGER users_touch")  # stamps stay old: only the failure brings it back
+    settle_stamps(project)  # stamps stay old: only the failure brings user 3 back
     sql(project, "UPDATE users SET last_name = ? WHERE id = 3", ("H" * 60,))  # over the cap
     out = apply(project, code=1)
     assert "1 failed" in out
@@ -157,3 +157,34 @@ def test_sync_additive_sync_leaves_no_stale_attribute(project: Path, emulator: E
     assert d["fields_removed"] == {"last_product": len(had)}
     apply(project)
     assert not any("last_product" in u["attributes"] for u in users(emulator).values())  # type: ignore[operator]
+
+
+def test_the_watermark_follows_the_warehouse_clock_not_this_machine(project: Path,
+                                                                     emulator: Emulator) -> None:
+    """A warehouse that stamps rows in local time (UTC-5 here): the machine's clock would put
+    the watermark five hours after every new stamp and miss each change."""
+    sql(project, "DROP TRIGGER users_touch")
+    sql(project, "UPDATE users SET updated_at = datetime('now', '-5 hours')")
+    apply(project)
+    sql(project, "UPDATE users SET last_name = 'Byron', updated_at = datetime('now', "
+                 "'-5 hours', '+1 minute') WHERE id = 1")
+    d = plan(project)
+    assert d["read_since"] is not None
+    assert d["counts"]["update"] == 1 and d["fields_set"] == {"last_name": 1}
+    apply(project)
+    assert users(emulator)["1"]["attributes"]["last_name"] == "Byron"  # type: ignore[index]
+
+
+def test_event_properties_carry_no_float_noise_and_no_reserved_names(
+        project: Path, emulator: Emulator) -> None:
+    dest = project / "destinations" / "braze_users.yml"
+    dest.write_text(dest.read_text() + "events:\n  - name: purchase_made\n    source: purchases\n"
+                    "    key: id\n    time: created_at\n    properties: {time: amount}\n")
+    bad = cli("validate", str(project))
+    assert bad.exit_code == 1 and "'time' is a name Braze refuses" in bad.output
+    dest.write_text(dest.read_text().replace("{time: amount}", "{amount: amount}"))
+    sql(project, "UPDATE purchases SET amount = 447.71999999999997 WHERE id = 1")
+    apply(project)
+    sent = [json.dumps(r["body"]) for r in emulator_get(emulator.url, "requests")["requests"]
+            if r["path"] == "/users/track" and "events" in r["body"]]
+    assert any('"amount": 447.72' in b for b in sent) and not any("447.7199" in b for b in sent)

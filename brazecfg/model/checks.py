@@ -55,6 +55,9 @@ def _default_locator(resource: Resource, path: Sequence[PathElem]) -> Location:
     return resource.where(str(path[0])) if path else resource.location
 
 
+RESERVED_EVENT_PROPERTIES = frozenset({"time", "event_name"})
+
+
 class Checker:
     def __init__(self, resources: Sequence[Resource], known: Mapping[str, set[str]] | None,
                  locate: Locator | None) -> None:
@@ -291,6 +294,13 @@ class Checker:
                          "tell their rows apart",
                          "give one of them an id: (a name that never changes)")
             identities.setdefault(ev.identity, ev.name)
+            for prop_name in ev.properties:
+                if prop_name in RESERVED_EVENT_PROPERTIES or prop_name.startswith("$") \
+                        or len(prop_name) > 255:
+                    self.add(d, ["events", i, "properties", prop_name],
+                             f"event property {prop_name[:64]!r} is a name Braze refuses "
+                             "(time, event_name, a leading $, or over 255 characters)",
+                             "rename the property")
             path = ["events", i, "source"]
             if self.ref(d, path, "source", ev.source) and self.sources[ev.source].model != d.model:
                 self.add(d, path, f"source {ev.source!r} belongs to model "

@@ -21,15 +21,15 @@ from typing import IO, Any
 from brazecfg.model.resources import EventSpec
 from brazecfg.plan.definition import ISSUE_SAMPLE_SIZE, DestinationPlan, Issue
 from brazecfg.plan.merge import merge_join, ordered
-from brazecfg.plan.values import MAX_STRING, ValueProblem, normalise
+from brazecfg.plan.values import MAX_STRING, ValueProblem, normalise, plain_number
 from brazecfg.warehouse.base import EventRow
 
 UNSURE = ("sending", "unknown")
 
 
 def _jsonable(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return float(value)
+    if isinstance(value, (Decimal, float)) and not isinstance(value, bool):
+        return plain_number(value)  # never warehouse float noise (447.71999999999997)
     if isinstance(value, (datetime, date)):
         return normalise(value, "datetime")
     if isinstance(value, bytes):

@@ -117,8 +117,15 @@ def _since(text: str | None) -> datetime | None:
     return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
 
 
-WATERMARK_OVERLAP = timedelta(minutes=5)  # clock skew between here and the warehouse
+WATERMARK_OVERLAP = timedelta(minutes=5)  # rows committed a little after their updated_at
 RELATIVE_OPS = frozenset({"within", "not_within"})
+
+
+def _stamped(project: Project, dest: Destination) -> bool:
+    """Whether every source the destination's model reads declares ``updated_at``."""
+    props = project.model_properties(dest.model)
+    sources = {project.primary_source(dest.model).name, *(p.source for p in props)}
+    return all(project.sources[s].updated_at is not None for s in sources)
 
 
 def read_since(project: Project, dest: Destination, ledger: Ledger, fingerprint: str,
@@ -137,8 +144,7 @@ def read_since(project: Project, dest: Destination, ledger: Ledger, fingerprint:
         return None, f"it syncs the members of group {dest.group} only: a full read"
     mark = ledger.watermark(state_name or dest.name)
     props = project.model_properties(dest.model)
-    sources = {project.primary_source(dest.model).name, *(p.source for p in props)}
-    if any(project.sources[s].updated_at is None for s in sources):
+    if not _stamped(project, dest):
         return None, "not every source of the model declares updated_at"
     if mark is None:
         return None, "first run"
@@ -253,7 +259,10 @@ def _plan_destination(project: Project, dest: Destination, warehouse: Warehouse,
             since, why_full = None, f"{failed:,} records failed last time: a full read"
         else:
             recheck = frozenset(f.external_id for f in sample)
-    started = datetime.now(timezone.utc)
+    # The next incremental read starts from the warehouse's own clock: its greatest
+    # updated_at, read before the rows (a row this read misses has a stamp above it), minus
+    # an overlap for rows committed a little after their stamp. Never this machine's clock.
+    high = warehouse.max_updated_at(dest.model) if _stamped(project, dest) else None
     try:
         dplan = _diff_once(project, dest, warehouse, ledger, hasher, state_name, now=now,
                            since=since, recheck=recheck, spool_dir=spool_dir, exists=exists,
@@ -273,8 +282,9 @@ def _plan_destination(project: Project, dest: Destination, warehouse: Warehouse,
     dplan.reset_state = fresh
     dplan.read_since = since.isoformat() if since else None
     dplan.full_read_reason = why_full
-    dplan.next_watermark = {"since": (started - WATERMARK_OVERLAP).isoformat(),
-                            "fingerprint": fps[dest.ref]}
+    if high is not None:
+        dplan.next_watermark = {"since": (high - WATERMARK_OVERLAP).isoformat(),
+                                "fingerprint": fps[dest.ref]}
     if dest.events:
         _plan_events(project, dest, dplan, warehouse, ledger, spool_dir, resend_unknown,
                      fresh=fresh, assume_unknown=assume_unknown)
