@@ -297,7 +297,10 @@ def test_unsubscribe_on_leave_false_sends_no_unsubscribes(tmp_path: Path, start:
 
 def test_a_crash_mid_apply_never_leaves_the_ledger_ahead_of_braze(tmp_path: Path,
                                                                    start: Any) -> None:
-    gen = make_project(tmp_path, 900, braze_options={"max_retries": 0}, event_month=RECENT)
+    # respect_opt_outs off: its read-only status checks would meet the dropped connections in
+    # the plan, before anything is sent; this test is about a crash while sending.
+    gen = make_project(tmp_path, 900, braze_options={"max_retries": 0}, event_month=RECENT,
+                       destination={"respect_opt_outs": False})
     emu = start(EmulatorConfig(port=0, fault_drop_every=3))
     confirmed = []
     for _ in range(4):  # every run dies on a dropped connection, with no retries allowed
@@ -350,7 +353,8 @@ def stub(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stub]:
 
 def test_a_400_fails_every_object_even_those_its_errors_do_not_name(tmp_path: Path,
                                                                     stub: Stub) -> None:
-    gen = make_project(tmp_path, 3, events=False)
+    # The scripted stub answers /users/track only: no opt-out reads (respect_opt_outs off).
+    gen = make_project(tmp_path, 3, events=False, destination={"respect_opt_outs": False})
     stub.answer(Answer(400, {"message": "Valid data must be provided", "errors": [
         {"index": 0, "input_array": "attributes", "type": "'email' must be a valid email"}]}))
     out = apply(gen)
@@ -366,7 +370,7 @@ def test_an_answer_cut_off_mid_body_leaves_events_unknown_not_resent(tmp_path: P
                                                                     stub: Stub) -> None:
     """Braze processed the request and its answer was lost on the way: the rows must be
     "delivery unknown", never resent on their own."""
-    gen = make_project(tmp_path, 5, events=True)
+    gen = make_project(tmp_path, 5, events=True, destination={"respect_opt_outs": False})
 
     def cut_events(seen: Seen) -> str | None:
         return TRUNCATE if seen.body and "events" in seen.body else None
@@ -562,7 +566,9 @@ def test_creates_refused_at_connect_time_leave_no_intent_behind(tmp_path: Path,
                                                                 start: Any) -> None:
     """A create that never left is not a user Braze may have: once the users leave the
     warehouse, no plan deletes them."""
-    gen = make_project(tmp_path, 30, events=False)
+    # respect_opt_outs off: its read-only status check in the plan would meet the refused
+    # connection first; this test is about the creates.
+    gen = make_project(tmp_path, 30, events=False, destination={"respect_opt_outs": False})
     emu = start(EmulatorConfig(port=0))
     emu.stop()  # the endpoint refuses connections
     out = apply(gen)

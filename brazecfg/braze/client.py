@@ -234,6 +234,13 @@ class BrazeClient:
     def post(self, path: str, body: dict[str, Any], *, idempotent: bool = True,
              hooks: SendHooks | None = None) -> Response:
         """POST to Braze with retries. Returns 2xx and 400 responses; raises on the rest."""
+        return self.request("POST", path, body, idempotent=idempotent, hooks=hooks)
+
+    def request(self, method: str, path: str, body: dict[str, Any] | None = None, *,
+                params: dict[str, Any] | None = None, idempotent: bool = True,
+                hooks: SendHooks | None = None) -> Response:
+        """One call with the limiter and retries (``post`` for most endpoints; GET for the
+        read-only ones that take query parameters)."""
         app = self.settings.app
         limiter = self._limiter(path)
         url = self._base + path
@@ -245,7 +252,8 @@ class BrazeClient:
             if hooks.leaving:
                 hooks.leaving()
             try:
-                r = self._session.post(url, json=body, timeout=self.settings.timeout)
+                r = self._session.request(method, url, json=body, params=params,
+                                          timeout=self.settings.timeout)
             except (requests.ConnectionError, requests.Timeout,
                     requests.exceptions.ChunkedEncodingError) as exc:
                 why = _never_left(exc)
@@ -366,6 +374,32 @@ class BrazeClient:
             out[str(user["external_id"])] = ExportedUser(str(user.get("created_at") or ""),
                                                          counts)
         return out
+
+    def export_users(self, external_ids: list[str], fields: list[str]
+                     ) -> tuple[list[dict[str, Any]], set[str]]:
+        """Braze's current profiles of these users (read-only; drift): the users found and
+        the ids Braze does not know. /users/export/ids, at most 50 ids a call."""
+        assert len(external_ids) <= 50
+        r = self.post("/users/export/ids", {"external_ids": external_ids,
+                                            "fields_to_export": sorted(set(fields))})
+        if r.status >= 400:
+            raise BrazeError(f"app/{self.settings.app}: /users/export/ids answered {r.status}",
+                             r.status, self.settings.app)
+        users = [u for u in r.body.get("users") or [] if isinstance(u, dict)]
+        return users, {str(i) for i in r.body.get("invalid_user_ids") or []}
+
+    def subscription_status(self, group_id: str, external_ids: list[str]) -> dict[str, str]:
+        """Each user's state in one subscription group, as Braze has it (read-only):
+        ``Subscribed``, ``Unsubscribed`` or ``Unknown`` (never in the group, or no such user).
+        GET /subscription/status/get, at most 50 ids a call."""
+        assert len(external_ids) <= 50
+        r = self.request("GET", "/subscription/status/get",
+                         params={"subscription_group_id": group_id, "external_id[]": external_ids})
+        if r.status >= 400:
+            raise BrazeError(f"app/{self.settings.app}: /subscription/status/get answered "
+                             f"{r.status}", r.status, self.settings.app)
+        status = r.body.get("status")
+        return {str(k): str(v) for k, v in status.items()} if isinstance(status, dict) else {}
 
     def set_subscription(self, group_id: str, state: str, external_ids: list[str]) -> Response:
         assert len(external_ids) <= 50

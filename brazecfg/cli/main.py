@@ -27,6 +27,8 @@ app = typer.Typer(
 )
 emulator_app = typer.Typer(help="Run or inspect the local Braze emulator.")
 app.add_typer(emulator_app, name="emulator")
+import_app = typer.Typer(help="Turn another tool's config into a brazecfg project.")
+app.add_typer(import_app, name="import")
 
 _state: dict[str, Any] = {"debug": False, "no_color": False}
 
@@ -298,6 +300,121 @@ def apply(
         # delivery is unknown, from this run or an earlier one (`apply --settle-unknown`).
         if outcome.unknown_left or any(r.failed or r.events_failed for r in outcome.results):
             raise typer.Exit(1)
+
+
+@app.command()
+def run(
+    path: PathArg = Path("."),
+    once: Annotated[bool, typer.Option("--once", help="Run whatever is due now, then exit (for cron or a CI schedule).")] = False,
+    now: Annotated[str | None, typer.Option("--now", help="With --once: decide what is due as of this time (ISO 8601).")] = None,
+) -> None:
+    """Apply destinations on their schedules: a next-run table, a log line per run; SIGTERM stops."""
+    import signal
+    import threading
+
+    from brazecfg.config.loader import load_project
+    from brazecfg.schedule.runner import RunLocked, Runner, SystemClock, applying, run_lock
+    from brazecfg.state.paths import StatePaths
+
+    def log(line: str) -> None:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+    class _At(SystemClock):
+        def __init__(self, at: datetime) -> None:
+            self.at = at
+
+        def now(self) -> datetime:
+            return self.at
+
+    with _guard():
+        at = _now(now)
+        if at is not None and not once:
+            raise BrazecfgError("--now goes with --once (a running scheduler keeps real time)")
+        project = load_project(path)
+        runner = Runner(project, run_job=applying(project), log=log,
+                        clock=_At(at) if at is not None else SystemClock())
+        try:
+            with run_lock(StatePaths.of(project.settings)):
+                if once:
+                    runner.table(runner.clock.now())
+                    if not runner.run_due():
+                        log("nothing due")
+                else:
+                    stop = threading.Event()
+                    for sig in (signal.SIGTERM, signal.SIGINT):
+                        signal.signal(sig, lambda *_: stop.set())
+                    runner.loop(stop)
+        except RunLocked as exc:
+            if not once:
+                raise
+            log(f"skipped: {exc}")  # cron fired while the last run goes on: not an error
+            return
+        if runner.failures:
+            raise typer.Exit(1)
+
+
+@app.command()
+def drift(
+    path: PathArg = Path("."),
+    sample: Annotated[int | None, typer.Option("--sample", min=1, help="Compare this many synced users, picked at random (default 100).")] = None,
+    ids: Annotated[Path | None, typer.Option("--ids", help="Compare these users: a file of external ids, one a line.")] = None,
+    destination: Annotated[list[str] | None, typer.Option("--destination", "-d", help="Only this destination (repeatable).")] = None,
+    repair: Annotated[bool, typer.Option("--repair", help="Mark the drifted fields in the state so the next plan writes them again.")] = False,
+    format: Annotated[Format, typer.Option("--format", "-f", help="text, json or markdown (no values).")] = Format.text,
+    detailed_exitcode: Annotated[bool, typer.Option("--detailed-exitcode", help="Exit 2 when drift was found.")] = False,
+) -> None:
+    """Read synced users' current Braze profiles and report fields changed outside brazecfg."""
+    from brazecfg.cli import render_drift
+    from brazecfg.config.loader import load_project
+    from brazecfg.drift.check import drift_project
+
+    with _guard():
+        if sample is not None and ids is not None:
+            raise BrazecfgError("give --sample or --ids, not both")
+        wanted = None
+        if ids is not None:
+            try:
+                wanted = [line.strip() for line in ids.read_text(encoding="utf-8").splitlines()
+                          if line.strip()]
+            except (OSError, UnicodeDecodeError) as exc:
+                raise BrazecfgError(f"cannot read --ids {ids}: {exc}") from None
+        project = load_project(path)
+        reports = drift_project(project, sample=sample, ids=wanted, destinations=destination,
+                                repair=repair, on_wait=lambda m: _console(stderr=True).print(m))
+        if format is Format.json:
+            sys.stdout.write(render_drift.render_drift_json(reports))
+        elif format is Format.markdown:
+            sys.stdout.write(render_drift.render_drift_markdown(reports))
+        else:
+            render_drift.render_drift_text(_console(), reports, repair)
+        if detailed_exitcode and any(r.drifted for r in reports):
+            raise typer.Exit(2)
+
+
+@import_app.command("grouparoo")
+def import_grouparoo(
+    directory: Annotated[Path, typer.Argument(help="A Grouparoo project (holding config/) or its config folder.")],
+    out: Annotated[Path | None, typer.Option("--out", help="The brazecfg project to write (default: ./NAME-brazecfg).")] = None,
+) -> None:
+    """Translate a Grouparoo code-config directory; list what was and was not carried over."""
+    from rich.markup import escape
+
+    from brazecfg.config.loader import load_project
+    from brazecfg.importers.grouparoo import import_grouparoo as run_import
+    from brazecfg.importers.grouparoo import summary_lines
+
+    with _guard():
+        target = out or Path(f"{directory.resolve().name}-brazecfg")
+        result, _ = run_import(directory, target)
+        console = _console()
+        for note in result.notes:
+            console.print(f"[warn]TODO[/] {escape(str(note))}", highlight=False, soft_wrap=True)
+        for line in summary_lines(result):
+            console.print(line, highlight=False, markup=False)
+        load_project(target)  # the result must validate; a failure here is reported as such
+        console.print(f"[ok]ok[/]: wrote {target} (see {target / 'IMPORT.md'}); next: "
+                      f"`brazecfg plan {target}`", highlight=False)
 
 
 @emulator_app.callback(invoke_without_command=True)

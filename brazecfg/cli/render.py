@@ -181,12 +181,14 @@ def _render_destination(console: Console, d: DestinationPlan,
             if d.field_removals[f]:
                 bits.append(f"[delete]removed for {_n(d.field_removals[f], 'user')}[/]")
             console.print(markup("    {}  ", f.ljust(width)) + ", ".join(bits))
-    groups = sorted(set(d.joins) | set(d.leaves))
+    groups = sorted(set(d.joins) | set(d.leaves) | set(d.opted_out))
     if groups:
         console.print("  [heading]Groups[/]")
         for g in groups:
+            kept = (markup("  [warn]{:,} not subscribed: unsubscribed in Braze[/]",
+                           d.opted_out[g]) if d.opted_out[g] else "")
             console.print(markup("    {}  [create]+{:,} join[/]  [delete]-{:,} leave[/]",
-                                 g, d.joins[g], d.leaves[g]))
+                                 g, d.joins[g], d.leaves[g]) + kept)
     streams = sorted(set(d.events_to_send) | set(d.events_unknown))
     if streams:
         console.print("  [heading]Events and purchases[/]")
@@ -329,10 +331,11 @@ def render_plan_markdown(plan: Plan) -> str:
             out += [f"| {md_code(f)} | {d.field_sets[f]:,} | {d.field_removals[f]:,} |"
                     for f in fields]
             out.append("")
-        groups = sorted(set(d.joins) | set(d.leaves))
+        groups = sorted(set(d.joins) | set(d.leaves) | set(d.opted_out))
         if groups:
-            out += ["| group | join | leave |", "|---|---:|---:|"]
-            out += [f"| {md_code(g)} | {d.joins[g]:,} | {d.leaves[g]:,} |" for g in groups]
+            out += ["| group | join | leave | unsubscribed in Braze |", "|---|---:|---:|---:|"]
+            out += [f"| {md_code(g)} | {d.joins[g]:,} | {d.leaves[g]:,} | {d.opted_out[g]:,} |"
+                    for g in groups]
             out.append("")
         if d.issue_count:
             out.append(f"**{d.issue_count:,} values will not be sent** (record id, field, reason):")

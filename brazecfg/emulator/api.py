@@ -47,6 +47,7 @@ class BadRequest(Exception):
 class Endpoint:
     permission: str
     handler: Handler
+    method: str = "POST"
 
 
 def track(body: Any, store: Store, config: EmulatorConfig) -> Reply:
@@ -186,6 +187,20 @@ def subscription_set_v2(body: Any, store: Store, config: EmulatorConfig) -> Repl
     return 201, {"message": "success"}
 
 
+def subscription_status_get(query: Any, store: Store, config: EmulatorConfig) -> Reply:
+    """GET /subscription/status/get?subscription_group_id=G&external_id[]=1&external_id[]=2:
+    each user's state in one group, ``Subscribed``, ``Unsubscribed`` or ``Unknown``."""
+    group = (query.get("subscription_group_id") or [""])[0]
+    if not group:
+        raise BadRequest("'subscription_group_id' is required")
+    ids = [*query.get("external_id[]", []), *query.get("external_id", [])]
+    if not ids:
+        raise BadRequest("Provide at least one external_id")
+    if len(ids) > MAX_IDS:
+        raise BadRequest(f"At most {MAX_IDS} external_ids per request")
+    return 201, {"status": store.subscription_status(group, ids), "message": "success"}
+
+
 def _group(body: dict[str, Any]) -> tuple[str, str]:
     group = body.get("subscription_group_id")
     if not isinstance(group, str) or not group:
@@ -250,4 +265,6 @@ ENDPOINTS: dict[str, Endpoint] = {
     "/users/export/ids": Endpoint("users.export.ids", export_ids),
     "/subscription/status/set": Endpoint("subscription.status.set", subscription_set),
     "/v2/subscription/status/set": Endpoint("subscription.status.set", subscription_set_v2),
+    "/subscription/status/get": Endpoint("subscription.status.get", subscription_status_get,
+                                         "GET"),
 }

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 ALL_PERMISSIONS: frozenset[str] = frozenset(
-    {"users.track", "users.delete", "users.export.ids", "subscription.status.set"}
+    {"users.track", "users.delete", "users.export.ids", "subscription.status.set",
+     "subscription.status.get"}
 )
 
 DEFAULT_API_KEY = "local-emulator-key"

@@ -13,6 +13,7 @@ import signal
 import socket
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -84,15 +85,16 @@ class _Handler(BaseHTTPRequestHandler):
         # Logged by _send before the response leaves, so a client that got its answer
         # always finds its request in the log and the stats (no race with inspection).
         self._log_as: tuple[str, str, bytes] | None = (method, path, body)
-        status = self._api(emulator, method, path, body)
+        status = self._api(emulator, method, path, body, query)
         if self._log_as is not None:  # dropped: nothing was sent
             emulator.store.log_request(method, path, status, body)
             self._log_as = None
 
-    def _api(self, emulator: Emulator, method: str, path: str, body: bytes) -> int:
+    def _api(self, emulator: Emulator, method: str, path: str, body: bytes,
+             query: str = "") -> int:
         """Answers one API request; returns the status for the request log."""
         endpoint = ENDPOINTS.get(path)
-        if endpoint is None or method != "POST":
+        if endpoint is None or method != endpoint.method:
             return self._send(404, {"message": "Not Found"})
         key = self._api_key()
         permissions = emulator.config.api_keys.get(key) if key is not None else None
@@ -123,7 +125,10 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(429, {"message": "API rate limit exceeded"}, quota, throttled=True,
                               retry_after=wait)
         try:
-            parsed = json.loads(body, parse_constant=_reject_constant) if body.strip() else None
+            if endpoint.method == "GET":  # read endpoints take query parameters
+                parsed: Any = urllib.parse.parse_qs(query, keep_blank_values=True)
+            else:
+                parsed = json.loads(body, parse_constant=_reject_constant) if body.strip() else None
         except ValueError:
             # errors.md: "400 Bad Request: Bad syntax."
             return self._send(400, {"message": "Bad syntax: the request body is not valid JSON"},

@@ -223,6 +223,16 @@ class Store:
 
     # -- reads --------------------------------------------------------------------------
 
+    def subscription_status(self, group_id: str, external_ids: Sequence[str]) -> dict[str, str]:
+        with self.lock:
+            out = {}
+            for i in external_ids:
+                found = self._find(Identifier("external_id", i))
+                state = (found[0].subscriptions or {}).get(group_id) if found else None
+                out[i] = {"subscribed": "Subscribed", "unsubscribed": "Unsubscribed"}.get(
+                    state or "", "Unknown")
+            return out
+
     def export(
         self, who: Sequence[Identifier], fields: Sequence[str] | None
     ) -> tuple[list[dict[str, Any]], list[str]]:

@@ -86,7 +86,10 @@ def build_resource(data: Mapping[str, Any], declared: Mapping[str, Any], locatio
                 subscription_groups=tuple(SubscriptionMapping(g, i) for g, i in subs),
                 unsubscribe_on_leave=data.get("unsubscribe_on_leave", True),
                 groups_attribute=data.get("groups_attribute"),
-                events=_events(data.get("events")),
+                events=_events(data.get("events")), schedule=data.get("schedule"),
+                group=data.get("group"),
+                unsubscribe_leavers=data.get("unsubscribe_leavers", False),
+                respect_opt_outs=data.get("respect_opt_outs", True),
                 guardrails=dict(data.get("guardrails") or {}))
     raise ValueError(f"unknown kind {data['kind']!r}")  # the loader checked kinds already
 

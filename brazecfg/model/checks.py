@@ -26,6 +26,7 @@ from brazecfg.model.resources import (
     Resource,
     Source,
 )
+from brazecfg.schedule.spec import ScheduleError, parse_schedule
 from brazecfg.schema.diagnostics import did_you_mean
 
 # In ``known``: names declared by a document whose kind is unknown or whose file could not be
@@ -155,6 +156,17 @@ class Checker:
                 self.add(s, ["app"], f"app {s.app!r} is a {app.type} app; a source reads from a "
                                      "warehouse app", f"use an app of type {', '.join(WAREHOUSE_TYPES)}")
         self.ref(s, ["model"], "model", s.model)
+        self.check_schedule(s, s.schedule)
+
+    def check_schedule(self, r: Resource, schedule: str | None) -> None:
+        """A schedule the schema's pattern let through must also be one croniter can run
+        (``99 * * * *`` has five fields and no meaning)."""
+        if schedule is None:
+            return
+        try:
+            parse_schedule(schedule)
+        except ScheduleError as exc:
+            self.add(r, ["schedule"], str(exc), "fix the schedule")
 
     def check_property(self, p: Property) -> None:
         if self.ref(p, ["source"], "source", p.source):
@@ -331,6 +343,22 @@ class Checker:
                 self.add(d, path, f"source {ev.source!r} belongs to model "
                                   f"{self.sources[ev.source].model!r}, not {d.model!r}",
                          f"send events from sources of model {d.model} only")
+        self.check_schedule(d, d.schedule)
+        if d.unsubscribe_leavers and d.mode == "sync":
+            self.add(d, ["unsubscribe_leavers"], "unsubscribe_leavers applies to additive and "
+                     "enrich modes: sync mode deletes the users who leave",
+                     "remove it, or choose mode: additive")
+        if d.group is not None and self.ref(d, ["group"], "group", d.group) and \
+                self.groups[d.group].model != d.model:
+            self.add(d, ["group"], f"group {d.group!r} is a group of model "
+                                   f"{self.groups[d.group].model!r}, not {d.model!r}",
+                     f"track a group of model {d.model}")
+        if d.group is not None and d.events:
+            # Events go to every record of the model: a non-member's event would create (or,
+            # in sync mode, re-create) a profile the tracked group keeps out of Braze.
+            self.add(d, ["group"], "a destination with group: cannot send events yet (events "
+                                   "of non-members would create their profiles)",
+                     "send the events from a destination without group:")
         ga = d.groups_attribute
         if ga is not None:
             if ga in RESERVED_ATTRIBUTE_NAMES:

@@ -164,6 +164,12 @@ class Destination(Resource):
     unsubscribe_on_leave: bool = True
     groups_attribute: str | None = None  # array custom attribute listing group names
     events: tuple[EventSpec, ...] = ()
+    schedule: str | None = None  # when `brazecfg run` applies it (wins over its sources')
+    group: str | None = None  # tracked group: only its members are records of this destination
+    # additive/enrich: a record that leaves the model leaves its synced groups (profile kept)
+    unsubscribe_leavers: bool = False
+    # never subscribe a member who unsubscribed from that group in Braze (asked at plan time)
+    respect_opt_outs: bool = True
     guardrails: Mapping[str, Any] = field(default_factory=dict)  # see plan/guardrails.py
 
     def fields(self) -> dict[str, str]:

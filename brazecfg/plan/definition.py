@@ -98,6 +98,8 @@ class DestinationPlan:
     field_removals: Counter[str] = field(default_factory=Counter)  # field -> records where it is removed
     joins: Counter[str] = field(default_factory=Counter)  # group -> records joining
     leaves: Counter[str] = field(default_factory=Counter)  # group -> records leaving
+    # group -> members not subscribed because they unsubscribed in Braze (respect_opt_outs)
+    opted_out: Counter[str] = field(default_factory=Counter)
     samples: list[RecordChange] = field(default_factory=list)
     issues: list[Issue] = field(default_factory=list)  # first ISSUE_SAMPLE_SIZE
     issue_count: int = 0
@@ -173,6 +175,7 @@ class DestinationPlan:
             "fields_removed": dict(sorted(self.field_removals.items())),
             "group_joins": dict(sorted(self.joins.items())),
             "group_leaves": dict(sorted(self.leaves.items())),
+            "group_opted_out": dict(sorted(self.opted_out.items())),
             "issues": {"count": self.issue_count,
                        "first": [vars(i) for i in self.issues]},
             "events_to_send": dict(sorted(self.events_to_send.items())),

@@ -9,7 +9,7 @@ buffers are a few samples and, in enrich mode, up to 50 ids waiting for an exist
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import IO, Any
 
 from brazecfg.model.resources import Destination, Project
@@ -31,6 +31,9 @@ from brazecfg.warehouse.base import ModelRow
 # Given up to 50 external ids, which of them Braze has (enrich mode). Read-only.
 ExistsCheck = Callable[[list[str]], set[str]]
 EXISTS_BATCH = 50
+# Given a subscription group id and up to 50 external ids, which of them unsubscribed from it
+# in Braze (respect_opt_outs). Read-only.
+OptOutCheck = Callable[[str, list[str]], set[str]]
 
 
 def _unique_rows(rows: Iterable[ModelRow], issues: list[Issue], skipped: list[int]
@@ -68,8 +71,13 @@ def _ledger_key(record: LedgerRecord) -> str:
 
 class _Diff:
     def __init__(self, project: Project, destination: Destination, hasher: Hasher,
-                 spool: IO[str] | None, exists: ExistsCheck | None) -> None:
+                 spool: IO[str] | None, exists: ExistsCheck | None,
+                 opted_out: OptOutCheck | None = None) -> None:
         self.dest = destination
+        self.opted_out = opted_out
+        self._joins_waiting: list[RecordChange] = []
+        self._group_ids = {s.group: s.subscription_group_id
+                           for s in destination.subscription_groups}
         self.mode = destination.mode
         self.builder = RecordBuilder(project, destination)
         self.hasher = hasher
@@ -81,6 +89,33 @@ class _Diff:
 
     # -- emitting ---------------------------------------------------------------------------
     def emit(self, change: RecordChange) -> None:
+        if self.opted_out is not None and change.joins:
+            self._joins_waiting.append(change)
+            if len(self._joins_waiting) >= EXISTS_BATCH:
+                self.check_opt_outs()
+            return
+        self._emit(change)
+
+    def check_opt_outs(self) -> None:
+        """respect_opt_outs: before a member is subscribed, ask Braze whether they
+        unsubscribed from that group there (read-only, 50 ids a call). Those are not
+        subscribed, and counted per group. The state still records them as members, so the
+        next plan does not ask again, and a later leave is planned as usual."""
+        waiting, self._joins_waiting = self._joins_waiting, []
+        if not waiting or self.opted_out is None:
+            return
+        out: dict[str, set[str]] = {}
+        for g in sorted({g for c in waiting for g in c.joins}):
+            ids = [c.external_id for c in waiting if g in c.joins]
+            out[g] = self.opted_out(self._group_ids[g], ids)
+        for change in waiting:
+            kept = tuple(g for g in change.joins if change.external_id not in out[g])
+            for g in change.joins:
+                if g not in kept:
+                    self.plan.opted_out[g] += 1
+            self._emit(replace(change, joins=kept))
+
+    def _emit(self, change: RecordChange) -> None:
         plan = self.plan
         plan.counts[change.action.value] += 1
         for f, v in change.attributes.items():
@@ -165,8 +200,28 @@ class _Diff:
     def gone(self, had: LedgerRecord) -> None:
         if self.mode == "sync":
             self.emit(RecordChange(Action.DELETE, had.external_id))
+        elif (leaver := self.leaver_change(had)) is not None:
+            self.emit(leaver)
         else:
             self.plan.counts["kept"] += 1  # additive and enrich never delete
+
+    def leaver_change(self, had: LedgerRecord) -> RecordChange | None:
+        """With ``unsubscribe_leavers`` (additive and enrich): a record that left the model
+        keeps its profile but leaves every group brazecfg subscribed it to, and its groups
+        attribute is emptied, as Grouparoo did. None when there is nothing left to take away
+        (it was done on an earlier apply), so the record then counts as kept."""
+        if not self.dest.unsubscribe_leavers:
+            return None
+        leaves = tuple(sorted(had.groups & self.builder.subscribed_groups))
+        fields = dict(had.fields)
+        attrs: dict[str, object] = {}
+        ga = self.builder.groups_attribute
+        if ga and ga in fields:
+            attrs[ga] = None
+            del fields[ga]
+        if not leaves and not attrs and not had.groups:
+            return None
+        return RecordChange(Action.UPDATE, had.external_id, attrs, fields, frozenset(), (), leaves)
 
     def run(self, rows: Iterable[ModelRow], ledger: Iterable[LedgerRecord],
             keys: Iterable[str] | None, recheck: frozenset[str]) -> list[Refetch]:
@@ -235,6 +290,7 @@ class _Diff:
         for row, had in refetched:
             self.record(row, had)
         self._check_existing()
+        self.check_opt_outs()
         self._flush_issues()
         return self.plan
 
@@ -261,7 +317,8 @@ def diff_destination(project: Project, destination: Destination, rows: Iterable[
                      ledger: Iterator[LedgerRecord], hasher: Hasher, *,
                      spool: IO[str] | None = None, exists: ExistsCheck | None = None,
                      keys: Iterator[str] | None = None, recheck: frozenset[str] = frozenset(),
-                     fetch: Fetch | None = None) -> DestinationPlan:
+                     fetch: Fetch | None = None,
+                     opted_out: OptOutCheck | None = None) -> DestinationPlan:
     """Compare what the warehouse wants with what Braze confirmed, for one destination.
 
     Incremental reads pass only the records changed since the last run as ``rows``, and
@@ -269,7 +326,7 @@ def diff_destination(project: Project, destination: Destination, rows: Iterable[
     key is still in ``keys``, and gone (a deletion) otherwise. A key in ``keys`` that is in
     neither ``rows`` nor the state, and every ``recheck`` id, is read again with ``fetch``
     (records by key): an incremental read never misses a record the state does not have."""
-    diff = _Diff(project, destination, hasher, spool, exists)
+    diff = _Diff(project, destination, hasher, spool, exists, opted_out)
     refetch = diff.run(rows, ledger, keys, recheck)
     if refetch and fetch is None:
         raise AssertionError("an incremental diff needs a fetch function")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -26,7 +26,13 @@ from brazecfg.plan.definition import (
     Plan,
     RemovedDestination,
 )
-from brazecfg.plan.diff import REFETCH_LIMIT, ExistsCheck, TooManyToRefetch, diff_destination
+from brazecfg.plan.diff import (
+    REFETCH_LIMIT,
+    ExistsCheck,
+    OptOutCheck,
+    TooManyToRefetch,
+    diff_destination,
+)
 from brazecfg.plan.events import diff_events
 from brazecfg.plan.intents import with_intents
 from brazecfg.state.hashing import Hasher, load_key
@@ -34,7 +40,7 @@ from brazecfg.state.ledger import Ledger, LedgerRecord
 from brazecfg.state.lockfile import Lockfile, read_lockfile
 from brazecfg.state.paths import StatePaths
 from brazecfg.state.store import open_state
-from brazecfg.warehouse.base import Warehouse
+from brazecfg.warehouse.base import ModelRow, Warehouse
 from brazecfg.warehouse.connect import connect
 
 ClientFactory = Callable[[App], BrazeClient]
@@ -134,6 +140,10 @@ def read_since(project: Project, dest: Destination, ledger: Ledger, fingerprint:
     without any row changing)."""
     if full_refresh:
         return None, "full refresh requested"
+    if dest.group:
+        # A record that left the tracked group must be found gone; an incremental read only
+        # sees the rows that changed, not the members that left because of them.
+        return None, f"it syncs the members of group {dest.group} only: a full read"
     mark = ledger.watermark(state_name or dest.name)
     props = project.model_properties(dest.model)
     if not _stamped(project, dest):
@@ -204,8 +214,8 @@ def _refuse_a_guessed_rename(project: Project, dest: Destination, ledger: Ledger
 def _plan_destination(project: Project, dest: Destination, warehouse: Warehouse,
                       ledger: Ledger, hasher: Hasher, lock: Lockfile, *, now: datetime,
                       fps: dict[str, str], spool_dir: Path | None, exists: ExistsCheck | None,
-                      full_refresh: bool, resend_unknown: bool, start_over: bool
-                      ) -> DestinationPlan:
+                      full_refresh: bool, resend_unknown: bool, start_over: bool,
+                      opted_out: OptOutCheck | None = None) -> DestinationPlan:
     state_name, moved_why = _state_name(project, dest, ledger)
     want_binding = bindings_for(project, dest)
     had_binding = read_binding(ledger, state_name)
@@ -258,7 +268,7 @@ def _plan_destination(project: Project, dest: Destination, warehouse: Warehouse,
     try:
         dplan = _diff_once(project, dest, warehouse, ledger, hasher, state_name, now=now,
                            since=since, recheck=recheck, spool_dir=spool_dir, exists=exists,
-                           fresh=fresh, rebound=rebound)
+                           fresh=fresh, rebound=rebound, opted_out=opted_out)
     except TooManyToRefetch as many:
         why_full = (f"more than {REFETCH_LIMIT:,} records are not in the state or failed last "
                     f"time (rows arrived late, or with an old updated_at): a full read")
@@ -266,7 +276,7 @@ def _plan_destination(project: Project, dest: Destination, warehouse: Warehouse,
         since = None
         dplan = _diff_once(project, dest, warehouse, ledger, hasher, state_name, now=now,
                            since=None, recheck=frozenset(), spool_dir=spool_dir, exists=exists,
-                           fresh=fresh, rebound=rebound)
+                           fresh=fresh, rebound=rebound, opted_out=opted_out)
     dplan.state_name = state_name
     dplan.moved_from = moved_why
     dplan.binding_changes = why_new
@@ -301,11 +311,41 @@ def _describe_state(lock: Lockfile, ledger: Ledger) -> str:
     return here
 
 
+def opt_out_check(project: Project, dest: Destination, clients: ClientFactory | None
+                  ) -> OptOutCheck | None:
+    """respect_opt_outs (the default): who of the members about to join a subscription group
+    unsubscribed from it in Braze, asked read-only before the plan counts them as joining.
+    Braze's /subscription/status/get answers Subscribed, Unsubscribed or Unknown per user;
+    only Unsubscribed holds a join back (Unknown: never in the group, or a new user)."""
+    if clients is None or not dest.subscription_groups or not dest.respect_opt_outs:
+        return None
+    client = clients(project.apps[dest.app])
+
+    def check(group_id: str, external_ids: list[str]) -> set[str]:
+        states = client.subscription_status(group_id, external_ids)
+        return {i for i in external_ids if states.get(i) == "Unsubscribed"}
+
+    return check
+
+
+def tracked_rows(dest: Destination, rows: Iterable[ModelRow]) -> Iterator[ModelRow]:
+    """A destination with ``group:`` (Grouparoo's tracked group) has the group's members as
+    its records: a record that leaves the group is gone from it, as if deleted from the model
+    (deleted in sync mode, kept in the others)."""
+    if dest.group is None:
+        yield from rows
+        return
+    for row in rows:
+        if dest.group in row.groups:
+            yield row
+
+
 def _diff_once(project: Project, dest: Destination, warehouse: Warehouse, ledger: Ledger,
                hasher: Hasher, state_name: str, *, now: datetime, since: datetime | None,
                recheck: frozenset[str], spool_dir: Path | None, exists: ExistsCheck | None,
-               fresh: bool, rebound: frozenset[str]) -> DestinationPlan:
-    rows = warehouse.stream_model(dest.model, now=now, changed_since=since)
+               fresh: bool, rebound: frozenset[str], opted_out: OptOutCheck | None = None
+               ) -> DestinationPlan:
+    rows = tracked_rows(dest, warehouse.stream_model(dest.model, now=now, changed_since=since))
     keys = warehouse.stream_keys(dest.model) if since is not None else None
     records: Iterator[LedgerRecord] = iter(()) if fresh else with_intents(
         ledger.stream(state_name), ledger.stream_intents(state_name))
@@ -319,7 +359,9 @@ def _diff_once(project: Project, dest: Destination, warehouse: Warehouse, ledger
         dplan = diff_destination(
             project, dest, rows, records, hasher, spool=spool, exists=exists, keys=keys,
             recheck=recheck,
-            fetch=lambda ks: warehouse.stream_model(dest.model, now=now, only_keys=ks))
+            fetch=lambda ks: tracked_rows(dest, warehouse.stream_model(dest.model, now=now,
+                                                                        only_keys=ks)),
+            opted_out=opted_out)
     finally:
         if spool is not None:
             spool.close()
@@ -357,7 +399,8 @@ def make_plan(project: Project, *, now: datetime | None = None,
                 plans.append(_plan_destination(
                     project, dest, warehouses[app.name], ledger, hasher, lock, now=now, fps=fps,
                     spool_dir=spool_dir, exists=exists, full_refresh=full_refresh,
-                    resend_unknown=resend_unknown, start_over=start_over))
+                    resend_unknown=resend_unknown, start_over=start_over,
+                    opted_out=opt_out_check(project, dest, clients)))
         finally:
             for wh in warehouses.values():
                 wh.close()

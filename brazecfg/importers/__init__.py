@@ -1,0 +1,1 @@
+"""Importers: other tools' configs turned into brazecfg projects."""

@@ -1,0 +1,91 @@
+"""Braze-side opt-outs, through the CLI against the emulator: a member who unsubscribed from
+a subscription group in Braze is never subscribed again by a join (respect_opt_outs, the
+default); the plan shows them; `respect_opt_outs: false` overturns it on purpose."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from brazecfg.emulator import Emulator, EmulatorConfig
+from tests.helpers import NOW, cli, copy_example, emulator_get, sql
+
+GROUP = "6f0b5c0e-7d4c-4a57-9a64-3c1f4c0a0001"  # high_value in the example
+
+
+@pytest.fixture
+def emulator() -> Iterator[Emulator]:
+    with Emulator(EmulatorConfig(port=0)) as emu:
+        yield emu
+
+
+@pytest.fixture
+def project(tmp_path: Path, emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("BRAZE_REST_ENDPOINT", emulator.url)
+    monkeypatch.delenv("BRAZE_API_KEY", raising=False)
+    monkeypatch.delenv("BRAZECFG_HASH_KEY", raising=False)
+    return copy_example(tmp_path)
+
+
+def unsubscribe_in_braze(emulator: Emulator, external_id: str) -> None:
+    """What a user clicking "unsubscribe" does: Braze's own state changes, not brazecfg's."""
+    body = json.dumps({"subscription_groups": [{"subscription_group_id": GROUP,
+                                                "subscription_state": "unsubscribed",
+                                                "external_ids": [external_id]}]}).encode()
+    req = urllib.request.Request(f"{emulator.url}/v2/subscription/status/set", data=body,
+                                 headers={"Authorization": "Bearer local-emulator-key",
+                                          "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        assert r.status == 201
+
+
+def state_of(emulator: Emulator, external_id: str) -> str | None:
+    user = next(u for u in emulator_get(emulator.url, "users")["users"]
+                if u["external_id"] == external_id)
+    return (user.get("subscription_groups") or {}).get(GROUP)
+
+
+@pytest.mark.parametrize("respect", [True, False])
+def test_a_join_never_overturns_an_unsubscribe_made_in_braze(
+        project: Path, emulator: Emulator, respect: bool) -> None:
+    if not respect:
+        dest = project / "destinations" / "braze_users.yml"
+        dest.write_text(dest.read_text() + "respect_opt_outs: false\n")
+    assert cli("apply", str(project), "--auto-approve", "--now", NOW).exit_code == 0
+    unsubscribe_in_braze(emulator, "2")  # user 2 (ltv 80) is not a member yet
+    sql(project, "UPDATE purchases SET status = 'paid' WHERE id = 4")  # now 110: joins
+    plan = cli("plan", str(project), "--now", NOW, "--format", "json")
+    assert plan.exit_code == 0, plan.output
+    d = json.loads(plan.stdout)["destinations"][0]
+    text = cli("plan", str(project), "--now", NOW)
+    if respect:
+        assert d["group_joins"].get("high_value", 0) == 0
+        assert d["group_opted_out"] == {"high_value": 1}
+        assert "1 not subscribed: unsubscribed in Braze" in text.output
+    else:
+        assert d["group_joins"] == {"high_value": 1} and d["group_opted_out"] == {}
+    assert cli("apply", str(project), "--auto-approve", "--now", NOW).exit_code == 0
+    assert state_of(emulator, "2") == ("unsubscribed" if respect else "subscribed")
+    assert state_of(emulator, "3") == "subscribed"  # the others are untouched
+    again = cli("plan", str(project), "--now", NOW, "--detailed-exitcode")
+    assert again.exit_code == 0, again.output  # not asked again: nothing left to do
+
+
+def test_a_lost_state_does_not_resubscribe_those_who_left(project: Path,
+                                                          emulator: Emulator) -> None:
+    assert cli("apply", str(project), "--auto-approve", "--now", NOW).exit_code == 0
+    unsubscribe_in_braze(emulator, "6")
+    for f in (project / ".brazecfg").iterdir():
+        if f.name.startswith("ledger"):
+            f.unlink()
+    plan = cli("plan", str(project), "--now", NOW, "--start-over", "--format", "json")
+    assert plan.exit_code == 0, plan.output
+    d = json.loads(plan.stdout)["destinations"][0]
+    assert d["group_joins"] == {"high_value": 4} and d["group_opted_out"] == {"high_value": 1}
+    assert cli("apply", str(project), "--auto-approve", "--now", NOW,
+               "--start-over").exit_code == 0
+    assert state_of(emulator, "6") == "unsubscribed"
