@@ -6,10 +6,10 @@ import json
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
+from brazecfg.apply.access import check_access
 from brazecfg.apply.applier import DestinationApplier, DestinationResult, Progress
 from brazecfg.braze.client import BrazeClient
 from brazecfg.braze.settings import braze_settings
@@ -18,6 +18,8 @@ from brazecfg.model.resources import App, Project
 from brazecfg.plan.config_diff import key_hashes
 from brazecfg.plan.definition import DestinationPlan, Plan
 from brazecfg.plan.planner import hasher_for, make_plan, read_binding
+from brazecfg.plan.saved import SavedPlan, drift_message, keep_only_matching
+from brazecfg.state.hashing import Hasher
 from brazecfg.state.ledger import Ledger
 from brazecfg.state.lock import exclusive
 from brazecfg.state.lockfile import Lockfile, read_lockfile, write_lockfile
@@ -47,31 +49,28 @@ class Clients:
             c.close()
 
 
-def _read_saved_plan(path: Path) -> dict[str, Any]:
+def _apply_saved_plan(saved_plan: Path, plan: Plan, hasher: Hasher, workdir: Path, *,
+                      skip_changed: bool, max_age: timedelta | None,
+                      warn: Callable[[str], None] | None) -> set[str]:
+    """Hold the new plan to the reviewed one, record by record (plan/saved.py). Returns the
+    destinations where something was held back (their watermark must not advance, so the
+    next plan reads the held-back records again)."""
+    saved = SavedPlan(saved_plan, workdir)
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise StalePlanError(f"cannot read the saved plan {path} ({exc}); make a new one with "
-                             "`brazecfg plan --out`") from None
-    if not isinstance(doc, dict):
-        raise StalePlanError(f"{path} is not a plan saved by `brazecfg plan --out`")
-    return doc
-
-
-def check_saved_plan(saved: dict[str, Any], plan: Plan) -> None:
-    """Refuse a saved plan that no longer describes what would be sent now."""
-    if saved.get("config_fingerprint") != plan.config_fingerprint:
-        raise StalePlanError("the saved plan was made for another version of the config; "
-                             "run `brazecfg plan --out` again")
-    if saved.get("ledger_generation") != plan.ledger_generation:
-        raise StalePlanError("the ledger changed since the saved plan was made (another apply "
-                             "ran); run `brazecfg plan --out` again")
-    want = {d["destination"]: d["digest"] for d in saved.get("destinations", [])}
-    now = {d.destination: d.digest for d in plan.destinations}
-    for name in sorted(set(want) | set(now)):
-        if want.get(name) != now.get(name):
-            raise StalePlanError(f"the warehouse data for destination {name} changed since the "
-                                 "saved plan was made; run `brazecfg plan --out` again")
+        saved.check_age(max_age)
+        saved.check_identity(plan, hasher)
+        drifts = [saved.compare(d, hasher, workdir) for d in plan.destinations]
+    finally:
+        saved.close()
+    if not any(d.changed for d in drifts):
+        return set()
+    if not skip_changed:
+        raise StalePlanError(drift_message(drifts, skipped=False))
+    if warn is not None:
+        warn(drift_message(drifts, skipped=True))
+    for dplan in plan.destinations:
+        keep_only_matching(dplan, workdir)
+    return {d.destination for d in drifts if d.changed}
 
 
 def _advance_watermark(ledger: Ledger, dplan: DestinationPlan) -> None:
@@ -113,7 +112,9 @@ def apply_project(project: Project, *, confirm: Callable[[Plan], bool],
                   clients: Clients | None = None, resend_unknown: bool = False,
                   full_refresh: bool = False, start_over: bool = False,
                   allow: frozenset[str] = frozenset(),
-                  targets: list[str] | None = None) -> ApplyOutcome:
+                  targets: list[str] | None = None, skip_changed: bool = False,
+                  max_plan_age: timedelta | None = None,
+                  on_warning: Callable[[str], None] | None = None) -> ApplyOutcome:
     paths = StatePaths.of(project.settings)
     clients = clients or Clients()
     try:
@@ -130,8 +131,11 @@ def apply_project(project: Project, *, confirm: Callable[[Plan], bool],
                                  full_refresh=full_refresh, start_over=start_over,
                                  destinations=targets)
                 plan.allowed = allow
+                held_back: set[str] = set()
                 if saved_plan is not None:
-                    check_saved_plan(_read_saved_plan(saved_plan), plan)
+                    held_back = _apply_saved_plan(saved_plan, plan, hasher, Path(spool),
+                                                  skip_changed=skip_changed,
+                                                  max_age=max_plan_age, warn=on_warning)
                 outcome = ApplyOutcome(plan)
                 blocked = plan.blocked(allow)
                 if blocked:
@@ -142,10 +146,13 @@ def apply_project(project: Project, *, confirm: Callable[[Plan], bool],
                                          f"\n{lines}")
                 if not plan.has_changes:
                     for dplan in plan.destinations:
-                        _advance_watermark(ledger, dplan)
+                        if dplan.destination not in held_back:
+                            _advance_watermark(ledger, dplan)
                         if read_binding(ledger, dplan.destination) is None:
                             _record_bindings(ledger, dplan)  # states from before bindings
                     return outcome
+                # A wrong key or endpoint fails here, in one line, before anyone approves.
+                check_access(project, plan, clients, warn=on_warning)
                 if not confirm(plan):
                     raise AbortedError("apply cancelled; nothing was sent")
                 for dplan in plan.destinations:
@@ -155,7 +162,8 @@ def apply_project(project: Project, *, confirm: Callable[[Plan], bool],
                                                  ledger)
                     result = applier.run(dplan, progress)
                     outcome.results.append(result)
-                    _advance_watermark(ledger, dplan)
+                    if dplan.destination not in held_back:
+                        _advance_watermark(ledger, dplan)
                     _record_bindings(ledger, dplan)
                 previous = read_lockfile(paths.lockfile)
                 # A destination removed from the config keeps its state (its users stay in
