@@ -124,8 +124,6 @@ def apply_project(project: Project, *, confirm: Callable[[Plan], bool],
                 # A state written with a key that is gone is an error (hasher_for says so),
                 # never a fresh random key, which would make every hash differ.
                 hasher = hasher_for(paths, ledger, create=ledger.key_check is None)
-                if ledger.key_check is None:
-                    ledger.set_key_check(hasher.check_value())
                 plan = make_plan(project, now=now, clients=clients, spool_dir=Path(spool),
                                  ledger=ledger, hasher=hasher, resend_unknown=resend_unknown,
                                  full_refresh=full_refresh, start_over=start_over,
@@ -155,6 +153,10 @@ def apply_project(project: Project, *, confirm: Callable[[Plan], bool],
                 check_access(project, plan, clients, warn=on_warning)
                 if not confirm(plan):
                     raise AbortedError("apply cancelled; nothing was sent")
+                # The key is pinned at the first write, not before: a refused or cancelled
+                # apply run with a wrong key must not make the right one unusable.
+                if ledger.key_check is None:
+                    ledger.set_key_check(hasher.check_value())
                 for dplan in plan.destinations:
                     dest = project.destinations[dplan.destination]
                     _prepare_state(ledger, dplan)

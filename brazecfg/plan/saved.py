@@ -430,13 +430,12 @@ def parse_duration(text: str) -> timedelta:
 
 def _human(d: timedelta) -> str:
     s = int(d.total_seconds())
-    if s >= 86400 and s % 3600 == 0:
-        return f"{s // 86400}d{(s % 86400) // 3600}h".removesuffix("0h")
-    if s >= 3600:
-        return f"{s // 3600}h{(s % 3600) // 60}m".removesuffix("0m")
-    if s >= 60:
-        return f"{s // 60}m{s % 60}s".removesuffix("0s")
-    return f"{s}s"
+    days, hours, minutes = s // 86400, s % 86400 // 3600, s % 3600 // 60
+    if days:
+        return f"{days}d{hours}h" if hours else f"{days}d"
+    if hours:
+        return f"{hours}h{minutes}m" if minutes else f"{hours}h"
+    return f"{minutes}m{s % 60}s" if minutes else f"{s}s"
 
 
 # -- rebuilding a plan from its JSON (one renderer for `plan` and `show`) -------------------
