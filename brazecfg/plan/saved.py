@@ -315,17 +315,17 @@ class SavedPlan:
         index = {n: i for i, n in enumerate(names)}
         dest = dplan.destination
         seen: list[tuple[str, str, str]] = []
+        query = "SELECT action, hash, sig FROM saved WHERE dest = ? AND kind = 'r' AND key = ?"
         with _open(workdir / f"{_safe(dest)}.matching.jsonl") as keep:
-            for change in dplan.read_spool():
-                row = self._db.execute("SELECT action, hash, sig FROM saved WHERE dest = ? AND "
-                                       "kind = 'r' AND key = ?",
-                                       (dest, change.external_id)).fetchone()
-                now_sig = _sig(hasher, change, index)
+            for line in _lines(dplan.spool):
+                change = RecordChange.from_json(line)
+                row = self._db.execute(query, (dest, change.external_id)).fetchone()
                 if row is not None:
                     seen.append((dest, "r", change.external_id))
                     if row[0] == change.action.value and row[1] == _record_hash(hasher, change):
-                        keep.write(change.to_json() + "\n")
+                        keep.write(line)  # the spooled line itself: the applier reads it
                         continue
+                    now_sig = _sig(hasher, change, index)  # only to say which fields moved
                     moved = _sig_fields(row[2], names) ^ _sig_fields(now_sig, list(index))
                     drift.add(change.action.value, {f for f, _ in moved}, change.external_id)
                 else:
@@ -333,14 +333,15 @@ class SavedPlan:
                               change.external_id)
                 seen = self._flush_seen(seen)
         with _open(workdir / f"{_safe(dest)}.matching.events.jsonl") as keep:
-            for item in dplan.read_event_spool():
+            for line in _lines(dplan.event_spool):
+                item = json.loads(line)
                 key = f"{item['stream']}\x00{item['key']}"
                 row = self._db.execute("SELECT hash FROM saved WHERE dest = ? AND kind = 'e' "
                                        "AND key = ?", (dest, key)).fetchone()
                 if row is not None:
                     seen.append((dest, "e", key))
                     if row[0] == _event_hash(hasher, item):
-                        keep.write(_line(item))
+                        keep.write(line)
                         continue
                 drift.add("event", {f"events {item['stream']}"}, item["key"])
                 seen = self._flush_seen(seen)
@@ -371,6 +372,14 @@ def keep_only_matching(dplan: DestinationPlan, workdir: Path) -> None:
     reads the spools, so it sends exactly those and nothing else."""
     dplan.spool = workdir / f"{_safe(dplan.destination)}.matching.jsonl"
     dplan.event_spool = workdir / f"{_safe(dplan.destination)}.matching.events.jsonl"
+
+
+def _lines(path: Path | None) -> Iterator[str]:
+    """The lines of a spool, as written (a plan without a spool has none)."""
+    if path is None:
+        return
+    with path.open(encoding="utf-8") as f:
+        yield from f
 
 
 def _open(path: Path) -> IO[str]:
