@@ -249,3 +249,34 @@ def test_no_changes_needs_no_access_check(project: Path, emulator: Emulator) -> 
     before = len(requests(emulator))
     assert cli("apply", str(project), "--auto-approve", "--now", NOW).exit_code == 0
     assert Counter(r["path"] for r in requests(emulator)[before:]) == Counter()
+
+
+# -- the CI recipe ---------------------------------------------------------------------------
+
+def test_the_ci_recipe_plan_step_writes_the_comment_and_the_job_summary(
+        project: Path, tmp_path: Path) -> None:
+    """Runs the workflow's own `plan` step (its shell script, as GitHub would) against the
+    emulator: exit 0 on changes, plan.md is the comment body, the job summary gets it."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    from tests.helpers import ROOT
+
+    workflow = yaml.safe_load((ROOT / "examples" / "ci" / ".github" / "workflows" /
+                               "brazecfg.yml").read_text())
+    steps = {s.get("name") or s.get("run"): s for s in workflow["jobs"]["plan"]["steps"]}
+    script = steps["plan"]["run"]
+    summary = tmp_path / "summary.md"
+    env = {**os.environ, "PROJECT": str(project), "GITHUB_STEP_SUMMARY": str(summary),
+           "NO_COLOR": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    run = subprocess.run(["bash", "-e", "-c", script], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert run.returncode == 0, run.stderr
+    body = (tmp_path / "plan.md").read_text()
+    assert body.startswith("## brazecfg plan") and "<details>" in body
+    assert "Lovelace" not in body and "@example.com" not in body
+    assert len("<!-- brazecfg-plan -->\n" + body) < 65_536
+    assert summary.read_text() == body

@@ -135,7 +135,9 @@ def _plan_and_save(project: Any, out: Path, now: str | None, resend_unknown: boo
     if out.is_dir():
         raise BrazecfgError(f"--out {out} is a folder; give a file name such as plan.json")
     try:
-        return plan_and_save(project, out, flags, clients)
+        return plan_and_save(project, out, flags, clients,
+                             on_note=lambda m: _console(stderr=True).print(
+                                 m, markup=False, highlight=False))
     except OSError as exc:
         raise BrazecfgError(f"cannot write the saved plan {out}: {exc.strerror or exc}") from None
 

@@ -31,7 +31,7 @@ import re
 import sqlite3
 import tempfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -51,7 +51,7 @@ from brazecfg.plan.definition import (
 )
 from brazecfg.plan.guardrails import Tripped
 from brazecfg.plan.planner import ClientFactory, make_plan
-from brazecfg.state.hashing import Hasher, load_key
+from brazecfg.state.hashing import KEY_FILE, Hasher, load_key
 from brazecfg.state.paths import StatePaths
 
 KIND = "brazecfg-saved-plan"
@@ -161,7 +161,8 @@ def write_saved_plan(path: Path, plan: Plan, hasher: Hasher, flags: PlanFlags,
 
 
 def plan_and_save(project: Project, path: Path, flags: PlanFlags,
-                  clients: ClientFactory | None = None) -> Plan:
+                  clients: ClientFactory | None = None,
+                  on_note: Callable[[str], None] | None = None) -> Plan:
     """`plan --out`: plan with a temporary spool (the full change lists exist only there) and
     save it. A project with no hash key yet gets its local key file now (or set
     BRAZECFG_HASH_KEY): the saved hashes must be keyed with the key apply will use, and a
@@ -173,9 +174,16 @@ def plan_and_save(project: Project, path: Path, flags: PlanFlags,
                          start_over=flags.start_over,
                          destinations=list(flags.targets) or None)
         plan.allowed = frozenset(flags.allow)
+        had_key = load_key(paths.state_dir, create=False) is not None
         key = load_key(paths.state_dir, create=True)
         assert key is not None
         write_saved_plan(path, plan, Hasher(key), flags)
+    if on_note is not None:
+        if not had_key:
+            on_note(f"created the hash key {paths.state_dir / KEY_FILE}: the saved plan and the "
+                    "state are keyed with it; keep it (or set BRAZECFG_HASH_KEY everywhere)")
+        on_note(f"saved the plan to {path}; apply exactly this with `brazecfg apply --plan "
+                f"{path}`")
     return plan
 
 
