@@ -280,3 +280,39 @@ def test_the_ci_recipe_plan_step_writes_the_comment_and_the_job_summary(
     assert "Lovelace" not in body and "@example.com" not in body
     assert len("<!-- brazecfg-plan -->\n" + body) < 65_536
     assert summary.read_text() == body
+
+
+EVENTS = """events:
+  - name: purchase_made
+    source: purchases
+    key: id
+    time: created_at
+    properties: {product: product, amount: amount}
+"""
+
+
+def test_an_event_row_changed_since_the_review_is_held_back(project: Path,
+                                                            emulator: Emulator) -> None:
+    dest = project / "destinations" / "braze_users.yml"
+    dest.write_text(dest.read_text() + EVENTS)
+    assert cli("apply", str(project), "--auto-approve", "--now", NOW).exit_code == 0
+    for i, amount in ((14, 5.0), (15, 7.0)):
+        sql(project, "INSERT INTO purchases (id, user_id, product, amount, status, created_at) "
+                     "VALUES (?, 8, 'lisp', ?, 'refunded', '2026-10-01 10:00:00')", (i, amount))
+    saved = project.parent / "plan.jsonl"
+    reviewed = json.loads(cli("plan", str(project), "--now", NOW, "--format", "json", "--out",
+                              str(saved)).stdout)
+    assert reviewed["destinations"][0]["events_to_send"] == {"purchase_made": 2}
+    sql(project, "UPDATE purchases SET amount = 6.0 WHERE id = 14")
+    out = cli("apply", str(project), "--plan", str(saved))
+    assert out.exit_code == 1
+    assert "1 event row changed since the plan was reviewed" in out.stderr
+    assert "events purchases:id:event 1" in out.stderr and '"14"' in out.stderr
+    before = len(requests(emulator))
+    out = cli("apply", str(project), "--plan", str(saved), "--skip-changed")
+    assert out.exit_code == 0, out.output
+    sent = [e for r in requests(emulator)[before:] if r["path"] == "/users/track"
+            for e in r["body"].get("events", [])]
+    assert [e["properties"]["amount"] for e in sent] == [7.0]  # only the row that matched
+    nxt = json.loads(cli("plan", str(project), "--now", NOW, "--format", "json").stdout)
+    assert nxt["destinations"][0]["events_to_send"] == {"purchase_made": 1}

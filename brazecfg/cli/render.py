@@ -27,6 +27,7 @@ SIGN = {"create": "+", "update": "~", "delete": "-", "enrich": "~"}
 
 def make_console(*, stderr: bool = False, no_color: bool = False) -> Console:
     return Console(theme=THEME, stderr=stderr, no_color=no_color or None, highlight=False,
+                   emoji=False,  # ":id:" in a stream identity is text, not an emoji
                    soft_wrap=True)
 
 

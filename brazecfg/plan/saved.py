@@ -409,8 +409,11 @@ def _sig_fields(sig: str, names: list[str]) -> set[tuple[str, str]]:
 
 def drift_message(drifts: list[Drift], *, skipped: bool) -> str:
     """One paragraph per destination: how many records moved, by action and field, a few ids."""
-    total = sum(d.changed for d in drifts)
-    lines = [f"{total:,} record{'s' if total != 1 else ''} changed since the plan was reviewed"
+    events = sum(d.actions["event"] for d in drifts)
+    records = sum(d.changed for d in drifts) - events
+    what = [f"{records:,} record{'s' if records != 1 else ''}"] if records or not events else []
+    what += [f"{events:,} event row{'s' if events != 1 else ''}"] if events else []
+    lines = [f"{' and '.join(what)} changed since the plan was reviewed"
              + ("; only the others are applied (--skip-changed):" if skipped else
                 "; nothing was sent:")]
     for d in drifts:
