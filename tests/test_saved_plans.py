@@ -54,7 +54,10 @@ def sent_ids(reqs: list[dict[str, Any]]) -> list[str]:
 def test_a_saved_plan_applies_with_no_auto_approve_and_no_terminal(project: Path,
                                                                    emulator: Emulator) -> None:
     saved = project.parent / "plan.jsonl"
-    assert cli("plan", str(project), "--now", NOW, "--out", str(saved)).exit_code == 0
+    made = cli("plan", str(project), "--now", NOW, "--out", str(saved))
+    assert made.exit_code == 0
+    assert "created the hash key" in made.stderr and (project / ".brazecfg" / "hash.key").exists()
+    assert "apply exactly this with `brazecfg apply --plan" in made.stderr
     text = saved.read_text()
     for value in ("Lovelace", "ada@example.com", "Turing", "135.5"):  # hashes, never values
         assert value not in text
