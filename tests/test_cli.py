@@ -76,3 +76,35 @@ def test_emulator_command_serves_until_stopped(tmp_path: Path) -> None:
         proc.wait(timeout=10)
         if proc.stdout:
             proc.stdout.close()
+
+
+def test_emulator_command_takes_the_contract(tmp_path: Path) -> None:
+    """A 50-object cap, an hourly limit and MAU headers, from the command line."""
+    import requests
+
+    exe = shutil.which("brazecfg", path=str(Path(sys.executable).parent))
+    assert exe
+    proc = subprocess.Popen([exe, "--no-color", "emulator", "--port", "0", "--track-cap", "50",
+                             "--track-hourly-limit", "2", "--mau-headers"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert proc.stdout is not None
+        url = re.search(r"http://127\.0\.0\.1:\d+", proc.stdout.readline())
+        assert url
+        headers = {"Authorization": "Bearer local-emulator-key",
+                   "Content-Type": "application/json"}
+
+        def track(n: int) -> requests.Response:
+            body = {"attributes": [{"external_id": str(i)} for i in range(n)]}
+            return requests.post(f"{url.group(0)}/users/track", json=body, headers=headers,
+                                 timeout=10)
+
+        assert track(51).json()["message"] == "Max Input Length Exceeded"
+        assert track(50).status_code == 201
+        throttled = track(1)
+        assert throttled.status_code == 429 and "X-Ratelimit-Retry-After" in throttled.headers
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        if proc.stdout:
+            proc.stdout.close()

@@ -19,6 +19,7 @@ from itertools import islice
 from typing import Any, TypeVar
 
 from brazecfg.braze.client import BrazeClient, DeliveryUnknown
+from brazecfg.braze.settings import event_batches, track_batches
 from brazecfg.errors import BrazeError
 from brazecfg.model.resources import Destination, Project
 from brazecfg.plan.definition import Action, DestinationPlan, RecordChange
@@ -270,14 +271,15 @@ class DestinationApplier:
         deletes = plan.read_spool(deletes=True)
 
         def steps() -> Iterator[Step | None]:
-            for batch in chunks(writes, TRACK_BATCH):
+            for batch in track_batches(writes, self.client.settings, lambda c: c.attributes):
                 yield Step(self.send_chunk, batch, self.commit)
                 yield from self._full_subscription_batches()
             yield None  # drain: every profile write confirmed before the last partial batches
             yield from self._full_subscription_batches(flush=True)
             for batch in chunks(deletes, IDS_BATCH):
                 yield Step(self.send_deletes, batch, self.commit)
-            for ev in chunks(self._to_send(plan.read_event_spool()), TRACK_BATCH):
+            for ev in event_batches(self._to_send(plan.read_event_spool()),
+                                    self.client.settings):
                 # Marked before the request leaves: a crash now leaves "sending", never a resend.
                 self._mark(ev, "sending")
                 yield Step(self.send_events, ev, self._commit_events, on_cancel=self._unsent)

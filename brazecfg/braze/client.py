@@ -24,7 +24,13 @@ from typing import Any
 import requests
 from requests.adapters import HTTPAdapter
 
-from brazecfg.braze.limits import DEFAULT_LIMITS, SlidingWindowLimiter, bucket_for
+from brazecfg.braze.limits import (
+    DEFAULT_LIMITS,
+    ClockWindowLimiter,
+    Limiters,
+    SlidingWindowLimiter,
+    bucket_for,
+)
 from brazecfg.errors import BrazeError
 
 USER_AGENT = "brazecfg/0.1"
@@ -45,6 +51,12 @@ class BrazeSettings:
     backoff_base: float = 0.5
     backoff_cap: float = 60.0
     rate_limits: dict[str, tuple[int, float]] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
+    # The contract (see settings.py): objects per /users/track request, whether that cap counts
+    # per array (legacy) or in total, and hourly limits (bucket -> requests) that reset on the
+    # clock hour, beside the burst limits above.
+    track_batch: int = 75
+    track_cap_per: str = "request"
+    hourly_limits: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -100,12 +112,14 @@ def _wait_from_headers(headers: requests.structures.CaseInsensitiveDict[str], no
 class BrazeClient:
     def __init__(self, settings: BrazeSettings, *, sleep: Callable[[float], None] = time.sleep,
                  clock: Callable[[], float] = time.monotonic,
-                 session: requests.Session | None = None) -> None:
+                 session: requests.Session | None = None,
+                 wall: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self._base = settings.rest_endpoint.rstrip("/")
         # Every wait goes through these two, the rate limiters' included.
         self._sleep = sleep
         self._clock = clock
+        self._wall = wall  # clock-hour windows follow the wall clock, as Braze's do
         self._session = session or requests.Session()
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(4, settings.concurrency),
                               max_retries=0)
@@ -114,24 +128,32 @@ class BrazeClient:
         self._session.headers.update({"Authorization": f"Bearer {settings.api_key}",
                                       "Content-Type": "application/json",
                                       "User-Agent": USER_AGENT})
-        self._limiters: dict[str, SlidingWindowLimiter] = {}
+        self._limiters: dict[str, Limiters] = {}
         self._limiters_lock = threading.Lock()
         self.stats = ClientStats()
 
     def close(self) -> None:
         self._session.close()
 
-    def _limiter(self, path: str) -> SlidingWindowLimiter:
+    def _limiter(self, path: str) -> Limiters:
         bucket = bucket_for(path)
         with self._limiters_lock:
             if bucket not in self._limiters:
-                limit, window = self.settings.rate_limits.get(bucket, (250_000, 3600.0))
-                # Headroom of one request per worker: a request let out at the very end of a
-                # window can reach Braze in the next one and be one too many there.
-                limit = max(1, limit - self.settings.concurrency)
-                self._limiters[bucket] = SlidingWindowLimiter(limit, window, clock=self._clock,
-                                                              sleep=self._sleep)
+                self._limiters[bucket] = self._contract_limiters(bucket)
             return self._limiters[bucket]
+
+    def _contract_limiters(self, bucket: str) -> Limiters:
+        """The bucket's burst limit (sliding) and, on MAU-style contracts, its hourly limit
+        counted per clock hour. Headroom of one request per worker on each: a request let out
+        at the very end of a window can reach Braze in the next one and be one too many."""
+        headroom = self.settings.concurrency
+        limit, window = self.settings.rate_limits.get(bucket, (250_000, 3600.0))
+        burst = SlidingWindowLimiter(max(1, limit - headroom), window, clock=self._clock,
+                                     sleep=self._sleep)
+        hourly = self.settings.hourly_limits.get(bucket)
+        windows = [ClockWindowLimiter(max(1, hourly - headroom), 3600.0, wall=self._wall,
+                                      sleep=self._sleep)] if hourly else []
+        return Limiters(burst, windows)
 
     def _backoff(self, attempt: int) -> float:
         base = min(self.settings.backoff_cap, self.settings.backoff_base * 2.0 ** attempt)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import functools
 import zoneinfo
 
+from brazecfg.braze.names import COUNTRY_NAMES, RAILS_TIME_ZONES
+
 COUNTRIES: frozenset[str] = frozenset(
     """
     AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO
@@ -38,3 +40,20 @@ LANGUAGES: frozenset[str] = frozenset(
 def time_zones() -> frozenset[str]:
     """IANA names, read once: available_timezones() walks the tz database on every call."""
     return frozenset(zoneinfo.available_timezones())
+
+
+def country_code(value: str) -> str | None:
+    """The alpha-2 code Braze stores for a ``country`` value: the code itself in any case,
+    or an English name mapped best-effort ("Australia" -> AU); None where Braze sets NULL."""
+    text = " ".join(value.split())
+    if text.upper() in COUNTRIES:
+        return text.upper()
+    return COUNTRY_NAMES.get(text.lower())
+
+
+def iana_time_zone(value: str) -> str | None:
+    """The IANA name for a ``time_zone`` value Braze accepts: an IANA name, or a Rails-style
+    one ("Eastern Time (US & Canada)" -> America/New_York); None for a zone Braze ignores."""
+    if value in time_zones():
+        return value
+    return RAILS_TIME_ZONES.get(value)

@@ -54,3 +54,59 @@ class SlidingWindowLimiter:
         """The server said to wait: hold every sender of this bucket, not only the one told."""
         with self._lock:
             self._blocked_until = max(self._blocked_until, self._clock() + seconds)
+
+
+class ClockWindowLimiter:
+    """At most ``limit`` requests in each fixed window aligned to the wall clock, for limits
+    Braze counts per clock window (hourly limits reset on the clock hour). A sliding log would
+    also stay under such a limit, but after a burst late in an hour it would wait up to a whole
+    hour, where Braze lets the client go again at the top of the hour.
+
+    ``margin`` seconds are added after the window ends, for clock skew between us and Braze.
+    """
+
+    def __init__(self, limit: int, window: float = 3600.0, *, margin: float = 1.0,
+                 wall: Callable[[], float] = time.time,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.limit = limit
+        self.window = window
+        self.margin = margin
+        self._wall = wall
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._start = float("-inf")
+        self._used = 0
+
+    def acquire(self) -> None:
+        while True:
+            with self._lock:
+                now = self._wall()
+                start = (now - self.margin) // self.window * self.window
+                if start != self._start:
+                    self._start, self._used = start, 0
+                if self._used < self.limit:
+                    self._used += 1
+                    return
+                wait = start + self.window + self.margin - now
+            self._sleep(max(wait, 0.001))
+
+    def block_for(self, seconds: float) -> None:
+        """A 429 on the bucket: the sliding limiter beside this one holds the senders."""
+
+
+class Limiters:
+    """Every limit of one endpoint bucket: its burst (sliding) and any clock windows."""
+
+    def __init__(self, burst: SlidingWindowLimiter,
+                 clock_windows: list[ClockWindowLimiter] | None = None) -> None:
+        self.burst = burst
+        self.clock_windows = clock_windows or []
+
+    def acquire(self) -> None:
+        # The long windows first: a burst slot taken and then held for an hour would waste it.
+        for limiter in self.clock_windows:
+            limiter.acquire()
+        self.burst.acquire()
+
+    def block_for(self, seconds: float) -> None:
+        self.burst.block_for(seconds)

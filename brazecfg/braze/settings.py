@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
 
 from brazecfg.braze.client import BrazeSettings
 from brazecfg.braze.limits import DEFAULT_LIMITS
 from brazecfg.errors import BrazecfgError
 from brazecfg.model.resources import App
+
+T = TypeVar("T")
 
 
 def braze_settings(app: App) -> BrazeSettings:
@@ -20,8 +23,11 @@ def braze_settings(app: App) -> BrazeSettings:
     if not endpoint.startswith(("http://", "https://")):
         raise BrazecfgError(f"app/{app.name}: rest_endpoint must be an http(s) URL such as "
                             "https://rest.iad-01.braze.com")
+    contract: dict[str, Any] = dict(opts.get("contract") or {})
     limits = dict(DEFAULT_LIMITS)
-    for bucket, spec in (opts.get("rate_limits") or {}).items():
+    if contract.get("export_per_minute") is not None:
+        limits["/users/export/ids"] = (int(contract["export_per_minute"]), 60.0)
+    for bucket, spec in (opts.get("rate_limits") or {}).items():  # explicit limits win
         limits[bucket] = (int(spec["requests"]), float(spec["seconds"]))
     return BrazeSettings(
         app=app.name, rest_endpoint=endpoint, api_key=key,
@@ -29,4 +35,75 @@ def braze_settings(app: App) -> BrazeSettings:
         concurrency=int(opts.get("concurrency", 16)),
         max_retries=int(opts.get("max_retries", 8)),
         rate_limits=limits,
+        **contract_settings(contract),
     )
+
+
+def contract_settings(contract: dict[str, Any]) -> dict[str, Any]:
+    """The app's ``contract`` block -> BrazeSettings fields. Braze's limits differ by
+    contract (braze-api-facts.md), so none of them is fixed in code: objects per /users/track
+    request (75 in total by default; 75 per array on legacy contracts; 50 on some MAU plans),
+    hourly limits that reset on the clock hour (MAU plans, beside the burst limit)."""
+    out: dict[str, Any] = {}
+    if contract.get("track_objects") is not None:
+        out["track_batch"] = int(contract["track_objects"])
+    if contract.get("track_objects_per") is not None:
+        out["track_cap_per"] = str(contract["track_objects_per"])
+    hourly = contract.get("hourly_limits") or {}
+    if hourly:
+        out["hourly_limits"] = {bucket: int(n) for bucket, n in hourly.items()}
+    return out
+
+
+# Braze refuses a body over 4 MB (api_limits.md: 413 or 400); requests are cut well below,
+# since the size is estimated, not measured.
+MAX_REQUEST_BYTES = 3 * 1024 * 1024
+
+
+def approx_json_bytes(value: Any) -> int:
+    """An upper-ish estimate of a value's JSON size without encoding it: non-ASCII text is
+    counted at 6 bytes a character (requests writes it as \\uXXXX)."""
+    if isinstance(value, str):
+        return (len(value) if value.isascii() else 6 * len(value)) + 2
+    if isinstance(value, dict):
+        return sum(approx_json_bytes(k) + approx_json_bytes(v) + 2 for k, v in value.items()) + 2
+    if isinstance(value, (list, tuple)):
+        return sum(approx_json_bytes(v) + 2 for v in value) + 2
+    return 24
+
+
+def track_batches(changes: Iterable[T], settings: BrazeSettings,
+                  attributes: Callable[[T], dict[str, Any]]) -> Iterator[list[T]]:
+    """Record changes cut into /users/track requests: at most ``track_batch`` objects, and a
+    new request before the body would pass MAX_REQUEST_BYTES (long arrays: 500 values of 255
+    characters are about 128 KB a user, so 75 such users would be refused)."""
+    batch: list[T] = []
+    size = 0
+    for change in changes:
+        n = approx_json_bytes(attributes(change)) + 64
+        if batch and (len(batch) >= settings.track_batch or size + n > MAX_REQUEST_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append(change)
+        size += n
+    if batch:
+        yield batch
+
+
+def event_batches(items: Iterable[dict[str, Any]], settings: BrazeSettings
+                  ) -> Iterator[list[dict[str, Any]]]:
+    """Events and purchases cut into /users/track requests the contract allows, in order:
+    ``track_batch`` objects in all, or on per-array contracts ``track_batch`` of each type
+    (so one request can carry a full array of events and one of purchases)."""
+    cap, per_array = settings.track_batch, settings.track_cap_per == "array"
+    batch: list[dict[str, Any]] = []
+    counts: dict[str, int] = {}
+    for item in items:
+        kind = str(item.get("type", "event")) if per_array else "all"
+        if counts.get(kind, 0) >= cap:
+            yield batch
+            batch, counts = [], {}
+        batch.append(item)
+        counts[kind] = counts.get(kind, 0) + 1
+    if batch:
+        yield batch

@@ -330,6 +330,11 @@ def emulator(
     fault_drop_every: Annotated[int, typer.Option(help="Drop the connection of every Nth request.")] = 0,
     track_limit: Annotated[str | None, typer.Option(help="Rate limit of /users/track as REQUESTS/SECONDS, e.g. 300/3.")] = None,
     per_array_cap: Annotated[bool, typer.Option(help="Legacy cap: 75 objects per array instead of 75 in all.")] = False,
+    track_cap: Annotated[int, typer.Option(help="Objects per /users/track request (50 on some MAU plans).")] = 75,
+    track_hourly_limit: Annotated[int, typer.Option(help="MAU plans: /users/track requests an hour, reset on the clock hour (0 = none).")] = 0,
+    mau_headers: Annotated[bool, typer.Option(help="MAU plans: X-RateLimit-Reset in seconds, 429s with X-Ratelimit-Retry-After only.")] = False,
+    export_lag: Annotated[float, typer.Option(help="Seconds /users/export/ids shows the old profile after a write.")] = 0.0,
+    dob_as_datetime: Annotated[bool, typer.Option(help="Export dob as 1980-12-21T00:00:00.000Z, as recorded from Braze.")] = False,
 ) -> None:
     """Start a local HTTP server that speaks Braze's REST API (key: local-emulator-key)."""
     if ctx.invoked_subcommand is not None:
@@ -341,7 +346,13 @@ def emulator(
                                 fault_429_every=fault_429_every, fault_500_every=fault_500_every,
                                 fault_drop_every=fault_drop_every,
                                 state_file=str(state) if state else None,
-                                track_cap_mode="per_array" if per_array_cap else "total")
+                                track_cap_mode="per_array" if per_array_cap else "total",
+                                track_cap=track_cap,
+                                hourly_limits={"/users/track": track_hourly_limit}
+                                if track_hourly_limit else {},
+                                rate_limit_headers="mau" if mau_headers else "standard",
+                                export_lag_seconds=export_lag,
+                                dob_export_format="datetime" if dob_as_datetime else "date")
         if track_limit:
             try:
                 n, s = track_limit.split("/")

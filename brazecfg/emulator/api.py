@@ -7,6 +7,7 @@ listing the rejected ones.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,12 +19,19 @@ from brazecfg.emulator.validation import (
     AttributeUpdate,
     Identifier,
     Occurrence,
+    is_uuid,
     validate_attributes,
     validate_event,
     validate_purchase,
 )
 
 MAX_IDS = 50
+# Fatal messages: the names in Braze's error table (errors.md).
+MAX_INPUT_LENGTH = "Max Input Length Exceeded"
+MAX_IDS_EXCEEDED = "The max number of ids per request was exceeded"
+MAX_EXPORT_IDS_EXCEEDED = "The max number of external_ids and aliases per request was exceeded"
+DELETE_KINDS = ("external_ids", "user_aliases", "braze_ids", "email_addresses", "phone_numbers")
+_E164 = re.compile(r"^\+[1-9]\d{1,14}$")
 NO_VALID_DATA = "Valid data must be provided in the 'attributes', 'events', or 'purchases' fields."
 GROUP_STATES = ("subscribed", "unsubscribed")
 
@@ -83,20 +91,26 @@ def _track_arrays(body: Any, config: EmulatorConfig) -> dict[str, list[Any]]:
             if not isinstance(body[name], list):
                 raise BadRequest(f"'{name}' must be an array")
             arrays[name] = body[name]
-    cap = config.track_cap
+    cap = config.track_cap  # per array or in total, by contract
     if config.track_cap_mode == "per_array":
         too_many = any(len(items) > cap for items in arrays.values())
-        rule = f"at most {cap} objects in each of attributes, events and purchases"
     else:
         too_many = sum(len(items) for items in arrays.values()) > cap
-        rule = f"at most {cap} attributes, events and purchases in total"
     if too_many:
-        raise BadRequest(f"Too many objects in request: /users/track accepts {rule}")
+        raise BadRequest(MAX_INPUT_LENGTH)
     return arrays
 
 
 def delete(body: Any, store: Store, config: EmulatorConfig) -> Reply:
     _require_object(body)
+    kinds = [k for k in DELETE_KINDS if body.get(k) is not None]
+    if len(kinds) > 1:
+        # post_user_delete.md: one of them per request.
+        raise BadRequest(f"Provide only one of {', '.join(repr(k) for k in DELETE_KINDS)}, "
+                         f"not {' and '.join(repr(k) for k in kinds)}")
+    if kinds and kinds[0] in ("email_addresses", "phone_numbers"):
+        raise BadRequest(f"The emulator does not model deleting by '{kinds[0]}'; use "
+                         "'external_ids', 'user_aliases' or 'braze_ids'")
     external_ids = _strings(body, "external_ids")
     braze_ids = _strings(body, "braze_ids")
     aliases = _aliases(body, "user_aliases")
@@ -104,7 +118,7 @@ def delete(body: Any, store: Store, config: EmulatorConfig) -> Reply:
     if total == 0:
         raise BadRequest("Provide 'external_ids', 'user_aliases', or 'braze_ids'")
     if total > MAX_IDS:
-        raise BadRequest(f"At most {MAX_IDS} users can be deleted per request")
+        raise BadRequest(MAX_IDS_EXCEEDED)
     deleted = store.delete(external_ids, braze_ids, aliases)
     return 201, {"deleted": deleted, "message": "success"}
 
@@ -114,7 +128,7 @@ def export_ids(body: Any, store: Store, config: EmulatorConfig) -> Reply:
     who = [Identifier("external_id", i) for i in _strings(body, "external_ids")]
     who += [Identifier("user_alias", a) for a in _aliases(body, "user_aliases")]
     if len(who) > MAX_IDS:
-        raise BadRequest(f"At most {MAX_IDS} external_ids and user_aliases per request")
+        raise BadRequest(MAX_EXPORT_IDS_EXCEEDED)
     for key, kind in (("braze_id", "braze_id"), ("email_address", "email"), ("phone", "phone")):
         if body.get(key) is not None:
             if not isinstance(body[key], str):
@@ -153,11 +167,20 @@ def subscription_set_v2(body: Any, store: Store, config: EmulatorConfig) -> Repl
     if not isinstance(groups, list) or not groups:
         raise BadRequest("'subscription_groups' must be a non-empty array")
     planned = []
+    kinds: set[str] = set()
     for g in groups:  # check every group before changing any
         _require_object(g)
         group, state = _group(g)
         who = _recipients(g, {"external_ids": "external_id", "emails": "email", "phones": "phone"})
+        kinds |= {k for k in ("emails", "phones") if g.get(k) is not None}
+        for w in who:
+            if w.kind == "phone" and not _E164.match(str(w.value)):
+                raise BadRequest("'phones' must be E.164 numbers such as +14155550100")
         planned.append((group, state, who))
+    if len(kinds) > 1:  # never both in one request (..._v2.md)
+        raise BadRequest(
+            "Either an email address or a phone number should be provided, but not both."
+        )
     for group, state, who in planned:
         store.set_subscription(group, state, who)
     return 201, {"message": "success"}
@@ -167,6 +190,8 @@ def _group(body: dict[str, Any]) -> tuple[str, str]:
     group = body.get("subscription_group_id")
     if not isinstance(group, str) or not group:
         raise BadRequest("'subscription_group_id' is required")
+    if not is_uuid(group):
+        raise BadRequest("'subscription_group_id' must be a UUID")
     state = body.get("subscription_state")
     if state not in GROUP_STATES:
         raise BadRequest("'subscription_state' must be 'subscribed' or 'unsubscribed'")
@@ -183,7 +208,7 @@ def _recipients(body: dict[str, Any], keys: dict[str, str]) -> list[Identifier]:
         if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
             raise BadRequest(f"'{key}' must be a string or an array of strings")
         if len(values) > MAX_IDS:
-            raise BadRequest(f"'{key}' may include at most {MAX_IDS} values")
+            raise BadRequest(MAX_IDS_EXCEEDED)
         who += [Identifier(kind, v) for v in values]
     if not who:
         raise BadRequest(f"Provide one of {', '.join(repr(k) for k in keys)}")

@@ -20,6 +20,8 @@ DEFAULT_RATE_LIMITS: dict[str, tuple[int, float]] = {
 }
 
 TRACK_CAP_MODES = ("total", "per_array")
+DOB_FORMATS = ("date", "datetime")
+RATE_LIMIT_HEADER_MODES = ("standard", "mau")
 
 
 def _default_keys() -> dict[str, frozenset[str]]:
@@ -46,6 +48,20 @@ class EmulatorConfig:
     max_string_length: int = 255
     max_array_length: int = 500
     rate_limits: dict[str, tuple[int, float]] = field(default_factory=_default_limits)
+    # An extra fixed window per bucket that resets on the clock hour (MAU plans: an hourly
+    # limit beside the burst in rate_limits), e.g. {"/users/track": 250_000}.
+    hourly_limits: dict[str, int] = field(default_factory=dict)
+    # "standard": X-RateLimit-Limit/-Remaining/-Reset (epoch seconds) on every answer.
+    # "mau": Reset is the seconds left in the hourly window, and a 429 carries only
+    # X-Ratelimit-Retry-After (post_user_track.md, MAU plans).
+    rate_limit_headers: str = "standard"
+    # The export's dob: "date" as documented (1980-12-21), "datetime" as recorded from real
+    # Braze in 2021 (1980-12-21T00:00:00.000Z).
+    dob_export_format: str = "date"
+    # Braze's export shows the old profile for a while after a write or a delete; this many
+    # seconds of lag for /users/export/ids by external_id (0: consistent at once).
+    export_lag_seconds: float = 0.0
+    max_body_bytes: int = 4 * 1024 * 1024  # "at most 4 MB" (api_limits.md): 413 beyond
     latency_ms: float = 0.0
     # Retry-After of injected 429s; None: the seconds left in the rate window, like a real one.
     fault_429_retry_after: int | None = None
@@ -60,6 +76,12 @@ class EmulatorConfig:
     def __post_init__(self) -> None:
         if self.track_cap_mode not in TRACK_CAP_MODES:
             raise ValueError(f"track_cap_mode must be one of {TRACK_CAP_MODES}")
+        if self.dob_export_format not in DOB_FORMATS:
+            raise ValueError(f"dob_export_format must be one of {DOB_FORMATS}")
+        if self.rate_limit_headers not in RATE_LIMIT_HEADER_MODES:
+            raise ValueError(f"rate_limit_headers must be one of {RATE_LIMIT_HEADER_MODES}")
+        if self.export_lag_seconds < 0:
+            raise ValueError("export_lag_seconds must not be negative")
         for name in ("fault_429_every", "fault_500_every", "fault_drop_every", "port"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")

@@ -9,11 +9,22 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from brazecfg.braze.codes import COUNTRIES, LANGUAGES, time_zones
+from brazecfg.braze.codes import LANGUAGES, country_code, iana_time_zone
 
 
 class Invalid(Exception):
     """One object of a request is rejected; the message is the sentence Braze reports."""
+
+
+class _Ignored:
+    """What a check returns for a value Braze accepts but does not set (an unknown time zone:
+    "Only valid time zone values are set"): the object is processed, the field untouched."""
+
+    def __repr__(self) -> str:
+        return "IGNORED"
+
+
+IGNORED = _Ignored()
 
 
 SUBSCRIBE_STATES = ("opted_in", "subscribed", "unsubscribed")
@@ -45,22 +56,27 @@ def _email(name: str, value: Any, max_length: int) -> str:
     return text
 
 
-def _country(name: str, value: Any, max_length: int) -> str:
-    text = check_string(name, value, max_length)
-    if text.upper() not in COUNTRIES:
-        raise Invalid(f"'{name}' must be an ISO-3166-1 alpha-2 country code")
-    return text.upper()
+def _country(name: str, value: Any, max_length: int) -> str | None:
+    """Braze maps other forms best-effort ("Australia" -> AU) and sets a value that matches
+    nothing to NULL, never an error (user_attributes_object.md). None: the field is unset."""
+    return country_code(check_string(name, value, max_length))
 
 
 def _dob(name: str, value: Any, max_length: int) -> str:
+    """YYYY-MM-DD as documented; a full date-time ("1980-12-21T00:00:00.000Z") was accepted
+    by real Braze in the recorded traffic, and keeps its day."""
     text = check_string(name, value, max_length)
     try:
-        if len(text) != 10:
+        if len(text) == 10:
+            dt.date.fromisoformat(text)
+        elif len(text) > 10 and text[10] in "T ":
+            dt.date.fromisoformat(text[:10])
+            parse_time(name, text)
+        else:
             raise ValueError(text)
-        dt.date.fromisoformat(text)
-    except ValueError:
+    except (ValueError, Invalid):
         raise Invalid(f"'{name}' must be a date in the format 'YYYY-MM-DD'") from None
-    return text
+    return text[:10]
 
 
 def _gender(name: str, value: Any, max_length: int) -> str:
@@ -76,11 +92,10 @@ def _language(name: str, value: Any, max_length: int) -> str:
     return text.lower()
 
 
-def _time_zone(name: str, value: Any, max_length: int) -> str:
+def _time_zone(name: str, value: Any, max_length: int) -> Any:
+    """IANA or Rails-style names; "Only valid time zone values are set": another is ignored."""
     text = check_string(name, value, max_length)
-    if text not in time_zones():
-        raise Invalid(f"'{name}' must be a valid IANA time zone name")
-    return text
+    return text if iana_time_zone(text) is not None else IGNORED
 
 
 def _subscribe(name: str, value: Any, max_length: int) -> str:
@@ -104,6 +119,41 @@ def _location(name: str, value: Any, max_length: int) -> dict[str, float]:
     return {"longitude": lon, "latitude": lat}
 
 
+def _session_time(name: str, value: Any, max_length: int) -> str:
+    """ISO 8601, or Braze's other documented form yyyy-MM-dd'T'HH:mm:ss:SSSZ."""
+    text = check_string(name, value, max_length)
+    if _BRAZE_TIME.match(text):
+        return text
+    return parse_time(name, text)
+
+
+_BRAZE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}:\d{3}(Z|[+-]\d{4})$")
+# facebook / twitter: "hash containing any of" these keys (user_attributes_object.md).
+_SOCIAL: dict[str, dict[str, str]] = {
+    "facebook": {"id": "string", "likes": "strings", "num_friends": "integer"},
+    "twitter": {"id": "integer", "screen_name": "string", "followers_count": "integer",
+                "friends_count": "integer", "statuses_count": "integer"},
+}
+
+
+def _social(name: str, value: Any, max_length: int) -> dict[str, Any]:
+    keys = _SOCIAL[name]
+    if not isinstance(value, dict) or not value or not set(value) <= set(keys):
+        raise Invalid(f"'{name}' must be an object with any of {', '.join(keys)}")
+    for key, item in value.items():
+        kind = keys[key]
+        if kind == "integer":
+            ok = isinstance(item, int) and not isinstance(item, bool)
+        elif kind == "string":
+            ok = isinstance(item, str) and len(item) <= max_length
+        else:
+            ok = isinstance(item, list) and all(isinstance(v, str) for v in item)
+        if not ok:
+            raise Invalid(f"'{name}.{key}' must be {'an' if kind == 'integer' else 'a'} "
+                          f"{'array of strings' if kind == 'strings' else kind}")
+    return dict(value)
+
+
 STANDARD_FIELDS: dict[str, Check] = {
     "first_name": check_string,
     "last_name": check_string,
@@ -120,6 +170,12 @@ STANDARD_FIELDS: dict[str, Check] = {
     "email_open_tracking_disabled": _boolean,
     "email_click_tracking_disabled": _boolean,
     "current_location": _location,
+    "date_of_first_session": _session_time,
+    "date_of_last_session": _session_time,
+    "marked_email_as_spam_at": _session_time,
+    "facebook": _social,
+    "twitter": _social,
+    "image_url": check_string,
 }
 
 

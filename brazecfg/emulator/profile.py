@@ -4,6 +4,7 @@ shapes it is shown in (inspection, saved state, /users/export/ids)."""
 from __future__ import annotations
 
 import copy
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,10 +59,9 @@ class Profile:
             add, remove = op.value
             current = attrs.get(op.name)
             values = [v for v in current if isinstance(v, str)] if isinstance(current, list) else []
-            dropped = set(remove)
-            values = [v for v in values if v not in dropped]
-            seen = set(values)
-            values += [v for v in add if v not in seen]
+            # An element already present moves to the end (user_attributes_object.md).
+            dropped = set(remove) | set(add)
+            values = [v for v in values if v not in dropped] + list(add)
             # Past the cap Braze drops the oldest values, so the newest adds survive.
             attrs[op.name] = values[-max_array_length:] if max_array_length else []
         elif op.op == "merge":
@@ -99,32 +99,52 @@ class Profile:
             purchases=data.get("purchases") or None,
         )
 
-    def export(self, fields: Iterable[str] | None) -> dict[str, Any]:
-        """The /users/export/ids shape. external_id is always included so a caller can
-        match users to the ids it asked for."""
+    def export(self, fields: Iterable[str] | None, dob_format: str = "date") -> dict[str, Any]:
+        """The /users/export/ids shape, as recorded from real Braze: `appboy_id` (= braze_id),
+        `random_bucket`, `total_revenue`, `push_subscribe`/`email_subscribe` (`subscribed`
+        unless set); `custom_attributes`, `custom_events` and `purchases` only when there is
+        something in them. external_id is always included so a caller can match users to the
+        ids it asked for. `dob_format` "datetime" gives the recorded `1980-12-21T00:00:00.000Z`,
+        "date" the documented `1980-12-21`."""
         out: dict[str, Any] = {
             "created_at": self.created_at,
             "external_id": self.external_id,
             "user_aliases": [{"alias_name": nm, "alias_label": lbl} for lbl, nm in self.aliases],
+            "appboy_id": self.braze_id,
             "braze_id": self.braze_id,
+            "random_bucket": random_bucket(self.braze_id),
         }
         custom: dict[str, Any] = {}
         for name, value in self.attributes.items():
             if name == "current_location":
                 out["last_coordinates"] = [value["longitude"], value["latitude"]]
+            elif name == "dob" and dob_format == "datetime":
+                out[name] = f"{value}T00:00:00.000Z"
             elif name in STANDARD_FIELDS:
                 out[name] = value
             else:
                 custom[name] = value
-        out["custom_attributes"] = custom
+        if custom:
+            out["custom_attributes"] = custom
         purchases = self.purchases or []
-        out["custom_events"] = _summary(self.events or [], "name")
-        out["purchases"] = _summary(purchases, "product_id")
+        if self.events:
+            out["custom_events"] = _summary(self.events, "name")
+        if purchases:
+            out["purchases"] = _summary(purchases, "product_id")
         out["total_revenue"] = sum(p["price"] * p.get("quantity", 1) for p in purchases)
+        for channel in ("push_subscribe", "email_subscribe"):
+            out.setdefault(channel, "subscribed")
         if fields is not None:
             wanted = set(fields) | {"external_id"}
             out = {k: v for k, v in out.items() if k in wanted}
         return out
+
+
+def random_bucket(braze_id: str) -> int:
+    """Braze's per-profile random number 0-9999, fixed for a profile: derived from its id so
+    it needs no storage and stays the same across restarts."""
+    digest = hashlib.blake2b(braze_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % 10_000
 
 
 def _summary(records: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:

@@ -1,7 +1,7 @@
 """The HTTP side: a stdlib ThreadingHTTPServer that speaks Braze's REST API on loopback.
 
-Each API request goes: route (404) -> key (401/403) -> injected fault -> rate limit (429)
--> JSON (400) -> endpoint. Bodies are always read in full first, so a keep-alive
+Each API request goes: route (404) -> key (401/403) -> Content-Type (415) -> size (413)
+-> injected fault -> rate limit (429) -> JSON (400) -> endpoint. Bodies are always read in full first, so a keep-alive
 connection stays in step whatever the answer.
 """
 
@@ -101,6 +101,14 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(401, {"message": f"Invalid API key: {key or ''}"})
         if endpoint.permission not in permissions:
             return self._send(403, {"message": "Access Denied"})
+        content_type = self.headers.get("Content-Type", "")
+        if content_type.split(";")[0].strip().lower() != JSON:
+            # errors.md: Content-Type missing or not application/json.
+            return self._send(415, {"message": "Unsupported Media Type: send Content-Type: "
+                                               "application/json"})
+        if len(body) > emulator.config.max_body_bytes:
+            return self._send(413, {"message": "Payload Too Large: a request body is at most "
+                                               f"{emulator.config.max_body_bytes} bytes"})
         fault = emulator.faults.next_fault()
         if fault == "drop":
             self.close_connection = True  # the socket closes with nothing written
@@ -117,7 +125,9 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             parsed = json.loads(body, parse_constant=_reject_constant) if body.strip() else None
         except ValueError:
-            return self._send(400, {"message": "Request body is not valid JSON"}, quota)
+            # errors.md: "400 Bad Request: Bad syntax."
+            return self._send(400, {"message": "Bad syntax: the request body is not valid JSON"},
+                              quota)
         try:
             status, payload = endpoint.handler(parsed, emulator.store, emulator.config)
         except BadRequest as exc:
@@ -172,12 +182,17 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", JSON)
         self.send_header("Content-Length", str(len(data)))
+        mode = self.server.emulator.config.rate_limit_headers
         if quota is not None:
-            for name, value in quota.headers().items():
-                self.send_header(name, value)
-            if throttled:
-                wait = quota.retry_after() if retry_after is None else retry_after
-                self.send_header("Retry-After", str(wait))
+            wait = quota.retry_after() if retry_after is None else retry_after
+            if throttled and mode == "mau":
+                # MAU plans: on a 429 this one header replaces the three (post_user_track.md).
+                self.send_header("X-Ratelimit-Retry-After", str(wait))
+            else:
+                for name, value in quota.headers(mode).items():
+                    self.send_header(name, value)
+                if throttled:
+                    self.send_header("Retry-After", str(wait))
         elif throttled:
             self.send_header("Retry-After", "1")
         self.end_headers()
@@ -192,10 +207,14 @@ class Emulator:
     access to users, events, purchases, subscriptions and the request log.
     """
 
-    def __init__(self, config: EmulatorConfig | None = None) -> None:
+    def __init__(self, config: EmulatorConfig | None = None, *,
+                 clock: Callable[[], float] = time.time) -> None:
+        """`clock` is the wall clock the rate-limit windows follow (tests pass a fake one to
+        cross an hour boundary without waiting an hour)."""
         self.config = config or EmulatorConfig()
         self.store = Store(self.config)
-        self.limiter = RateLimiter(self.config.rate_limits)
+        self.limiter = RateLimiter(self.config.rate_limits, clock=clock,
+                                   hourly=self.config.hourly_limits)
         self.faults = FaultInjector(self.config)
         self.url = _url(self.config.host, self.config.port)
         self._server: _Server | None = None

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,8 @@ class Store:
         self._next_id = 1
         self._events = 0
         self._purchases = 0
+        # With export lag: external_id -> [(write time, full export view or None if gone)].
+        self._history: dict[str, list[tuple[float, dict[str, Any] | None]]] = {}
 
     # -- identity -----------------------------------------------------------------------
 
@@ -67,6 +70,7 @@ class Store:
         self._next_id += 1
         if who.kind == "external_id":
             profile.external_id = str(who.value)
+            self._seed(profile, existed=False)
         elif who.kind == "user_alias":
             profile.aliases = (who.value,)  # type: ignore[assignment]
         else:
@@ -115,6 +119,45 @@ class Store:
         self._events -= events
         self._purchases -= purchases
 
+    # -- export lag ---------------------------------------------------------------------
+
+    def _remember(self, external_ids: Iterable[str | None]) -> None:
+        """With export lag on, keeps what an export of each id showed before and after this
+        write, so a lagging export can answer with the old profile. Under the lock."""
+        if not self.config.export_lag_seconds:
+            return
+        now = time.time()
+        for external_id in external_ids:
+            if external_id is None:
+                continue
+            found = self._find(Identifier("external_id", external_id))
+            view = found[0].export(None, self.config.dob_export_format) if found else None
+            history = self._history.setdefault(external_id, [(float("-inf"), None)])
+            history.append((now, view))
+            # Only the newest entry older than the lag can still be shown, besides newer ones.
+            cutoff = now - self.config.export_lag_seconds
+            while len(history) > 1 and history[1][0] <= cutoff:
+                history.pop(0)
+
+    def _seed(self, profile: Profile, existed: bool) -> None:
+        """Before a profile's first lagged write: what an export showed until then."""
+        if not self.config.export_lag_seconds or profile.external_id is None:
+            return
+        if profile.external_id not in self._history:
+            view = profile.export(None, self.config.dob_export_format) if existed else None
+            self._history[profile.external_id] = [(float("-inf"), view)]
+
+    def _lagged(self, external_id: str) -> tuple[bool, dict[str, Any] | None]:
+        """(True, view) when a lagging export must show an older state of this id."""
+        history = self._history.get(external_id)
+        if not history:
+            return False, None
+        cutoff = time.time() - self.config.export_lag_seconds
+        shown = [view for at, view in history if at <= cutoff]
+        if len(shown) == len(history):  # settled: the current state is visible
+            return False, None
+        return True, shown[-1]
+
     # -- writes -------------------------------------------------------------------------
 
     def apply_track(
@@ -125,9 +168,11 @@ class Store:
         limit = self.config.max_array_length
         now = _now()
         with self.lock:
+            touched: list[str | None] = []
             for update in updates:
                 contacts = any(op.name in _CONTACT_FIELDS for op in update.ops)
                 for profile in self._resolve(update.who, update.update_existing_only, now):
+                    self._seed(profile, existed=True)
                     if contacts:
                         self._unindex_contacts(profile)
                     for op in update.ops:
@@ -136,13 +181,17 @@ class Store:
                         self._index(profile)
                     if update.subscriptions:
                         profile.set_subscriptions(update.subscriptions)
+                    touched.append(profile.external_id)
             for occ in occurrences:
                 for profile in self._resolve(occ.who, occ.update_existing_only, now):
+                    self._seed(profile, existed=True)
                     profile.record(occ.kind, occ.record)
+                    touched.append(profile.external_id)
                     if occ.kind == "event":
                         self._events += 1
                     else:
                         self._purchases += 1
+            self._remember(dict.fromkeys(touched))
 
     def delete(
         self,
@@ -150,17 +199,20 @@ class Store:
         braze_ids: Sequence[str],
         aliases: Sequence[tuple[str, str]],
     ) -> int:
-        """Deletes at once (Braze queues it for minutes) and counts profiles that existed."""
+        """Deletes at once and answers the number of ids queued: every id sent, known or not,
+        as recorded from real Braze (which deletes later, within minutes)."""
         who = [Identifier("external_id", i) for i in external_ids]
         who += [Identifier("braze_id", i) for i in braze_ids]
         who += [Identifier("user_alias", a) for a in aliases]
-        deleted = 0
         with self.lock:
+            gone: list[str | None] = []
             for w in who:
                 for profile in self._find(w):
+                    self._seed(profile, existed=True)
                     self._remove(profile)
-                    deleted += 1
-        return deleted
+                    gone.append(profile.external_id)
+            self._remember(dict.fromkeys(gone))
+        return len(who)
 
     def set_subscription(self, group_id: str, state: str, who: Iterable[Identifier]) -> None:
         """Unknown users are ignored: this endpoint does not create profiles."""
@@ -176,13 +228,23 @@ class Store:
     ) -> tuple[list[dict[str, Any]], list[str]]:
         users: list[dict[str, Any]] = []
         invalid: list[str] = []
+        dob_format = self.config.dob_export_format
         with self.lock:
             for w in who:
+                lagging, view = (
+                    self._lagged(str(w.value)) if w.kind == "external_id" else (False, None)
+                )
+                if lagging:
+                    if view is None:
+                        invalid.append(str(w.value))
+                    else:
+                        users.append(_select(view, fields))
+                    continue
                 found = self._find(w)
                 if not found:
                     value = w.value
                     invalid.append(value[1] if isinstance(value, tuple) else value)
-                users += [p.export(fields) for p in found]
+                users += [p.export(fields, dob_format) for p in found]
         return users, invalid
 
     def users(self) -> list[dict[str, Any]]:
@@ -259,6 +321,13 @@ class Store:
                 self._purchases += purchases
             self._next_id = int(data["next_id"])
             return len(self._profiles)
+
+
+def _select(view: dict[str, Any], fields: Sequence[str] | None) -> dict[str, Any]:
+    if fields is None:
+        return view
+    wanted = set(fields) | {"external_id"}
+    return {k: v for k, v in view.items() if k in wanted}
 
 
 def _now() -> str:

@@ -26,12 +26,15 @@ class Quota:
     reset: int  # epoch seconds when the window ends
     allowed: bool
     now: float
+    window: float = 0.0
 
-    def headers(self) -> dict[str, str]:
+    def headers(self, mode: str = "standard") -> dict[str, str]:
+        """Braze's rate-limit headers; on MAU plans Reset is the seconds left in the window."""
+        reset = self.retry_after() if mode == "mau" else self.reset
         return {
             "X-RateLimit-Limit": str(self.limit),
-            "X-RateLimit-Remaining": str(self.remaining),
-            "X-RateLimit-Reset": str(self.reset),
+            "X-RateLimit-Remaining": str(max(0, self.remaining)),
+            "X-RateLimit-Reset": str(reset),
         }
 
     def retry_after(self) -> int:
@@ -39,13 +42,25 @@ class Quota:
 
 
 class RateLimiter:
+    """Fixed windows per bucket: the burst window from `limits`, plus an hourly one (reset on
+    the clock hour) from `hourly` for MAU-style contracts. A request is let through only when
+    every window of its bucket has room, and then counts in each."""
+
     def __init__(
-        self, limits: dict[str, tuple[int, float]], clock: Callable[[], float] = time.time
+        self,
+        limits: dict[str, tuple[int, float]],
+        clock: Callable[[], float] = time.time,
+        hourly: dict[str, int] | None = None,
     ) -> None:
-        self._limits = limits
+        self._windows_of: dict[str, list[tuple[int, float]]] = {
+            bucket: [spec] for bucket, spec in limits.items()
+        }
+        for path, limit in (hourly or {}).items():
+            self._windows_of.setdefault(BUCKETS.get(path, path), []).append((limit, 3600.0))
         self._clock = clock
         self._lock = threading.Lock()
-        self._windows: dict[str, tuple[float, int]] = {}  # bucket -> (window start, used)
+        # (bucket, window length) -> (window start, used)
+        self._windows: dict[tuple[str, float], tuple[float, int]] = {}
 
     def take(self, path: str) -> Quota | None:
         """Counts one request against the path's bucket; None when the path has no limit."""
@@ -57,21 +72,30 @@ class RateLimiter:
 
     def _quota(self, path: str, *, spend: bool) -> Quota | None:
         bucket = BUCKETS.get(path, path)
-        if bucket not in self._limits:
+        specs = self._windows_of.get(bucket)
+        if not specs:
             return None
-        limit, window = self._limits[bucket]
         now = self._clock()
-        start = math.floor(now / window) * window
         with self._lock:
-            seen_start, used = self._windows.get(bucket, (start, 0))
-            if seen_start != start:
-                used = 0
-            allowed = spend and used < limit
-            if allowed:
-                used += 1
-            if spend:
-                self._windows[bucket] = (start, used)
-        return Quota(limit, limit - used, math.ceil(start + window), allowed, now)
+            state = []
+            for limit, window in specs:
+                start = math.floor(now / window) * window
+                seen_start, used = self._windows.get((bucket, window), (start, 0))
+                state.append((limit, window, start, 0 if seen_start != start else used))
+            allowed = spend and all(used < limit for limit, _, _, used in state)
+            quotas = []
+            for limit, window, start, used in state:
+                if allowed:
+                    used += 1
+                if spend:
+                    self._windows[(bucket, window)] = (start, used)
+                quotas.append(Quota(limit, limit - used, math.ceil(start + window),
+                                    allowed, now, window))
+        if not allowed and spend:
+            # The window that refused; the one that frees last when several did.
+            full = [q for q in quotas if q.remaining <= 0]
+            return max(full, key=lambda q: q.reset) if full else quotas[0]
+        return min(quotas, key=lambda q: (q.remaining, -q.window))
 
     def reset(self) -> None:
         with self._lock:

@@ -7,11 +7,19 @@ everything that depends on state (update-only mode, increments) is applied later
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from brazecfg.emulator.config import EmulatorConfig
-from brazecfg.emulator.fields import STANDARD_FIELDS, Invalid, check_string, is_number, parse_time
+from brazecfg.emulator.fields import (
+    IGNORED,
+    STANDARD_FIELDS,
+    Invalid,
+    check_string,
+    is_number,
+    parse_time,
+)
 
 MAX_EXTERNAL_ID_BYTES = 987
 MAX_OBJECT_BYTES = 100 * 1024
@@ -28,6 +36,20 @@ CONTROL_KEYS = frozenset(
     }
 )
 GROUP_STATES = ("subscribed", "unsubscribed")
+# Event property names that "will result in API errors" (event_object.md), besides a leading $.
+RESERVED_PROPERTY_NAMES = frozenset({"time", "event_name"})
+MAX_PROPERTY_NAME = 255
+
+
+def is_uuid(value: object) -> bool:
+    """Subscription group ids are UUIDs (braze-api-facts.md, BAD_SUBSCRIPTION_GROUP_ID)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return len(value) == 36
 
 
 @dataclass(frozen=True)
@@ -67,7 +89,8 @@ def identify(obj: dict[str, Any]) -> tuple[Identifier, bool]:
     """The object's one identifier and whether it may only update an existing profile."""
     present = [k for k in PRIMARY_IDENTIFIERS if obj.get(k) is not None]
     if len(present) > 1:
-        raise Invalid("Only one of 'external_id', 'user_alias', or 'braze_id' may be provided")
+        # The sentence measured from real Braze (braze-api-facts.md).
+        raise Invalid("You must specify only one of 'external_id', 'user_alias' or 'braze_id'")
     if present:
         who = _primary(present[0], obj[present[0]])
     elif isinstance(obj.get("email"), str):
@@ -108,14 +131,15 @@ def validate_attributes(obj: Any, config: EmulatorConfig) -> AttributeUpdate:
         if name in CONTROL_KEYS:
             continue
         if name in STANDARD_FIELDS:
-            if value is None:
-                ops.append(AttributeOp(name, "unset"))
-            else:
-                ops.append(
-                    AttributeOp(
-                        name, "set", STANDARD_FIELDS[name](name, value, config.max_string_length)
-                    )
-                )
+            checked = (
+                None if value is None
+                else STANDARD_FIELDS[name](name, value, config.max_string_length)
+            )
+            if checked is IGNORED:
+                continue  # accepted, not set (an unknown time zone)
+            # None: null removes the field; a country that maps to nothing is set to NULL.
+            ops.append(AttributeOp(name, "unset") if checked is None
+                       else AttributeOp(name, "set", checked))
         else:
             ops.append(_custom(name, value, merge, config))
     groups = _subscription_groups(obj.get("subscription_groups"))
@@ -167,13 +191,16 @@ def _subscription_groups(groups: Any) -> tuple[tuple[str, str], ...]:
     if groups is None:
         return ()
     if not isinstance(groups, list):
-        raise Invalid("'subscription_groups' must be an array")
+        raise Invalid("BAD_SUBSCRIPTION_GROUP_ARRAY: 'subscription_groups' must be an array")
     out = []
     for g in groups:
-        if not isinstance(g, dict) or not isinstance(g.get("subscription_group_id"), str):
-            raise Invalid("Each subscription group needs a 'subscription_group_id' string")
+        if not isinstance(g, dict):
+            raise Invalid("BAD_SUBSCRIPTION_GROUP_HASH: each subscription group must be an object")
+        if not is_uuid(g.get("subscription_group_id")):
+            raise Invalid("BAD_SUBSCRIPTION_GROUP_ID: 'subscription_group_id' must be a UUID")
         if g.get("subscription_state") not in GROUP_STATES:
-            raise Invalid("'subscription_state' must be 'subscribed' or 'unsubscribed'")
+            raise Invalid("BAD_SUBSCRIPTION_GROUP_STATE: 'subscription_state' must be "
+                          "'subscribed' or 'unsubscribed'")
         out.append((g["subscription_group_id"], g["subscription_state"]))
     return tuple(out)
 
@@ -231,8 +258,12 @@ def _copy_optional(obj: dict[str, Any], record: dict[str, Any]) -> None:
     if props is not None:
         if not isinstance(props, dict):
             raise Invalid("'properties' must be an object")
-        if any(not k or k.startswith("$") for k in props):
-            raise Invalid("'properties' keys must be non-empty and must not start with '$'")
+        if any(not k or k.startswith("$") or len(k) > MAX_PROPERTY_NAME for k in props):
+            raise Invalid("'properties' keys must be non-empty, at most 255 characters, and "
+                          "must not start with '$'")
+        reserved = sorted(RESERVED_PROPERTY_NAMES & set(props))
+        if reserved:
+            raise Invalid(f"'properties' must not use the reserved key '{reserved[0]}'")
         record["properties"] = props
     if obj.get("app_id") is not None:
         record["app_id"] = obj["app_id"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from brazecfg.braze.standard_fields import hash_of, nest_hashes
 from brazecfg.model.resources import Destination, Project
 from brazecfg.plan.definition import Issue
 from brazecfg.plan.values import ValueProblem, check_field, normalise
@@ -39,7 +40,7 @@ class RecordBuilder:
         self.groups_attribute = destination.groups_attribute
         # Memberships the ledger follows: those Braze hears about, through subscription groups
         # or through the groups array attribute.
-        names = {f for f, *_ in self._fields}
+        names = {hash_of(f) or f for f, *_ in self._fields}  # facebook.id -> facebook
         if self.groups_attribute:
             names.add(self.groups_attribute)
         self._field_names = frozenset(names)  # read per field of every record: build once
@@ -69,6 +70,7 @@ class RecordBuilder:
                 invalid.add(braze_field)
                 continue
             values[braze_field] = value
+        nest_hashes(values, invalid)  # facebook / twitter go as one hash each
         if self.groups_attribute:
             values[self.groups_attribute] = sorted(row.groups) or None
         return Desired(key, values, frozenset(invalid), row.groups & self.synced_groups)

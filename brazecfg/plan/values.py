@@ -3,6 +3,27 @@
 Two checks run per value: the property's type (``normalise``), then the Braze field it feeds
 (``check_field``). A failing value is reported for that record and field and not sent; the
 rest of the record still syncs. Reasons never quote the value (it may be personal data).
+
+The field checks follow what Braze itself accepts (``shared/braze-api-facts.md`` and Braze's
+docs), because a value Braze refuses fails its record at every apply, for ever:
+
+- ``phone``: a number libphonenumber takes for a valid number (Braze routes SMS on the same
+  data; it refuses ``+1234``), written ``+`` country code digits (E.164). Spaces, dashes, dots
+  and brackets are dropped, as Braze drops them; ten digits without ``+`` are a US number, as
+  Braze maps them. Sent in E.164.
+- ``email``: Braze's published syntax rules (email_validation.md): its local-part pattern
+  (stricter for Microsoft domains, two characters at least for Gmail), an ASCII host of two or
+  more labels of letters, digits and inner hyphens, a top-level label that is not all digits,
+  no IP address, no white space (Braze answers 400 to the whole request).
+- numbers: a float is sent rounded to 15 significant digits (warehouse arithmetic leaves
+  ``447.71999999999997`` for ``447.72``); a decimal as its own value; whole numbers as integers.
+
+Stricter than Braze on purpose (each reason says so): ``country`` must be an ISO-3166-1
+alpha-2 code (Braze maps other spellings best-effort and silently stores NULL for the rest),
+``time_zone`` an IANA name (Braze also takes Rails names such as "Eastern Time (US & Canada)"
+and silently ignores an unknown one), ``language`` an ISO-639-1 code, ``dob`` a real day
+``YYYY-MM-DD``, ``gender`` one of M F O N P; strings at most 255 characters (Braze's
+documented limit; past it is undocumented).
 """
 
 from __future__ import annotations
@@ -14,11 +35,21 @@ from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any
 
-from brazecfg.braze.codes import COUNTRIES, LANGUAGES, time_zones
+import phonenumbers
+
+from brazecfg.braze.codes import LANGUAGES, country_code, iana_time_zone
 
 MAX_STRING = 255
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_E164 = re.compile(r"^\+[1-9]\d{1,14}$")
+SIGNIFICANT_DIGITS = 15  # what a double holds faithfully: beyond it is arithmetic noise
+# Braze's email rules (braze-docs email_validation.md). Python's \w is Unicode letters, digits
+# and underscore, as the docs' [\p{L}\p{N}_].
+_EMAIL_LOCAL = re.compile(r"^[\w\-](?:[.+'\w&#/\-]*[\w\-])?$")
+_EMAIL_LOCAL_MICROSOFT = re.compile(r"^\w[\-\w]*(?:\.[\-\w]+)*$", re.ASCII)
+_EMAIL_HOST = re.compile(
+    r"^[a-z\d](?:[a-z\d-]{0,61}[a-z\d])?(?:\.[a-z\d](?:[a-z\d-]{0,61}[a-z\d])?)+$",
+    re.IGNORECASE | re.ASCII)
+_MICROSOFT = ("msn", "hotmail", "outlook", "live")
+_GMAIL = ("gmail.com", "googlemail.com")
 _PHONE_NOISE = re.compile(r"[\s\-().]")
 _URL = re.compile(r"^https?://[^\s/$.?#][^\s]*$", re.IGNORECASE)
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -48,15 +79,9 @@ def normalise(value: Any, type_: str) -> Any:
         case "datetime":
             return _datetime(value)
         case "email":
-            s = _string(value).strip()
-            if not _EMAIL.match(s):
-                raise ValueProblem("not a valid email address")
-            return s
+            return email(_string(value).strip())
         case "phone":
-            s = _PHONE_NOISE.sub("", _string(value))
-            if not _E164.match(s):
-                raise ValueProblem("not an E.164 phone number (+ country code and digits)")
-            return s
+            return phone(_string(value))
         case "url":
             s = _string(value).strip()
             if not _URL.match(s):
@@ -77,7 +102,59 @@ def _string(value: Any) -> str:
         return value.isoformat()
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
+    if isinstance(value, float) and math.isfinite(value):
+        return str(plain_number(value))  # 447.71999999999997 -> "447.72"
     return str(value)
+
+
+def plain_number(value: float | Decimal) -> int | float:
+    """The number to send for a float or decimal: a whole number as an integer (10.0 and 10
+    are one value for Braze, and one spelling keeps hashes stable across warehouses), a float
+    rounded to 15 significant digits (``447.71999999999997`` -> ``447.72``: the digits past
+    the 15th are arithmetic noise, not what anyone declared), a decimal as its own value
+    (a whole one exactly, however large; else the nearest float, shortest spelling)."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    f = float(f"{value:.{SIGNIFICANT_DIGITS}g}")
+    return int(f) if f.is_integer() and abs(f) < 2**53 else f
+
+
+def email(text: str) -> str:
+    """``text`` if Braze's own syntax rules take it for an email address; else ValueProblem."""
+    local, at, host = text.rpartition("@")
+    if not at or not local or not host or any(c.isspace() for c in text):
+        raise ValueProblem("not a valid email address")
+    host_l = host.lower()
+    if any(m in host_l for m in _MICROSOFT):
+        ok = bool(_EMAIL_LOCAL_MICROSOFT.match(local.split("+")[0]))
+        ok = ok and (not local.endswith(".") and ".." not in local)
+    else:
+        ok = bool(_EMAIL_LOCAL.match(local))
+        if host_l in _GMAIL and len(local) < 2:
+            ok = False
+    top = host.rsplit(".", 1)[-1]
+    if not ok or not _EMAIL_HOST.match(host) or top.isdigit():
+        raise ValueProblem("not a valid email address (Braze's rules: letters, digits and "
+                           "_-.+'&#/ before the @, an ASCII domain with a dot after it)")
+    return text
+
+
+def phone(text: str) -> str:
+    """The E.164 form of a phone number Braze accepts (see the module docstring)."""
+    s = _PHONE_NOISE.sub("", text)
+    try:
+        if s.startswith("+"):
+            number = phonenumbers.parse(s, None)
+        elif len(s) == 10 and s.isdigit():
+            number = phonenumbers.parse(s, "US")  # Braze maps ten digits to a US number
+        else:
+            number = None
+    except phonenumbers.NumberParseException:
+        number = None
+    if number is None or not phonenumbers.is_valid_number(number):
+        raise ValueProblem("not a phone number Braze accepts: write + country code and "
+                           "number, e.g. +14155552671 (E.164), a number valid in its country")
+    return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
 
 
 def _integer(value: Any) -> int:
@@ -103,14 +180,17 @@ def _integer(value: Any) -> int:
 def _float(value: Any) -> int | float:
     if isinstance(value, bool):
         raise ValueProblem("a boolean where a number is expected")
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ValueProblem("not a finite number")
+        return plain_number(value)
     try:
         f = float(value)
     except (TypeError, ValueError):
         raise ValueProblem("not a number") from None
     if not math.isfinite(f):
         raise ValueProblem("not a finite number")
-    # 10.0 and 10 are the same value for Braze: one spelling keeps hashes stable across warehouses.
-    return int(f) if f.is_integer() and abs(f) < 2**53 else f
+    return plain_number(f)
 
 
 def _boolean(value: Any) -> bool:
@@ -186,10 +266,14 @@ def check_field(field: str, value: Any) -> Any:
         return None
     match field:
         case "country":
-            s = str(value).strip().upper()
-            if s not in COUNTRIES:
-                raise ValueProblem("country must be an ISO-3166-1 alpha-2 code such as US or FR")
-            return s
+            # Braze maps names best-effort ("Australia" -> AU): send the code it would store,
+            # so the value does not re-diff forever. Stricter than Braze on purpose: a value
+            # that maps to nothing Braze sets to NULL; brazecfg does not send it.
+            code = country_code(str(value))
+            if code is None:
+                raise ValueProblem("country must be an ISO-3166-1 alpha-2 code such as US or FR "
+                                   "or a country name (Braze would set this one to NULL)")
+            return code
         case "language":
             s = str(value).strip().lower()
             if s not in LANGUAGES:
@@ -203,23 +287,37 @@ def check_field(field: str, value: Any) -> Any:
         case "dob":
             s = str(value)
             try:
+                if len(s) > 10 and s[10] in "T ":
+                    # Braze accepted a full date-time and kept its day (recorded traffic):
+                    # send the day, as Braze stores it.
+                    _datetime(s)
+                    s = s[:10]
                 if not _DATE.match(s):
                     raise ValueError
                 date.fromisoformat(s)  # a real day: Braze rejects 1990-02-30 too
-            except ValueError:
-                raise ValueProblem("dob must be a date YYYY-MM-DD") from None
+            except (ValueError, ValueProblem):
+                raise ValueProblem("dob must be a date YYYY-MM-DD (give the property "
+                                   "type: date to turn a date-time into one)") from None
             return s
         case "time_zone":
-            if str(value) not in time_zones():
-                raise ValueProblem("time_zone must be an IANA time zone name such as Europe/Paris")
-            return str(value)
+            # IANA or Rails-style ("Eastern Time (US & Canada)"), sent as the IANA name. An
+            # unknown zone Braze ignores; brazecfg reports it instead of sending it.
+            zone = iana_time_zone(str(value))
+            if zone is None:
+                raise ValueProblem("time_zone must be an IANA time zone name such as Europe/Paris "
+                                   "or a Rails name (Braze would ignore this one)")
+            return zone
+        case "date_of_first_session" | "date_of_last_session" | "marked_email_as_spam_at":
+            return _datetime(value)  # ISO 8601, in UTC
+        case "image_url":
+            if not _URL.match(str(value)):
+                raise ValueProblem("image_url must be an http(s) URL")
+        case "facebook.id":
+            value = str(value)
         case "email":
-            if not _EMAIL.match(str(value)):
-                raise ValueProblem("not a valid email address")
+            value = email(str(value).strip())
         case "phone":
-            if not _E164.match(_PHONE_NOISE.sub("", str(value))):
-                raise ValueProblem("phone must be an E.164 number")
-            return _PHONE_NOISE.sub("", str(value))
+            return phone(str(value))
         case "email_subscribe" | "push_subscribe":
             s = str(value).strip().lower()
             if s not in _SUBSCRIBE:

@@ -54,6 +54,12 @@ class Warehouse(Protocol):
         and only rows whose ``time_column`` >= ``since`` when given."""
         ...
 
+    def max_updated_at(self, model: str) -> datetime | None:
+        """The warehouse's greatest ``updated_at`` over the sources of ``model`` that declare
+        one (aware, UTC), or None. Read it before ``stream_model`` to set a watermark from the
+        warehouse's own clock."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -2,23 +2,30 @@
 
 The shape (``r`` is the inner query, one row per row of the primary source)::
 
-    SELECT r.k, r.v0 .. r.vN, CASE WHEN <group 0> THEN 1 ELSE 0 END AS g0, ..
+    SELECT r.k, r.v0 .. r.vN, CASE WHEN <group 0> THEN 1 ELSE 0 END AS g0, .., r.kbad
     FROM (
-        SELECT CAST(p.<key> AS VARCHAR) AS k,
+        SELECT <key text of p.<key>> AS k,     -- keys.key_text: one canonical text per key
                p.<column>                          -- plain properties of the primary source
                COALESCE(a0.v3, 0), a0.v4, ..       -- count / sum / avg / min / max
                w0.v5, ..                           -- most_recent / least_recent
+               <text of a numeric key that is no key> AS kbad   -- refused by the engine
         FROM <primary source> AS p
-        LEFT JOIN (SELECT key AS k, COUNT(CASE WHEN <filters> THEN 1 END) AS v3,
+        LEFT JOIN (SELECT <key ref> AS k, COUNT(CASE WHEN <filters> THEN 1 END) AS v3,
                           SUM(CASE WHEN <filters> THEN amount END) AS v4, ..
-                   FROM <source> GROUP BY key) AS a0 ON a0.k = p.<key>
-        LEFT JOIN (SELECT k, v5 FROM (SELECT key AS k, <column> AS v5,
-                          ROW_NUMBER() OVER (PARTITION BY key ORDER BY <sort> DESC) AS rn
+                   FROM <source> GROUP BY <key ref>) AS a0 ON a0.k = <key ref of p.<key>>
+        LEFT JOIN (SELECT k, v5 FROM (SELECT <key ref> AS k, <column> AS v5,
+                          ROW_NUMBER() OVER (PARTITION BY <key ref> ORDER BY <sort> DESC) AS rn
                           FROM <source> WHERE <sort> IS NOT NULL AND <filters>) AS w0_r
-                   WHERE rn = 1) AS w0 ON w0.k = p.<key>
-        [WHERE p.<key> IN (<keys changed since>)]
+                   WHERE rn = 1) AS w0 ON w0.k = <key ref of p.<key>>
+        [WHERE <key ref of p.<key>> IN (<key refs changed since>)]
     ) AS r
-    ORDER BY (r.k IS NULL), r.k COLLATE <binary>
+    ORDER BY (r.k IS NULL), r.k COLLATE <binary>,
+             (r.v0 IS NULL), CAST(r.v0 AS VARCHAR) COLLATE <binary>, ..   -- duplicate keys
+
+A *key ref* is the canonical key text in byte-order collation (``keys.key_ref``): every join,
+``GROUP BY``, ``PARTITION BY``, ``IN`` and ``ORDER BY`` on a key uses it, never the raw
+column, so a column's own collation (``COLLATE NOCASE``, an ICU collation) or SQLite's type
+affinity (``'01' = 1``) cannot merge two keys or reorder them.
 
 One grouped subquery per related source (each property's filters inside its aggregate, so
 the source is scanned once), one window subquery per (source, sort, direction, filters).
@@ -28,13 +35,19 @@ the other group's condition. Every value from a filter or rule is a bound parame
 Aggregates: ``count`` counts the matching rows (or, with ``column``, the matching rows where
 it is not NULL) and is 0 with none; the others are NULL with no matching row. ``most_recent``
 and ``least_recent`` ignore rows whose ``sort`` is NULL; ties go to the greatest ``column``
-value (for most_recent; the smallest for least_recent), NULL values last. A property of the
+value (for most_recent; the smallest for least_recent), NULL values last, and values the
+column's collation calls equal are settled by their text in byte order. A property of the
 primary source with an aggregate is aggregated over the primary source's rows of the same key.
 A property without ``column`` reads the column named like the property.
 
-Ordering: by the key rendered as text, in byte order (UTF-8 bytes = code points = Python's
-``sorted()``): PostgreSQL ``COLLATE "C"``, MySQL ``utf8mb4_bin``; SQLite, DuckDB, Snowflake
-and BigQuery compare bytes by default. Rows with a NULL key come last with key ``""``.
+Ordering: by the key text in byte order (UTF-8 bytes = code points = Python's ``sorted()``),
+with an explicit binary collation on every dialect (see ``keys``). Rows with a NULL key come
+last with key ``""``.
+
+Duplicate primary keys (two rows of the primary source with the same key text): the rows of
+one key are ordered by every property value, as text in byte order, NULL last, property by
+property in the model's order, and the merge keeps the first (``plan.diff`` reports the
+others). So the same row wins whatever order a loader wrote the table in.
 """
 
 from __future__ import annotations
@@ -43,7 +56,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, case, cast, collate, false, func, literal, not_, or_, select, union
+from sqlalchemy import (
+    String,
+    case,
+    cast,
+    false,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+    union,
+    union_all,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement
@@ -53,11 +78,11 @@ from brazecfg.errors import WarehouseError
 from brazecfg.model.resources import Group, Project, Property, Rule, Source
 from brazecfg.warehouse.conditions import Dates, all_of, condition
 from brazecfg.warehouse.dates import utc_naive
+from brazecfg.warehouse.keys import bad_key, binary, key_order, key_ref, key_text
 from brazecfg.warehouse.sources import source_from
 
 _SIMPLE = {"count", "sum", "avg", "min", "max"}
 _WINDOW = {"most_recent", "least_recent"}
-_BINARY_COLLATION = {"postgresql": "C", "mysql": "utf8mb4_bin", "mariadb": "utf8mb4_bin"}
 
 
 @dataclass
@@ -91,7 +116,9 @@ def compile_model_query(project: Project, model: str, *, now: datetime,
 
 
 class _Builder:
-    def __init__(self, project: Project, model: str, dialect: Dialect, now: datetime) -> None:
+    def __init__(self, project: Project, model: str, dialect: Dialect, now: datetime,
+                 numeric_stamps: frozenset[str] = frozenset()) -> None:
+        self.numeric_stamps = numeric_stamps
         self.project = project
         self.model = model
         self.dialect = dialect
@@ -149,6 +176,7 @@ class _Builder:
         self.collect_needs(changed_since)
         p = self.from_(self.primary, "p")
         pkey = p.c[self.primary.key]
+        pkey_ref = key_ref(pkey, self.dialect)
         exprs: dict[str, ColumnElement[Any]] = {}
         joined: FromClause = p
         simple: dict[str, list[Property]] = {}
@@ -175,27 +203,30 @@ class _Builder:
                 raise WarehouseError(f"{prop.ref}: unknown aggregate {agg!r}")
         for source_name, props in simple.items():
             sq = self.grouped(self.project.sources[source_name], props, exprs)
-            joined = joined.outerjoin(sq, sq.c.k == pkey)
+            joined = joined.outerjoin(sq, binary(sq.c.k, self.dialect) == pkey_ref)
         for (source_name, sort, agg, _), props in windows.items():
             sq = self.window(self.project.sources[source_name], sort, agg, props, exprs)
-            joined = joined.outerjoin(sq, sq.c.k == pkey)
+            joined = joined.outerjoin(sq, binary(sq.c.k, self.dialect) == pkey_ref)
 
         names = [prop.name for prop in self.props]
-        inner = select(cast(pkey, String()).label("k"),
-                       *(exprs[n].label(f"v{i}") for i, n in enumerate(names)))
+        inner = select(key_text(pkey, self.dialect).label("k"),
+                       *(exprs[n].label(f"v{i}") for i, n in enumerate(names)),
+                       bad_key(pkey, self.dialect).label("kbad"))
         inner = inner.select_from(joined)
         if changed_since is not None:
             changed = self.changed_keys(changed_since)
             if changed is not None:
-                inner = inner.where(pkey.in_(changed))
+                inner = inner.where(pkey_ref.in_(changed))
         r = inner.subquery("r")
         by_name: dict[str, ColumnElement[Any]] = {n: r.c[f"v{i}"] for i, n in enumerate(names)}
         flags = []
         for i, group in enumerate(self.groups):
             cond = self.group_condition(group, by_name, ())
             flags.append(case((cond, literal(1)), else_=literal(0)).label(f"g{i}"))
-        stmt = (select(r.c.k, *(by_name[n] for n in names), *flags)
-                .order_by(*key_order(r.c.k, self.dialect)))
+        ties = [e for n in names for e in (case((by_name[n].is_(None), 1), else_=0),
+                                           binary(cast(by_name[n], String()), self.dialect))]
+        stmt = (select(r.c.k, *(by_name[n] for n in names), *flags, r.c.kbad)
+                .order_by(*key_order(r.c.k, self.dialect), *ties))
         if only_keys is not None:
             stmt = stmt.where(r.c.k.in_(only_keys))
         return ModelQuery(stmt, tuple(names), tuple(g.name for g in self.groups), self.needs)
@@ -213,7 +244,8 @@ class _Builder:
     def grouped(self, source: Source, props: list[Property],
                 exprs: dict[str, ColumnElement[Any]]) -> FromClause:
         s = self.from_(source, "s")
-        cols: list[ColumnElement[Any]] = [s.c[source.key].label("k")]
+        skey = key_ref(s.c[source.key], self.dialect)
+        cols: list[ColumnElement[Any]] = [skey.label("k")]
         labels = [f"v{i}" for i in range(len(props))]
         for prop, label in zip(props, labels, strict=True):
             conds = self.filters(prop, s)
@@ -229,7 +261,7 @@ class _Builder:
                 col: ColumnElement[Any] = s.c[column_of(prop)]
                 arg = case((all_of(conds), col)) if conds else col
                 cols.append(getattr(func, str(prop.aggregate))(arg).label(label))
-        sq = select(*cols).group_by(s.c[source.key]).subquery(f"a{self._aliases}")
+        sq = select(*cols).group_by(skey).subquery(f"a{self._aliases}")
         for prop, label in zip(props, labels, strict=True):
             value = sq.c[label]
             exprs[prop.name] = func.coalesce(value, 0) if prop.aggregate == "count" else value
@@ -238,12 +270,17 @@ class _Builder:
     def window(self, source: Source, sort: str, agg: str, props: list[Property],
                exprs: dict[str, ColumnElement[Any]]) -> FromClause:
         s = self.from_(source, "s")
-        skey = s.c[source.key]
+        skey = key_ref(s.c[source.key], self.dialect)
         first = s.c[column_of(props[0])]
+        # The last term settles values its collation calls equal ('Pro' and 'pro' on a NOCASE
+        # column): without it, which one wins would depend on the rows' physical order.
+        exact = binary(cast(first, String()), self.dialect)
         if agg == "most_recent":
-            order = [s.c[sort].desc(), case((first.is_(None), 1), else_=0), first.desc()]
+            order = [s.c[sort].desc(), case((first.is_(None), 1), else_=0), first.desc(),
+                     exact.desc()]
         else:
-            order = [s.c[sort].asc(), case((first.is_(None), 1), else_=0), first.asc()]
+            order = [s.c[sort].asc(), case((first.is_(None), 1), else_=0), first.asc(),
+                     exact.asc()]
         rn = func.row_number().over(partition_by=skey, order_by=order).label("rn")
         labels = [f"v{i}" for i in range(len(props))]
         ranked = (select(skey.label("k"),
@@ -264,10 +301,21 @@ class _Builder:
         parts = []
         for src in sources:
             f = self.from_(src, "c")
-            parts.append(select(f.c[src.key].label("k"))
-                         .where(self.dates.column(f.c[str(src.updated_at)]) >= bound))
+            stamp = self.stamp(src, f)
+            # A stamp the warehouse cannot read as a time (NULL after conversion) never hides
+            # a change: such rows are always read.
+            parts.append(select(key_ref(f.c[src.key], self.dialect).label("k"))
+                         .where(or_(stamp >= bound, stamp.is_(None))))
         u = union(*parts).subquery("changed") if len(parts) > 1 else parts[0].subquery("changed")
-        return select(u.c.k)
+        return select(binary(u.c.k, self.dialect))
+
+    def stamp(self, src: Source, frm: FromClause) -> ColumnElement[Any]:
+        """The source's ``updated_at`` as a UTC datetime: epoch numbers when the column's
+        type is numeric (``numeric_stamps``: "source.column"), else ``Dates.column``."""
+        col = frm.c[str(src.updated_at)]
+        if f"{src.name}.{src.updated_at}" in self.numeric_stamps:
+            return self.dates.epoch(col)
+        return self.dates.column(col)
 
     # -- groups ----------------------------------------------------------------------------
 
@@ -305,12 +353,6 @@ class _Builder:
             raise WarehouseError(f"{group.ref}: rule on {rule.property!r}: {exc}") from None
 
 
-def key_order(key: ColumnElement[Any], dialect: Dialect) -> list[ColumnElement[Any]]:
-    """ORDER BY a text key in byte order, NULL keys last (same place on every dialect)."""
-    collation = _BINARY_COLLATION.get(dialect.name)
-    return [case((key.is_(None), 1), else_=0), collate(key, collation) if collation else key]
-
-
 def build_events_query(project: Project, model: str, source: str, *, key: str, user: str,
                        columns: list[str], dialect: Dialect | str,
                        since: datetime | None = None, time_column: str | None = None,
@@ -328,14 +370,15 @@ def build_events_query(project: Project, model: str, source: str, *, key: str, u
     root = project.settings.root
     e = source_from(src, need, "e", d, root)
     p = source_from(primary, [primary.key], "p", d, root)
-    k = cast(e.c[key], String()).label("k")
-    stmt = (select(k, cast(e.c[user], String()).label("u"),
+    k = key_text(e.c[key], d)
+    members = select(key_ref(p.c[primary.key], d)).where(p.c[primary.key].is_not(None))
+    stmt = (select(k.label("k"), key_text(e.c[user], d).label("u"),
                    *(e.c[c].label(f"c{i}") for i, c in enumerate(columns)))
-            .where(e.c[user].in_(select(p.c[primary.key]).where(p.c[primary.key].is_not(None)))))
+            .where(key_ref(e.c[user], d).in_(members)))
     if since is not None and time_column:
         dates = Dates(d, utc_naive(since))
         stmt = stmt.where(dates.column(e.c[time_column]) >= dates.value(utc_naive(since)))
-    return stmt.order_by(*key_order(cast(e.c[key], String()), d))
+    return stmt.order_by(*key_order(k, d))
 
 
 def build_keys_query(project: Project, model: str, *, dialect: Dialect | str) -> Select[Any]:
@@ -344,9 +387,32 @@ def build_keys_query(project: Project, model: str, *, dialect: Dialect | str) ->
     d = get_dialect(dialect)
     primary = project.primary_source(model)
     p = source_from(primary, [primary.key], "p", d, project.settings.root)
-    k = cast(p.c[primary.key], String())
-    return (select(k.label("k")).where(p.c[primary.key].is_not(None))
+    k = key_text(p.c[primary.key], d)
+    return (select(k.label("k"), bad_key(p.c[primary.key], d).label("kbad"))
+            .where(p.c[primary.key].is_not(None))
             .order_by(*key_order(k, d)))
+
+
+def build_max_updated_query(project: Project, model: str, *, dialect: Dialect | str,
+                            numeric_stamps: frozenset[str] = frozenset(),
+                            ) -> Select[Any] | None:
+    """The greatest ``updated_at`` over every source of ``model`` that declares one, read as
+    the incremental filter reads it (``Dates.column``: UTC, epoch numbers understood), in one
+    row and column; None when no source declares ``updated_at``."""
+    d = get_dialect(dialect)
+    builder = _Builder(project, model, d, datetime(1970, 1, 1), numeric_stamps)
+    parts: list[Select[Any]] = []
+    for name in builder.source_names():
+        src = project.sources[name]
+        if src.updated_at:
+            f = source_from(src, [src.updated_at], f"m{len(parts)}", d, project.settings.root)
+            parts.append(select(func.max(builder.stamp(src, f)).label("m")))
+    if not parts:
+        return None
+    if len(parts) == 1:
+        return parts[0]
+    u = union_all(*parts).subquery("maxima")
+    return select(func.max(u.c.m).label("m"))
 
 
 def column_of(prop: Property) -> str:
@@ -355,8 +421,13 @@ def column_of(prop: Property) -> str:
 
 def build_model_query(project: Project, model: str, *, now: datetime, dialect: Dialect | str,
                       changed_since: datetime | None = None,
+                      numeric_stamps: frozenset[str] = frozenset(),
                       only_keys: list[str] | None = None) -> ModelQuery:
-    """The query for ``model`` and how to read its rows (see the module docstring)."""
+    """The query for ``model`` and how to read its rows (see the module docstring).
+    ``numeric_stamps``: the "source.column" ``updated_at`` columns of a numeric type (epoch
+    times), which the engine finds out on warehouses typed per column; ``only_keys``: just
+    the records with these keys (key text)."""
     if model not in project.models:
         raise WarehouseError(f"model/{model} does not exist")
-    return _Builder(project, model, get_dialect(dialect), now).build(changed_since, only_keys)
+    return _Builder(project, model, get_dialect(dialect), now,
+                    numeric_stamps).build(changed_since, only_keys)

@@ -14,10 +14,20 @@ compare as datetimes in UTC; ``within``/``not_within`` take a relative duration
 - ``not_within``: value < now - duration (NULL is false: combine with ``not_exists`` under
   ``match: any`` for "never or long ago").
 
-How a warehouse reads a column as a datetime: SQLite ``datetime(col)`` (ISO text with "T" or
-a space, optional offset, or a Julian day number; compared to the second), PostgreSQL and
-DuckDB ``CAST(col AS TIMESTAMP)`` in a UTC session (timestamp, timestamptz, date or ISO
-text), other dialects the column as is against a UTC datetime.
+How a warehouse reads a column as a datetime (``Dates.column``; the same for filters, group
+rules and the incremental reads' ``updated_at``):
+
+- SQLite ``datetime(col)``: ISO text with "T" or a space, optional fraction, ``Z`` or offset;
+  a number (or a text of digits) is a Unix epoch time, in seconds, or in milliseconds from
+  1e11 and microseconds from 1e14 (1e11 seconds is the year 5138), except that numbers up to
+  5373484.5 are Julian day numbers as SQLite reads them; compared to the second. A value it
+  cannot read is NULL (incremental reads then always read that row: a change is never lost).
+- PostgreSQL and DuckDB ``CAST(col AS TIMESTAMP)`` in a UTC session (timestamp, timestamptz,
+  date or ISO text; every session is put in UTC on connect, ``connect.py``). An ``updated_at``
+  column of a numeric type is read as Unix epoch times like SQLite's (``Dates.epoch``; the
+  engine looks up the column's type first).
+- other dialects: the column as is against a UTC datetime, in a UTC session where the
+  dialect has one.
 """
 
 from __future__ import annotations
@@ -25,10 +35,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, and_, cast, false, func, not_, true
+from sqlalchemy import String, and_, case, cast, false, func, literal_column, not_, or_, true
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.elements import ColumnElement
-from sqlalchemy.types import TIMESTAMP
+from sqlalchemy.types import REAL, TIMESTAMP, BigInteger, Double
 
 from brazecfg.warehouse.dates import SQLITE_FORMAT, as_datetime, parse_relative
 
@@ -48,14 +58,50 @@ class Dates:
 
     def column(self, expr: ColumnElement[Any]) -> ColumnElement[Any]:
         if self.name == "sqlite":
-            return func.datetime(expr)
+            return sqlite_datetime(expr)
         if self.name in ("postgresql", "duckdb"):
             return cast(expr, TIMESTAMP())
+        return expr
+
+    def epoch(self, expr: ColumnElement[Any]) -> ColumnElement[Any]:
+        """A numeric column of Unix epoch times (seconds, or milliseconds from 1e11 and
+        microseconds from 1e14) as this dialect's UTC datetime; the column as is where the
+        dialect has no conversion here. For columns known to be numeric (typed per column:
+        PostgreSQL, DuckDB); SQLite's ``column`` tests each value itself."""
+        if self.name == "sqlite":
+            return sqlite_datetime(expr)
+        n: ColumnElement[Any] = cast(expr, Double())
+        if self.name == "postgresql":
+            seconds = case((n >= literal_column("1e14"), n / literal_column("1e6")),
+                           (n >= literal_column("1e11"), n / literal_column("1e3")), else_=n)
+            return func.timezone(literal_column("'UTC'"), func.to_timestamp(seconds))
+        if self.name == "duckdb":
+            millis = case((n >= literal_column("1e14"), n / literal_column("1e3")),
+                          (n >= literal_column("1e11"), n), else_=n * literal_column("1e3"))
+            return func.epoch_ms(cast(millis, BigInteger()))
         return expr
 
     def value(self, value: datetime) -> Any:
         # SQLite keeps datetimes as text: compare with the text its datetime() produces.
         return value.strftime(SQLITE_FORMAT) if self.name == "sqlite" else value
+
+
+def sqlite_datetime(expr: ColumnElement[Any]) -> ColumnElement[Any]:
+    """``expr`` as SQLite's datetime text (see the module docstring): ISO text, Julian day
+    numbers, and Unix epoch seconds, milliseconds or microseconds."""
+    kind = func.typeof(expr)
+    digits = and_(kind == literal_column("'text'"), expr != literal_column("''"),
+                  expr.op("NOT GLOB")(literal_column("'*[^0-9.]*'")))
+    num = case((kind.in_([literal_column("'integer'"), literal_column("'real'")]), expr),
+               (digits, cast(expr, REAL())))
+    epoch: ColumnElement[Any] = literal_column("'unixepoch'")
+    return case(
+        (num.is_(None), func.datetime(expr)),
+        (num >= literal_column("1e14"), func.datetime(num / literal_column("1e6"), epoch)),
+        (num >= literal_column("1e11"), func.datetime(num / literal_column("1e3"), epoch)),
+        (or_(num > literal_column("5373484.5"), num < literal_column("0")),
+         func.datetime(num, epoch)),
+        else_=func.datetime(num))
 
 
 def _contains(expr: ColumnElement[Any], value: str, dialect: str) -> ColumnElement[bool]:

@@ -10,15 +10,26 @@ Options by type:
   ``seed``: a SQL file that builds the database when ``path`` does not exist yet (examples).
 - ``duckdb``: ``path`` (relative to the project root, or ``:memory:``). Files are opened
   read-only; relative data-file paths in sources resolve against the project root.
+  ``memory_limit`` (default ``256MB``): DuckDB runs inside the brazecfg process and sorts the
+  model there, by default with up to 80% of the machine's memory; with a limit and a private
+  temporary directory (created on connect, removed on close) it spills to disk instead, so
+  the process stays flat whatever the model's size.
 - ``postgres``: ``host``, ``port`` (5432), ``database``, ``user``, ``password``, ``sslmode``,
-  ``connect_timeout`` (10 s); or ``url``. Driver: psycopg 3. The session runs in UTC.
+  ``connect_timeout`` (10 s); or ``url``. Driver: psycopg 3.
 - ``sqlalchemy``: ``url`` (any dialect; install its driver, e.g. ``brazecfg[snowflake]``),
   optional ``connect_args``.
+
+Every session runs in UTC (PostgreSQL, Redshift, MySQL/MariaDB, Snowflake and DuckDB are told
+so on connect, whatever the app's type), so a ``timestamptz`` or ``TIMESTAMP_LTZ`` column is
+read as the same instant everywhere, and incremental reads compare like with like.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +42,17 @@ from brazecfg.model.resources import App, Project
 from brazecfg.warehouse.base import Warehouse
 from brazecfg.warehouse.engine import SqlWarehouse, driver_message, scrub
 
+DUCKDB_MEMORY_LIMIT = "256MB"
+# DuckDB's own size syntax; the app schema (defs.json, duckdb_options) checks the same.
+_DUCKDB_SIZE = re.compile(r"^[0-9]+([.][0-9]+)?\s*([KMGT]I?)?B$", re.IGNORECASE)
+# One statement per backend that puts the session in UTC (BigQuery and SQLite always are).
+_UTC_SESSION = {
+    "postgresql": "SET TIME ZONE 'UTC'",
+    "redshift": "SET TIME ZONE 'UTC'",
+    "mysql": "SET time_zone = '+00:00'",
+    "mariadb": "SET time_zone = '+00:00'",
+    "snowflake": "ALTER SESSION SET TIMEZONE = 'UTC'",
+}
 _EXTRAS = {"snowflake": "snowflake", "bigquery": "bigquery", "redshift": "redshift",
            "mysql": "mysql", "postgresql": "postgres", "duckdb": "duckdb"}
 
@@ -40,23 +62,33 @@ def connect(app: App, project: Project) -> Warehouse:
     password) when the options are wrong, the driver is missing or the server refuses."""
     options: Mapping[str, Any] = app.options or {}
     url: URL | None = None
+    cleanup: Callable[[], None] = _nothing
     secrets: tuple[str, ...] = tuple(str(options[k]) for k in ("password",) if options.get(k))
     try:
         url, kwargs, hint = _engine_args(app, options, project.settings.root)
         if url.password:
             secrets = (*secrets, str(url.password))
+        backend = url.get_backend_name()
         engine = create_engine(url, **kwargs)
-        if url.get_backend_name() == "duckdb":
-            event.listen(engine, "connect", _duckdb_session)
+        if backend == "duckdb":
+            temp_dir = Path(tempfile.mkdtemp(prefix="brazecfg-duckdb-"))
+            cleanup = _remover(temp_dir)
+            event.listen(engine, "connect",
+                         _duckdb_session(_memory_limit(app, options), temp_dir))
+        elif backend in _UTC_SESSION:
+            event.listen(engine, "connect", _utc_session(_UTC_SESSION[backend]))
     except WarehouseError:
+        cleanup()
         raise
     except NoSuchModuleError as exc:
+        cleanup()
         backend = url.get_backend_name() if url is not None else "?"
         extra = _EXTRAS.get(backend, backend)
         raise WarehouseError(
             f"app/{app.name}: no SQLAlchemy driver for {backend!r} ({scrub(str(exc), secrets)}); "
             f"install it, e.g. pip install 'brazecfg[{extra}]'") from None
     except (ArgumentError, ImportError, ValueError) as exc:
+        cleanup()
         raise WarehouseError(f"app/{app.name}: invalid connection options: "
                              f"{scrub(str(exc), secrets)}") from None
     where = url.render_as_string(hide_password=True)
@@ -65,10 +97,29 @@ def connect(app: App, project: Project) -> Warehouse:
             pass
     except (SQLAlchemyError, OSError) as exc:
         engine.dispose()
+        cleanup()
         raise WarehouseError(
             f"cannot connect to app/{app.name} ({scrub(where, secrets)}): "
             f"{driver_message(exc, secrets)}. Check {hint}.") from None
-    return SqlWarehouse(app, project, engine, secrets)
+    return SqlWarehouse(app, project, engine, secrets, on_close=cleanup)
+
+
+def _nothing() -> None:
+    return None
+
+
+def _remover(path: Path) -> Callable[[], None]:
+    def remove() -> None:
+        shutil.rmtree(path, ignore_errors=True)
+    return remove
+
+
+def _memory_limit(app: App, options: Mapping[str, Any]) -> str:
+    limit = str(options.get("memory_limit") or DUCKDB_MEMORY_LIMIT).strip()
+    if not _DUCKDB_SIZE.match(limit):
+        raise WarehouseError(f"app/{app.name}: options.memory_limit {limit!r} is not a size; "
+                             "write a number and a unit, e.g. 256MB or 2GB")
+    return limit
 
 
 def _engine_args(app: App, options: Mapping[str, Any], root: str
@@ -185,9 +236,31 @@ def _postgres_url(options: Mapping[str, Any]) -> URL:
     )
 
 
-def _duckdb_session(dbapi_connection: Any, _record: Any) -> None:
-    # Timestamps with a time zone are compared in UTC, like everywhere else.
-    try:
-        dbapi_connection.execute("SET TimeZone = 'UTC'")
-    except Exception:  # noqa: BLE001 - without ICU, DuckDB is in UTC already
-        pass
+def _duckdb_session(memory_limit: str, temp_dir: Path) -> Callable[[Any, Any], None]:
+    """Set up each DuckDB connection: a memory limit, a temporary directory of our own to
+    spill to, and UTC."""
+    def setup(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.execute(f"SET memory_limit = '{memory_limit}'")
+        path = str(temp_dir).replace("'", "''")
+        dbapi_connection.execute(f"SET temp_directory = '{path}'")
+        # every query brazecfg sends says its ORDER BY: keeping scan order only costs memory
+        dbapi_connection.execute("SET preserve_insertion_order = false")
+        # Timestamps with a time zone are compared in UTC, like everywhere else.
+        try:
+            dbapi_connection.execute("SET TimeZone = 'UTC'")
+        except Exception:  # noqa: BLE001 - without ICU, DuckDB is in UTC already
+            pass
+    return setup
+
+
+def _utc_session(statement: str) -> Callable[[Any, Any], None]:
+    """Put each new connection in UTC: timestamps with a zone are then read as UTC times."""
+    def setup(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(statement)
+        finally:
+            cursor.close()
+        if hasattr(dbapi_connection, "commit"):
+            dbapi_connection.commit()  # psycopg opens a transaction for the SET: keep it
+    return setup

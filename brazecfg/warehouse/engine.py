@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 from sqlalchemy import false, literal, select
@@ -22,6 +22,7 @@ from brazecfg.warehouse.compile import (
     ModelQuery,
     build_events_query,
     build_keys_query,
+    build_max_updated_query,
     build_model_query,
 )
 from brazecfg.warehouse.sources import source_from
@@ -51,16 +52,50 @@ class SqlWarehouse:
     """A warehouse reached through SQLAlchemy. ``connect()`` builds it; ``close()`` frees it."""
 
     def __init__(self, app: App, project: Project, engine: Engine,
-                 secrets: tuple[str, ...] = ()) -> None:
+                 secrets: tuple[str, ...] = (), *,
+                 on_close: Callable[[], None] | None = None) -> None:
         self.app_name = app.name
         self.project = project
         self.engine = engine
         self._secrets = secrets
+        self._on_close = on_close
 
     def query(self, model: str, *, now: datetime, changed_since: datetime | None = None,
               only_keys: list[str] | None = None) -> ModelQuery:
+        stamps = self._numeric_stamps(model) if changed_since is not None else frozenset()
         return build_model_query(self.project, model, now=now, dialect=self.engine.dialect,
-                                 changed_since=changed_since, only_keys=only_keys)
+                                 changed_since=changed_since, numeric_stamps=stamps,
+                                 only_keys=only_keys)
+
+    def _numeric_stamps(self, model: str) -> frozenset[str]:
+        """The ``updated_at`` columns (as "source.column") of a numeric type, which hold Unix
+        epoch times. Only PostgreSQL and DuckDB are asked (one ``WHERE false`` query per
+        source): their columns have one type, and a cast of a number to a timestamp does not
+        compile there. SQLite tests each value in SQL instead."""
+        name = self.engine.dialect.name
+        if name not in ("postgresql", "duckdb"):
+            return frozenset()
+        primary = self.project.primary_source(model)
+        names = dict.fromkeys([primary.name,
+                               *(p.source for p in self.project.model_properties(model))])
+        found: set[str] = set()
+        root = self.project.settings.root
+        try:
+            with self.engine.connect() as conn:
+                for source_name in names:
+                    src = self.project.sources[source_name]
+                    if not src.updated_at:
+                        continue
+                    frm = source_from(src, [src.updated_at], "t", self.engine.dialect, root)
+                    stmt = select(frm.c[src.updated_at]).select_from(frm).where(false())
+                    result = conn.execute(stmt)
+                    type_code = result.cursor.description[0][1] if result.cursor else None
+                    result.close()
+                    if _is_numeric(name, type_code):
+                        found.add(f"{src.name}.{src.updated_at}")
+        except DBAPIError:
+            return frozenset()  # the read itself will name the source that cannot be read
+        return frozenset(found)
 
     def stream_model(self, model: str, *, now: datetime, batch_size: int = 5000,
                      changed_since: datetime | None = None,
@@ -108,18 +143,56 @@ class SqlWarehouse:
         primary = self.project.primary_source(model)
         stmt = build_keys_query(self.project, model, dialect=self.engine.dialect)
         query = ModelQuery(stmt, (), (), {primary.name: {primary.key: [primary.ref]}})
-        return self._stream(f"model/{model}", query, batch_size, lambda row: str(row[0]))
+
+        def key(row: Any) -> str:
+            if row[1] is not None:
+                raise self._bad_key(model, row[1])
+            return str(row[0])
+
+        return self._stream(f"model/{model}", query, batch_size, key)
+
+    def max_updated_at(self, model: str) -> datetime | None:
+        """The warehouse's own greatest ``updated_at`` over the sources of ``model`` that
+        declare one, as an aware UTC datetime (None: no such source, or no stamp at all).
+
+        Read it *before* ``stream_model``: every row the stream can miss then has a stamp
+        above it, so a watermark set from it (rather than from this machine's clock) cannot
+        skip a row for clock skew or a warehouse in another time zone. Stamps are read like
+        the incremental filter reads them (UTC; SQLite epoch numbers understood), to the
+        second on SQLite."""
+        stmt = build_max_updated_query(self.project, model, dialect=self.engine.dialect,
+                                       numeric_stamps=self._numeric_stamps(model))
+        if stmt is None:
+            return None
+        try:
+            with self.engine.connect() as conn:
+                value = conn.execute(stmt).scalar()
+        except SQLAlchemyError as exc:
+            raise self._error(f"cannot read the greatest updated_at of model/{model}",
+                              exc) from None
+        return as_utc(value)
+
+    def _bad_key(self, model: str, text: Any) -> WarehouseError:
+        primary = self.project.primary_source(model)
+        return WarehouseError(
+            f"app/{self.app_name}: key column {primary.key!r} of {primary.ref} holds {text}, "
+            f"which is not a whole number: a key of model/{model} becomes a Braze external_id "
+            "and must be text or a whole number. Fix the row, or turn the column into text or "
+            "an integer in the warehouse (a query source with CAST)")
 
     def _rows(self, model: str, query: ModelQuery, batch_size: int) -> Iterator[ModelRow]:
         n = len(query.properties)
+        g = len(query.groups)
 
         def record(row: Any) -> ModelRow:
             key = row[0]
+            if row[n + 1 + g] is not None:
+                raise self._bad_key(model, row[n + 1 + g])
             return ModelRow(
                 key="" if key is None else str(key),
                 values=dict(zip(query.properties, row[1:n + 1], strict=True)),
-                groups=frozenset(g for g, flag in zip(query.groups, row[n + 1:], strict=True)
-                                 if flag),
+                groups=frozenset(name for name, flag in zip(query.groups, row[n + 1:n + 1 + g],
+                                                            strict=True) if flag),
             )
 
         return self._stream(f"model/{model}", query, batch_size, record)
@@ -145,8 +218,12 @@ class SqlWarehouse:
                 result.close()
 
     def _error(self, what: str, exc: BaseException) -> WarehouseError:
-        return WarehouseError(f"app/{self.app_name}: {what}: "
-                              f"{driver_message(exc, self._secrets)}")
+        message = driver_message(exc, self._secrets)
+        if self.engine.dialect.name == "duckdb" and "Out of Memory" in message:
+            # DuckDB's own advice names SET statements the user cannot type here
+            message = message.split(" Possible solutions:")[0] + (
+                f". Raise options.memory_limit of app/{self.app_name} (e.g. memory_limit: 1GB)")
+        return WarehouseError(f"app/{self.app_name}: {what}: {message}")
 
     def _diagnose(self, conn: Connection, what: str, query: ModelQuery,
                   exc: DBAPIError) -> WarehouseError:
@@ -175,6 +252,40 @@ class SqlWarehouse:
 
     def close(self) -> None:
         self.engine.dispose()
+        if self._on_close is not None:
+            self._on_close()  # e.g. DuckDB's temporary directory
+            self._on_close = None
+
+
+# PostgreSQL type OIDs: int2, int4, int8, float4, float8, numeric.
+_PG_NUMERIC = frozenset({21, 23, 20, 700, 701, 1700})
+_DUCKDB_NUMERIC = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT",
+                   "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT", "FLOAT", "DOUBLE", "DECIMAL")
+
+
+def _is_numeric(dialect: str, type_code: Any) -> bool:
+    if type_code is None:
+        return False
+    if dialect == "postgresql":
+        return type_code in _PG_NUMERIC
+    return str(type_code).upper().split("(")[0] in _DUCKDB_NUMERIC
+
+
+def as_utc(value: Any) -> datetime | None:
+    """A time stamp the warehouse returned (a datetime, a date-time text such as SQLite's
+    ``datetime()``) as an aware UTC datetime; a naive one is UTC already. None if it is none."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    if not isinstance(value, datetime):
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
 
 
 def _rollback(conn: Connection) -> None:

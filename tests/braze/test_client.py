@@ -128,7 +128,7 @@ def test_a_429_holds_every_sender_of_the_bucket(stub: Stub, fake: FakeTime) -> N
     sleeps: list[float] = []
     client._sleep = sleeps.append  # the retrying sender does not move the clock ...
     limiter = client._limiter("/users/track")
-    limiter._sleep = fake.sleep  # ... another sender in the limiter does
+    limiter.burst._sleep = fake.sleep  # ... another sender in the limiter does
     client.post("/users/track", {})
     assert 30.0 <= sleeps[0] <= 30.1
     assert 29.9 <= sum(fake.sleeps) <= 30.0, fake.sleeps  # the limiter held the retry

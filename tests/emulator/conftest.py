@@ -36,6 +36,7 @@ def emu(make_emulator: MakeEmulator) -> Emulator:
 def client() -> Iterator[requests.Session]:
     with requests.Session() as session:
         session.headers["Authorization"] = f"Bearer {DEFAULT_API_KEY}"
+        session.headers["Content-Type"] = "application/json"  # Braze answers 415 without
         yield session
 
 

@@ -37,7 +37,7 @@ def test_76_objects_in_total_is_400_and_applies_nothing(
         events=[event(f"u{i}") for i in range(36)],
     )
     assert r.status_code == 400
-    assert "75" in r.json()["message"]
+    assert r.json()["message"] == "Max Input Length Exceeded"  # errors.md's name
     assert emu.store.stats()["users"] == 0
     ok = track(
         client,
@@ -134,7 +134,9 @@ def test_more_than_one_identifier_rejects_that_object(
     r = track(client, emu, attributes=[{"external_id": "a", "braze_id": "b", "x": 1}, user("ok")])
     assert r.status_code == 201
     assert r.json()["errors"][0]["index"] == 0
-    assert "Only one of" in r.json()["errors"][0]["type"]
+    assert r.json()["errors"][0]["type"] == (
+        "You must specify only one of 'external_id', 'user_alias' or 'braze_id'"
+    )
     assert emu.store.user("a") is None
 
 
@@ -186,9 +188,7 @@ def test_null_removes_an_attribute(emu: Emulator, client: requests.Session) -> N
 @pytest.mark.parametrize(
     ("field", "value", "sentence"),
     [
-        ("country", "USA", "'country' must be an ISO-3166-1 alpha-2 country code"),
         ("language", "english", "'language' must be an ISO-639-1 language code"),
-        ("time_zone", "Mars/Olympus", "'time_zone' must be a valid IANA time zone name"),
         ("gender", "X", "'gender' must be 'M', 'F', 'O', 'N', 'P', or null"),
         (
             "push_subscribe",
@@ -279,13 +279,13 @@ def test_custom_arrays_inc_and_nested_objects(
 
 def test_subscription_groups_inside_attributes(emu: Emulator, client: requests.Session) -> None:
     groups = [
-        {"subscription_group_id": "g-1", "subscription_state": "subscribed"},
-        {"subscription_group_id": "g-2", "subscription_state": "unsubscribed"},
+        {"subscription_group_id": "1a4f7a5e-0000-4000-8000-000000000001", "subscription_state": "subscribed"},
+        {"subscription_group_id": "1a4f7a5e-0000-4000-8000-000000000002", "subscription_state": "unsubscribed"},
     ]
     assert track(client, emu, attributes=[user("a", subscription_groups=groups)]).status_code == 201
     assert emu.store.user("a")["subscription_groups"] == {
-        "g-1": "subscribed",
-        "g-2": "unsubscribed",
+        "1a4f7a5e-0000-4000-8000-000000000001": "subscribed",
+        "1a4f7a5e-0000-4000-8000-000000000002": "unsubscribed",
     }
     bad = track(
         client, emu, attributes=[user("b", subscription_groups=[{"subscription_group_id": "g"}])]

@@ -51,7 +51,7 @@ def test_subscription_endpoints_share_one_bucket(
     v1 = client.post(
         f"{emu.url}/subscription/status/set",
         json={
-            "subscription_group_id": "g",
+            "subscription_group_id": "1a4f7a5e-0000-4000-8000-0000000000bb",
             "subscription_state": "subscribed",
             "external_id": ["a"],
         },
@@ -61,7 +61,7 @@ def test_subscription_endpoints_share_one_bucket(
         json={
             "subscription_groups": [
                 {
-                    "subscription_group_id": "g",
+                    "subscription_group_id": "1a4f7a5e-0000-4000-8000-0000000000bb",
                     "subscription_state": "subscribed",
                     "external_ids": ["a"],
                 }

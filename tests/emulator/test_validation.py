@@ -54,7 +54,8 @@ def test_inc_on_a_string_starts_from_zero_and_arrays_drop_oldest() -> None:
     profile = Profile(braze_id="1", created_at="now", attributes={"n": "text", "t": ["a", "b"]})
     profile.apply(AttributeOp("n", "inc", 2), max_array_length=3)
     profile.apply(AttributeOp("t", "add_remove", (["c", "d", "a"], ["b"])), max_array_length=3)
-    assert profile.attributes == {"n": 2, "t": ["a", "c", "d"]}
+    # "a" was present: add moves it to the end; past the cap the oldest ("b" removed) go.
+    assert profile.attributes == {"n": 2, "t": ["c", "d", "a"]}
 
 
 def test_export_splits_standard_and_custom_attributes() -> None:

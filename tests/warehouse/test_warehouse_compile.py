@@ -38,12 +38,21 @@ def test_one_grouped_subquery_per_source_and_a_window_for_most_recent() -> None:
     assert sql.count("LEFT OUTER JOIN") == 2
 
 
-def test_binary_ordering_per_dialect() -> None:
-    pg = str(compile_model_query(project(), "users", now=data.NOW, dialect="postgresql"))
-    assert 'COLLATE "C"' in pg
-    lite = str(compile_model_query(project(), "users", now=data.NOW, dialect="sqlite"))
-    assert "COLLATE" not in lite
-    assert "ORDER BY" in lite and "CAST(" in lite
+@pytest.mark.parametrize(("dialect", "collation"), [
+    ("postgresql", 'COLLATE "C"'), ("sqlite", "COLLATE BINARY"), ("duckdb", 'COLLATE "binary"'),
+    ("mysql", "COLLATE utf8mb4_bin"), ("mssql", "COLLATE Latin1_General_BIN2"),
+])
+def test_every_key_join_and_the_order_name_a_binary_collation(dialect: str, collation: str
+                                                              ) -> None:
+    sql = str(compile_model_query(project(), "users", now=data.NOW, dialect=dialect)
+              .compile(dialect=get_dialect(dialect)))
+    order_by = sql[sql.index("ORDER BY"):]
+    assert order_by.count(collation) >= 1
+    # the related source's key: in its GROUP BY and in the join to the primary key
+    start = sql.index("GROUP BY")
+    assert collation in sql[start:sql.index(" AS a", start)]
+    on = sql.index(" ON ", sql.index("LEFT OUTER JOIN"))
+    assert sql[on:sql.index("LEFT OUTER JOIN", on)].count(collation) == 2
 
 
 @pytest.mark.parametrize(("table", "rendered"), [

@@ -1,0 +1,227 @@
+"""Incremental reads and the warehouse's time stamps (issue 8, item 6): epoch numbers in
+SQLite, stamps that cannot be read, and a PostgreSQL server whose sessions are not in UTC.
+Each case once silently read nothing, so an update never reached Braze."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from brazecfg.config.loader import load_project
+from brazecfg.emulator import Emulator, EmulatorConfig
+from brazecfg.warehouse.connect import connect
+from tests.helpers import EXAMPLE as EXAMPLE_ROOT
+from tests.helpers import NOW, cli, copy_example, emulator_get
+
+
+@pytest.fixture
+def emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
+    with Emulator(EmulatorConfig(port=0)) as emu:
+        monkeypatch.setenv("BRAZE_REST_ENDPOINT", emu.url)
+        monkeypatch.delenv("BRAZE_API_KEY", raising=False)
+        monkeypatch.delenv("BRAZECFG_HASH_KEY", raising=False)
+        yield emu
+
+
+def plan_json(project: Path) -> dict[str, Any]:
+    out = cli("plan", str(project), "--now", NOW, "--format", "json")
+    assert out.exit_code == 0, out.output
+    return json.loads(out.stdout)["destinations"][0]  # type: ignore[no-any-return]
+
+
+def apply(project: Path) -> None:
+    out = cli("apply", str(project), "--auto-approve", "--now", NOW)
+    assert out.exit_code == 0, out.output
+
+
+def stamped_project(tmp_path: Path, stamp: Any) -> Path:
+    """The example with every ``updated_at`` replaced by ``stamp`` (and no triggers)."""
+    project = copy_example(tmp_path)
+    con = sqlite3.connect(project / "warehouse.db")
+    con.executescript((project / "warehouse.sql").read_text())
+    with con:
+        for table in ("users", "purchases"):
+            con.execute(f"DROP TRIGGER IF EXISTS {table}_touch")
+            con.execute(f"UPDATE {table} SET updated_at = ?", (stamp,))
+        con.execute("DROP TRIGGER purchases_stamp")
+    con.close()
+    return project
+
+
+def change_user(project: Path, stamp: Any) -> None:
+    con = sqlite3.connect(project / "warehouse.db")
+    with con:
+        con.execute("UPDATE users SET last_name = 'Byron', updated_at = ? WHERE id = 1", (stamp,))
+    con.close()
+
+
+@pytest.mark.parametrize("unit", [1, 1000], ids=["epoch-seconds", "epoch-milliseconds"])
+def test_sqlite_epoch_updated_at_is_read(tmp_path: Path, emulator: Emulator, unit: int) -> None:
+    old = int(datetime(2026, 1, 5, tzinfo=timezone.utc).timestamp()) * unit
+    project = stamped_project(tmp_path, old)
+    apply(project)
+    change_user(project, int(datetime.now(timezone.utc).timestamp()) * unit)
+    con = sqlite3.connect(project / "warehouse.db")
+    with con:  # a change left with its old stamp: an incremental read must not see it
+        con.execute("UPDATE users SET first_name = 'Unstamped' WHERE id = 2")
+    con.close()
+    d = plan_json(project)
+    assert d["read_since"] is not None  # an incremental read ...
+    assert d["counts"]["update"] == 1, d  # ... that sees the change (before: nothing, ever)
+    assert d["fields_set"] == {"last_name": 1}  # and reads the stamps, not every row
+    assert d["counts"]["unchanged"] == 11
+    apply(project)
+    users = {u["external_id"]: u for u in emulator_get(emulator.url, "users")["users"]}
+    assert users["1"]["attributes"]["last_name"] == "Byron"
+
+
+def test_a_stamp_that_cannot_be_read_never_hides_a_change(tmp_path: Path,
+                                                         emulator: Emulator) -> None:
+    project = stamped_project(tmp_path, "2026-01-05 09:00:00")
+    apply(project)
+    change_user(project, "last Tuesday")  # no time the warehouse can read
+    d = plan_json(project)
+    assert d["read_since"] is not None
+    assert d["counts"]["update"] == 1, d
+
+
+def test_a_sqlalchemy_postgres_app_sees_fresh_updates_on_a_server_not_in_utc(
+        tmp_path: Path, emulator: Emulator, postgres_url: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import psycopg
+
+    from tests.test_warehouses_agree import portable_sql
+
+    plain = postgres_url.replace("postgresql+psycopg", "postgresql")
+    project = copy_example(tmp_path)
+    with psycopg.connect(plain) as conn:
+        conn.execute("DROP SCHEMA IF EXISTS stamps CASCADE")
+        conn.execute("CREATE SCHEMA stamps")
+        conn.execute("SET search_path TO stamps")
+        for statement in portable_sql(project):
+            conn.execute(statement.replace("updated_at TEXT", "updated_at TIMESTAMPTZ"))  # type: ignore[arg-type]
+        conn.execute("ALTER ROLE CURRENT_USER SET TimeZone = 'Asia/Tokyo'")
+    try:
+        (project / "apps" / "warehouse.yml").write_text(
+            "kind: app\nname: warehouse\ntype: sqlalchemy\noptions:\n"
+            "  url: \"{{ env('STAMPS_PG_URL') }}\"\n")
+        sources = project / "sources" / "users.yml"
+        sources.write_text(sources.read_text().replace("table: users", "table: stamps.users")
+                           .replace("table: purchases", "table: stamps.purchases"))
+        monkeypatch.setenv("STAMPS_PG_URL", postgres_url)
+        apply(project)
+        with psycopg.connect(plain) as conn:
+            conn.execute("UPDATE stamps.users SET last_name = 'Byron', updated_at = now() "
+                         "WHERE id = 1")
+        d = plan_json(project)
+        assert d["read_since"] is not None
+        assert d["counts"]["update"] == 1, d  # before: read as Tokyo time, 9 hours "old"
+        loaded = load_project(project)
+        wh = connect(loaded.apps["warehouse"], loaded)
+        try:
+            newest = wh.max_updated_at("users")
+        finally:
+            wh.close()
+        assert newest is not None and newest.tzinfo is not None
+        assert abs(newest - datetime.now(timezone.utc)) < timedelta(minutes=5)
+    finally:
+        with psycopg.connect(plain) as conn:
+            conn.execute("ALTER ROLE CURRENT_USER RESET TimeZone")
+
+
+@pytest.mark.parametrize(("stamp", "expected"), [
+    (1767225600, datetime(2026, 1, 1, tzinfo=timezone.utc)),
+    (1767225600000, datetime(2026, 1, 1, tzinfo=timezone.utc)),
+    ("2026-01-01T02:00:00+02:00", datetime(2026, 1, 1, tzinfo=timezone.utc)),
+    ("2026-01-01 00:00:00", datetime(2026, 1, 1, tzinfo=timezone.utc)),
+])
+def test_max_updated_at_is_the_warehouses_own_newest_stamp_in_utc(
+        tmp_path: Path, stamp: Any, expected: datetime) -> None:
+    project = stamped_project(tmp_path, "2025-06-01 00:00:00")
+    con = sqlite3.connect(project / "warehouse.db")
+    with con:
+        con.execute("UPDATE purchases SET updated_at = ? WHERE id = 3", (stamp,))
+    con.close()
+    loaded = load_project(project)
+    wh = connect(loaded.apps["warehouse"], loaded)
+    try:
+        assert wh.max_updated_at("users") == expected
+    finally:
+        wh.close()
+
+
+def _epoch_tables(run: Any, int_type: str) -> None:
+    """The example's tables with ``updated_at`` as epoch seconds of type ``int_type``."""
+    from tests.test_warehouses_agree import portable_sql
+
+    old = int(datetime(2026, 1, 5, tzinfo=timezone.utc).timestamp())
+    for statement in portable_sql(EXAMPLE_ROOT):
+        statement = statement.replace("updated_at TEXT NOT NULL DEFAULT '2026-10-01 00:00:00'",
+                                      f"updated_at {int_type}")
+        statement = statement.replace("updated_at TEXT NOT NULL", f"updated_at {int_type}")
+        statement = statement.replace("'2026-01-05 09:00:00'", str(old))
+        run(statement)
+    run(f"UPDATE purchases SET updated_at = {old}")
+
+
+def test_duckdb_epoch_updated_at_is_read(tmp_path: Path, emulator: Emulator) -> None:
+    import duckdb
+
+    project = copy_example(tmp_path)
+    con = duckdb.connect(str(project / "warehouse.duckdb"))
+    _epoch_tables(con.execute, "BIGINT")
+    con.close()
+    (project / "apps" / "warehouse.yml").write_text(
+        "kind: app\nname: warehouse\ntype: duckdb\noptions: {path: warehouse.duckdb}\n")
+    apply(project)
+    con = duckdb.connect(str(project / "warehouse.duckdb"))
+    now = int(datetime.now(timezone.utc).timestamp()) * 1000  # milliseconds this time
+    con.execute(f"UPDATE users SET last_name = 'Byron', updated_at = {now} WHERE id = 1")
+    con.execute("UPDATE users SET first_name = 'Unstamped' WHERE id = 2")
+    con.close()
+    d = plan_json(project)  # before: a cast error on every incremental run
+    assert d["read_since"] is not None
+    assert d["fields_set"] == {"last_name": 1}, d
+
+
+def test_postgres_epoch_updated_at_is_read(tmp_path: Path, emulator: Emulator,
+                                           postgres_url: str,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import psycopg
+
+    plain = postgres_url.replace("postgresql+psycopg", "postgresql")
+    project = copy_example(tmp_path)
+    with psycopg.connect(plain) as conn:
+        conn.execute("DROP SCHEMA IF EXISTS epochs CASCADE")
+        conn.execute("CREATE SCHEMA epochs")
+        conn.execute("SET search_path TO epochs")
+        _epoch_tables(lambda q: conn.execute(q), "BIGINT")
+    (project / "apps" / "warehouse.yml").write_text(
+        "kind: app\nname: warehouse\ntype: postgres\noptions:\n"
+        "  url: \"{{ env('EPOCHS_PG_URL') }}\"\n")
+    sources = project / "sources" / "users.yml"
+    sources.write_text(sources.read_text().replace("table: users", "table: epochs.users")
+                       .replace("table: purchases", "table: epochs.purchases"))
+    monkeypatch.setenv("EPOCHS_PG_URL", postgres_url)
+    apply(project)
+    with psycopg.connect(plain) as conn:
+        conn.execute("UPDATE epochs.users SET last_name = 'Byron', "
+                     "updated_at = extract(epoch from now())::bigint WHERE id = 1")
+        conn.execute("UPDATE epochs.users SET first_name = 'Unstamped' WHERE id = 2")
+    d = plan_json(project)
+    assert d["read_since"] is not None
+    assert d["fields_set"] == {"last_name": 1}, d
+    loaded = load_project(project)
+    wh = connect(loaded.apps["warehouse"], loaded)
+    try:
+        newest = wh.max_updated_at("users")
+    finally:
+        wh.close()
+    assert newest is not None
+    assert abs(newest - datetime.now(timezone.utc)) < timedelta(minutes=5)
