@@ -319,3 +319,11 @@ def test_an_event_row_changed_since_the_review_is_held_back(project: Path,
     assert [e["properties"]["amount"] for e in sent] == [7.0]  # only the row that matched
     nxt = json.loads(cli("plan", str(project), "--now", NOW, "--format", "json").stdout)
     assert nxt["destinations"][0]["events_to_send"] == {"purchase_made": 1}
+
+
+def test_an_error_quoting_markup_is_printed_as_text(project: Path) -> None:
+    """Error messages quote ids and names from files and warehouses (a saved plan's refusal
+    lists external ids): "[/x]" once crashed the error boundary with a traceback."""
+    out = cli("plan", str(project), "--now", NOW, "--target", "destination/[/x]")
+    assert out.exit_code == 1
+    assert "--target destination/[/x]: no such destination" in out.stderr

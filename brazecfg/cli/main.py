@@ -56,7 +56,12 @@ def _guard() -> Iterator[None]:
         render_diagnostics(_console(stderr=True), exc.diagnostics)
         raise typer.Exit(1) from None
     except BrazecfgError as exc:
-        _console(stderr=True).print(f"[error]error:[/] {exc}", markup=True, highlight=False)
+        from rich.markup import escape
+
+        # Messages quote names, ids and paths from files and warehouses: text, never markup
+        # (an id such as "[/x]" would otherwise crash the error boundary itself).
+        _console(stderr=True).print(f"[error]error:[/] {escape(str(exc))}", markup=True,
+                                    highlight=False)
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
         _console(stderr=True).print("[error]interrupted[/]: what Braze confirmed so far is in the "
