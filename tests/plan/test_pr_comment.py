@@ -98,3 +98,29 @@ def test_no_changes_is_one_line() -> None:
     d.counts = Counter({"unchanged": 1_000_000})
     text = render_plan_markdown(_plan(d))
     assert "**No changes.**" in text and "<details>" not in text
+
+
+def test_a_plan_rebuilt_from_its_json_renders_the_same() -> None:
+    """`show` renders a saved plan through the plan objects rebuilt from its JSON: every key
+    survives the round trip, so `show` and `plan` print the same."""
+    from brazecfg.plan.definition import RemovedDestination
+    from brazecfg.plan.saved import plan_from_dict
+
+    d = _destination("braze_users", 1_000, 5, 2)
+    d.events_unknown = Counter({"purchase": 3})
+    d.failed_samples = [Issue("7", "", "rejected")]
+    d.read_since = "2026-10-01T00:00:00+00:00"
+    d.late_records = 4
+    d.moved_from = "moved from destination/old (declared in brazecfg.yml)"
+    d.binding_changes = ["group g now syncs to another subscription group id"]
+    d.stream_renames = {"purchase": "purchases:id:purchase"}
+    d.reset_state = True
+    d.guardrail_limits = {"max_delete_share": 0.25}
+    plan = _plan(d, config=3)
+    plan.removed_destinations = (RemovedDestination("gone", 10, 2),)
+    plan.targets = ("braze_users",)
+    plan.allowed = frozenset({"max_delete_share"})
+    doc = plan.to_dict()
+    again = plan_from_dict(doc)
+    assert again.to_dict() == doc
+    assert render_plan_markdown(again) == render_plan_markdown(plan)
