@@ -174,7 +174,7 @@ def test_saved_plan_is_refused_when_stale(project: Path, tmp_path: Path) -> None
     assert cli("plan", str(project), "--now", NOW, "--out", str(saved)).exit_code == 0
     sql(project, "UPDATE users SET first_name = 'Augusta' WHERE id = 1")
     out = cli("apply", str(project), "--auto-approve", "--now", NOW, "--plan", str(saved))
-    assert out.exit_code == 1 and "changed since the saved plan" in out.output
+    assert out.exit_code == 1 and "1 record changed since the plan was reviewed" in out.output
     assert cli("plan", str(project), "--now", NOW, "--out", str(saved)).exit_code == 0
     out = cli("apply", str(project), "--auto-approve", "--now", NOW, "--plan", str(saved))
     assert out.exit_code == 0, out.output

@@ -6,10 +6,10 @@ import json
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
+from brazecfg.apply.access import check_access
 from brazecfg.apply.applier import DestinationApplier, DestinationResult, Progress
 from brazecfg.apply.settle import SettleResult, settle_unknown
 from brazecfg.apply.stop import StopRequest
@@ -20,7 +20,8 @@ from brazecfg.model.resources import App, Project
 from brazecfg.plan.config_diff import key_hashes
 from brazecfg.plan.definition import DestinationPlan, Plan
 from brazecfg.plan.planner import hasher_for, make_plan, read_binding
-from brazecfg.state.hashing import load_key
+from brazecfg.plan.saved import SavedPlan, drift_message, keep_only_matching
+from brazecfg.state.hashing import Hasher, load_key
 from brazecfg.state.ledger import Ledger
 from brazecfg.state.lockfile import Lockfile, read_lockfile, write_lockfile
 from brazecfg.state.paths import StatePaths
@@ -59,31 +60,28 @@ class Clients:
             c.close()
 
 
-def _read_saved_plan(path: Path) -> dict[str, Any]:
+def _apply_saved_plan(saved_plan: Path, plan: Plan, hasher: Hasher, workdir: Path, *,
+                      skip_changed: bool, max_age: timedelta | None,
+                      warn: Callable[[str], None] | None) -> set[str]:
+    """Hold the new plan to the reviewed one, record by record (plan/saved.py). Returns the
+    destinations where something was held back (their watermark must not advance, so the
+    next plan reads the held-back records again)."""
+    saved = SavedPlan(saved_plan, workdir)
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise StalePlanError(f"cannot read the saved plan {path} ({exc}); make a new one with "
-                             "`brazecfg plan --out`") from None
-    if not isinstance(doc, dict):
-        raise StalePlanError(f"{path} is not a plan saved by `brazecfg plan --out`")
-    return doc
-
-
-def check_saved_plan(saved: dict[str, Any], plan: Plan) -> None:
-    """Refuse a saved plan that no longer describes what would be sent now."""
-    if saved.get("config_fingerprint") != plan.config_fingerprint:
-        raise StalePlanError("the saved plan was made for another version of the config; "
-                             "run `brazecfg plan --out` again")
-    if saved.get("ledger_generation") != plan.ledger_generation:
-        raise StalePlanError("the ledger changed since the saved plan was made (another apply "
-                             "ran); run `brazecfg plan --out` again")
-    want = {d["destination"]: d["digest"] for d in saved.get("destinations", [])}
-    now = {d.destination: d.digest for d in plan.destinations}
-    for name in sorted(set(want) | set(now)):
-        if want.get(name) != now.get(name):
-            raise StalePlanError(f"the warehouse data for destination {name} changed since the "
-                                 "saved plan was made; run `brazecfg plan --out` again")
+        saved.check_age(max_age)
+        saved.check_identity(plan, hasher)
+        drifts = [saved.compare(d, hasher, workdir) for d in plan.destinations]
+    finally:
+        saved.close()
+    if not any(d.changed for d in drifts):
+        return set()
+    if not skip_changed:
+        raise StalePlanError(drift_message(drifts, skipped=False))
+    if warn is not None:
+        warn(drift_message(drifts, skipped=True))
+    for dplan in plan.destinations:
+        keep_only_matching(dplan, workdir)
+    return {d.destination for d in drifts if d.changed}
 
 
 def _advance_watermark(ledger: Ledger, dplan: DestinationPlan) -> None:
@@ -128,9 +126,12 @@ def apply_project(project: Project, *, confirm: Callable[[Plan], bool],
                   targets: list[str] | None = None, lock_timeout: float = 0.0,
                   settle: bool = False,
                   on_settled: Callable[[list[SettleResult]], None] | None = None,
-                  stop: StopRequest | None = None) -> ApplyOutcome:
+                  stop: StopRequest | None = None, skip_changed: bool = False,
+                  max_plan_age: timedelta | None = None,
+                  on_warning: Callable[[str], None] | None = None) -> ApplyOutcome:
     """Plan and apply. ``settle`` first settles events of unknown delivery from Braze's
-    export (apply/settle.py); ``stop``, set by a signal handler, stops sending cleanly."""
+    export (apply/settle.py); ``stop``, set by a signal handler, stops sending cleanly;
+    ``saved_plan`` holds the run to a reviewed plan, record by record (plan/saved.py)."""
     if settle and saved_plan is not None:
         raise StalePlanError("--settle-unknown changes what apply sends, so it cannot apply a "
                              "saved plan; run `brazecfg apply --settle-unknown` first, then "
@@ -151,8 +152,6 @@ def apply_project(project: Project, *, confirm: Callable[[Plan], bool],
                     "set BRAZECFG_HASH_KEY to the same secret on every machine that plans or "
                     "applies (at least 16 characters)")
             hasher = hasher_for(paths, ledger, create=False)
-            if ledger.key_check is None:
-                ledger.set_key_check(hasher.check_value())
             settled = settle_unknown(project, ledger, clients) if settle else []
             if on_settled is not None and settled:
                 on_settled(settled)
@@ -161,8 +160,11 @@ def apply_project(project: Project, *, confirm: Callable[[Plan], bool],
                              full_refresh=full_refresh, start_over=start_over,
                              destinations=targets)
             plan.allowed = allow
+            held_back: set[str] = set()
             if saved_plan is not None:
-                check_saved_plan(_read_saved_plan(saved_plan), plan)
+                held_back = _apply_saved_plan(saved_plan, plan, hasher, Path(spool),
+                                              skip_changed=skip_changed,
+                                              max_age=max_plan_age, warn=on_warning)
             outcome = ApplyOutcome(plan, settled=settled)
             blocked = plan.blocked(allow)
             if blocked:
@@ -173,12 +175,19 @@ def apply_project(project: Project, *, confirm: Callable[[Plan], bool],
                                      f"\n{lines}")
             if not plan.has_changes:
                 for dplan in plan.destinations:
-                    _advance_watermark(ledger, dplan)
+                    if dplan.destination not in held_back:
+                        _advance_watermark(ledger, dplan)
                     if read_binding(ledger, dplan.destination) is None:
                         _record_bindings(ledger, dplan)  # states from before bindings
                 return outcome
+            # A wrong key or endpoint fails here, in one line, before anyone approves.
+            check_access(project, plan, clients, warn=on_warning)
             if not confirm(plan):
                 raise AbortedError("apply cancelled; nothing was sent")
+            # The key is pinned at the first write, not before: a refused or cancelled apply
+            # run with a wrong key must not make the right one unusable.
+            if ledger.key_check is None:
+                ledger.set_key_check(hasher.check_value())
             for dplan in plan.destinations:
                 if stop is not None:
                     stop.check()  # stopped between destinations: nothing in flight
@@ -190,7 +199,8 @@ def apply_project(project: Project, *, confirm: Callable[[Plan], bool],
                 if not resend_unknown:  # unknown rows this run did not touch
                     result.events_unknown_before = sum(dplan.events_unknown.values())
                 outcome.results.append(result)
-                _advance_watermark(ledger, dplan)
+                if dplan.destination not in held_back:
+                    _advance_watermark(ledger, dplan)
                 _record_bindings(ledger, dplan)
             previous = read_lockfile(paths.lockfile)
             # A destination removed from the config keeps its state (its users stay in

@@ -173,6 +173,68 @@ def _targets(project: Any, refs: list[str] | None) -> list[str] | None:
     return out
 
 
+def _plan_and_save(project: Any, out: Path, now: str | None, resend_unknown: bool,
+                   full_refresh: bool, start_over: bool, allow: list[str] | None,
+                   target: list[str] | None, clients: Any) -> Any:
+    """`plan --out`: the flags are saved with the plan (``now``: the anchor actually used, so
+    apply reads relative dates exactly as the reviewer saw them)."""
+    from brazecfg.plan.saved import PlanFlags, plan_and_save
+
+    anchor = _now(now) or datetime.now(timezone.utc)
+    flags = PlanFlags(now=anchor.isoformat(), now_explicit=now is not None,
+                      full_refresh=full_refresh, resend_unknown=resend_unknown,
+                      start_over=start_over, allow=tuple(sorted(_allowed(allow))),
+                      targets=tuple(_targets(project, target) or ()))
+    if out.is_dir():
+        raise BrazecfgError(f"--out {out} is a folder; give a file name such as plan.json")
+    try:
+        return plan_and_save(project, out, flags, clients,
+                             on_note=lambda m: _console(stderr=True).print(
+                                 m, markup=False, highlight=False))
+    except OSError as exc:
+        raise BrazecfgError(f"cannot write the saved plan {out}: {exc.strerror or exc}") from None
+
+
+def _saved_flags(plan_file: Path, given: dict[str, Any]) -> Any:
+    """The flags a saved plan was made with. Flags given with --plan must say the same (they
+    are redundant): a saved plan is applied exactly as it was reviewed."""
+    from brazecfg.plan.saved import PlanFlags, read_header
+
+    flags = PlanFlags.from_dict(read_header(plan_file).get("flags") or {"now": ""})
+    saved = {"--now": _now(flags.now) if flags.now_explicit else None,
+             "--full-refresh": flags.full_refresh, "--resend-unknown": flags.resend_unknown,
+             "--start-over": flags.start_over, "--allow": sorted(flags.allow),
+             "--target": sorted(flags.targets)}
+    for name, value in given.items():
+        if value not in (None, False, []) and value != saved[name]:
+            raise BrazecfgError(f"{name} differs from the saved plan, which was made with "
+                                f"{name} {saved[name] or '(not given)'}; drop {name} (the saved "
+                                "plan's flags apply) or make a new plan with it")
+    return flags
+
+
+@app.command()
+def show(
+    plan_file: Annotated[Path, typer.Argument(help="A plan saved by `brazecfg plan --out`.")],
+    format: Annotated[Format, typer.Option("--format", "-f", help="text, json or markdown.")] = Format.text,
+) -> None:
+    """Render a saved plan, as `plan` renders it (no project, warehouse or Braze needed)."""
+    from brazecfg.cli import render
+    from brazecfg.plan.saved import plan_from_dict, read_header
+
+    with _guard():
+        if not plan_file.is_file():
+            raise BrazecfgError(f"no saved plan at {plan_file}; make one with "
+                                f"`brazecfg plan --out {plan_file}`")
+        result = plan_from_dict(read_header(plan_file)["plan"])
+        if format is Format.json:
+            sys.stdout.write(render.render_plan_json(result))
+        elif format is Format.markdown:
+            sys.stdout.write(render.render_plan_markdown(result))
+        else:
+            render.render_plan_text(_console(), result)
+
+
 @app.command()
 def validate(path: PathArg = Path(".")) -> None:
     """Check every file against the schemas and every reference; list every problem."""
@@ -188,7 +250,7 @@ def validate(path: PathArg = Path(".")) -> None:
 def plan(
     path: PathArg = Path("."),
     format: Annotated[Format, typer.Option("--format", "-f", help="text, json or markdown.")] = Format.text,
-    out: Annotated[Path | None, typer.Option("--out", help="Also save the plan as JSON, for `apply --plan`.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Also save the plan for `apply --plan FILE` and `show FILE`: per record a keyed hash of the planned payload (never a value), the flags, the state bindings. Creates the local hash key if the project has none (or set BRAZECFG_HASH_KEY).")] = None,
     detailed_exitcode: Annotated[bool, typer.Option("--detailed-exitcode", help="Exit 2 when there are changes, 0 when none.")] = False,
     now: Annotated[str | None, typer.Option("--now", help="Anchor for relative dates (ISO 8601); default: now.")] = None,
     resend_unknown: Annotated[bool, typer.Option("--resend-unknown", help="Plan to send again events whose delivery is unknown.")] = False,
@@ -207,11 +269,15 @@ def plan(
         project = load_project(path)
         clients = Clients()
         try:
-            result = make_plan(project, now=_now(now), clients=clients,
-                               resend_unknown=resend_unknown, full_refresh=full_refresh,
-                               start_over=start_over,
-                               destinations=_targets(project, target))
-            result.allowed = _allowed(allow)
+            if out is not None:
+                result = _plan_and_save(project, out, now, resend_unknown, full_refresh,
+                                        start_over, allow, target, clients)
+            else:
+                result = make_plan(project, now=_now(now), clients=clients,
+                                   resend_unknown=resend_unknown, full_refresh=full_refresh,
+                                   start_over=start_over,
+                                   destinations=_targets(project, target))
+                result.allowed = _allowed(allow)
         finally:
             clients.close()
         if format is Format.json:
@@ -220,13 +286,6 @@ def plan(
             sys.stdout.write(render.render_plan_markdown(result))
         else:
             render.render_plan_text(_console(), result)
-        if out is not None:
-            try:
-                out.write_text(render.render_plan_json(result), encoding="utf-8")
-            except OSError as exc:
-                raise BrazecfgError(f"cannot write the plan to {out}: "
-                                    f"{exc.strerror or type(exc).__name__}; give a file path "
-                                    "in a folder that exists") from None
         if detailed_exitcode and result.has_changes:
             raise typer.Exit(2)
 
@@ -235,7 +294,9 @@ def plan(
 def apply(
     path: PathArg = Path("."),
     auto_approve: Annotated[bool, typer.Option("--auto-approve", help="Do not ask before sending.")] = False,
-    plan_file: Annotated[Path | None, typer.Option("--plan", help="A plan saved by `plan --out`: refuse to apply if it is stale.")] = None,
+    plan_file: Annotated[Path | None, typer.Option("--plan", help="Apply exactly a plan saved by `plan --out` (its own approval: no --auto-approve, no terminal needed); refuse if any record changed since.")] = None,
+    skip_changed: Annotated[bool, typer.Option("--skip-changed", help="With --plan: apply only the records that still match the saved plan; list the others.")] = False,
+    max_plan_age: Annotated[str | None, typer.Option("--max-plan-age", help="With --plan: refuse a saved plan older than this (30m, 24h, 7d).")] = None,
     now: Annotated[str | None, typer.Option("--now", help="Anchor for relative dates (ISO 8601).")] = None,
     resend_unknown: Annotated[bool, typer.Option("--resend-unknown", help="Send again events whose delivery is unknown (Braze may count them twice).")] = False,
     settle_unknown: Annotated[bool, typer.Option("--settle-unknown", help="First settle events whose delivery is unknown from Braze's export (/users/export/ids): mark sent those Braze has, send those it lacks.")] = False,
@@ -259,7 +320,7 @@ def apply(
 
     def confirm(p: Plan) -> bool:
         render.render_plan_text(console, p)
-        if auto_approve:
+        if auto_approve or plan_file is not None:  # a saved plan is its own approval
             return True
         if not sys.stdin.isatty():
             raise BrazecfgError("apply needs a yes: pass --auto-approve when no one can answer "
@@ -279,15 +340,38 @@ def apply(
     with _guard(), _stoppable(stop):
         if plan_file is not None and not plan_file.is_file():
             raise BrazecfgError(f"no saved plan at {plan_file}; make one with `brazecfg plan --out {plan_file}`")
+        if plan_file is None and (skip_changed or max_plan_age):
+            raise BrazecfgError("--skip-changed and --max-plan-age go with --plan FILE")
+        max_age = None
+        if max_plan_age is not None:
+            from brazecfg.plan.saved import parse_duration as parse_age
+
+            max_age = parse_age(max_plan_age)
         project = load_project(path)
-        outcome = apply_project(project, confirm=confirm, now=_now(now), saved_plan=plan_file,
+        anchor = _now(now)
+        targets = _targets(project, target)
+        allowed = _allowed(allow)
+        if plan_file is not None:
+            flags = _saved_flags(plan_file, {
+                "--now": anchor, "--full-refresh": full_refresh,
+                "--resend-unknown": resend_unknown, "--start-over": start_over,
+                "--allow": sorted(allowed), "--target": sorted(targets or [])})
+            anchor, full_refresh, resend_unknown = flags.anchor, flags.full_refresh, \
+                flags.resend_unknown
+            start_over, allowed = flags.start_over, frozenset(flags.allow)
+            targets = list(flags.targets) or None
+        err = _console(stderr=True)
+        outcome = apply_project(project, confirm=confirm, now=anchor, saved_plan=plan_file,
                                 progress=progress, resend_unknown=resend_unknown,
                                 full_refresh=full_refresh, start_over=start_over,
-                                allow=_allowed(allow), targets=_targets(project, target),
+                                allow=allowed, targets=targets, skip_changed=skip_changed,
+                                max_plan_age=max_age,
                                 lock_timeout=parse_duration(lock_timeout),
                                 settle=settle_unknown,
                                 on_settled=lambda s: render.render_settled(console, s),
-                                on_wait=lambda m: _console(stderr=True).print(_markup("{}", m)),
+                                on_wait=lambda m: err.print(_markup("{}", m)),
+                                on_warning=lambda m: err.print(m, markup=False,
+                                                               highlight=False),
                                 stop=stop)
         if sys.stderr.isatty():
             sys.stderr.write("\n")

@@ -21,7 +21,7 @@ from brazecfg import redact
 from brazecfg.apply.applier import DestinationResult
 from brazecfg.apply.settle import SettleResult, undecided_lines
 from brazecfg.errors import Diagnostic
-from brazecfg.plan.definition import Action, ConfigAction, DestinationPlan, Plan
+from brazecfg.plan.definition import Action, DestinationPlan, Plan
 
 THEME = Theme({
     "create": "green", "update": "yellow", "delete": "red", "unchanged": "dim",
@@ -293,70 +293,11 @@ def md_text(value: object) -> str:
 
 
 def render_plan_markdown(plan: Plan) -> str:
-    out = ["## brazecfg plan", ""]
-    if not plan.has_changes:
-        out.append("**No changes.** Braze matches what brazecfg last confirmed, the warehouse "
-                   "and the config.")
-        return "\n".join(out) + "\n"
-    if plan.config_changes:
-        out += ["### Config changes", "", "```diff"]
-        for c in plan.config_changes:
-            keys = f" ({', '.join(c.keys)})" if c.keys else ""
-            sign = ("+" if c.action is ConfigAction.CREATE else
-                    "-" if c.action is ConfigAction.DELETE else "!")
-            out.append(visible(f"{sign} {c.ref}{keys}", lines=False).replace("`", "'"))
-        out += ["```", ""]
-    if plan.targets:
-        out += ["**Partial plan**: only " + ", ".join(f"`destination/{t}`" for t in plan.targets)
-                + " (--target).", ""]
-    out += [f"About **{plan.data_points:,} Braze data points** in all.", ""]
-    for d in plan.destinations:
-        s = d.summary()
-        out += [f"### Destination {md_code(d.destination)} ({md_text(d.mode)})", "",
-                "| create | update | enrich | delete | unchanged | kept | skipped |",
-                "|---:|---:|---:|---:|---:|---:|---:|",
-                "| " + " | ".join(f"{s['counts'][k]:,}" for k in
-                                  ("create", "update", "enrich", "delete", "unchanged", "kept",
-                                   "skipped")) + " |", ""]
-        notes = [f"- about {d.data_points:,} Braze data points"] + [
-            f"- **guardrail `{t.name}`{' (overridden)' if t.name in plan.allowed else ''}**: "
-            f"{t.message}" for t in d.guardrails] + (
-            [f"- state {d.moved_from} (nothing is resent)"] if d.moved_from else []) + [
-            f"- event stream `{old}` is now `{new}`" for old, new in sorted(d.stream_renames.items())
-        ] + [f"- **{why}**" for why in d.binding_changes] + [f"- {read_line(d)}"]
-        out += [*notes, ""]
-        fields = sorted(set(d.field_sets) | set(d.field_removals))
-        if fields:
-            out += ["| attribute | set | removed |", "|---|---:|---:|"]
-            out += [f"| {md_code(f)} | {d.field_sets[f]:,} | {d.field_removals[f]:,} |"
-                    for f in fields]
-            out.append("")
-        groups = sorted(set(d.joins) | set(d.leaves) | set(d.opted_out))
-        if groups:
-            out += ["| group | join | leave | unsubscribed in Braze |", "|---|---:|---:|---:|"]
-            out += [f"| {md_code(g)} | {d.joins[g]:,} | {d.leaves[g]:,} | {d.opted_out[g]:,} |"
-                    for g in groups]
-            out.append("")
-        if d.issue_count:
-            out.append(f"**{d.issue_count:,} values will not be sent** (record id, field, reason):")
-            out += [f"- {md_code(i.external_id)} {md_code(i.field)}: {md_text(i.reason)}"
-                    for i in d.issues[:20]]
-            out.append("")
-        streams = sorted(set(d.events_to_send) | set(d.events_unknown))
-        if streams:
-            out += ["| events | to send | delivery unknown |", "|---|---:|---:|"]
-            out += [f"| {md_code(st)} | {d.events_to_send[st]:,} | {d.events_unknown[st]:,} |"
-                    for st in streams]
-            out.append("")
-        if d.failed_last_time:
-            out.append(f"**{d.failed_last_time:,} records failed last time** and will be retried.")
-            out.append("")
-    for r in plan.removed_destinations:
-        out += [f"### Destination `{r.name}` removed from the config", "",
-                f"Its {r.records:,} users stay in Braze as they are; its state ({r.records:,} "
-                f"records, {r.event_rows:,} event rows) is kept until "
-                f"`brazecfg state rm destination/{r.name}`.", ""]
-    return "\n".join(out) + "\n"
+    """The pull-request comment: summary first, folded details, escaped, under GitHub's limit
+    (cli/markdown.py)."""
+    from brazecfg.cli.markdown import render_plan_markdown as render
+
+    return render(plan)
 
 
 def render_plan_json(plan: Plan) -> str:

@@ -83,6 +83,9 @@ class Issue:
 
 
 SAMPLE_SIZE = 5
+# The plan JSON's format (schemas/plan.json). Additive changes bump the minor version; a
+# removed or retyped key bumps the major one, which a saved plan of the old major refuses.
+FORMAT_VERSION = "2.0"
 ISSUE_SAMPLE_SIZE = 50
 
 
@@ -125,6 +128,7 @@ class DestinationPlan:
     spool: Path | None = field(default=None, repr=False)
     event_spool: Path | None = field(default=None, repr=False)
     _digest: Any = field(default_factory=hashlib.sha256, repr=False)
+    saved_digest: str = field(default="", repr=False)  # a plan rebuilt from its JSON (show)
 
     def add_to_digest(self, line: str) -> None:
         self._digest.update(line.encode())
@@ -133,7 +137,7 @@ class DestinationPlan:
     @property
     def digest(self) -> str:
         """sha256 over every change, binding a saved plan to the data it was made from."""
-        return str(self._digest.hexdigest())
+        return self.saved_digest or str(self._digest.hexdigest())
 
     @property
     def changes(self) -> int:
@@ -191,6 +195,7 @@ class DestinationPlan:
             "moved_from": self.moved_from or None,
             "binding_changes": list(self.binding_changes),
             "stream_renames": dict(sorted(self.stream_renames.items())),
+            "reset_state": self.reset_state,
             "digest": self.digest,
         }
 
@@ -232,7 +237,7 @@ class Plan:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "format_version": 1,
+            "format_version": FORMAT_VERSION,
             "config_fingerprint": self.config_fingerprint,
             "ledger_generation": self.ledger_generation,
             "has_changes": self.has_changes,

@@ -18,7 +18,7 @@ from referencing.jsonschema import DRAFT202012
 
 SCHEMA_FILES: tuple[str, ...] = (
     "defs.json", "project.json", "app.json", "model.json", "source.json", "property.json",
-    "group.json", "destination.json",
+    "group.json", "destination.json", "plan.json",
 )
 BASE_URI = "https://brazecfg.dev/schemas/"
 
