@@ -219,20 +219,25 @@ def show(
     format: Annotated[Format, typer.Option("--format", "-f", help="text, json or markdown.")] = Format.text,
 ) -> None:
     """Render a saved plan, as `plan` renders it (no project, warehouse or Braze needed)."""
-    from brazecfg.cli import render
     from brazecfg.plan.saved import plan_from_dict, read_header
 
     with _guard():
         if not plan_file.is_file():
             raise BrazecfgError(f"no saved plan at {plan_file}; make one with "
                                 f"`brazecfg plan --out {plan_file}`")
-        result = plan_from_dict(read_header(plan_file)["plan"])
-        if format is Format.json:
-            sys.stdout.write(render.render_plan_json(result))
-        elif format is Format.markdown:
-            sys.stdout.write(render.render_plan_markdown(result))
-        else:
-            render.render_plan_text(_console(), result)
+        _render_plan(plan_from_dict(read_header(plan_file)["plan"]), format)
+
+
+def _render_plan(result: Any, format: Format) -> None:
+    """A plan (made now, or read back from a saved one) in the format asked for."""
+    from brazecfg.cli import render
+
+    if format is Format.json:
+        sys.stdout.write(render.render_plan_json(result))
+    elif format is Format.markdown:
+        sys.stdout.write(render.render_plan_markdown(result))
+    else:
+        render.render_plan_text(_console(), result)
 
 
 @app.command()
@@ -261,7 +266,6 @@ def plan(
 ) -> None:
     """Show what would change in Braze, user by user. Writes nothing (except --out)."""
     from brazecfg.apply.run import Clients
-    from brazecfg.cli import render
     from brazecfg.config.loader import load_project
     from brazecfg.plan.planner import make_plan
 
@@ -280,12 +284,7 @@ def plan(
                 result.allowed = _allowed(allow)
         finally:
             clients.close()
-        if format is Format.json:
-            sys.stdout.write(render.render_plan_json(result))
-        elif format is Format.markdown:
-            sys.stdout.write(render.render_plan_markdown(result))
-        else:
-            render.render_plan_text(_console(), result)
+        _render_plan(result, format)
         if detailed_exitcode and result.has_changes:
             raise typer.Exit(2)
 

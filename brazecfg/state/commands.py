@@ -6,8 +6,6 @@ state's lease; nothing here prints a field value, a secret or a URL's password.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +14,7 @@ from typing import IO, Any
 from brazecfg import __version__
 from brazecfg.errors import StateError
 from brazecfg.model.resources import Project
+from brazecfg.state.atomic import write_atomic_lines
 from brazecfg.state.backends import (
     DEFAULT_SCHEMA,
     Backend,
@@ -223,20 +222,7 @@ def pull(ledger: Ledger, out: Path | IO[str]) -> int:
             out.write(line + "\n")
             n += 1
         return n - 2
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            for line in export_lines(ledger):
-                f.write(line + "\n")
-                n += 1
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return n - 2
+    return write_atomic_lines(out, export_lines(ledger), 0o600) - 2
 
 
 def read_header(path: Path) -> dict[str, Any]:
