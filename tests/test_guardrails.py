@@ -116,6 +116,9 @@ def test_usage_errors_exit_1_not_2(tmp_path: Path) -> None:
                              text=True, cwd=ROOT, env=env, timeout=60)
         assert out.returncode == 1, out.stderr
         assert "Traceback" not in out.stderr and "Error" in out.stderr
+    helped = subprocess.run([sys.executable, "-m", "brazecfg", "--help"], capture_output=True,
+                            text=True, cwd=ROOT, env=env, timeout=60)
+    assert helped.returncode == 0 and "Exit codes" in helped.stdout and "70 a bug" in helped.stdout
 
 
 def test_a_target_plans_one_destination_and_says_it_is_partial(project: Path) -> None:
@@ -123,3 +126,20 @@ def test_a_target_plans_one_destination_and_says_it_is_partial(project: Path) ->
     assert out.exit_code == 0 and "Partial plan" in out.output
     bad = cli("plan", str(project), "--now", NOW, "--target", "destination/nope")
     assert bad.exit_code == 1 and "no such destination" in bad.stderr
+
+
+def test_a_workspace_billed_by_mau_sees_requests_not_data_points(
+        project: Path, emulator: Emulator) -> None:
+    braze = project / "apps" / "braze.yml"
+    braze.write_text(braze.read_text() + "  billing: mau\n")
+    text = cli("plan", str(project), "--now", NOW)
+    assert text.exit_code == 0, text.output
+    assert "billed by monthly active users" in text.output
+    assert "data points (" not in text.output.split("Plan:")[0]
+    d = json.loads(cli("plan", str(project), "--now", NOW, "--format", "json").stdout)
+    dest = d["destinations"][0]
+    assert dest["billing"] == "mau"
+    assert cli("apply", str(project), "--auto-approve", "--now", NOW).exit_code == 0
+    writes = [r for r in requests(emulator) if r["path"] in (
+        "/users/track", "/users/delete", "/v2/subscription/status/set")]
+    assert dest["requests"] == len(writes) > 0  # what apply then made, read-only calls aside

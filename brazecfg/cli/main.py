@@ -24,6 +24,10 @@ app = typer.Typer(
     name="brazecfg", no_args_is_help=True, add_completion=False,
     pretty_exceptions_enable=False,  # never print locals: they can hold an API key
     help="Braze configuration as code: validate, plan and apply warehouse data into Braze.",
+    epilog="Exit codes: 0 success (no changes with --detailed-exitcode); 1 any error, usage "
+           "errors included, a rejected record, a tripped guardrail, or events of unknown "
+           "delivery; 2 changes planned (--detailed-exitcode); 130/143 stopped by "
+           "SIGINT/SIGTERM; 70 a bug in brazecfg.",
 )
 emulator_app = typer.Typer(help="Run or inspect the local Braze emulator.")
 app.add_typer(emulator_app, name="emulator")

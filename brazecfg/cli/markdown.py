@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import unicodedata
 
-from brazecfg.cli.render import read_line
+from brazecfg.cli.render import cost_line, read_line
 from brazecfg.plan.definition import ConfigAction, DestinationPlan, Plan
 
 GITHUB_LIMIT = 65_536
@@ -136,7 +136,7 @@ def _config_details(plan: Plan) -> list[str]:
 def _destination_details(plan: Plan, d: DestinationPlan) -> list[str]:
     out = [f"<details><summary>Destination {code(d.destination)} ({md(d.mode)} mode, model "
            f"{code(d.model)}): {_n(d.changes, 'change')}</summary>", ""]
-    notes = [f"about {d.data_points:,} Braze data points"]
+    notes = [md(cost_line(d), 400)]
     for t in d.guardrails:
         state = "overridden" if t.name in plan.allowed else "apply refuses this plan"
         notes.append(f"**guardrail {code(t.name)} ({state})**: {md(t.message, 400)}")

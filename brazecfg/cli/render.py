@@ -162,8 +162,7 @@ def _render_destination(console: Console, d: DestinationPlan,
     for why in d.binding_changes:
         console.print(f"  [warn]! {safe(why)}[/]")
     console.print(f"  [muted]{safe(read_line(d))}[/]")
-    console.print(f"  [muted]cost: about {d.data_points:,} Braze data points "
-                  "(deletions and subscription changes are free)[/]")
+    console.print(markup("  [muted]cost: {}[/]", cost_line(d)))
     for t in d.guardrails:
         if t.name in allowed:
             console.print(f"  [warn]guardrail {t.name} overridden (--allow):[/] {safe(t.message)}")
@@ -241,6 +240,16 @@ def _unknown_note(plan: Plan) -> str:
         return ""
     return (f" [warn]{_n(unknown, 'event')} of unknown delivery remain[/]: `brazecfg apply "
             "--settle-unknown` settles them from what Braze reports.")
+
+
+def cost_line(d: DestinationPlan) -> str:
+    """What the plan costs: data points, or for a workspace billed by monthly active users,
+    requests and the time they take at the rate limit (data points are not billed there)."""
+    pace = f"{d.requests:,} requests, at least {d.seconds_at_limit:,.0f} s at the rate limit"
+    if d.billing == "mau":
+        return f"{pace} (billed by monthly active users: data points do not apply)"
+    return (f"about {d.data_points:,} Braze data points (deletions and subscription changes "
+            f"are free); {pace}")
 
 
 def plan_headline(plan: Plan) -> str:

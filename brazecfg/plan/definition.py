@@ -122,6 +122,9 @@ class DestinationPlan:
     source_rows: int = 0  # records the warehouse holds (rows read, or keys of an incremental read)
     members: Counter[str] = field(default_factory=Counter)  # group -> members the state holds
     data_points: int = 0  # Braze data points the changes cost (billing rules: plan/diff.py)
+    billing: str = "data_points"  # the Braze app's billing model: data_points | mau
+    requests: int = 0  # Braze requests apply will make (writes, events, deletes, groups)
+    seconds_at_limit: float = 0.0  # how long those take at the app's rate limits, at least
     guardrails: list[Any] = field(default_factory=list)  # guardrails.Tripped, before overrides
     guardrail_limits: dict[str, Any] = field(default_factory=dict)
     next_watermark: dict[str, str] = field(default_factory=dict, repr=False)
@@ -190,6 +193,9 @@ class DestinationPlan:
             "full_read_reason": None if self.read_since else self.full_read_reason,
             "read_by_key": self.late_records,
             "data_points": self.data_points,
+            "billing": self.billing,
+            "requests": self.requests,
+            "seconds_at_rate_limit": round(self.seconds_at_limit, 1),
             "guardrails": {"limits": dict(sorted(self.guardrail_limits.items())),
                            "tripped": [vars(t) for t in self.guardrails]},
             "moved_from": self.moved_from or None,

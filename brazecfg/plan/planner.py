@@ -14,7 +14,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from brazecfg.braze.client import BrazeClient
-from brazecfg.errors import StateError
+from brazecfg.braze.limits import DEFAULT_LIMITS
+from brazecfg.braze.settings import braze_settings
+from brazecfg.errors import BrazecfgError, StateError
 from brazecfg.model.graph import fingerprints as resource_fingerprints
 from brazecfg.model.resources import App, Destination, Project
 from brazecfg.plan import guardrails
@@ -294,12 +296,37 @@ def _plan_destination(project: Project, dest: Destination, warehouse: Warehouse,
         failed, sample = ledger.failures(state_name, limit=ISSUE_SAMPLE_SIZE)
         dplan.failed_last_time = failed
         dplan.failed_samples = [Issue(f.external_id, "", f.reason) for f in sample]
+    _estimate_requests(project, dest, dplan)
     dplan.guardrail_limits = guardrails.limits(project.settings.guardrails, dest.guardrails)
     dplan.guardrails = guardrails.check(
         dplan.guardrail_limits, confirmed=confirmed, rows=dplan.source_rows,
         deletes=dplan.counts["delete"], members=dplan.members, leaves=dplan.leaves,
         data_points=dplan.data_points, events=sum(dplan.events_to_send.values()))
     return dplan
+
+
+def _estimate_requests(project: Project, dest: Destination, dplan: DestinationPlan) -> None:
+    """The requests apply will make and the least time they take at the app's rate limits:
+    what a workspace billed by monthly active users pays in (its plans show these instead of
+    data points), and what any apply waits for."""
+    app = project.apps[dest.app]
+    dplan.billing = str(app.options.get("billing") or "data_points")
+    try:
+        settings = braze_settings(app)
+        batch, limits = settings.track_batch, settings.rate_limits
+    except BrazecfgError:  # no key here (a plan on a laptop): the defaults
+        batch, limits = 75, dict(DEFAULT_LIMITS)
+    c = dplan.counts
+    writes = c["create"] + c["update"] + c["enrich"]
+    per_bucket = {
+        "/users/track": -(-writes // batch) + -(-sum(dplan.events_to_send.values()) // batch),
+        "/users/delete": -(-c["delete"] // 50),
+        "subscription": sum(-(-n // 50) for n in (*dplan.joins.values(),
+                                                   *dplan.leaves.values())),
+    }
+    dplan.requests = sum(per_bucket.values())
+    dplan.seconds_at_limit = max((n * limits[b][1] / limits[b][0] for b, n in per_bucket.items()
+                                  if n and b in limits), default=0.0)
 
 
 def _describe_state(lock: Lockfile, ledger: Ledger) -> str:
