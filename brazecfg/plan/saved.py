@@ -489,6 +489,9 @@ def _plan_from_dict(doc: dict[str, Any]) -> Plan:
         d.full_read_reason = s.get("full_read_reason") or ""
         d.late_records = int(s["read_by_key"])
         d.data_points = int(s["data_points"])
+        d.billing = str(s.get("billing", "data_points"))
+        d.requests = int(s.get("requests", 0))
+        d.seconds_at_limit = float(s.get("seconds_at_rate_limit", 0.0))
         d.guardrail_limits = dict(s["guardrails"]["limits"])
         d.guardrails = [Tripped(**t) for t in s["guardrails"]["tripped"]]
         d.moved_from = s.get("moved_from") or ""
