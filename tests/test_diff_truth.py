@@ -188,3 +188,18 @@ def test_event_properties_carry_no_float_noise_and_no_reserved_names(
     sent = [json.dumps(r["body"]) for r in emulator_get(emulator.url, "requests")["requests"]
             if r["path"] == "/users/track" and "events" in r["body"]]
     assert any('"amount": 447.72' in b for b in sent) and not any("447.7199" in b for b in sent)
+
+
+def test_too_many_late_rows_fall_back_to_one_full_read(project: Path) -> None:
+    import sqlite3
+
+    apply(project)
+    con = sqlite3.connect(project / "warehouse.db")
+    with con:  # a bulk load that kept its source's old stamps
+        con.executemany("INSERT INTO users VALUES (?, ?, 'Late', 'Load', 'FR', "
+                        "'2020-01-01 00:00:00')",
+                        [(i, f"u{i}@example.com") for i in range(100, 5200)])
+    con.close()
+    d = plan(project)
+    assert d["read_since"] is None and "more than 5,000 records" in d["full_read_reason"]
+    assert d["counts"]["create"] == 5100

@@ -271,10 +271,9 @@ def _plan_destination(project: Project, dest: Destination, warehouse: Warehouse,
         dplan = _diff_once(project, dest, warehouse, ledger, hasher, state_name, now=now,
                            since=since, recheck=recheck, spool_dir=spool_dir, exists=exists,
                            fresh=fresh, rebound=rebound, opted_out=opted_out)
-    except TooManyToRefetch as many:
+    except TooManyToRefetch:
         why_full = (f"more than {REFETCH_LIMIT:,} records are not in the state or failed last "
                     f"time (rows arrived late, or with an old updated_at): a full read")
-        _ = many
         since = None
         dplan = _diff_once(project, dest, warehouse, ledger, hasher, state_name, now=now,
                            since=None, recheck=frozenset(), spool_dir=spool_dir, exists=exists,
