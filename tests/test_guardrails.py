@@ -106,7 +106,7 @@ def test_the_data_point_figure_matches_what_braze_received(project: Path,
         assert d["data_points"] == sum(_billed(r["body"]) for r in sent) > 0
         sql(project, change)
     md = cli("plan", str(project), "--now", NOW, "--format", "markdown").stdout
-    assert "About **1 Braze data points**" in md
+    assert "About **1 Braze data point** in all" in md
 
 
 def test_usage_errors_exit_1_not_2(tmp_path: Path) -> None:
@@ -135,7 +135,7 @@ def test_a_workspace_billed_by_mau_sees_requests_not_data_points(
     text = cli("plan", str(project), "--now", NOW)
     assert text.exit_code == 0, text.output
     assert "billed by monthly active users" in text.output
-    assert "data points (" not in text.output.split("Plan:")[0]
+    assert "data point" not in text.output.split("Plan:")[0]
     d = json.loads(cli("plan", str(project), "--now", NOW, "--format", "json").stdout)
     dest = d["destinations"][0]
     assert dest["billing"] == "mau"

@@ -81,7 +81,7 @@ def _summary(plan: Plan) -> list[str]:
         out.append("**No changes.** Braze matches what brazecfg last confirmed, the warehouse "
                    "and the config.")
         return out
-    out += [_headline(plan), "", f"About **{plan.data_points:,} Braze data points** in all.", ""]
+    out += [_headline(plan), "", f"About **{_n(plan.data_points, 'Braze data point')}** in all.", ""]
     if plan.targets:
         out += ["> **Partial plan**: only " + ", ".join(code(f"destination/{t}")
                                                         for t in plan.targets)

@@ -245,11 +245,11 @@ def _unknown_note(plan: Plan) -> str:
 def cost_line(d: DestinationPlan) -> str:
     """What the plan costs: data points, or for a workspace billed by monthly active users,
     requests and the time they take at the rate limit (data points are not billed there)."""
-    pace = f"{d.requests:,} requests, at least {d.seconds_at_limit:,.0f} s at the rate limit"
+    pace = f"{_n(d.requests, 'request')}, at least {d.seconds_at_limit:,.0f} s at the rate limit"
     if d.billing == "mau":
         return f"{pace} (billed by monthly active users: data points do not apply)"
-    return (f"about {d.data_points:,} Braze data points (deletions and subscription changes "
-            f"are free); {pace}")
+    return (f"about {_n(d.data_points, 'Braze data point')} (deletions and subscription "
+            f"changes are free); {pace}")
 
 
 def plan_headline(plan: Plan) -> str:
