@@ -135,7 +135,7 @@ def test_a_workspace_billed_by_mau_sees_requests_not_data_points(
     text = cli("plan", str(project), "--now", NOW)
     assert text.exit_code == 0, text.output
     assert "billed by monthly active users" in text.output
-    assert "data point" not in text.output.split("Plan:")[0]
+    assert "Braze data point" not in text.output.split("Plan:")[0]
     d = json.loads(cli("plan", str(project), "--now", NOW, "--format", "json").stdout)
     dest = d["destinations"][0]
     assert dest["billing"] == "mau"
