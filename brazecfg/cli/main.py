@@ -16,18 +16,37 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import typer.core
 
 from brazecfg import __version__
+from brazecfg.cli.help import _example
 from brazecfg.errors import BrazecfgError, ProjectError
 
+GLOBAL_FLAGS = ("--no-color", "--debug")
+
+
+class _Group(typer.core.TyperGroup):
+    """The top-level command group: global flags are accepted after the command too
+    (``brazecfg plan . --no-color``), as people type them; they are moved before it. Only
+    flags without a value, and nothing after ``--``."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        cut = args.index("--") if "--" in args else len(args)
+        hoisted = [a for a in args[:cut] if a in GLOBAL_FLAGS]
+        rest = [a for a in args[:cut] if a not in GLOBAL_FLAGS]
+        return list(super().parse_args(ctx, [*dict.fromkeys(hoisted), *rest, *args[cut:]]))
+
+
 app = typer.Typer(
-    name="brazecfg", no_args_is_help=True, add_completion=False,
+    name="brazecfg", no_args_is_help=True, add_completion=True, cls=_Group,
     pretty_exceptions_enable=False,  # never print locals: they can hold an API key
     help="Braze configuration as code: validate, plan and apply warehouse data into Braze.",
+    epilog=_example("brazecfg plan examples/project --no-color"),
 )
 emulator_app = typer.Typer(help="Run or inspect the local Braze emulator.")
 app.add_typer(emulator_app, name="emulator")
-import_app = typer.Typer(help="Turn another tool's config into a brazecfg project.")
+import_app = typer.Typer(help="Turn another tool's config into a brazecfg project.",
+                        epilog=_example("brazecfg import grouparoo ./grouparoo --out ./crm"))
 app.add_typer(import_app, name="import")
 
 _state: dict[str, Any] = {"debug": False, "no_color": False}
@@ -213,7 +232,7 @@ def _saved_flags(plan_file: Path, given: dict[str, Any]) -> Any:
     return flags
 
 
-@app.command()
+@app.command(epilog=_example('brazecfg show plan.json --format markdown'))
 def show(
     plan_file: Annotated[Path, typer.Argument(help="A plan saved by `brazecfg plan --out`.")],
     format: Annotated[Format, typer.Option("--format", "-f", help="text, json or markdown.")] = Format.text,
@@ -235,7 +254,7 @@ def show(
             render.render_plan_text(_console(), result)
 
 
-@app.command()
+@app.command(epilog=_example('brazecfg validate examples/project'))
 def validate(path: PathArg = Path(".")) -> None:
     """Check every file against the schemas and every reference; list every problem."""
     from brazecfg.config.loader import load_project
@@ -246,7 +265,7 @@ def validate(path: PathArg = Path(".")) -> None:
         _console().print(_markup("[ok]ok[/]: {} resources in {} are valid.", n, path))
 
 
-@app.command()
+@app.command(epilog=_example('brazecfg plan . --out plan.json'))
 def plan(
     path: PathArg = Path("."),
     format: Annotated[Format, typer.Option("--format", "-f", help="text, json or markdown.")] = Format.text,
@@ -290,7 +309,7 @@ def plan(
             raise typer.Exit(2)
 
 
-@app.command()
+@app.command(epilog=_example('brazecfg apply . --plan plan.json'))
 def apply(
     path: PathArg = Path("."),
     auto_approve: Annotated[bool, typer.Option("--auto-approve", help="Do not ask before sending.")] = False,
@@ -386,7 +405,7 @@ def apply(
             raise typer.Exit(1)
 
 
-@app.command()
+@app.command(epilog=_example('brazecfg run . --once'))
 def run(
     path: PathArg = Path("."),
     once: Annotated[bool, typer.Option("--once", help="Run whatever is due now, then exit (for cron or a CI schedule).")] = False,
@@ -438,7 +457,7 @@ def run(
             raise typer.Exit(1)
 
 
-@app.command()
+@app.command(epilog=_example('brazecfg drift . --sample 100'))
 def drift(
     path: PathArg = Path("."),
     sample: Annotated[int | None, typer.Option("--sample", min=1, help="Compare this many synced users, picked at random (default 100).")] = None,
@@ -476,7 +495,7 @@ def drift(
             raise typer.Exit(2)
 
 
-@import_app.command("grouparoo")
+@import_app.command("grouparoo", epilog=_example('brazecfg import grouparoo ./grouparoo --out ./crm'))
 def import_grouparoo(
     directory: Annotated[Path, typer.Argument(help="A Grouparoo project (holding config/) or its config folder.")],
     out: Annotated[Path | None, typer.Option("--out", help="The brazecfg project to write (default: ./NAME-brazecfg).")] = None,
@@ -501,7 +520,7 @@ def import_grouparoo(
                       f"`brazecfg plan {target}`", highlight=False)
 
 
-@emulator_app.callback(invoke_without_command=True)
+@emulator_app.callback(invoke_without_command=True, epilog=_example('brazecfg emulator --port 4567'))
 def emulator(
     ctx: typer.Context,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
@@ -545,9 +564,10 @@ def emulator(
         serve(config, announce=lambda m: _console().print(_markup("{}", m)))
 
 
-@emulator_app.command("dump")
+@emulator_app.command("dump", epilog=_example('BRAZE_REST_ENDPOINT=http://127.0.0.1:4567 brazecfg emulator dump users'))
 def emulator_dump(
-    url: Annotated[str, typer.Option(help="The running emulator.")] = "http://127.0.0.1:4567",
+    url: Annotated[str, typer.Option(help="The running emulator.", envvar="BRAZE_REST_ENDPOINT",
+                                     show_envvar=True)] = "http://127.0.0.1:4567",
     what: Annotated[str, typer.Argument(help="users, requests or stats")] = "users",
 ) -> None:
     """Print the running emulator's users (or request log, or stats) as JSON."""
