@@ -265,6 +265,25 @@ def validate(path: PathArg = Path(".")) -> None:
         _console().print(_markup("[ok]ok[/]: {} resources in {} are valid.", n, path))
 
 
+@app.command(epilog=_example("brazecfg schema > .brazecfg.schema.json"))
+def schema(
+    kind: Annotated[str | None, typer.Argument(
+        help="app, model, source, property, group, destination, project or plan; "
+             "without it, one schema for any resource, chosen by its kind.")] = None,
+) -> None:
+    """Print a self-contained JSON Schema (no network needed), for editors and CI."""
+    import json
+
+    from brazecfg.schema.bundle import BUNDLE_NAMES, bundle, combined
+
+    with _guard():
+        if kind is not None and kind not in BUNDLE_NAMES:
+            raise BrazecfgError(f"no schema for {kind!r}; choose one of "
+                                f"{', '.join(BUNDLE_NAMES)}, or none for the combined schema")
+        out = combined() if kind is None else bundle(kind)
+        sys.stdout.write(json.dumps(out, indent=2, ensure_ascii=False) + "\n")
+
+
 @app.command(epilog=_example('brazecfg plan . --out plan.json'))
 def plan(
     path: PathArg = Path("."),
