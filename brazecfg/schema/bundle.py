@@ -44,7 +44,7 @@ def bundle(name: str) -> dict[str, Any]:
     """One schema (a kind, ``project`` or ``plan``) with the shared definitions inside."""
     if name not in BUNDLE_NAMES:
         raise ValueError(f"no schema {name!r}")
-    schema = _local(load_schema(f"{name}.json"))
+    schema: dict[str, Any] = _local(load_schema(f"{name}.json"))
     defs = _shared_defs()
     for key, value in (schema.get("$defs") or {}).items():
         if key in defs and defs[key] != value:
