@@ -265,6 +265,29 @@ def validate(path: PathArg = Path(".")) -> None:
         _console().print(_markup("[ok]ok[/]: {} resources in {} are valid.", n, path))
 
 
+class Template(str, Enum):
+    sqlite = "sqlite"
+    duckdb = "duckdb"
+    postgres = "postgres"
+
+
+@app.command(epilog=_example("brazecfg init crm --template duckdb"))
+def init(
+    folder: Annotated[Path, typer.Argument(help="Where to write the project (created if missing).")] = Path("."),
+    template: Annotated[Template, typer.Option("--template", "-t", help="The warehouse: sqlite, duckdb or postgres.")] = Template.sqlite,
+) -> None:
+    """Write a small working project (never over an existing file); validate and plan it next."""
+    from brazecfg.init import init_project
+
+    with _guard():
+        written = init_project(folder, template.value)
+        console = _console()
+        for path in written:
+            console.print(_markup("  [create]+[/] {}", path.as_posix()), highlight=False)
+        console.print(_markup("Next: brazecfg emulator &  then  brazecfg validate {0}  and  "
+                              "brazecfg plan {0}", folder.as_posix()), highlight=False)
+
+
 @app.command(epilog=_example("brazecfg schema > .brazecfg.schema.json"))
 def schema(
     kind: Annotated[str | None, typer.Argument(
