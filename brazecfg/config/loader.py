@@ -371,15 +371,18 @@ def _not_resources(docs: list[Document]) -> bool:
     if not docs:
         return False
     for doc in docs:
-        value = doc.value
-        if not isinstance(value, dict):
-            continue
-        if "kind" in value:
-            return False
-        if isinstance(value.get("name"), str) and any(
-                set(value) <= keys for keys in _kind_keys().values()):
-            return False
-    return all(isinstance(d.value, dict) for d in docs)
+        items = doc.value if isinstance(doc.value, list) else [doc.value]
+        if not all(isinstance(v, (dict, list)) for v in items):
+            return False  # a scalar: perhaps a resource mistyped ("kind model"), so reported
+        for value in items:
+            if not isinstance(value, dict):
+                continue
+            if "kind" in value:
+                return False  # a list of resources, or a resource: checked and reported
+            if isinstance(value.get("name"), str) and any(
+                    set(value) <= keys for keys in _kind_keys().values()):
+                return False
+    return True
 
 
 _NAME = re.compile(r"""^\s*(?:-\s*)?["']?name["']?\s*:\s*["']?([A-Za-z0-9_.\-]+)""", re.M)

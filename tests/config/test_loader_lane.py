@@ -37,6 +37,7 @@ def add_other_tools_files(project: Path) -> None:
     docs.mkdir()
     (docs / "mkdocs.yml").write_text("site_name: Our Braze setup\nnav:\n  - index.md\n")
     (docs / "glossary.yaml").write_text("terms:\n  - ltv: lifetime value\n---\nmore: yes\n")
+    (docs / "playbook.yml").write_text("- hosts: all\n  tasks: []\n")
 
 
 def test_a_project_with_a_saved_plan_and_other_tools_files_validates_and_plans(
@@ -64,6 +65,15 @@ def test_a_document_with_a_kind_is_still_checked(project: Path) -> None:
     assert run.exit_code != 0
     assert "docs/broken.yml" in run.stderr + run.stdout
     assert "primary_key" in run.stderr + run.stdout
+
+
+def test_resources_written_as_a_list_or_a_scalar_are_still_errors(project: Path) -> None:
+    (project / "models" / "listed.yml").write_text("- kind: model\n  name: a\n  primary_key: id\n")
+    (project / "models" / "typo.yml").write_text("kind model\n")
+    run = cli("validate", str(project))
+    out = run.stdout + run.stderr
+    assert run.exit_code != 0
+    assert "models/listed.yml" in out and "models/typo.yml" in out
 
 
 def test_a_resource_that_forgot_its_kind_is_still_an_error(project: Path) -> None:
