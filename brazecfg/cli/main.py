@@ -16,22 +16,40 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import typer.core
 
 from brazecfg import __version__
+from brazecfg.cli.help import _example
 from brazecfg.errors import BrazecfgError, ProjectError
 
+GLOBAL_FLAGS = ("--no-color", "--debug")
+
+
+class _Group(typer.core.TyperGroup):
+    """The top-level command group: global flags are accepted after the command too
+    (``brazecfg plan . --no-color``), as people type them; they are moved before it. Only
+    flags without a value, and nothing after ``--``."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        cut = args.index("--") if "--" in args else len(args)
+        hoisted = [a for a in args[:cut] if a in GLOBAL_FLAGS]
+        rest = [a for a in args[:cut] if a not in GLOBAL_FLAGS]
+        return list(super().parse_args(ctx, [*dict.fromkeys(hoisted), *rest, *args[cut:]]))
+
+
 app = typer.Typer(
-    name="brazecfg", no_args_is_help=True, add_completion=False,
+    name="brazecfg", no_args_is_help=True, add_completion=True, cls=_Group,
     pretty_exceptions_enable=False,  # never print locals: they can hold an API key
     help="Braze configuration as code: validate, plan and apply warehouse data into Braze.",
-    epilog="Exit codes: 0 success (no changes with --detailed-exitcode); 1 any error, usage "
-           "errors included, a rejected record, a tripped guardrail, or events of unknown "
-           "delivery; 2 changes planned (--detailed-exitcode); 130/143 stopped by "
-           "SIGINT/SIGTERM; 70 a bug in brazecfg.",
+    epilog=_example("brazecfg plan examples/project --no-color") + "\n\n"
+    "Exit codes: 0 success (no changes with --detailed-exitcode); 1 any error, usage errors "
+    "included, a rejected record, a tripped guardrail, or events of unknown delivery; 2 changes "
+    "planned (--detailed-exitcode); 130/143 stopped by SIGINT/SIGTERM; 70 a bug in brazecfg.",
 )
 emulator_app = typer.Typer(help="Run or inspect the local Braze emulator.")
 app.add_typer(emulator_app, name="emulator")
-import_app = typer.Typer(help="Turn another tool's config into a brazecfg project.")
+import_app = typer.Typer(help="Turn another tool's config into a brazecfg project.",
+                        epilog=_example("brazecfg import grouparoo ./grouparoo --out ./crm"))
 app.add_typer(import_app, name="import")
 
 _state: dict[str, Any] = {"debug": False, "no_color": False}
@@ -217,7 +235,7 @@ def _saved_flags(plan_file: Path, given: dict[str, Any]) -> Any:
     return flags
 
 
-@app.command()
+@app.command(epilog=_example('brazecfg show plan.json --format markdown'))
 def show(
     plan_file: Annotated[Path, typer.Argument(help="A plan saved by `brazecfg plan --out`.")],
     format: Annotated[Format, typer.Option("--format", "-f", help="text, json or markdown.")] = Format.text,
@@ -244,7 +262,7 @@ def _render_plan(result: Any, format: Format) -> None:
         render.render_plan_text(_console(), result)
 
 
-@app.command()
+@app.command(epilog=_example('brazecfg validate examples/project'))
 def validate(path: PathArg = Path(".")) -> None:
     """Check every file against the schemas and every reference; list every problem."""
     from brazecfg.config.loader import load_project
@@ -255,7 +273,49 @@ def validate(path: PathArg = Path(".")) -> None:
         _console().print(_markup("[ok]ok[/]: {} resources in {} are valid.", n, path))
 
 
-@app.command()
+class Template(str, Enum):
+    sqlite = "sqlite"
+    duckdb = "duckdb"
+    postgres = "postgres"
+
+
+@app.command(epilog=_example("brazecfg init crm --template duckdb"))
+def init(
+    folder: Annotated[Path, typer.Argument(help="Where to write the project (created if missing).")] = Path("."),
+    template: Annotated[Template, typer.Option("--template", "-t", help="The warehouse: sqlite, duckdb or postgres.")] = Template.sqlite,
+) -> None:
+    """Write a small working project (never over an existing file); validate and plan it next."""
+    from brazecfg.init import init_project
+
+    with _guard():
+        written = init_project(folder, template.value)
+        console = _console()
+        for path in written:
+            console.print(_markup("  [create]+[/] {}", path.as_posix()), highlight=False)
+        console.print(_markup("Next: brazecfg emulator &  then  brazecfg validate {0}  and  "
+                              "brazecfg plan {0}", folder.as_posix()), highlight=False)
+
+
+@app.command(epilog=_example("brazecfg schema > .brazecfg.schema.json"))
+def schema(
+    kind: Annotated[str | None, typer.Argument(
+        help="app, model, source, property, group, destination, project or plan; "
+             "without it, one schema for any resource, chosen by its kind.")] = None,
+) -> None:
+    """Print a self-contained JSON Schema (no network needed), for editors and CI."""
+    import json
+
+    from brazecfg.schema.bundle import BUNDLE_NAMES, bundle, combined
+
+    with _guard():
+        if kind is not None and kind not in BUNDLE_NAMES:
+            raise BrazecfgError(f"no schema for {kind!r}; choose one of "
+                                f"{', '.join(BUNDLE_NAMES)}, or none for the combined schema")
+        out = combined() if kind is None else bundle(kind)
+        sys.stdout.write(json.dumps(out, indent=2, ensure_ascii=False) + "\n")
+
+
+@app.command(epilog=_example('brazecfg plan . --out plan.json'))
 def plan(
     path: PathArg = Path("."),
     format: Annotated[Format, typer.Option("--format", "-f", help="text, json or markdown.")] = Format.text,
@@ -293,7 +353,7 @@ def plan(
             raise typer.Exit(2)
 
 
-@app.command()
+@app.command(epilog=_example('brazecfg apply . --plan plan.json'))
 def apply(
     path: PathArg = Path("."),
     auto_approve: Annotated[bool, typer.Option("--auto-approve", help="Do not ask before sending.")] = False,
@@ -389,7 +449,7 @@ def apply(
             raise typer.Exit(1)
 
 
-@app.command()
+@app.command(epilog=_example('brazecfg run . --once'))
 def run(
     path: PathArg = Path("."),
     once: Annotated[bool, typer.Option("--once", help="Run whatever is due now, then exit (for cron or a CI schedule).")] = False,
@@ -441,7 +501,7 @@ def run(
             raise typer.Exit(1)
 
 
-@app.command()
+@app.command(epilog=_example('brazecfg drift . --sample 100'))
 def drift(
     path: PathArg = Path("."),
     sample: Annotated[int | None, typer.Option("--sample", min=1, help="Compare this many synced users, picked at random (default 100).")] = None,
@@ -479,7 +539,7 @@ def drift(
             raise typer.Exit(2)
 
 
-@import_app.command("grouparoo")
+@import_app.command("grouparoo", epilog=_example('brazecfg import grouparoo ./grouparoo --out ./crm'))
 def import_grouparoo(
     directory: Annotated[Path, typer.Argument(help="A Grouparoo project (holding config/) or its config folder.")],
     out: Annotated[Path | None, typer.Option("--out", help="The brazecfg project to write (default: ./NAME-brazecfg).")] = None,
@@ -504,7 +564,7 @@ def import_grouparoo(
                       f"`brazecfg plan {target}`", highlight=False)
 
 
-@emulator_app.callback(invoke_without_command=True)
+@emulator_app.callback(invoke_without_command=True, epilog=_example('brazecfg emulator --port 4567'))
 def emulator(
     ctx: typer.Context,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
@@ -548,9 +608,10 @@ def emulator(
         serve(config, announce=lambda m: _console().print(_markup("{}", m)))
 
 
-@emulator_app.command("dump")
+@emulator_app.command("dump", epilog=_example('BRAZE_REST_ENDPOINT=http://127.0.0.1:4567 brazecfg emulator dump users'))
 def emulator_dump(
-    url: Annotated[str, typer.Option(help="The running emulator.")] = "http://127.0.0.1:4567",
+    url: Annotated[str, typer.Option(help="The running emulator.", envvar="BRAZE_REST_ENDPOINT",
+                                     show_envvar=True)] = "http://127.0.0.1:4567",
     what: Annotated[str, typer.Argument(help="users, requests or stats")] = "users",
 ) -> None:
     """Print the running emulator's users (or request log, or stats) as JSON."""

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from brazecfg.cli.help import _example
 from brazecfg.errors import BrazecfgError
 
 if TYPE_CHECKING:
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
     from brazecfg.state.ledger import Ledger
 
 state_app = typer.Typer(help="Inspect and manage the state (what Braze confirmed).",
-                        no_args_is_help=True)
+                        no_args_is_help=True, epilog=_example("brazecfg state list -p ."))
 
 ProjectOpt = Annotated[Path, typer.Option("--project", "-p",
                                           help="Project folder (holds brazecfg.yml).")]
@@ -46,7 +47,7 @@ def _project(path: Path) -> Project:
     return load_project(path)
 
 
-@state_app.command("list")
+@state_app.command("list", epilog=_example('brazecfg state list -p .'))
 def state_list(project: ProjectOpt = Path(".")) -> None:
     """Destinations, records, event rows by state, failures, metadata and the lock."""
     from brazecfg.state.commands import summarize
@@ -75,7 +76,7 @@ def state_list(project: ProjectOpt = Path(".")) -> None:
                 _say(f"  events/{stream}: {text}")
 
 
-@state_app.command("show")
+@state_app.command("show", epilog=_example('brazecfg state show destination/braze_users 42 -p .'))
 def state_show(
     address: Annotated[str, typer.Argument(help="destination/NAME")],
     external_id: Annotated[str | None, typer.Argument(help="One user's external id.")] = None,
@@ -129,7 +130,7 @@ def _write_command(project: Path, what: str, timeout: str) -> AbstractContextMan
                         on_wait=lambda m: _console(stderr=True).print(m))
 
 
-@state_app.command("rm")
+@state_app.command("rm", epilog=_example('brazecfg state rm destination/old_users -p .'))
 def state_rm(
     address: Annotated[str, typer.Argument(help="destination/NAME")],
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask.")] = False,
@@ -152,7 +153,7 @@ def state_rm(
         _say(f"Removed {addr} from the state.")
 
 
-@state_app.command("mv")
+@state_app.command("mv", epilog=_example('brazecfg state mv destination/old destination/new -p .'))
 def state_mv(
     source: Annotated[str, typer.Argument(help="destination/OLD or destination/D/events/OLD")],
     target: Annotated[str, typer.Argument(help="destination/NEW or destination/D/events/NEW")],
@@ -168,7 +169,7 @@ def state_mv(
         _say(f"Moved {a} to {b}.")
 
 
-@state_app.command("unlock")
+@state_app.command("unlock", epilog=_example('brazecfg state unlock LOCK_ID -p .'))
 def state_unlock(
     lock_id: Annotated[str, typer.Argument(help="The lock id shown by apply or `state list`.")],
     project: ProjectOpt = Path("."),
@@ -186,7 +187,7 @@ def state_unlock(
         _say(f"Unlocked {lock_id} (held by {held.user}@{held.host}, pid {held.pid}).")
 
 
-@state_app.command("migrate")
+@state_app.command("migrate", epilog=_example('brazecfg state migrate --to postgres --url "$STATE_URL" -p .'))
 def state_migrate(
     to: Annotated[str, typer.Option("--to", help="local, postgres or warehouse.")],
     url: Annotated[str | None, typer.Option("--url", help="postgres: the server URL (kept secret).", envvar="BRAZECFG_MIGRATE_URL")] = None,
@@ -209,7 +210,7 @@ def state_migrate(
              f"kept; set state.backend: {to} in brazecfg.yml to use the copy.")
 
 
-@state_app.command("pull")
+@state_app.command("pull", epilog=_example('brazecfg state pull state.jsonl -p .'))
 def state_pull(
     file: Annotated[Path | None, typer.Argument(help="Write here (default: stdout).")] = None,
     project: ProjectOpt = Path("."),
@@ -225,7 +226,7 @@ def state_pull(
             _say(f"Wrote {n:,} rows to {file}.")
 
 
-@state_app.command("push")
+@state_app.command("push", epilog=_example('brazecfg state push state.jsonl -p .'))
 def state_push(
     file: Annotated[Path, typer.Argument(help="An export made by `state pull`.")],
     force: Annotated[bool, typer.Option("--force", help="Overwrite a state that is newer or another one.")] = False,

@@ -2,17 +2,23 @@
 
 The steps, each collecting diagnostics instead of stopping at the first:
 
-1. read ``brazecfg.yml`` (or .yaml/.json): project settings and vars;
-2. find every other ``*.yml``/``*.yaml``/``*.json`` below the root (hidden folders, the state
-   folder, ``node_modules`` and ``target`` skipped) and parse each into documents;
-3. per document: check ``kind``, render templates, validate against ``schemas/<kind>.json``;
-4. build frozen resources from the documents that passed, then run the cross-reference checks.
+1. read ``brazecfg.yml`` (or .yaml/.json): project settings and vars; without one, stop with
+   that one error (the wrong folder, not hundreds of knock-ons);
+2. find every other ``*.yml``/``*.yaml``/``*.json`` below ``paths:`` (default: the root) that
+   no ``exclude:`` pattern matches (hidden folders, the state folder, the lockfile,
+   ``node_modules``, ``target`` and saved plans always skipped) and parse each into documents;
+3. a file none of whose documents has a ``kind`` key, and none of which looks like a resource
+   (a ``name`` and only keys some kind has), is another tool's file (package.json,
+   docker-compose.yml, a plan written with ``--format json``) and is skipped;
+4. per document: check ``kind``, render templates, validate against ``schemas/<kind>.json``;
+5. build frozen resources from the documents that passed, then run the cross-reference checks.
 
 This module is the only one that reads project files.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
 from collections import defaultdict
@@ -26,12 +32,14 @@ from brazecfg.errors import Diagnostic, Location, ProjectError
 from brazecfg.model.build import build_resource, build_settings
 from brazecfg.model.checks import ANY_KIND, check_resources
 from brazecfg.model.resources import KINDS, Project, ProjectSettings, Resource
-from brazecfg.schema import validate
+from brazecfg.schema import load_schema, validate
 from brazecfg.schema.diagnostics import did_you_mean, path_text
 
 PROJECT_FILES: tuple[str, ...] = ("brazecfg.yml", "brazecfg.yaml", "brazecfg.json")
 EXTENSIONS: frozenset[str] = frozenset({".yml", ".yaml", ".json"})
 SKIP_DIRS: frozenset[str] = frozenset({".brazecfg", "node_modules", "target", "__pycache__"})
+SAVED_PLAN_KIND = "brazecfg-saved-plan"  # plan/saved.py's header kind (not imported: no cycle)
+SNIFF_BYTES = 1024 * 1024  # how far into a .json file to look for a saved plan's header
 
 
 def load_project(root: str | Path, *, env: Mapping[str, str] | None = None) -> Project:
@@ -52,6 +60,8 @@ class _Loader:
         self.raw_vars: dict[str, Any] = {}
         self.diagnostics: list[Diagnostic] = []
         self.docs: dict[int, Document] = {}  # id(resource) -> its document, for locations
+        self.paths: list[tuple[str, Location | None]] = [(".", None)]  # brazecfg.yml's paths:
+        self.exclude: list[re.Pattern[str]] = []  # brazecfg.yml's exclude:, compiled
 
     def display(self, path: Path) -> str:
         return (self.root / path.relative_to(self.root)).as_posix()
@@ -62,6 +72,9 @@ class _Loader:
                                            "project folder not found",
                                            hint="pass the folder that holds brazecfg.yml")])
         settings, skip = self.load_settings()
+        if settings is None and not any((self.root / n).is_file() for n in PROJECT_FILES):
+            # The wrong folder: one error, not a problem per file that happens to be here.
+            raise ProjectError(self.diagnostics)
         # With invalid settings, resources still render with the vars as written, so a
         # declared var is not called "unknown" (a knock-on of the real error).
         renderer = Renderer(self.env, settings.vars if settings else self.raw_vars,
@@ -69,10 +82,14 @@ class _Loader:
         resources: list[Resource] = []
         known: dict[str, set[str]] = defaultdict(set)
         for path in self.resource_files(skip):
+            if _is_saved_plan(path):
+                continue
             docs, diags = load_file(path, self.display(path))
             self.diagnostics += diags
             if diags:
                 known[ANY_KIND] |= _names_in(path)  # what the broken part declares
+            elif _not_resources(docs):
+                continue
             for doc in docs:
                 resource = self.load_document(doc, renderer, known)
                 if resource is not None:
@@ -131,6 +148,9 @@ class _Loader:
         state = doc.value.get("state")
         if isinstance(state, dict) and isinstance(state.get("lockfile"), str):
             skip.add(self.root / state["lockfile"])
+        if isinstance(state, dict) and isinstance(state.get("dir"), str):
+            skip.add(self.root / state["dir"])
+        self.read_paths(doc)
         # vars may read the environment (env()), not other vars
         rendered = render_document(doc, Renderer(self.env, {}, allow=self.allow))
         problems = rendered.diagnostics + validate(doc, rendered.value, "project",
@@ -174,10 +194,51 @@ class _Loader:
                                       "folder", hint="keep the state inside the project"))
         return out
 
+    def read_paths(self, doc: Document) -> None:
+        """paths: and exclude: as written (used even when other settings are invalid, so a
+        typo elsewhere does not bring excluded files back as knock-on errors)."""
+        paths, exclude = doc.value.get("paths"), doc.value.get("exclude")
+        if isinstance(paths, list) and paths and all(isinstance(p, str) and p for p in paths):
+            self.paths = [(p, doc.location(["paths", i])) for i, p in enumerate(paths)]
+        if isinstance(exclude, list):
+            self.exclude = [_glob(p) for p in exclude if isinstance(p, str) and p.strip("/")]
+
     # --- resource files -------------------------------------------------------------------
+
+    def excluded(self, path: Path) -> bool:
+        rel = path.relative_to(self.root).as_posix()
+        return any(p.fullmatch(rel) for p in self.exclude)
 
     def resource_files(self, skip: set[Path]) -> list[Path]:
         out: list[Path] = []
+        seen: set[Path] = set()
+        for written, where in self.paths:
+            start = self.root / written
+            try:
+                inside = start.resolve().is_relative_to(self.root.resolve())
+                exists = start.exists()
+            except OSError:
+                inside = exists = False
+            if not inside or not exists:
+                self.diagnostics.append(Diagnostic(
+                    where or Location(self.display(self.root)),
+                    f"paths: {written!r} " + ("is outside the project folder" if not inside
+                                               else "does not exist"),
+                    hint="list folders or files inside the project folder, relative to it"))
+                continue
+            for path in self.files_under(start.resolve().relative_to(self.root.resolve()),
+                                         skip):
+                if path not in seen:
+                    seen.add(path)
+                    out.append(path)
+        return out
+
+    def files_under(self, rel: Path, skip: set[Path]) -> list[Path]:
+        """The resource files at or below ``root/rel``."""
+        out: list[Path] = []
+        start = self.root / rel
+        if start.is_file():
+            return [] if start in skip or self.excluded(start) else [start]
 
         def on_error(e: OSError) -> None:
             where = Path(e.filename) if e.filename else self.root
@@ -185,14 +246,14 @@ class _Loader:
                 Location(self.display(where) if where.is_relative_to(self.root) else str(where)),
                 f"cannot read the folder: {e.strerror or e}", hint="check its permissions"))
 
-        for folder, dirs, files in os.walk(self.root, onerror=on_error):
+        for folder, dirs, files in os.walk(start, onerror=on_error):
             here = Path(folder)
             dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in SKIP_DIRS
-                             and here / d not in skip)
+                             and here / d not in skip and not self.excluded(here / d))
             for name in sorted(files):
                 path = here / name
                 if (not name.startswith(".") and path.suffix.lower() in EXTENSIONS
-                        and path not in skip):
+                        and path not in skip and not self.excluded(path)):
                     out.append(path)
         return out
 
@@ -246,6 +307,82 @@ class _Loader:
             return None
         key_locations = {k: doc.location([k], at="key") for k in value}
         return build_resource(rendered.value, rendered.public, doc.location(), key_locations)
+
+
+def _glob(pattern: str) -> re.Pattern[str]:
+    """An exclude pattern as a regex over root-relative POSIX paths, gitignore-like: ``*``
+    and ``?`` stay within one name, ``**`` spans folders, a pattern without ``/`` matches a
+    name at any depth, and a match on a folder excludes everything below it."""
+    pattern = pattern.strip("/")
+    if pattern.startswith("./"):
+        pattern = pattern[2:]
+    anywhere = "/" not in pattern
+    out, i = "", 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out, i = out + "(?:.*/)?", i + 3
+        elif pattern.startswith("**", i):
+            out, i = out + ".*", i + 2
+        elif pattern[i] == "*":
+            out, i = out + "[^/]*", i + 1
+        elif pattern[i] == "?":
+            out, i = out + "[^/]", i + 1
+        elif pattern[i] == "[":
+            end = pattern.find("]", i + 1)
+            if end == -1:
+                out, i = out + re.escape("["), i + 1
+            else:
+                out, i = out + fnmatch.translate(pattern[i:end + 1])[4:-3], end + 1
+        else:
+            out, i = out + re.escape(pattern[i]), i + 1
+    return re.compile(("(?:.*/)?" if anywhere else "") + out)
+
+
+def _is_saved_plan(path: Path) -> bool:
+    """A saved plan (``plan --out FILE``, JSON Lines) is never a resource file. Its first line
+    is a JSON object whose ``kind`` is the saved-plan kind; only a bounded prefix is read."""
+    if path.suffix.lower() != ".json":
+        return False
+    try:
+        with path.open("rb") as f:
+            head = f.read(SNIFF_BYTES)
+    except OSError:
+        return False  # load_file reports it
+    first = head.split(b"\n", 1)[0].decode("utf-8", "replace")
+    return first.lstrip().startswith("{") and f'"kind":"{SAVED_PLAN_KIND}"' in first
+
+
+_SPECIFIC: dict[str, frozenset[str]] = {}
+
+
+def _kind_keys() -> dict[str, frozenset[str]]:
+    """Each kind's top-level keys, from its schema (read once)."""
+    if not _SPECIFIC:
+        for kind in KINDS:
+            _SPECIFIC[kind] = frozenset(load_schema(f"{kind}.json").get("properties", {}))
+    return _SPECIFIC
+
+
+def _not_resources(docs: list[Document]) -> bool:
+    """True for a file that is clearly another tool's: no document has a ``kind`` key, and
+    none looks like a resource that forgot it (a string ``name`` and only keys some kind
+    has). A resource file with a forgotten kind is still reported, so a resource never
+    silently drops out of the plan."""
+    if not docs:
+        return False
+    for doc in docs:
+        items = doc.value if isinstance(doc.value, list) else [doc.value]
+        if not all(isinstance(v, (dict, list)) for v in items):
+            return False  # a scalar: perhaps a resource mistyped ("kind model"), so reported
+        for value in items:
+            if not isinstance(value, dict):
+                continue
+            if "kind" in value:
+                return False  # a list of resources, or a resource: checked and reported
+            if isinstance(value.get("name"), str) and any(
+                    set(value) <= keys for keys in _kind_keys().values()):
+                return False
+    return True
 
 
 _NAME = re.compile(r"""^\s*(?:-\s*)?["']?name["']?\s*:\s*["']?([A-Za-z0-9_.\-]+)""", re.M)

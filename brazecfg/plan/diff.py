@@ -8,6 +8,7 @@ buffers are a few samples and, in enrich mode, up to 50 ids waiting for an exist
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import IO, Any
@@ -86,6 +87,8 @@ class _Diff:
         self.plan = DestinationPlan(destination.name, destination.mode, destination.model)
         self.issues: list[Issue] = []
         self._enrich_waiting: list[RecordChange] = []
+        # per action, the samples kept so far as (key hash, change): see _sample
+        self._samples: dict[Action, list[tuple[bytes, RecordChange]]] = {}
 
     # -- emitting ---------------------------------------------------------------------------
     def emit(self, change: RecordChange) -> None:
@@ -125,11 +128,27 @@ class _Diff:
             plan.joins[g] += 1
         for g in change.leaves:
             plan.leaves[g] += 1
-        if sum(1 for s in plan.samples if s.action is change.action) < SAMPLE_SIZE:
-            plan.samples.append(change)
+        self._sample(change)
         plan.add_to_digest(change.digest_line())
         if self.spool is not None:
             self.spool.write(change.to_json() + "\n")
+
+    def _sample(self, change: RecordChange) -> None:
+        """Keep, per action, the SAMPLE_SIZE changes whose key has the smallest hash: spread
+        across the key space (not the lowest ids in byte order: 1, 10, 100, ...) and the same
+        on every run for the same changes. A plain hash is enough: it picks, it is never shown."""
+        h = hashlib.blake2b(change.external_id.encode("utf-8", "surrogatepass"),
+                            digest_size=8).digest()
+        kept = self._samples.setdefault(change.action, [])
+        if len(kept) >= SAMPLE_SIZE and h >= kept[-1][0]:
+            return
+        kept.append((h, change))
+        kept.sort(key=lambda item: item[0])
+        del kept[SAMPLE_SIZE:]
+        # shown per action in the order actions first appeared, each in key order
+        self.plan.samples = [c for group in self._samples.values()
+                             for c in sorted((c for _, c in group),
+                                             key=lambda c: c.external_id)]
 
     def _flush_issues(self) -> None:
         for issue in self.issues:

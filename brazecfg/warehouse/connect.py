@@ -61,6 +61,12 @@ DUCKDB_READ_WRITE: set[str] = set()
 
 _EXTRAS = {"snowflake": "snowflake", "bigquery": "bigquery", "redshift": "redshift",
            "mysql": "mysql", "postgresql": "postgres", "duckdb": "duckdb"}
+# A missing driver module (its top-level name) -> the extra that installs it.
+_MODULE_EXTRAS = {"pymysql": "mysql", "MySQLdb": "mysql", "psycopg": "postgres",
+                  "psycopg2": "postgres", "duckdb": "duckdb", "duckdb_engine": "duckdb",
+                  "snowflake": "snowflake", "sqlalchemy_bigquery": "bigquery",
+                  "google": "bigquery", "sqlalchemy_redshift": "redshift",
+                  "redshift_connector": "redshift"}
 
 
 def connect(app: App, project: Project) -> Warehouse:
@@ -103,6 +109,14 @@ def connect(app: App, project: Project) -> Warehouse:
             "'@', ':' and '/' inside the user name or password") from None
     except ImportError as exc:
         cleanup()
+        missing = (exc.name or "").split(".")[0] if isinstance(exc, ModuleNotFoundError) else ""
+        if missing:
+            backend = url.get_backend_name() if url is not None else ""
+            extra_name = _MODULE_EXTRAS.get(missing) or _EXTRAS.get(backend)
+            how = (f"pip install 'brazecfg[{extra_name}]'" if extra_name
+                   else f"pip install the package that provides {missing!r}")
+            raise WarehouseError(f"app/{app.name}: the driver package {missing!r} is not "
+                                 f"installed; install it: {how}") from None
         raise WarehouseError(f"app/{app.name}: invalid connection options: "
                              f"{scrub(str(exc), secrets)}") from None
     where = url.render_as_string(hide_password=True)

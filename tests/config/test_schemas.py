@@ -25,7 +25,7 @@ def test_every_shipped_schema_is_listed_and_valid_2020_12() -> None:
 def test_one_schema_per_kind_rejecting_unknown_keys(kind: str) -> None:
     schema = load_schema(f"{kind}.json")
     assert schema["additionalProperties"] is False
-    assert schema["properties"]["kind"] == {"const": kind}
+    assert schema["properties"]["kind"]["const"] == kind
     errors = list(validator(kind).iter_errors({"kind": kind, "name": "x", "zzz": 1}))
     assert any(e.validator == "additionalProperties" for e in errors)
 
