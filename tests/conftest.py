@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -27,3 +28,22 @@ def postgres_url() -> Iterator[str]:
         yield server.url
     finally:
         server.stop()
+
+
+@pytest.fixture
+def start(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """start(config) -> a running emulator the project's braze app points at (through
+    BRAZE_REST_ENDPOINT); every one started is stopped after the test."""
+    from brazecfg.emulator import Emulator, EmulatorConfig
+
+    running: list[Emulator] = []
+
+    def _start(config: EmulatorConfig) -> Emulator:
+        emu = Emulator(config).start()
+        running.append(emu)
+        monkeypatch.setenv("BRAZE_REST_ENDPOINT", emu.url)
+        return emu
+
+    yield _start
+    for emu in running:
+        emu.stop()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,19 +25,6 @@ def _env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("BRAZECFG_HASH_KEY", raising=False)
 
 
-@pytest.fixture
-def start(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    running: list[Emulator] = []
-
-    def _start(config: EmulatorConfig) -> Emulator:
-        emu = Emulator(config).start()
-        running.append(emu)
-        monkeypatch.setenv("BRAZE_REST_ENDPOINT", emu.url)
-        return emu
-
-    yield _start
-    for emu in running:
-        emu.stop()
 
 
 def apply(root: Path) -> Run:

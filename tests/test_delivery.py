@@ -31,20 +31,6 @@ def _env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("BRAZECFG_HASH_KEY", raising=False)
 
 
-@pytest.fixture
-def start(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """start(config) -> a running emulator the project's braze app points at."""
-    running: list[Emulator] = []
-
-    def _start(config: EmulatorConfig) -> Emulator:
-        emu = Emulator(config).start()
-        running.append(emu)
-        monkeypatch.setenv("BRAZE_REST_ENDPOINT", emu.url)
-        return emu
-
-    yield _start
-    for emu in running:
-        emu.stop()
 
 
 def apply(gen: Generated, *extra: str) -> Run:

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,18 +42,9 @@ def _env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def emulators(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    running: list[Emulator] = []
-
-    def _start(config: EmulatorConfig) -> Emulator:
-        emu = Emulator(config).start()
-        running.append(emu)
-        monkeypatch.setenv("BRAZE_REST_ENDPOINT", emu.url)
-        return emu
-
-    yield _start
-    for emu in running:
-        emu.stop()
+def emulators(start: Any) -> Any:
+    """The shared ``start`` fixture (tests/conftest.py), under this file's name."""
+    return start
 
 
 def spawn(gen: Generated, emu: Emulator, *extra: str) -> subprocess.Popen[str]:
