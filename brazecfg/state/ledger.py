@@ -619,12 +619,12 @@ class Ledger:
                 have.update(str(r[0]) for r in conn.execute(select(e.c.row_key).where(
                     e.c.destination == destination, e.c.stream == stream,
                     e.c.row_key.in_(keys[i:i + 500]))))
-            for k in keys:
-                if k in have:
-                    st, why = latest[k]
-                    conn.execute(update(e).where(e.c.destination == destination,
-                                                 e.c.stream == stream, e.c.row_key == k)
-                                 .values(state=st, reason=why, at=at))
+            known = [{"k": k, "st": latest[k][0], "why": latest[k][1]} for k in keys if k in have]
+            if known:  # one executemany, not a statement per row
+                conn.execute(update(e).where(e.c.destination == destination,
+                                             e.c.stream == stream, e.c.row_key == bindparam("k"))
+                             .values(state=bindparam("st"), reason=bindparam("why"), at=at),
+                             known)
             new = [{"destination": destination, "stream": stream, "row_key": k,
                     "state": latest[k][0], "reason": latest[k][1], "at": at}
                    for k in keys if k not in have]
