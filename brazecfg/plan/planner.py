@@ -181,25 +181,26 @@ def read_binding(ledger: Ledger, name: str) -> dict[str, object] | None:
 def _state_name(project: Project, dest: Destination, ledger: Ledger) -> tuple[str, str]:
     """The name under which the state holds ``dest`` and why: its own name, or the ``from`` of
     a declared ``moved`` whose state exists while ``dest`` has none."""
-    if ledger.count(dest.name) or read_binding(ledger, dest.name) is not None \
-            or dest.name in ledger.known_destinations():
+    known = set(ledger.known_destinations())  # read once: each is a query over four tables
+    if dest.name in known or read_binding(ledger, dest.name) is not None:
         return dest.name, ""
     for old, new in project.settings.moved:
         if new == dest.ref and old.startswith("destination/") and "/events/" not in old:
             old_name = old.split("/", 1)[1]
-            if old_name in ledger.known_destinations() or read_binding(ledger, old_name) is not None:
+            if old_name in known or read_binding(ledger, old_name) is not None:
                 return old_name, f"moved from {old} (declared in brazecfg.yml)"
-    _refuse_a_guessed_rename(project, dest, ledger)
+    _refuse_a_guessed_rename(project, dest, ledger, known)
     return dest.name, ""
 
 
-def _refuse_a_guessed_rename(project: Project, dest: Destination, ledger: Ledger) -> None:
+def _refuse_a_guessed_rename(project: Project, dest: Destination, ledger: Ledger,
+                             known: set[str]) -> None:
     """A new destination whose state is empty while a destination gone from the config wrote
     to the same workspace and model is most likely a rename: planning it as new would resend
     every profile and every event. Renames are declared, never guessed."""
     want = bindings_for(project, dest)
     moved_from = {old for old, _ in project.settings.moved}
-    for name in ledger.known_destinations():
+    for name in sorted(known):
         if name in project.destinations or f"destination/{name}" in moved_from:
             continue
         had = read_binding(ledger, name)
