@@ -436,8 +436,10 @@ class Reporter:
                 f"limit (429); {_secs(r.waited)} of waits, summed over parallel requests")
 
     def _status(self) -> str:
-        with self._lock:
-            return self._wait_text(self._clock()) if self.retries.count else ""
+        # Called by rich's refresh thread under rich's own locks: never take self._lock here
+        # (the main thread holds it while it updates the bars). Reading a few numbers a
+        # moment stale is harmless.
+        return self._wait_text(self._clock()) if self.retries.count else ""
 
     def _say(self, text: str) -> None:
         console = self._bars.console if self._bars is not None else self.console
