@@ -90,6 +90,8 @@ class DestinationApplier:
         self._sub_queue: dict[tuple[str, str, str], list[str]] = defaultdict(list)
         # Records with only group changes still waiting for calls: id -> (calls left, failed).
         self._open: dict[str, tuple[int, bool]] = {}
+        # Hears each finished batch of event rows (sent, rejected or unknown), for progress.
+        self.on_events: Callable[[int], None] | None = None
 
     # -- one chunk, in a worker thread ------------------------------------------------------
     def _track_object(self, change: RecordChange) -> dict[str, Any]:
@@ -276,6 +278,8 @@ class DestinationApplier:
         return EventOutcome(batch, reasons=reasons)
 
     def _commit_events(self, outcome: EventOutcome, result: DestinationResult) -> None:
+        if self.on_events is not None:
+            self.on_events(len(outcome.batch))
         if outcome.unknown:
             self._mark(outcome.batch, "unknown")
             result.events_unknown += len(outcome.batch)

@@ -7,6 +7,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 from brazecfg.apply.access import check_access
@@ -18,6 +19,7 @@ from brazecfg.braze.settings import braze_settings
 from brazecfg.errors import AbortedError, GuardrailError, StalePlanError, StateError
 from brazecfg.model.resources import App, Project
 from brazecfg.plan.config_diff import key_hashes
+from brazecfg.plan.counting import RowsRead
 from brazecfg.plan.definition import DestinationPlan, Plan
 from brazecfg.plan.planner import hasher_for, make_plan, read_binding
 from brazecfg.plan.saved import SavedPlan, drift_message, keep_only_matching
@@ -45,14 +47,18 @@ class ApplyOutcome:
 
 
 class Clients:
-    """One pooled client per Braze app for the whole run."""
+    """One pooled client per Braze app for the whole run. ``on_retry`` hears every retry of
+    every client before its wait: (seconds, why: "429", "503", "timed out", ...)."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_retry: Callable[[float, str], None] | None = None) -> None:
         self._clients: dict[str, BrazeClient] = {}
+        self._on_retry = on_retry
 
     def __call__(self, app: App) -> BrazeClient:
         if app.name not in self._clients:
-            self._clients[app.name] = BrazeClient(braze_settings(app))
+            client = BrazeClient(braze_settings(app))
+            client.on_retry = self._on_retry
+            self._clients[app.name] = client
         return self._clients[app.name]
 
     def close(self) -> None:
@@ -128,10 +134,22 @@ def apply_project(project: Project, *, confirm: Callable[[Plan], bool],
                   on_settled: Callable[[list[SettleResult]], None] | None = None,
                   stop: StopRequest | None = None, skip_changed: bool = False,
                   max_plan_age: timedelta | None = None,
-                  on_warning: Callable[[str], None] | None = None) -> ApplyOutcome:
+                  on_warning: Callable[[str], None] | None = None,
+                  on_phase: Callable[[str, str | None], None] | None = None,
+                  on_rows: RowsRead | None = None,
+                  on_events: Callable[[str, int], None] | None = None) -> ApplyOutcome:
     """Plan and apply. ``settle`` first settles events of unknown delivery from Braze's
     export (apply/settle.py); ``stop``, set by a signal handler, stops sending cleanly;
-    ``saved_plan`` holds the run to a reviewed plan, record by record (plan/saved.py)."""
+    ``saved_plan`` holds the run to a reviewed plan, record by record (plan/saved.py).
+
+    For a progress display (plain callbacks, all optional): ``on_phase(phase, destination)``
+    as each phase begins (settle, plan, then send per destination); ``on_rows`` rows read
+    while planning; ``progress`` records done per destination; ``on_events(destination, n)``
+    each finished batch of event rows."""
+    def phase(name: str, destination: str | None = None) -> None:
+        if on_phase is not None:
+            on_phase(name, destination)
+
     if settle and saved_plan is not None:
         raise StalePlanError("--settle-unknown changes what apply sends, so it cannot apply a "
                              "saved plan; run `brazecfg apply --settle-unknown` first, then "
@@ -152,13 +170,16 @@ def apply_project(project: Project, *, confirm: Callable[[Plan], bool],
                     "set BRAZECFG_HASH_KEY to the same secret on every machine that plans or "
                     "applies (at least 16 characters)")
             hasher = hasher_for(paths, ledger, create=False)
+            if settle:
+                phase("settle")
             settled = settle_unknown(project, ledger, clients) if settle else []
             if on_settled is not None and settled:
                 on_settled(settled)
+            phase("plan")
             plan = make_plan(project, now=now, clients=clients, spool_dir=Path(spool),
                              ledger=ledger, hasher=hasher, resend_unknown=resend_unknown,
                              full_refresh=full_refresh, start_over=start_over,
-                             destinations=targets)
+                             destinations=targets, on_rows=on_rows)
             plan.allowed = allow
             held_back: set[str] = set()
             if saved_plan is not None:
@@ -195,6 +216,9 @@ def apply_project(project: Project, *, confirm: Callable[[Plan], bool],
                 _prepare_state(ledger, dplan)
                 applier = DestinationApplier(project, dest, clients(project.apps[dest.app]),
                                              ledger)
+                if on_events is not None:
+                    applier.on_events = partial(on_events, dplan.destination)
+                phase("send", dplan.destination)
                 result = applier.run(dplan, progress, stop)
                 if not resend_unknown:  # unknown rows this run did not touch
                     result.events_unknown_before = sum(dplan.events_unknown.values())

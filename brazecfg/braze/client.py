@@ -183,6 +183,8 @@ class BrazeClient:
         self._limiters: dict[str, Limiters] = {}
         self._limiters_lock = threading.Lock()
         self.stats = ClientStats()
+        # Hears each retry before its wait: (seconds, why: "429", "503", "timed out", ...).
+        self.on_retry: Callable[[float, str], None] | None = None
 
     def close(self) -> None:
         self._session.close()
@@ -265,7 +267,7 @@ class BrazeClient:
                     # be a blip, and sent nothing either: retried even for events.
                     if why != "connect timed out" or attempt >= self.settings.max_retries:
                         raise self._unreachable(path, why, attempt + 1) from None
-                    self._retry_wait(attempt, None)
+                    self._retry_wait(attempt, None, why)
                     attempt += 1
                     continue
                 # ChunkedEncodingError: the connection died while the answer was being read.
@@ -277,7 +279,7 @@ class BrazeClient:
                     raise BrazeError(f"app/{app}: {path} {kind} {attempt + 1} times; check that "
                                      f"{self._base} is reachable, then apply again", None,
                                      app) from None
-                self._retry_wait(attempt, None)
+                self._retry_wait(attempt, None, kind)
                 attempt += 1
                 continue
             status = r.status_code
@@ -300,7 +302,7 @@ class BrazeClient:
                     self.stats.add(throttled=1)
                     limiter.block_for(server_wait if server_wait is not None else
                                       self._backoff(attempt))
-                self._retry_wait(attempt, server_wait)
+                self._retry_wait(attempt, server_wait, str(status))
                 attempt += 1
                 continue
             try:
@@ -314,12 +316,15 @@ class BrazeClient:
                                  f"{str(payload.get('message', ''))[:200]}", status, app)
             return Response(status, payload)
 
-    def _retry_wait(self, attempt: int, server_wait: float | None) -> None:
+    def _retry_wait(self, attempt: int, server_wait: float | None, why: str = "") -> None:
         self.stats.add(retries=1)
         if server_wait is not None:
-            self._sleep(server_wait + random.random() * 0.1)
+            seconds = server_wait + random.random() * 0.1
         else:
-            self._sleep(self._backoff(attempt))
+            seconds = self._backoff(attempt)
+        if self.on_retry is not None:
+            self.on_retry(seconds, why)
+        self._sleep(seconds)
 
     # -- endpoints --------------------------------------------------------------------------
     def track(self, attributes: list[dict[str, Any]] | None = None,

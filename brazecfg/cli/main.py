@@ -22,19 +22,35 @@ from brazecfg import __version__
 from brazecfg.cli.help import _example
 from brazecfg.errors import BrazecfgError, ProjectError
 
-GLOBAL_FLAGS = ("--no-color", "--debug")
+GLOBAL_FLAGS = ("--no-color", "--debug", "--quiet", "-q", "--verbose", "-v")
+GLOBAL_OPTIONS = ("--log-file",)  # global options that take a value
 
 
 class _Group(typer.core.TyperGroup):
     """The top-level command group: global flags are accepted after the command too
-    (``brazecfg plan . --no-color``), as people type them; they are moved before it. Only
-    flags without a value, and nothing after ``--``."""
+    (``brazecfg plan . --no-color``, ``brazecfg apply . --log-file run.jsonl``), as people
+    type them; they are moved before it. Nothing after ``--``."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         cut = args.index("--") if "--" in args else len(args)
-        hoisted = [a for a in args[:cut] if a in GLOBAL_FLAGS]
-        rest = [a for a in args[:cut] if a not in GLOBAL_FLAGS]
-        return list(super().parse_args(ctx, [*dict.fromkeys(hoisted), *rest, *args[cut:]]))
+        hoisted: list[str] = []
+        options: list[str] = []
+        rest: list[str] = []
+        i = 0
+        while i < cut:
+            a = args[i]
+            if a in GLOBAL_FLAGS:
+                hoisted.append(a)
+            elif a in GLOBAL_OPTIONS and i + 1 < cut:
+                options += [a, args[i + 1]]
+                i += 1
+            elif a.split("=", 1)[0] in GLOBAL_OPTIONS:
+                options.append(a)
+            else:
+                rest.append(a)
+            i += 1
+        return list(super().parse_args(ctx, [*dict.fromkeys(hoisted), *options, *rest,
+                                             *args[cut:]]))
 
 
 app = typer.Typer(
@@ -52,7 +68,8 @@ import_app = typer.Typer(help="Turn another tool's config into a brazecfg projec
                         epilog=_example("brazecfg import grouparoo ./grouparoo --out ./crm"))
 app.add_typer(import_app, name="import")
 
-_state: dict[str, Any] = {"debug": False, "no_color": False}
+_state: dict[str, Any] = {"debug": False, "no_color": False, "quiet": False, "verbose": False,
+                         "log_file": None}
 
 PathArg = Annotated[Path, typer.Argument(help="Project folder (holds brazecfg.yml).")]
 
@@ -67,6 +84,27 @@ def _console(stderr: bool = False) -> Any:
     from brazecfg.cli.render import make_console
 
     return make_console(stderr=stderr, no_color=_state["no_color"] or "NO_COLOR" in os.environ)
+
+
+def _reporter(command: str) -> Any:
+    """Progress for a long command (cli/progress.py): live on a terminal's stderr, plain
+    lines elsewhere, nothing with --quiet; JSON lines in --log-file."""
+    from brazecfg.cli.progress import NORMAL, QUIET, VERBOSE, Reporter, RunLog, is_terminal
+
+    level = QUIET if _state["quiet"] else VERBOSE if _state["verbose"] else NORMAL
+    log = RunLog(_state["log_file"], command) if _state["log_file"] is not None else None
+    return Reporter(command, console=_console(stderr=True), level=level, live=is_terminal(),
+                    log=log)
+
+
+def _plan_text(console: Any, plan: Any) -> None:
+    """A plan for the person: in full, or its one-line summary with --quiet."""
+    from brazecfg.cli import render
+
+    if _state["quiet"]:
+        console.print(render.plan_headline(plan))
+    else:
+        render.render_plan_text(console, plan)
 
 
 def _markup(template: str, *args: Any) -> str:
@@ -156,10 +194,16 @@ def _version(value: bool) -> None:
 def _main(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of unexpected errors.")] = False,
     no_color: Annotated[bool, typer.Option("--no-color", help="Plain output.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the summary and errors (CI): no progress, no plan details.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also each phase with its timing and per-destination counts.")] = False,
+    log_file: Annotated[Path | None, typer.Option("--log-file", help="Append one JSON object a line per event (phases, counts, retries, waits, timings; no personal data, no secrets).")] = None,
     version: Annotated[bool, typer.Option("--version", help="Print the version.", callback=_version,
                                           is_eager=True)] = False,
 ) -> None:
-    _state.update(debug=debug, no_color=no_color)
+    if quiet and verbose:
+        raise typer.BadParameter("give --quiet or --verbose, not both")
+    _state.update(debug=debug, no_color=no_color, quiet=quiet, verbose=verbose,
+                  log_file=log_file)
 
 
 def _now(value: str | None) -> datetime | None:
@@ -197,7 +241,7 @@ def _targets(project: Any, refs: list[str] | None) -> list[str] | None:
 
 def _plan_and_save(project: Any, out: Path, now: str | None, resend_unknown: bool,
                    full_refresh: bool, start_over: bool, allow: list[str] | None,
-                   target: list[str] | None, clients: Any) -> Any:
+                   target: list[str] | None, clients: Any, on_rows: Any = None) -> Any:
     """`plan --out`: the flags are saved with the plan (``now``: the anchor actually used, so
     apply reads relative dates exactly as the reviewer saw them)."""
     from brazecfg.plan.saved import PlanFlags, plan_and_save
@@ -210,7 +254,7 @@ def _plan_and_save(project: Any, out: Path, now: str | None, resend_unknown: boo
     if out.is_dir():
         raise BrazecfgError(f"--out {out} is a folder; give a file name such as plan.json")
     try:
-        return plan_and_save(project, out, flags, clients,
+        return plan_and_save(project, out, flags, clients, on_rows=on_rows,
                              on_note=lambda m: _console(stderr=True).print(
                                  m, markup=False, highlight=False))
     except OSError as exc:
@@ -259,7 +303,7 @@ def _render_plan(result: Any, format: Format) -> None:
     elif format is Format.markdown:
         sys.stdout.write(render.render_plan_markdown(result))
     else:
-        render.render_plan_text(_console(), result)
+        _plan_text(_console(), result)
 
 
 @app.command(epilog=_example('brazecfg validate examples/project'))
@@ -333,21 +377,25 @@ def plan(
     from brazecfg.config.loader import load_project
     from brazecfg.plan.planner import make_plan
 
-    with _guard():
+    with _guard(), _reporter("plan") as progress:
         project = load_project(path)
-        clients = Clients()
+        clients = Clients(on_retry=progress.retry)
         try:
+            progress.phase("plan")
             if out is not None:
                 result = _plan_and_save(project, out, now, resend_unknown, full_refresh,
-                                        start_over, allow, target, clients)
+                                        start_over, allow, target, clients,
+                                        on_rows=progress.rows_read)
             else:
                 result = make_plan(project, now=_now(now), clients=clients,
                                    resend_unknown=resend_unknown, full_refresh=full_refresh,
                                    start_over=start_over,
-                                   destinations=_targets(project, target))
+                                   destinations=_targets(project, target),
+                                   on_rows=progress.rows_read)
                 result.allowed = _allowed(allow)
         finally:
             clients.close()
+        progress.planned(result)
         _render_plan(result, format)
         if detailed_exitcode and result.has_changes:
             raise typer.Exit(2)
@@ -370,7 +418,7 @@ def apply(
     lock_timeout: Annotated[str, typer.Option("--lock-timeout", help="How long to wait for the state lock (0, 30s, 5m); default 0: fail at once, naming its owner.")] = "0",
 ) -> None:
     """Show the plan, ask, send it to Braze, and record what Braze confirmed."""
-    from brazecfg.apply.run import apply_project
+    from brazecfg.apply.run import Clients, apply_project
     from brazecfg.apply.stop import Interrupted, StopRequest
     from brazecfg.cli import render
     from brazecfg.config.loader import load_project
@@ -382,7 +430,8 @@ def apply(
     stop = StopRequest()
 
     def confirm(p: Plan) -> bool:
-        render.render_plan_text(console, p)
+        progress.planned(p)  # the planning display ends before the plan is shown
+        _plan_text(console, p)
         if auto_approve or plan_file is not None:  # a saved plan is its own approval
             return True
         if not sys.stdin.isatty():
@@ -395,12 +444,7 @@ def apply(
                 raise Interrupted(stop.signum) from None
             raise AbortedError("apply cancelled; nothing was sent") from None
 
-    def progress(dest: str, done: int) -> None:
-        if sys.stderr.isatty():
-            sys.stderr.write(f"\r{dest}: {done:,} records sent")
-            sys.stderr.flush()
-
-    with _guard(), _stoppable(stop):
+    with _guard(), _stoppable(stop), _reporter("apply") as progress:
         if plan_file is not None and not plan_file.is_file():
             raise BrazecfgError(f"no saved plan at {plan_file}; make one with `brazecfg plan --out {plan_file}`")
         if plan_file is None and (skip_changed or max_plan_age):
@@ -423,23 +467,23 @@ def apply(
                 flags.resend_unknown
             start_over, allowed = flags.start_over, frozenset(flags.allow)
             targets = list(flags.targets) or None
-        err = _console(stderr=True)
         outcome = apply_project(project, confirm=confirm, now=anchor, saved_plan=plan_file,
-                                progress=progress, resend_unknown=resend_unknown,
+                                progress=progress.records_done, on_phase=progress.phase,
+                                on_rows=progress.rows_read, on_events=progress.events_done,
+                                clients=Clients(on_retry=progress.retry),
+                                resend_unknown=resend_unknown,
                                 full_refresh=full_refresh, start_over=start_over,
                                 allow=allowed, targets=targets, skip_changed=skip_changed,
                                 max_plan_age=max_age,
                                 lock_timeout=parse_duration(lock_timeout),
                                 settle=settle_unknown,
                                 on_settled=lambda s: render.render_settled(console, s),
-                                on_wait=lambda m: err.print(_markup("{}", m)),
-                                on_warning=lambda m: err.print(m, markup=False,
-                                                               highlight=False),
+                                on_wait=progress.say, on_warning=progress.warn,
                                 stop=stop)
-        if sys.stderr.isatty():
-            sys.stderr.write("\n")
+        progress.planned(outcome.plan)  # no changes (nothing to confirm)
+        progress.end_phase()
         if not outcome.applied:
-            render.render_plan_text(console, outcome.plan)
+            _plan_text(console, outcome.plan)
         else:
             console.print("[heading]Applied[/]")
             render.render_results(console, outcome.results)

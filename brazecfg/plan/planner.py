@@ -21,6 +21,7 @@ from brazecfg.model.graph import fingerprints as resource_fingerprints
 from brazecfg.model.resources import App, Destination, Project
 from brazecfg.plan import guardrails
 from brazecfg.plan.config_diff import config_fingerprint, diff_config
+from brazecfg.plan.counting import RowsRead, counted, reporter
 from brazecfg.plan.definition import (
     ISSUE_SAMPLE_SIZE,
     DestinationPlan,
@@ -70,7 +71,8 @@ def hasher_for(paths: StatePaths, ledger: Ledger, *, create: bool) -> Hasher:
 
 def _plan_events(project: Project, dest: Destination, dplan: DestinationPlan,
                  warehouse: Warehouse, ledger: Ledger, spool_dir: Path | None,
-                 resend_unknown: bool, *, fresh: bool, assume_unknown: bool) -> None:
+                 resend_unknown: bool, *, fresh: bool, assume_unknown: bool,
+                 on_read: Callable[[int], None] | None = None) -> None:
     spool = None
     if spool_dir is not None:
         dplan.event_spool = spool_dir / f"{dest.name}.events.jsonl"
@@ -81,9 +83,10 @@ def _plan_events(project: Project, dest: Destination, dplan: DestinationPlan,
             columns = sorted({c for c in (spec.time, spec.product_id, spec.price, spec.quantity,
                                           spec.currency, *spec.properties.values()) if c})
             since = _since(spec.since)
-            rows = warehouse.stream_events(dest.model, spec.source, key=spec.key,
-                                           user=spec.user or source.key, columns=columns,
-                                           since=since, time_column=spec.time)
+            rows = counted(warehouse.stream_events(dest.model, spec.source, key=spec.key,
+                                                   user=spec.user or source.key,
+                                                   columns=columns, since=since,
+                                                   time_column=spec.time), on_read)
             stored = None if fresh else _stream_in_state(project, dest, dplan, spec.identity,
                                                          spec.name, ledger)
             if stored is not None and stored != spec.identity:
@@ -218,7 +221,8 @@ def _plan_destination(project: Project, dest: Destination, warehouse: Warehouse,
                       ledger: Ledger, hasher: Hasher, lock: Lockfile, *, now: datetime,
                       fps: dict[str, str], spool_dir: Path | None, exists: ExistsCheck | None,
                       full_refresh: bool, resend_unknown: bool, start_over: bool,
-                      opted_out: OptOutCheck | None = None) -> DestinationPlan:
+                      opted_out: OptOutCheck | None = None,
+                      on_rows: RowsRead | None = None) -> DestinationPlan:
     state_name, moved_why = _state_name(project, dest, ledger)
     want_binding = bindings_for(project, dest)
     had_binding = read_binding(ledger, state_name)
@@ -268,17 +272,20 @@ def _plan_destination(project: Project, dest: Destination, warehouse: Warehouse,
     # updated_at, read before the rows (a row this read misses has a stamp above it), minus
     # an overlap for rows committed a little after their stamp. Never this machine's clock.
     high = warehouse.max_updated_at(dest.model) if _stamped(project, dest) else None
+    on_read = reporter(on_rows, dest.name, "records", None if since else confirmed or None)
     try:
         dplan = _diff_once(project, dest, warehouse, ledger, hasher, state_name, now=now,
                            since=since, recheck=recheck, spool_dir=spool_dir, exists=exists,
-                           fresh=fresh, rebound=rebound, opted_out=opted_out)
+                           fresh=fresh, rebound=rebound, opted_out=opted_out,
+                           on_read=on_read)
     except TooManyToRefetch:
         why_full = (f"more than {REFETCH_LIMIT:,} records are not in the state or failed last "
                     f"time (rows arrived late, or with an old updated_at): a full read")
         since = None
         dplan = _diff_once(project, dest, warehouse, ledger, hasher, state_name, now=now,
                            since=None, recheck=frozenset(), spool_dir=spool_dir, exists=exists,
-                           fresh=fresh, rebound=rebound, opted_out=opted_out)
+                           fresh=fresh, rebound=rebound, opted_out=opted_out,
+                           on_read=on_read)
     dplan.state_name = state_name
     dplan.moved_from = moved_why
     dplan.binding_changes = why_new
@@ -291,7 +298,8 @@ def _plan_destination(project: Project, dest: Destination, warehouse: Warehouse,
                                 "fingerprint": fps[dest.ref]}
     if dest.events:
         _plan_events(project, dest, dplan, warehouse, ledger, spool_dir, resend_unknown,
-                     fresh=fresh, assume_unknown=assume_unknown)
+                     fresh=fresh, assume_unknown=assume_unknown,
+                     on_read=reporter(on_rows, dest.name, "events"))
     if not fresh:
         failed, sample = ledger.failures(state_name, limit=ISSUE_SAMPLE_SIZE)
         dplan.failed_last_time = failed
@@ -370,9 +378,10 @@ def tracked_rows(dest: Destination, rows: Iterable[ModelRow]) -> Iterator[ModelR
 def _diff_once(project: Project, dest: Destination, warehouse: Warehouse, ledger: Ledger,
                hasher: Hasher, state_name: str, *, now: datetime, since: datetime | None,
                recheck: frozenset[str], spool_dir: Path | None, exists: ExistsCheck | None,
-               fresh: bool, rebound: frozenset[str], opted_out: OptOutCheck | None = None
-               ) -> DestinationPlan:
-    rows = tracked_rows(dest, warehouse.stream_model(dest.model, now=now, changed_since=since))
+               fresh: bool, rebound: frozenset[str], opted_out: OptOutCheck | None = None,
+               on_read: Callable[[int], None] | None = None) -> DestinationPlan:
+    rows = tracked_rows(dest, counted(warehouse.stream_model(dest.model, now=now,
+                                                             changed_since=since), on_read))
     keys = warehouse.stream_keys(dest.model) if since is not None else None
     records: Iterator[LedgerRecord] = iter(()) if fresh else with_intents(
         ledger.stream(state_name), ledger.stream_intents(state_name))
@@ -400,8 +409,10 @@ def make_plan(project: Project, *, now: datetime | None = None,
               clients: ClientFactory | None = None, spool_dir: Path | None = None,
               ledger: Ledger | None = None, hasher: Hasher | None = None,
               destinations: list[str] | None = None, resend_unknown: bool = False,
-              full_refresh: bool = False, start_over: bool = False) -> Plan:
-    """Plan every destination (or those named). ``clients`` is needed for enrich mode."""
+              full_refresh: bool = False, start_over: bool = False,
+              on_rows: RowsRead | None = None) -> Plan:
+    """Plan every destination (or those named). ``clients`` is needed for enrich mode;
+    ``on_rows`` hears how many rows have been read, for a progress display."""
     now = now or datetime.now(timezone.utc)
     paths = StatePaths.of(project.settings)
     lock = read_lockfile(paths.lockfile)
@@ -427,7 +438,7 @@ def make_plan(project: Project, *, now: datetime | None = None,
                     project, dest, warehouses[app.name], ledger, hasher, lock, now=now, fps=fps,
                     spool_dir=spool_dir, exists=exists, full_refresh=full_refresh,
                     resend_unknown=resend_unknown, start_over=start_over,
-                    opted_out=opt_out_check(project, dest, clients)))
+                    opted_out=opt_out_check(project, dest, clients), on_rows=on_rows))
         finally:
             for wh in warehouses.values():
                 wh.close()

@@ -39,6 +39,7 @@ from typing import IO, Any
 
 from brazecfg.errors import BrazecfgError, StalePlanError
 from brazecfg.model.resources import Project
+from brazecfg.plan.counting import RowsRead
 from brazecfg.plan.definition import (
     FORMAT_VERSION,
     ConfigAction,
@@ -162,7 +163,8 @@ def write_saved_plan(path: Path, plan: Plan, hasher: Hasher, flags: PlanFlags,
 
 def plan_and_save(project: Project, path: Path, flags: PlanFlags,
                   clients: ClientFactory | None = None,
-                  on_note: Callable[[str], None] | None = None) -> Plan:
+                  on_note: Callable[[str], None] | None = None,
+                  on_rows: RowsRead | None = None) -> Plan:
     """`plan --out`: plan with a temporary spool (the full change lists exist only there) and
     save it. A project with no hash key yet gets its local key file now (or set
     BRAZECFG_HASH_KEY): the saved hashes must be keyed with the key apply will use, and a
@@ -172,7 +174,7 @@ def plan_and_save(project: Project, path: Path, flags: PlanFlags,
         plan = make_plan(project, now=flags.anchor, clients=clients, spool_dir=Path(spool),
                          resend_unknown=flags.resend_unknown, full_refresh=flags.full_refresh,
                          start_over=flags.start_over,
-                         destinations=list(flags.targets) or None)
+                         destinations=list(flags.targets) or None, on_rows=on_rows)
         plan.allowed = frozenset(flags.allow)
         had_key = load_key(paths.state_dir, create=False) is not None
         key = load_key(paths.state_dir, create=True)
