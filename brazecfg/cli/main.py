@@ -315,6 +315,22 @@ def schema(
         sys.stdout.write(json.dumps(out, indent=2, ensure_ascii=False) + "\n")
 
 
+@app.command(epilog=_example("brazecfg fmt examples/project --check"))
+def fmt(
+    paths: Annotated[list[Path] | None, typer.Argument(help="Project folders (default: .), or resource files in one (as pre-commit passes them).")] = None,
+    check: Annotated[bool, typer.Option("--check", help="Write nothing; list the files that would change and exit 1 if any would.")] = False,
+) -> None:
+    """Canonical key order (kind, name, then the schema's order) and style for every resource file; comments kept."""
+    from brazecfg.cli.render import render_fmt
+    from brazecfg.config.fmt import format_paths
+
+    with _guard():
+        results = format_paths(paths or [Path(".")], check=check)
+        code = render_fmt(_console(), _console(stderr=True), results, check)
+        if code:
+            raise typer.Exit(code)
+
+
 @app.command(epilog=_example('brazecfg plan . --out plan.json'))
 def plan(
     path: PathArg = Path("."),

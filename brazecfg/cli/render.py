@@ -357,3 +357,21 @@ def render_settled(console: Console, results: list[SettleResult]) -> None:
                       "by this apply)")
         for n, why in undecided_lines([r]):
             console.print(f"  [warn]{_n(n, 'event')} stay unknown[/]: {safe(why)}")
+
+
+def render_fmt(console: Console, err: Console, results: list[Any], check: bool) -> int:
+    """What `brazecfg fmt` did (or, with --check, would do); the exit code: 1 when a file
+    would change (--check) or could not be formatted."""
+    changed = [r for r in results if r.changed]
+    problems = [r for r in results if r.problem is not None]
+    for r in changed:
+        console.print(markup("would reformat {}" if check else "reformatted {}", r.file))
+    for r in problems:
+        err.print(markup("[error]error[/] {}", r.problem))
+    done = len(results) - len(problems)
+    verb = "would be reformatted" if check else "reformatted"
+    summary = f"{_n(len(changed), 'file')} {verb}, {done - len(changed):,} already formatted"
+    if problems:
+        summary += f", [error]{_n(len(problems), 'file')} not formatted[/] (see above)"
+    console.print(summary + ".")
+    return 1 if problems or (check and changed) else 0
