@@ -218,7 +218,9 @@ class _Reorder:
         key_at = {name: starts[i] - bounds[i] for i, name in enumerate(names)}
         new: list[str] = []
         for n, name in enumerate(want):
-            block = list(blocks[name])
+            # the comments above a key move with it, at its indentation
+            block = [" " * col + line.lstrip(" ") if i < key_at[name] and _is_comment(line)
+                     else line for i, line in enumerate(blocks[name])]
             if n == 0:
                 skip = 0
                 while skip < key_at[name] and not block[skip].strip():

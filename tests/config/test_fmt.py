@@ -191,3 +191,41 @@ def test_no_project_is_one_clear_error(tmp_path: Path) -> None:
     run = cli("fmt", str(tmp_path))
     assert run.exit_code == 1
     assert "no brazecfg.yml" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_the_shipped_pre_commit_hooks_run(tmp_path: Path) -> None:
+    """Each hook's entry, run as pre-commit runs it (fmt with the changed files, validate
+    with none), passes on the example and fmt's fails on a misordered file."""
+    import shlex
+
+    import yaml
+
+    from tests.helpers import ROOT
+
+    hooks = {h["id"]: h for h in yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())}
+    assert set(hooks) == {"brazecfg-fmt", "brazecfg-validate"}
+    project = copy_example(tmp_path)
+    files = [str(p) for p in sorted(project.rglob("*.yml"))]
+    fmt = shlex.split(hooks["brazecfg-fmt"]["entry"])
+    validate = shlex.split(hooks["brazecfg-validate"]["entry"])
+    assert fmt[0] == validate[0] == "brazecfg"
+    assert hooks["brazecfg-validate"]["pass_filenames"] is False
+    assert cli(*fmt[1:], *files).exit_code == 0
+    assert cli(*validate[1:], str(project)).exit_code == 0
+    _misorder(project)
+    failed = cli(*fmt[1:], *files)
+    assert failed.exit_code == 1 and "braze_users.yml" in failed.stdout
+
+
+def test_list_items_are_ordered_by_their_schema_and_keep_their_comments() -> None:
+    from brazecfg.config.fmt import format_yaml
+
+    text = ("kind: destination\nname: d\nevents:\n- type: purchase\n  # the stream's source\n"
+            "  source: purchases\n  name: buys   # in plans\n- {type: event, name: x, source: s}\n"
+            "---\n# second\nname: m\nkind: model\nprimary_key: id\n")
+    out = format_yaml(text, "d.yml")
+    assert out == ("kind: destination\nname: d\nevents:\n  - name: buys # in plans\n"
+                   "    # the stream's source\n    source: purchases\n    type: purchase\n"
+                   "  - {type: event, name: x, source: s}\n"
+                   "---\n# second\nkind: model\nname: m\nprimary_key: id\n")
+    assert format_yaml(out, "d.yml") == out
