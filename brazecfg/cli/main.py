@@ -250,16 +250,28 @@ def show(
         _render_plan(plan_from_dict(read_header(plan_file)["plan"]), format)
 
 
-def _render_plan(result: Any, format: Format) -> None:
-    """A plan (made now, or read back from a saved one) in the format asked for."""
+def _render_plan(result: Any, format: Format, current: Any = None) -> None:
+    """A plan (made now, or read back from a saved one) in the format asked for; ``current``:
+    Braze's values now for the sampled updates (--show-current; never in Markdown)."""
     from brazecfg.cli import render
 
     if format is Format.json:
-        sys.stdout.write(render.render_plan_json(result))
+        sys.stdout.write(render.render_plan_json(result, current))
     elif format is Format.markdown:
         sys.stdout.write(render.render_plan_markdown(result))
     else:
-        render.render_plan_text(_console(), result)
+        render.render_plan_text(_console(), result, current)
+
+
+def _show_current(project: Any, result: Any, format: Format, clients: Any) -> Any:
+    """`plan --show-current`: read the sampled updates' current values from Braze, after the
+    plan is made (it never changes the plan)."""
+    from brazecfg.plan.current import read_current
+
+    if format is Format.markdown:
+        raise BrazecfgError("--show-current shows values, which the Markdown plan never "
+                            "does: use --format text or json")
+    return read_current(project, result, clients)
 
 
 @app.command(epilog=_example('brazecfg validate examples/project'))
@@ -343,6 +355,7 @@ def plan(
     start_over: Annotated[bool, typer.Option("--start-over", help="Plan against an empty state although the lockfile says Braze confirmed records (a lost state): everything is new, events count as delivery unknown.")] = False,
     allow: Annotated[list[str] | None, typer.Option("--allow", help="Override one guardrail for this run (repeatable): empty_source, max_delete_share, max_deletes, max_unsubscribe_share, max_data_points, max_events.")] = None,
     target: Annotated[list[str] | None, typer.Option("--target", help="Plan only destination/NAME (repeatable): a partial plan.")] = None,
+    show_current: Annotated[bool, typer.Option("--show-current", help="For the sampled updates, read Braze's current values (/users/export/ids, a call per 50 samples) and show old -> new; JSON gets ids and counts only.")] = False,
 ) -> None:
     """Show what would change in Braze, user by user. Writes nothing (except --out)."""
     from brazecfg.apply.run import Clients
@@ -350,8 +363,11 @@ def plan(
     from brazecfg.plan.planner import make_plan
 
     with _guard():
+        if show_current and format is Format.markdown:
+            _show_current(None, None, format, None)  # refused before any work
         project = load_project(path)
         clients = Clients()
+        current = None
         try:
             if out is not None:
                 result = _plan_and_save(project, out, now, resend_unknown, full_refresh,
@@ -362,9 +378,11 @@ def plan(
                                    start_over=start_over,
                                    destinations=_targets(project, target))
                 result.allowed = _allowed(allow)
+            if show_current:
+                current = _show_current(project, result, format, clients)
         finally:
             clients.close()
-        _render_plan(result, format)
+        _render_plan(result, format, current)
         if detailed_exitcode and result.has_changes:
             raise typer.Exit(2)
 
