@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import bisect
 import io
 import json
 import shutil
@@ -150,15 +151,17 @@ class _Reorder:
 
     def run(self) -> str | None:
         for doc in _yaml().compose_all(self.text):
-            if not isinstance(doc, MappingNode):
-                continue
-            kind = _scalar_value(doc, "kind")
-            root = self.schemas.roots.get(kind or "")
-            if root is None:
-                continue  # an unknown kind: validate reports it; its order is unknown
-            out = self.walk(doc, root, root, top=True)
-            if out is not None:
-                return out
+            # a resource per document, or a list of resources in one
+            items = doc.value if isinstance(doc, SequenceNode) else [doc]
+            for item in items:
+                if not isinstance(item, MappingNode):
+                    continue
+                root = self.schemas.roots.get(_scalar_value(item, "kind") or "")
+                if root is None:
+                    continue  # an unknown kind: validate reports it; its order is unknown
+                out = self.walk(item, root, root, top=True)
+                if out is not None:
+                    return out
         return None
 
     def walk(self, node: Node, schema: Any, root: dict[str, Any], *, top: bool) -> str | None:
@@ -250,24 +253,75 @@ def _tidy(text: str) -> str:
     return "\n".join(lines) + "\n" if lines else ""
 
 
+def _comments(text: str) -> list[str]:
+    """The full-line comments of a text, as written (without their indentation)."""
+    return sorted(line.strip() for line in text.splitlines() if line.lstrip().startswith("#"))
+
+
+def _dedent_root_list(text: str) -> str:
+    """ruamel indents a top-level list like a nested one; a file that is one list of
+    resources starts at column 0."""
+    lines = text.split("\n")
+    first = next((line for line in lines if line.strip() and not _is_comment(line)), "")
+    if not first.startswith("  - ") or any(
+            line.strip() and not line.startswith("  ") and not line.lstrip().startswith("#")
+            for line in lines):
+        return text
+    # comments keep the column they were written at (ruamel does not move them either)
+    return "\n".join(line[2:] if line.startswith("  ") and not _is_comment(line) else line
+                     for line in lines)
+
+
+def _realign_comments(text: str) -> str:
+    """ruamel re-indents keys but leaves full-line comments at the column they were written
+    at, so a comment of a 4-space file ends up deeper than the lines around it: such a
+    comment gets the indentation of the deeper of its neighbours."""
+    lines = text.split("\n")
+    content = [i for i, line in enumerate(lines) if line.strip() and not _is_comment(line)]
+    for i, line in enumerate(lines):
+        if not _is_comment(line):
+            continue
+        k = bisect.bisect_left(content, i)
+        around = max(_indent(lines[content[k - 1]]) if k else 0,
+                     _indent(lines[content[k]]) if k < len(content) else 0)
+        if _indent(line) > around:
+            lines[i] = " " * around + line.lstrip(" ")
+    return "\n".join(lines)
+
+
 def format_yaml(text: str, file: str, schemas: _Schemas | None = None) -> str:
     """``text`` (one YAML file, any number of documents) formatted; raises FormatProblem."""
     schemas = schemas or _Schemas.load()
     y = _yaml()
     try:
         docs = list(y.load_all(text))
-        buf = io.StringIO()
-        if docs:
-            y.dump_all(docs, buf)
-        out = _tidy(buf.getvalue())
-        for _ in range(MAX_PASSES):
-            again = _Reorder(out, schemas).run()
-            if again is None:
-                break
-            out = again
     except YAMLError as exc:
         raise _problem(file, exc) from None
-    return _tidy(out)
+    if all(d is None for d in docs):
+        return _tidy(text)  # nothing but comments (or nothing): only the whitespace
+    buf = io.StringIO()
+    y.dump_all(docs, buf)
+    out = _realign_comments(_tidy(buf.getvalue()))
+    if len(docs) == 1 and isinstance(docs[0], list):
+        out = _dedent_root_list(out)
+    try:
+        for _ in range(MAX_PASSES):
+            again = _Reorder(out, schemas).run()
+            if again is None or again == out:
+                break
+            out = again
+    except YAMLError:
+        raise FormatProblem(Diagnostic(
+            Location(file), "fmt cannot put this file's keys in order without breaking it "
+            "(an alias would come before its anchor)",
+            hint="order the keys by hand, or write the value out instead of the alias")
+            ) from None
+    out = _tidy(out)
+    if _comments(out) != _comments(text):
+        raise FormatProblem(Diagnostic(
+            Location(file), "fmt would lose or change a comment here, so it leaves the file "
+            "as it is", hint="this is a bug in brazecfg fmt: please report it with the file"))
+    return out
 
 
 # --- JSON -----------------------------------------------------------------------------------
@@ -333,6 +387,10 @@ def format_file(path: Path, file: str, *, check: bool, schemas: _Schemas) -> Fil
         after = (format_json if as_json else format_yaml)(before, file, schemas)
     except FormatProblem as exc:
         return FileResult(path, file, False, exc.diagnostic)
+    except Exception as exc:  # noqa: BLE001 - one file's surprise must not stop the others
+        return FileResult(path, file, False, Diagnostic(
+            Location(file), f"fmt failed on this file ({type(exc).__name__}) and left it as "
+            "it is", hint="this is a bug in brazecfg fmt: please report it with the file"))
     if after == before:
         return FileResult(path, file, False)
     if not _same_meaning(before, after, file, as_json):

@@ -229,3 +229,40 @@ def test_list_items_are_ordered_by_their_schema_and_keep_their_comments() -> Non
                    "  - {type: event, name: x, source: s}\n"
                    "---\n# second\nkind: model\nname: m\nprimary_key: id\n")
     assert format_yaml(out, "d.yml") == out
+
+
+@pytest.mark.parametrize(("text", "want"), [
+    ("# only a comment   \n\n", "# only a comment\n"),  # nothing to order: comments stay
+    ("# top\n- name: m\n  # pk\n  primary_key: id\n  kind: model\n",
+     "# top\n- kind: model\n  name: m\n  # pk\n  primary_key: id\n"),  # a list of resources
+    ("name: m\r\nkind: model\r\ndescription: |+\r\n  text\r\n\r\nprimary_key: id\r\n",
+     "kind: model\nname: m\ndescription: |+\n  text\n\nprimary_key: id\n"),
+])
+def test_edge_layouts_are_formatted_and_stay_formatted(text: str, want: str) -> None:
+    from brazecfg.config.fmt import format_yaml
+
+    assert format_yaml(text, "f.yml") == want
+    assert format_yaml(want, "f.yml") == want
+
+
+def test_a_reorder_that_would_move_an_alias_before_its_anchor_is_refused(tmp_path: Path
+                                                                        ) -> None:
+    project = copy_example(tmp_path)
+    model = project / "models" / "users.yml"
+    text = "primary_key: &pk user_id\nkind: model\nname: users\ndescription: *pk\n"
+    model.write_text(text)
+    run = cli("fmt", str(project))
+    assert run.exit_code == 1
+    assert "an alias would come before its anchor" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert model.read_text() == text
+
+
+def test_comments_of_a_four_space_file_follow_their_keys() -> None:
+    from brazecfg.config.fmt import format_yaml
+
+    text = ("kind: destination\nname: d\nmapping:\n    # the id\n    external_id: user_id\n"
+            "    email: email\n    # first_name: first_name\n# about mode\nmode: sync\n")
+    assert format_yaml(text, "d.yml") == (
+        "kind: destination\nname: d\n# about mode\nmode: sync\nmapping:\n  # the id\n"
+        "  external_id: user_id\n  email: email\n  # first_name: first_name\n")
