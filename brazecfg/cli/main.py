@@ -329,7 +329,7 @@ def schema(
 
 @app.command(epilog=_example("brazecfg fmt examples/project --check"))
 def fmt(
-    paths: Annotated[list[Path] | None, typer.Argument(help="Project folders (default: .), or resource files in one (as pre-commit passes them).")] = None,
+    paths: Annotated[list[Path] | None, typer.Argument(help="Project folders (default: .), or folders and resource files inside one (as pre-commit passes them).")] = None,
     check: Annotated[bool, typer.Option("--check", help="Write nothing; list the files that would change and exit 1 if any would.")] = False,
 ) -> None:
     """Canonical key order (kind, name, then the schema's order) and style for every resource file; comments kept."""

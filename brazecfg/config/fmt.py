@@ -405,36 +405,49 @@ def format_file(path: Path, file: str, *, check: bool, schemas: _Schemas) -> Fil
     return FileResult(path, file, True)
 
 
-def _project_of(path: Path) -> Path | None:
+def _is_project(folder: Path) -> bool:
     from brazecfg.config.loader import PROJECT_FILES
 
-    for folder in path.resolve().parents:
-        if any((folder / n).is_file() for n in PROJECT_FILES):
+    return any((folder / n).is_file() for n in PROJECT_FILES)
+
+
+def _project_of(path: Path) -> Path | None:
+    """The nearest folder at or above ``path`` that holds brazecfg.yml."""
+    here = path.resolve()
+    for folder in (here, *here.parents) if here.is_dir() else here.parents:
+        if _is_project(folder):
             return folder
     return None
 
 
 def format_paths(paths: Sequence[Path], *, check: bool) -> list[FileResult]:
-    """Format project folders (every resource file in each) and single files (pre-commit
-    passes file names: a file is formatted only when its project's loader reads it as a
-    resource). Raises ProjectError for a folder without brazecfg.yml."""
+    """Format project folders (every resource file in each), folders inside a project (its
+    resource files there) and single files (pre-commit passes file names): only files the
+    project's loader reads as resources. Raises ProjectError for a folder in no project."""
     from brazecfg.config.loader import resource_files
 
     schemas = _Schemas.load()
     out: list[FileResult] = []
     seen: set[Path] = set()
-    lanes: dict[Path, dict[Path, tuple[str, list[Diagnostic]]]] = {}
+    lanes: dict[Path, list[tuple[Path, str, list[Diagnostic]]]] = {}
+
+    def lane(root: Path) -> list[tuple[Path, str, list[Diagnostic]]]:
+        if root not in lanes:
+            lanes[root] = resource_files(root)
+        return lanes[root]
+
     for given in paths:
-        if given.is_dir():
-            files = [(p, f, d) for p, f, d in resource_files(given)]
+        if given.is_dir() and _is_project(given):
+            files = resource_files(given)
         else:
             root = _project_of(given)
             if root is None:
-                continue  # not in a brazecfg project: not ours
-            if root not in lanes:
-                lanes[root] = {p.resolve(): (f, d) for p, f, d in resource_files(root)}
-            hit = lanes[root].get(given.resolve())
-            files = [(given, given.as_posix(), hit[1])] if hit is not None else []
+                if given.is_dir():
+                    resource_files(given)  # raises: no brazecfg.yml, said as the loader says it
+                continue  # a file in no brazecfg project: not ours
+            here = given.resolve()
+            files = [(p, f, d) for p, f, d in lane(root)
+                     if p.resolve() == here or p.resolve().is_relative_to(here)]
         for path, file, diags in files:
             if path.resolve() in seen:
                 continue

@@ -266,3 +266,16 @@ def test_comments_of_a_four_space_file_follow_their_keys() -> None:
     assert format_yaml(text, "d.yml") == (
         "kind: destination\nname: d\n# about mode\nmode: sync\nmapping:\n  # the id\n"
         "  external_id: user_id\n  email: email\n  # first_name: first_name\n")
+
+
+def test_a_folder_inside_the_project_formats_the_resource_files_there(tmp_path: Path) -> None:
+    project = copy_example(tmp_path)
+    dest = _misorder(project)
+    model = project / "models" / "users.yml"
+    model.write_text("name: users\nkind: model\nprimary_key: user_id\n")
+    run = cli("fmt", str(project / "destinations"), "--check")
+    assert run.exit_code == 1, run.stdout + run.stderr
+    assert "braze_users.yml" in run.stdout and "models/users.yml" not in run.stdout
+    assert cli("fmt", str(project / "destinations")).exit_code == 0
+    assert dest.read_text() != MISORDERED
+    assert model.read_text() == "name: users\nkind: model\nprimary_key: user_id\n"
