@@ -263,14 +263,11 @@ def _render_plan(result: Any, format: Format, current: Any = None) -> None:
         render.render_plan_text(_console(), result, current)
 
 
-def _show_current(project: Any, result: Any, format: Format, clients: Any) -> Any:
+def _show_current(project: Any, result: Any, clients: Any) -> Any:
     """`plan --show-current`: read the sampled updates' current values from Braze, after the
     plan is made (it never changes the plan)."""
     from brazecfg.plan.current import read_current
 
-    if format is Format.markdown:
-        raise BrazecfgError("--show-current shows values, which the Markdown plan never "
-                            "does: use --format text or json")
     return read_current(project, result, clients)
 
 
@@ -364,7 +361,8 @@ def plan(
 
     with _guard():
         if show_current and format is Format.markdown:
-            _show_current(None, None, format, None)  # refused before any work
+            raise BrazecfgError("--show-current shows values, which the Markdown plan never "
+                                "does: use --format text or json")
         project = load_project(path)
         clients = Clients()
         current = None
@@ -379,7 +377,7 @@ def plan(
                                    destinations=_targets(project, target))
                 result.allowed = _allowed(allow)
             if show_current:
-                current = _show_current(project, result, format, clients)
+                current = _show_current(project, result, clients)
         finally:
             clients.close()
         _render_plan(result, format, current)
