@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from brazecfg.errors import BrazecfgError
+from brazecfg.schema.bundle import bundle, combined
 
+SCHEMA = ".brazecfg.schema.json"  # `brazecfg schema`: any resource, chosen by its kind
+PROJECT_SCHEMA = ".brazecfg.project.schema.json"  # `brazecfg schema project`: brazecfg.yml
 TEMPLATES: tuple[str, ...] = ("sqlite", "duckdb", "postgres")
 
 _ROWS = """INSERT INTO users VALUES
@@ -34,26 +38,26 @@ _SQL = {
 _WAREHOUSE = {
     "sqlite": """kind: app
 name: warehouse
-type: sqlite
 description: A SQLite file, built from warehouse.sql when it does not exist yet.
+type: sqlite
 options:
   path: warehouse.db
   seed: warehouse.sql
 """,
     "duckdb": """kind: app
 name: warehouse
-type: duckdb
 description: A DuckDB file, built from warehouse.sql when it does not exist yet.
+type: duckdb
 options:
   path: warehouse.duckdb
   seed: warehouse.sql
 """,
     "postgres": """kind: app
 name: warehouse
-type: postgres
 description: >
   A PostgreSQL database; set DATABASE_URL (postgresql://user:password@host:5432/db) and
   create the table with `psql "$DATABASE_URL" -f warehouse.sql`.
+type: postgres
 options:
   url: "{{ env('DATABASE_URL', 'postgresql://localhost:5432/postgres') }}"
 """,
@@ -62,10 +66,10 @@ options:
 _FILES = {
     "apps/braze.yml": """kind: app
 name: braze
-type: braze
 description: >
   The local Braze emulator (`brazecfg emulator`) unless BRAZE_REST_ENDPOINT and BRAZE_API_KEY
   point at a real workspace.
+type: braze
 options:
   api_key: "{{ env('BRAZE_API_KEY', 'local-emulator-key') }}"
   rest_endpoint: "{{ env('BRAZE_REST_ENDPOINT', 'http://127.0.0.1:4567') }}"
@@ -113,8 +117,8 @@ model: users
 mode: sync            # sync | additive | enrich
 mapping:              # Braze standard field: property
   external_id: user_id
-  email: email
   first_name: first_name
+  email: email
   country: country
 """,
 }
@@ -129,13 +133,27 @@ def project_files(name: str, template: str) -> dict[str, str]:
     if template == "postgres":
         settings += "env: [DATABASE_URL]  # environment variables templates may read\n"
     ignored = {"sqlite": "warehouse.db\n", "duckdb": "warehouse.duckdb\n", "postgres": ""}
+    resources = {"apps/warehouse.yml": _WAREHOUSE[template], **_FILES}
     return {
-        "brazecfg.yml": settings,
-        "apps/warehouse.yml": _WAREHOUSE[template],
-        **_FILES,
+        "brazecfg.yml": _modeline(PROJECT_SCHEMA) + settings,
+        **{rel: _modeline("../" * rel.count("/") + SCHEMA) + text
+           for rel, text in resources.items()},
         "warehouse.sql": _SQL[template] + _ROWS,
         ".gitignore": ".brazecfg/\n" + ignored[template],
+        # what the modelines point at, so an editor needs no network (hidden: never a resource)
+        SCHEMA: _json(combined()),
+        PROJECT_SCHEMA: _json(bundle("project")),
     }
+
+
+def _modeline(schema: str) -> str:
+    """The first line of a YAML file: yaml-language-server's schema for it (every document)."""
+    return f"# yaml-language-server: $schema={schema}\n"
+
+
+def _json(schema: dict[str, Any]) -> str:
+    """As `brazecfg schema` prints it."""
+    return json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
 
 
 def init_project(folder: Path, template: str) -> list[Path]:

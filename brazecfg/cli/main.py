@@ -97,14 +97,14 @@ def _reporter(command: str) -> Any:
                     log=log)
 
 
-def _plan_text(console: Any, plan: Any) -> None:
+def _plan_text(console: Any, plan: Any, current: Any = None) -> None:
     """A plan for the person: in full, or its one-line summary with --quiet."""
     from brazecfg.cli import render
 
     if _state["quiet"]:
         console.print(render.plan_headline(plan))
     else:
-        render.render_plan_text(console, plan)
+        render.render_plan_text(console, plan, current)
 
 
 def _markup(template: str, *args: Any) -> str:
@@ -294,16 +294,25 @@ def show(
         _render_plan(plan_from_dict(read_header(plan_file)["plan"]), format)
 
 
-def _render_plan(result: Any, format: Format) -> None:
-    """A plan (made now, or read back from a saved one) in the format asked for."""
+def _render_plan(result: Any, format: Format, current: Any = None) -> None:
+    """A plan (made now, or read back from a saved one) in the format asked for; ``current``:
+    Braze's values now for the sampled updates (--show-current; never in Markdown)."""
     from brazecfg.cli import render
 
     if format is Format.json:
-        sys.stdout.write(render.render_plan_json(result))
+        sys.stdout.write(render.render_plan_json(result, current))
     elif format is Format.markdown:
         sys.stdout.write(render.render_plan_markdown(result))
     else:
-        _plan_text(_console(), result)
+        _plan_text(_console(), result, current)
+
+
+def _show_current(project: Any, result: Any, clients: Any) -> Any:
+    """`plan --show-current`: read the sampled updates' current values from Braze, after the
+    plan is made (it never changes the plan)."""
+    from brazecfg.plan.current import read_current
+
+    return read_current(project, result, clients)
 
 
 @app.command(epilog=_example('brazecfg validate examples/project'))
@@ -359,6 +368,22 @@ def schema(
         sys.stdout.write(json.dumps(out, indent=2, ensure_ascii=False) + "\n")
 
 
+@app.command(epilog=_example("brazecfg fmt examples/project --check"))
+def fmt(
+    paths: Annotated[list[Path] | None, typer.Argument(help="Project folders (default: .), or folders and resource files inside one (as pre-commit passes them).")] = None,
+    check: Annotated[bool, typer.Option("--check", help="Write nothing; list the files that would change and exit 1 if any would.")] = False,
+) -> None:
+    """Canonical key order (kind, name, then the schema's order) and style for every resource file; comments kept."""
+    from brazecfg.cli.render import render_fmt
+    from brazecfg.config.fmt import format_paths
+
+    with _guard():
+        results = format_paths(paths or [Path(".")], check=check)
+        code = render_fmt(_console(), _console(stderr=True), results, check)
+        if code:
+            raise typer.Exit(code)
+
+
 @app.command(epilog=_example('brazecfg plan . --out plan.json'))
 def plan(
     path: PathArg = Path("."),
@@ -371,6 +396,7 @@ def plan(
     start_over: Annotated[bool, typer.Option("--start-over", help="Plan against an empty state although the lockfile says Braze confirmed records (a lost state): everything is new, events count as delivery unknown.")] = False,
     allow: Annotated[list[str] | None, typer.Option("--allow", help="Override one guardrail for this run (repeatable): empty_source, max_delete_share, max_deletes, max_unsubscribe_share, max_data_points, max_events.")] = None,
     target: Annotated[list[str] | None, typer.Option("--target", help="Plan only destination/NAME (repeatable): a partial plan.")] = None,
+    show_current: Annotated[bool, typer.Option("--show-current", help="For the sampled updates, read Braze's current values (/users/export/ids, a call per 50 samples) and show old -> new; JSON gets ids and counts only.")] = False,
 ) -> None:
     """Show what would change in Braze, user by user. Writes nothing (except --out)."""
     from brazecfg.apply.run import Clients
@@ -378,8 +404,12 @@ def plan(
     from brazecfg.plan.planner import make_plan
 
     with _guard(), _reporter("plan") as progress:
+        if show_current and format is Format.markdown:
+            raise BrazecfgError("--show-current shows values, which the Markdown plan never "
+                                "does: use --format text or json")
         project = load_project(path)
         clients = Clients(on_retry=progress.retry)
+        current = None
         try:
             progress.phase("plan")
             if out is not None:
@@ -393,10 +423,12 @@ def plan(
                                    destinations=_targets(project, target),
                                    on_rows=progress.rows_read)
                 result.allowed = _allowed(allow)
+            if show_current:
+                current = _show_current(project, result, clients)
         finally:
             clients.close()
         progress.planned(result)
-        _render_plan(result, format)
+        _render_plan(result, format, current)
         if detailed_exitcode and result.has_changes:
             raise typer.Exit(2)
 

@@ -21,7 +21,8 @@ from brazecfg import redact
 from brazecfg.apply.applier import DestinationResult
 from brazecfg.apply.settle import SettleResult, undecided_lines
 from brazecfg.errors import Diagnostic
-from brazecfg.plan.definition import Action, DestinationPlan, Plan
+from brazecfg.plan.current import CurrentValues, DestinationCurrent
+from brazecfg.plan.definition import Action, DestinationPlan, Plan, RecordChange
 
 THEME = Theme({
     "create": "green", "update": "yellow", "delete": "red", "unchanged": "dim",
@@ -114,7 +115,9 @@ def render_diagnostics(console: Console, diagnostics: list[Diagnostic]) -> None:
     console.print(f"\n[error]{_n(len(diagnostics), 'problem')}[/] found.")
 
 
-def render_plan_text(console: Console, plan: Plan) -> None:
+def render_plan_text(console: Console, plan: Plan, current: CurrentValues | None = None
+                     ) -> None:
+    """``current`` (plan --show-current): Braze's values now, shown as old -> new."""
     if plan.config_changes:
         console.print("[heading]Config changes[/]")
         for c in plan.config_changes:
@@ -127,7 +130,8 @@ def render_plan_text(console: Console, plan: Plan) -> None:
             f"destination/{safe(t)}" for t in plan.targets) + " [muted](--target); the "
             "rest of the project is not planned[/]")
     for d in plan.destinations:
-        _render_destination(console, d, plan.allowed)
+        _render_destination(console, d, plan.allowed,
+                            current.destinations.get(d.destination) if current else None)
     for r in plan.removed_destinations:
         console.print(f"[heading]Destination {safe(r.name)}[/] [warn]removed from the config[/]")
         console.print(f"  its {_n(r.records, 'user')} stay in Braze as they are; its state "
@@ -138,7 +142,8 @@ def render_plan_text(console: Console, plan: Plan) -> None:
 
 
 def _render_destination(console: Console, d: DestinationPlan,
-                        allowed: frozenset[str] = frozenset()) -> None:
+                        allowed: frozenset[str] = frozenset(),
+                        current: DestinationCurrent | None = None) -> None:
     c = d.counts
     console.print(markup("[heading]Destination {}[/] [muted]({} mode, model {})[/]",
                          d.destination, d.mode, d.model))
@@ -200,12 +205,14 @@ def _render_destination(console: Console, d: DestinationPlan,
             console.print(line)
     if d.samples:
         console.print("  [heading]Samples[/]")
+        if current is not None and current.note:
+            console.print(markup("    [warn]note:[/] {}", current.note))
         for s in d.samples:
             sign = SIGN[s.action.value]
             if s.action is Action.DELETE:
                 console.print(markup("    [delete]- {}[/]", s.external_id))
                 continue
-            attrs = ", ".join(f"{k}={_short(v)}" for k, v in sorted(s.attributes.items()))
+            attrs = _sample_attributes(s, current)
             extra = "".join(f" +{g}" for g in s.joins) + "".join(f" -{g}" for g in s.leaves)
             console.print(markup(f"    [{s.action.value}]{sign} {{}}[/] {{}}{{}}",
                                  s.external_id, attrs, extra))
@@ -222,6 +229,18 @@ def _render_destination(console: Console, d: DestinationPlan,
         for i in d.failed_samples[:10]:
             console.print(markup("    {}: {}", i.external_id, i.reason))
     console.print()
+
+
+def _sample_attributes(s: RecordChange, current: DestinationCurrent | None) -> str:
+    """A sample's new values; with --show-current, Braze's value now -> the new one for the
+    sampled updates (``(not in Braze)`` for an id Braze has no profile for)."""
+    now = current.values.get(s.external_id) if current is not None else None
+    if now is None:
+        text = ", ".join(f"{k}={_short(v)}" for k, v in sorted(s.attributes.items()))
+        missing = current is not None and s.external_id in current.missing
+        return text + (" (not in Braze)" if missing else "")
+    return ", ".join(f"{k}={_short(now.get(k))} -> {_short(v)}"
+                     for k, v in sorted(s.attributes.items()))
 
 
 def read_line(d: DestinationPlan) -> str:
@@ -309,8 +328,12 @@ def render_plan_markdown(plan: Plan) -> str:
     return render(plan)
 
 
-def render_plan_json(plan: Plan) -> str:
-    return json.dumps(plan.to_dict(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+def render_plan_json(plan: Plan, current: CurrentValues | None = None) -> str:
+    """With --show-current, a ``show_current`` block: ids, field names and counts only."""
+    out = plan.to_dict()
+    if current is not None:
+        out["show_current"] = current.to_dict(plan)
+    return json.dumps(out, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
 def render_results(console: Console, results: list[DestinationResult]) -> None:
@@ -357,3 +380,21 @@ def render_settled(console: Console, results: list[SettleResult]) -> None:
                       "by this apply)")
         for n, why in undecided_lines([r]):
             console.print(f"  [warn]{_n(n, 'event')} stay unknown[/]: {safe(why)}")
+
+
+def render_fmt(console: Console, err: Console, results: list[Any], check: bool) -> int:
+    """What `brazecfg fmt` did (or, with --check, would do); the exit code: 1 when a file
+    would change (--check) or could not be formatted."""
+    changed = [r for r in results if r.changed]
+    problems = [r for r in results if r.problem is not None]
+    for r in changed:
+        console.print(markup("would reformat {}" if check else "reformatted {}", r.file))
+    for r in problems:
+        err.print(markup("[error]error[/] {}", r.problem))
+    done = len(results) - len(problems)
+    verb = "would be reformatted" if check else "reformatted"
+    summary = f"{_n(len(changed), 'file')} {verb}, {done - len(changed):,} already formatted"
+    if problems:
+        summary += f", [error]{_n(len(problems), 'file')} not formatted[/] (see above)"
+    console.print(summary + ".")
+    return 1 if problems or (check and changed) else 0

@@ -52,6 +52,27 @@ def load_project(root: str | Path, *, env: Mapping[str, str] | None = None) -> P
     return _Loader(Path(root), os.environ if env is None else env).load()
 
 
+def resource_files(root: str | Path) -> list[tuple[Path, str, list[Diagnostic]]]:
+    """The files ``load_project`` reads as resources, each with its display name and the
+    problems found reading it (for ``brazecfg fmt``: the same lane, so it never touches
+    package.json, a saved plan or the state). Raises ProjectError without a brazecfg.yml."""
+    loader = _Loader(Path(root), os.environ)
+    _, skip = loader.load_settings()
+    if not any((loader.root / n).is_file() for n in PROJECT_FILES):
+        raise ProjectError(loader.diagnostics)
+    loader.diagnostics = []  # the settings' own problems are `validate`'s to report
+    out: list[tuple[Path, str, list[Diagnostic]]] = []
+    for path in loader.resource_files(skip):
+        if _is_saved_plan(path):
+            continue
+        docs, diags = load_file(path, loader.display(path))
+        if diags or not _not_resources(docs):
+            out.append((path, loader.display(path), diags))
+    if loader.diagnostics:  # paths: that do not exist, unreadable folders
+        raise ProjectError(loader.diagnostics)
+    return out
+
+
 class _Loader:
     def __init__(self, root: Path, env: Mapping[str, str]) -> None:
         self.root = root

@@ -101,4 +101,5 @@ def test_a_tracked_group_with_events_is_a_validate_error(tmp_path: Path) -> None
                     "events:\n  - {name: bought, source: purchases, key: id, time: created_at}\n")
     run = cli("validate", str(project))
     assert run.exit_code == 1 and "cannot send events yet" in run.output
-    assert "braze_users.yml:5:" in run.output  # at group:
+    line = dest.read_text().splitlines().index("group: high_value") + 1
+    assert f"braze_users.yml:{line}:" in run.output  # at group:
