@@ -1,10 +1,12 @@
 """apply: send exactly what the plan counted, and record in the ledger what Braze confirmed.
 
 Per destination, the plan's spooled record changes are cut into chunks of at most 75 records
-(Braze's /users/track cap). Chunks run concurrently on a small thread pool, each one
-sending its attributes, then its subscription changes (at most 50 ids a call), and the main
-thread commits each finished chunk to the ledger in one transaction: accepted records with
-their new field hashes, rejected ones with Braze's reason (the ledger keeps their old state,
+(Braze's /users/track cap). Chunks run concurrently on a small thread pool, each one a single
+/users/track request whose attributes objects carry both the record's values and its
+subscription group changes (``subscription_groups``: Braze applies them with the profile
+write, free of data points, so there is no separate call and no race between the two). The
+main thread records each finished chunk in the ledger: accepted records with their new field
+hashes and memberships, rejected ones with Braze's reason (the ledger keeps their old state,
 so the next plan sends them again). Deletions go 50 ids a request. In-flight work is bounded,
 so memory stays flat however many records change.
 
@@ -86,25 +88,37 @@ class DestinationApplier:
         self.client = client
         self.ledger = ledger
         self.group_ids = {s.group: s.subscription_group_id for s in destination.subscription_groups}
-        # (group id, state, group) -> ids waiting for a full batch of 50; bounded by 50 per key.
-        self._sub_queue: dict[tuple[str, str, str], list[str]] = defaultdict(list)
-        # Records with only group changes still waiting for calls: id -> (calls left, failed).
-        self._open: dict[str, tuple[int, bool]] = {}
 
     # -- one chunk, in a worker thread ------------------------------------------------------
-    def _track_object(self, change: RecordChange) -> dict[str, Any]:
+    def _track_object(self, change: RecordChange) -> dict[str, Any] | None:
+        """The record's /users/track attributes object: its values and its subscription group
+        changes (``subscription_groups``, free of data points), in one object, so Braze applies
+        both together. None when there is nothing to send (a ledger-only change)."""
         obj: dict[str, Any] = {"external_id": change.external_id}
         obj.update(change.attributes)
+        subs = [{"subscription_group_id": self.group_ids[g], "subscription_state": state}
+                for groups, state in ((change.joins, "subscribed"), (change.leaves, "unsubscribed"))
+                for g in groups if g in self.group_ids]
+        if subs:
+            obj["subscription_groups"] = subs
+        elif not change.attributes and change.action is not Action.CREATE:
+            return None
+        # A new user is sent even with no attribute to set: it is a profile from now on.
         if change.action is Action.ENRICH or self.dest.mode == "enrich":
             obj["_update_existing_only"] = True  # enrich never creates, even in a race
         return obj
 
     def send_chunk(self, batch: list[RecordChange]) -> ChunkOutcome:
         failed: dict[str, str] = {}
-        # A new user is created even with no attribute to set (its groups need a profile).
-        with_attrs = [c for c in batch if c.attributes or c.action is Action.CREATE]
-        if with_attrs:
-            creates = [c.external_id for c in with_attrs if c.action is Action.CREATE]
+        objects: list[dict[str, Any]] = []
+        sent: list[RecordChange] = []
+        for c in batch:
+            obj = self._track_object(c)
+            if obj is not None:
+                objects.append(obj)
+                sent.append(c)
+        if objects:
+            creates = [c.external_id for c in sent if c.action is Action.CREATE]
             recorded: list[list[str]] = []
 
             def leaving() -> None:
@@ -118,7 +132,7 @@ class DestinationApplier:
                 if recorded:
                     self.ledger.clear_intents(self.dest.name, recorded.pop())
 
-            response = self.client.track(attributes=[self._track_object(c) for c in with_attrs],
+            response = self.client.track(attributes=objects,
                                          hooks=SendHooks(leaving=leaving, refused=refused))
             errors = response.body.get("errors") or []
             if response.status == 400 and not errors:
@@ -127,68 +141,15 @@ class DestinationApplier:
             for err in errors:
                 idx = err.get("index")
                 if err.get("input_array", "attributes") == "attributes" and isinstance(idx, int) \
-                        and 0 <= idx < len(with_attrs):
-                    failed[with_attrs[idx].external_id] = str(err.get("type", "rejected by Braze"))
+                        and 0 <= idx < len(sent):
+                    failed[sent[idx].external_id] = str(err.get("type", "rejected by Braze"))
             if response.status == 400:
                 # A 400 processed nothing, even objects its errors do not name.
                 msg = str(response.body.get("message", "request refused"))[:200]
-                for c in with_attrs:
+                for c in sent:
                     failed.setdefault(c.external_id, msg)
         return ChunkOutcome([c for c in batch if c.external_id not in failed],
                             [Failure(i, r) for i, r in sorted(failed.items())])
-
-    # -- subscription groups: full batches of 50 across chunks ------------------------------
-    def _queue_subscriptions(self, change: RecordChange) -> int:
-        """Queue a record's joins and leaves (its profile write, if any, was confirmed)."""
-        n = 0
-        for groups, state in ((change.joins, "subscribed"), (change.leaves, "unsubscribed")):
-            for g in groups:
-                if g in self.group_ids:
-                    self._sub_queue[(self.group_ids[g], state, g)].append(change.external_id)
-                    n += 1
-        return n
-
-    def _full_subscription_batches(self, *, flush: bool = False) -> Iterator[Step]:
-        for key in sorted(self._sub_queue):
-            ids = self._sub_queue[key]
-            while len(ids) >= IDS_BATCH or (flush and ids):
-                part, ids[:] = ids[:IDS_BATCH], ids[IDS_BATCH:]
-                yield Step(self.send_subscription, (*key, part), self._commit_subscription)
-        for key in [k for k, v in self._sub_queue.items() if not v]:
-            del self._sub_queue[key]
-
-    def send_subscription(self, job: tuple[str, str, str, list[str]]) -> SubscriptionOutcome:
-        group_id, state, group, ids = job
-        r = self.client.set_subscription(group_id, state, ids)
-        reason = None
-        if r.status >= 400:
-            reason = f"subscription {state} refused: {str(r.body.get('message', ''))[:120]}"
-        return SubscriptionOutcome(group, state, ids, reason)
-
-    def _commit_subscription(self, outcome: SubscriptionOutcome, result: DestinationResult
-                             ) -> None:
-        if outcome.reason is None:
-            self.ledger.update_groups(self.dest.name, outcome.ids, outcome.group,
-                                      member=outcome.state == "subscribed")
-            if outcome.state == "subscribed":
-                result.subscribed += len(outcome.ids)
-            else:
-                result.unsubscribed += len(outcome.ids)
-        else:
-            # The ledger keeps the old membership: the next plan plans this change again.
-            failures = [Failure(i, outcome.reason) for i in outcome.ids]
-            self.ledger.commit(self.dest.name, failures=failures)
-            self._note_failures(failures, result)
-        for i in outcome.ids:  # records with only group changes count once all their calls ended
-            if i in self._open:
-                left, failed = self._open[i]
-                failed = failed or outcome.reason is not None
-                if left > 1:
-                    self._open[i] = (left - 1, failed)
-                    continue
-                del self._open[i]
-                if not failed:
-                    result.updated += 1
 
     def send_deletes(self, batch: list[RecordChange]) -> ChunkOutcome:
         r = self.client.delete([c.external_id for c in batch])
@@ -199,20 +160,17 @@ class DestinationApplier:
 
     # -- the whole destination, main thread commits -----------------------------------------
     def commit(self, outcome: ChunkOutcome, result: DestinationResult) -> None:
-        """Record what Braze confirmed. Subscription groups are confirmed by their own calls:
-        until then the ledger keeps the record's old membership of those groups."""
+        """Record what Braze confirmed: an accepted object carried the record's values and its
+        subscription group changes together, so its new fields and memberships are recorded
+        as one; a rejected one keeps its old state (fields and memberships) in the ledger."""
         upserts = []
         for c in outcome.accepted:
             if c.action is Action.DELETE:
                 continue
-            pending = [g for g in (*c.joins, *c.leaves) if g in self.group_ids]
-            if c.attributes or c.action is Action.CREATE or not pending:
-                before = (c.groups - set(c.joins)) | set(c.leaves) if pending else c.groups
-                upserts.append(LedgerRecord(c.external_id, c.fields, frozenset(before)))
-                result.count(c.action)
-            else:  # only group changes: the record is done when its calls are
-                self._open[c.external_id] = (len(pending), False)
-            self._queue_subscriptions(c)
+            upserts.append(LedgerRecord(c.external_id, c.fields, c.groups))
+            result.count(c.action)
+            result.subscribed += sum(1 for g in c.joins if g in self.group_ids)
+            result.unsubscribed += sum(1 for g in c.leaves if g in self.group_ids)
         deletes = [c.external_id for c in outcome.accepted if c.action is Action.DELETE]
         self.ledger.commit(self.dest.name, upserts=upserts, deletes=deletes,
                            failures=outcome.failed)
@@ -313,11 +271,8 @@ class DestinationApplier:
         deletes = plan.read_spool(deletes=True)
 
         def steps() -> Iterator[Step | None]:
-            for batch in track_batches(writes, self.client.settings, lambda c: c.attributes):
+            for batch in track_batches(writes, self.client.settings, _payload_size):
                 yield Step(self.send_chunk, batch, self.commit, len(batch))
-                yield from self._full_subscription_batches()
-            yield None  # drain: every profile write confirmed before the last partial batches
-            yield from self._full_subscription_batches(flush=True)
             for batch in chunks(deletes, IDS_BATCH):
                 yield Step(self.send_deletes, batch, self.commit, len(batch))
             for ev in event_batches(self._to_send(plan.read_event_spool()),
@@ -334,12 +289,12 @@ class DestinationApplier:
         return result
 
 
-@dataclass
-class SubscriptionOutcome:
-    group: str
-    state: str
-    ids: list[str]
-    reason: str | None  # None: Braze accepted the call
+def _payload_size(change: RecordChange) -> dict[str, Any]:
+    """What the size estimate of a record's object counts: its values and a stand-in for each
+    subscription group change (about 90 bytes of JSON each)."""
+    n = len(change.joins) + len(change.leaves)
+    return {**change.attributes, "subscription_groups": ["x" * 80] * n} if n else \
+        change.attributes
 
 
 @dataclass

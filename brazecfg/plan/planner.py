@@ -321,9 +321,7 @@ def _estimate_requests(project: Project, dest: Destination, dplan: DestinationPl
     per_bucket = {
         "/users/track": -(-writes // batch) + -(-sum(dplan.events_to_send.values()) // batch),
         "/users/delete": -(-c["delete"] // 50),
-        "subscription": sum(-(-n // 50) for n in (*dplan.joins.values(),
-                                                   *dplan.leaves.values())),
-    }
+    }  # subscription group changes ride in the /users/track objects (apply/applier.py)
     dplan.requests = sum(per_bucket.values())
     dplan.seconds_at_limit = max((n * limits[b][1] / limits[b][0] for b, n in per_bucket.items()
                                   if n and b in limits), default=0.0)
