@@ -281,7 +281,7 @@ class DestinationApplier:
                 yield Step(self.send_events, ev, self._commit_events, 0)
 
         try:
-            run_pipeline(steps(), max(1, self.client.settings.concurrency), result,
+            run_pipeline(steps(), self.client.settings.workers, result,
                          lambda n: progress(self.dest.name, n) if progress else None, stop)
         finally:
             # Intents of creates now confirmed are no longer needed (the ledger has them).

@@ -32,7 +32,7 @@ def braze_settings(app: App) -> BrazeSettings:
     return BrazeSettings(
         app=app.name, rest_endpoint=endpoint, api_key=key,
         timeout=float(opts.get("timeout_seconds", 30)),
-        concurrency=int(opts.get("concurrency", 16)),
+        concurrency=None if opts.get("concurrency") is None else int(opts["concurrency"]),
         max_retries=int(opts.get("max_retries", 8)),
         settle_after=float(opts.get("settle_after_seconds", 300)),
         rate_limits=limits,
