@@ -19,6 +19,7 @@ connection, a 429) puts its rows back as they were.
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -36,6 +37,13 @@ from brazecfg.state.ledger import EventMark, Failure, Ledger, LedgerRecord, Prev
 
 TRACK_BATCH = 75
 IDS_BATCH = 50
+# Confirmed outcomes are committed to the ledger together: when this many records wait, or
+# when the oldest has waited FLUSH_SECONDS (one transaction per chunk of 75 was 13,334
+# synchronous commits for a million users; issue 9). What waits is confirmed by Braze: a
+# crash loses at most these, and the next plan sends them again (the ledger stays behind
+# Braze, never ahead); a stop, an error or the end commits them first.
+FLUSH_RECORDS = 3000
+FLUSH_SECONDS = 0.5
 T = TypeVar("T")
 
 Progress = Callable[[str, int], None]  # (destination, records done so far)
@@ -88,6 +96,11 @@ class DestinationApplier:
         self.client = client
         self.ledger = ledger
         self.group_ids = {s.group: s.subscription_group_id for s in destination.subscription_groups}
+        # Confirmed by Braze, not yet in the ledger (flush): one transaction for many chunks.
+        self._upserts: list[LedgerRecord] = []
+        self._deletes: list[str] = []
+        self._failures: list[Failure] = []
+        self._since: float | None = None  # when the oldest waiting outcome was confirmed
 
     # -- one chunk, in a worker thread ------------------------------------------------------
     def _track_object(self, change: RecordChange) -> dict[str, Any] | None:
@@ -160,24 +173,42 @@ class DestinationApplier:
 
     # -- the whole destination, main thread commits -----------------------------------------
     def commit(self, outcome: ChunkOutcome, result: DestinationResult) -> None:
-        """Record what Braze confirmed: an accepted object carried the record's values and its
-        subscription group changes together, so its new fields and memberships are recorded
-        as one; a rejected one keeps its old state (fields and memberships) in the ledger."""
-        upserts = []
+        """Take what Braze confirmed for one chunk: an accepted object carried the record's
+        values and its subscription group changes together, so its new fields and memberships
+        are recorded as one; a rejected one keeps its old state (fields and memberships). The
+        ledger gets them with the next flush, many chunks in one transaction."""
         for c in outcome.accepted:
             if c.action is Action.DELETE:
+                self._deletes.append(c.external_id)
                 continue
-            upserts.append(LedgerRecord(c.external_id, c.fields, c.groups))
+            self._upserts.append(LedgerRecord(c.external_id, c.fields, c.groups))
             result.count(c.action)
             result.subscribed += sum(1 for g in c.joins if g in self.group_ids)
             result.unsubscribed += sum(1 for g in c.leaves if g in self.group_ids)
-        deletes = [c.external_id for c in outcome.accepted if c.action is Action.DELETE]
-        self.ledger.commit(self.dest.name, upserts=upserts, deletes=deletes,
-                           failures=outcome.failed)
+        result.deleted += sum(1 for c in outcome.accepted if c.action is Action.DELETE)
+        self._failures.extend(outcome.failed)
+        self._note_failures(outcome.failed, result)
+        if self._since is None:
+            self._since = time.monotonic()
+        if len(self._upserts) + len(self._deletes) + len(self._failures) >= FLUSH_RECORDS:
+            self.flush()
+        else:
+            self.tick()
+
+    def tick(self) -> None:
+        """Flush when the oldest confirmed outcome has waited FLUSH_SECONDS."""
+        if self._since is not None and time.monotonic() - self._since >= FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Commit every confirmed outcome still waiting, in one transaction."""
+        if self._since is None:
+            return
+        upserts, deletes, failures = self._upserts, self._deletes, self._failures
+        self._upserts, self._deletes, self._failures, self._since = [], [], [], None
+        self.ledger.commit(self.dest.name, upserts=upserts, deletes=deletes, failures=failures)
         if deletes:  # a deleted user is no longer one Braze may have
             self.ledger.clear_intents(self.dest.name, deletes)
-        result.deleted += len(deletes)
-        self._note_failures(outcome.failed, result)
 
     def _note_failures(self, failures: list[Failure], result: DestinationResult) -> None:
         result.failed += len(failures)
@@ -282,7 +313,8 @@ class DestinationApplier:
 
         try:
             run_pipeline(steps(), self.client.settings.workers, result,
-                         lambda n: progress(self.dest.name, n) if progress else None, stop)
+                         lambda n: progress(self.dest.name, n) if progress else None, stop,
+                         flush=self.flush, tick=self.tick)
         finally:
             # Intents of creates now confirmed are no longer needed (the ledger has them).
             self.ledger.clear_intents(self.dest.name)
@@ -323,9 +355,13 @@ class Step:
 
 
 def run_pipeline(steps: Iterator[Step | None], workers: int, result: DestinationResult,
-                 progress: Callable[[int], None], stop: StopRequest | None = None) -> None:
+                 progress: Callable[[int], None], stop: StopRequest | None = None, *,
+                 flush: Callable[[], None] = lambda: None,
+                 tick: Callable[[], None] = lambda: None) -> None:
     """Run steps on a thread pool with bounded work in flight; commit each as it finishes.
     A None step waits for (and commits) everything in flight before the next one starts.
+    Commits may gather outcomes: ``tick`` runs while waiting (time-based flushes), ``flush``
+    before this returns or raises, so whatever was confirmed reaches the ledger.
 
     On an error, steps not started are cancelled (nothing of them was marked: workers mark
     what they send), finished ones are still committed (the ledger never loses a confirmed
@@ -364,12 +400,18 @@ def run_pipeline(steps: Iterator[Step | None], workers: int, result: Destination
                     break  # no new request starts; those in flight finish below
                 if step is None:
                     collect(wait(list(in_flight))[0])
+                    flush()
                     continue
                 in_flight[pool.submit(step.send, step.batch)] = step
-                if len(in_flight) >= workers * 2:
-                    finished, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
+                while len(in_flight) >= workers * 2:
+                    finished, _ = wait(list(in_flight), timeout=FLUSH_SECONDS,
+                                       return_when=FIRST_COMPLETED)
                     collect(finished)
-            collect(wait(list(in_flight))[0])
+                    tick()
+            while in_flight:
+                collect(wait(list(in_flight), timeout=FLUSH_SECONDS)[0])
+                tick()
+            flush()
         except BaseException:
             for f in in_flight:
                 f.cancel()
@@ -378,6 +420,7 @@ def run_pipeline(steps: Iterator[Step | None], workers: int, result: Destination
                 step = in_flight[f]
                 if not f.cancelled() and f.exception() is None:
                     step.commit(f.result(), result)
+            flush()
             raise
         finally:
             if stop is not None:
