@@ -145,11 +145,12 @@ class DestinationApplier:
                 if recorded:
                     self.ledger.clear_intents(self.dest.name, recorded.pop())
 
-            response = self.client.track(attributes=objects,
-                                         hooks=SendHooks(leaving=leaving, refused=refused))
+            response = self.client.write_profiles(objects,
+                                                  hooks=SendHooks(leaving=leaving, refused=refused))
             errors = response.body.get("errors") or []
             if response.status == 400 and not errors:
-                raise BrazeError(f"app/{self.client.settings.app}: /users/track refused a batch: "
+                raise BrazeError(f"app/{self.client.settings.app}: {self.client.settings.track_path}"
+                                 " refused a batch: "
                                  f"{str(response.body.get('message', ''))[:200]}", 400)
             for err in errors:
                 idx = err.get("index")

@@ -104,14 +104,21 @@ class BrazeSettings:
     track_batch: int = 75
     track_cap_per: str = "request"
     hourly_limits: dict[str, int] = field(default_factory=dict)
+    # Where profile writes go: /users/track, or /users/track/bulk when the app opts in
+    # (``track_endpoint: bulk``; its own permission users.track.bulk, limits and caps).
+    track_path: str = "/users/track"
+    # Objects per /users/track/bulk request: up to 1,000 "depending on your account's bulk
+    # rate-limit policy" (contract.bulk_objects), at most 100 per profile (we send one).
+    bulk_batch: int = 1000
 
     @property
     def workers(self) -> int:
-        """Requests in flight at once: the app's ``concurrency`` option, else what keeps
-        /users/track at its rate limit (limits.workers_for)."""
+        """Requests in flight at once: the app's ``concurrency`` option, else what keeps the
+        profile writes' endpoint at its rate limit (limits.workers_for)."""
         if self.concurrency is not None:
             return max(1, self.concurrency)
-        return workers_for(*self.rate_limits.get("/users/track", DEFAULT_LIMITS["/users/track"]))
+        return workers_for(*self.rate_limits.get(self.track_path,
+                                                 DEFAULT_LIMITS["/users/track"]))
 
 
 @dataclass(frozen=True)
@@ -351,6 +358,12 @@ class BrazeClient:
             body["purchases"] = purchases
         return self.post("/users/track", body, idempotent=not (events or purchases),
                          hooks=hooks)
+
+    def write_profiles(self, attributes: list[dict[str, Any]],
+                       hooks: SendHooks | None = None) -> Response:
+        """Attributes objects (values and subscription group changes) to the app's profile
+        write endpoint: /users/track, or /users/track/bulk when the app opted in."""
+        return self.post(self.settings.track_path, {"attributes": attributes}, hooks=hooks)
 
     def delete(self, external_ids: list[str]) -> Response:
         assert len(external_ids) <= 50

@@ -15,6 +15,7 @@ from collections.abc import Callable
 # Braze's published limits (requests, seconds), see shared/braze-api-facts.md.
 DEFAULT_LIMITS: dict[str, tuple[int, float]] = {
     "/users/track": (3000, 3.0),
+    "/users/track/bulk": (50, 1.0),  # "50 requests/second for most customers"
     "/users/delete": (20000, 60.0),
     "/users/export/ids": (250, 60.0),
     "subscription": (5000, 60.0),
