@@ -10,15 +10,19 @@ hashes and memberships, rejected ones with Braze's reason (the ledger keeps thei
 so the next plan sends them again). Deletions go 50 ids a request. In-flight work is bounded,
 so memory stays flat however many records change.
 
-What leaves is recorded by the worker that sends it, right before the bytes go (the client's
-``SendHooks``): event rows are marked ``sending`` and the ids of new users are recorded as
-create intents. Nothing merely queued is ever marked, so a crash (kill -9) leaves "unknown"
-only requests that may have left; a request that provably processed nothing (a refused
-connection, a 429) puts its rows back as they were.
+Event rows are marked ``sending`` by the worker that sends them, right before the bytes go
+(the client's ``SendHooks``); nothing merely queued is ever marked, so a crash (kill -9) leaves
+"unknown" only requests that may have left. The ids of new users are recorded as create
+intents before their request leaves, 40 requests' worth in one transaction: an intent may
+name a user whose request had not left yet (harmless: "Braze may have it"), and those are
+cleared when the run ends. A request that provably processed nothing (a refused connection,
+a 429) puts its rows and intents back as they were. Confirmed outcomes reach the ledger in
+batches (FLUSH_RECORDS, FLUSH_SECONDS), and always before a stop, an error or the end.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
@@ -44,6 +48,7 @@ IDS_BATCH = 50
 # Braze, never ahead); a stop, an error or the end commits them first.
 FLUSH_RECORDS = 3000
 FLUSH_SECONDS = 0.5
+INTENTS_AHEAD = 40  # chunks whose create intents are recorded in one transaction
 T = TypeVar("T")
 
 Progress = Callable[[str, int], None]  # (destination, records done so far)
@@ -77,6 +82,15 @@ class DestinationResult:
                 self.deleted += 1
 
 
+@dataclass(eq=False)
+class Chunk:
+    """One /users/track request's records, and the create intents recorded for it."""
+
+    changes: list[RecordChange]
+    intents: list[str]
+    cleared: bool = False  # its intents were cleared (refused); a retry records them again
+
+
 @dataclass
 class ChunkOutcome:
     accepted: list[RecordChange]
@@ -101,6 +115,33 @@ class DestinationApplier:
         self._deletes: list[str] = []
         self._failures: list[Failure] = []
         self._since: float | None = None  # when the oldest waiting outcome was confirmed
+        # Chunks whose create intents were recorded ahead and that have not left yet: their
+        # intents are cleared when the run ends without sending them.
+        self._unsent: dict[int, Chunk] = {}
+        self._lock = threading.Lock()
+
+    def _ahead(self, batches: Iterator[list[RecordChange]]) -> Iterator[Chunk]:
+        """Chunks with their create intents recorded before any of them leaves, INTENTS_AHEAD
+        chunks in one transaction (one per request was 13,334 synchronous writes for a
+        million new users, on the sending threads). An intent whose request never leaves
+        is harmless after a crash (the next plan creates the user, or deletes an id Braze
+        does not have) and is cleared when the run ends."""
+        for group in chunks(batches, INTENTS_AHEAD):
+            creates = [c.external_id for b in group for c in b if c.action is Action.CREATE]
+            new = set(self.ledger.add_intents(self.dest.name, creates)) if creates else set()
+            for b in group:
+                chunk = Chunk(b, [c.external_id for c in b if c.external_id in new])
+                if chunk.intents:
+                    with self._lock:
+                        self._unsent[id(chunk)] = chunk
+                yield chunk
+
+    def _clear_unsent(self) -> None:
+        with self._lock:
+            ids = [i for c in self._unsent.values() if not c.cleared for i in c.intents]
+            self._unsent.clear()
+        if ids:
+            self.ledger.clear_intents(self.dest.name, ids)
 
     # -- one chunk, in a worker thread ------------------------------------------------------
     def _track_object(self, change: RecordChange) -> dict[str, Any] | None:
@@ -121,29 +162,34 @@ class DestinationApplier:
             obj["_update_existing_only"] = True  # enrich never creates, even in a race
         return obj
 
-    def send_chunk(self, batch: list[RecordChange]) -> ChunkOutcome:
+    def send_chunk(self, chunk: Chunk) -> ChunkOutcome:
         failed: dict[str, str] = {}
         objects: list[dict[str, Any]] = []
         sent: list[RecordChange] = []
+        batch = chunk.changes
         for c in batch:
             obj = self._track_object(c)
             if obj is not None:
                 objects.append(obj)
                 sent.append(c)
         if objects:
-            creates = [c.external_id for c in sent if c.action is Action.CREATE]
-            recorded: list[list[str]] = []
-
             def leaving() -> None:
-                # Before an attempt leaves: Braze may have these users from now on.
-                if creates and not recorded:
-                    recorded.append(self.ledger.add_intents(self.dest.name, creates))
+                # Before an attempt leaves: Braze may have these users from now on. Their
+                # intents were recorded ahead, with the chunks around them (_ahead); only a
+                # retry after a refusal records them again.
+                with self._lock:
+                    self._unsent.pop(id(chunk), None)
+                    again = chunk.cleared
+                    chunk.cleared = False
+                if again and chunk.intents:
+                    self.ledger.add_intents(self.dest.name, chunk.intents)
 
             def refused() -> None:
-                # Provably not processed (a refused connection, a 429): the intents this
-                # request added are not users Braze may have; earlier ones stay.
-                if recorded:
-                    self.ledger.clear_intents(self.dest.name, recorded.pop())
+                # Provably not processed (a refused connection, a 429): the intents recorded
+                # for this request are not users Braze may have; earlier ones stay.
+                if chunk.intents and not chunk.cleared:
+                    chunk.cleared = True
+                    self.ledger.clear_intents(self.dest.name, chunk.intents)
 
             response = self.client.write_profiles(objects,
                                                   hooks=SendHooks(leaving=leaving, refused=refused))
@@ -303,8 +349,8 @@ class DestinationApplier:
         deletes = plan.read_spool(deletes=True)
 
         def steps() -> Iterator[Step | None]:
-            for batch in track_batches(writes, self.client.settings, _payload_size):
-                yield Step(self.send_chunk, batch, self.commit, len(batch))
+            for chunk in self._ahead(track_batches(writes, self.client.settings, _payload_size)):
+                yield Step(self.send_chunk, chunk, self.commit, len(chunk.changes))
             for batch in chunks(deletes, IDS_BATCH):
                 yield Step(self.send_deletes, batch, self.commit, len(batch))
             for ev in event_batches(self._to_send(plan.read_event_spool()),
@@ -317,6 +363,7 @@ class DestinationApplier:
                          lambda n: progress(self.dest.name, n) if progress else None, stop,
                          flush=self.flush, tick=self.tick)
         finally:
+            self._clear_unsent()  # recorded ahead, never sent: not users Braze may have
             # Intents of creates now confirmed are no longer needed (the ledger has them).
             self.ledger.clear_intents(self.dest.name)
         return result
