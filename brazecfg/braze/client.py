@@ -20,6 +20,7 @@ answered that it processed nothing (429).
 from __future__ import annotations
 
 import email.utils
+import json
 import math
 import random
 import threading
@@ -46,6 +47,14 @@ from brazecfg.braze.limits import (
 from brazecfg.errors import BrazeError
 
 USER_AGENT = "brazecfg/0.1"
+
+
+def _encode(body: dict[str, Any]) -> bytes:
+    """The request body: orjson, or json for what orjson refuses (integers past 64 bits)."""
+    try:
+        return orjson.dumps(body)
+    except orjson.JSONEncodeError:
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 class DeliveryUnknown(BrazeError):
@@ -275,7 +284,7 @@ class BrazeClient:
                 # orjson: the body's bytes in a fraction of json.dumps's time (UTF-8, as the
                 # Content-Type header says).
                 r = self._session.request(method, url, params=params,
-                                          data=None if body is None else orjson.dumps(body),
+                                          data=None if body is None else _encode(body),
                                           timeout=self.settings.timeout)
             except (requests.ConnectionError, requests.Timeout,
                     requests.exceptions.ChunkedEncodingError) as exc:
