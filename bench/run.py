@@ -119,7 +119,7 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out",
                     help="scratch folder (default bench/out, gitignored)")
     ap.add_argument("--concurrency", type=int, default=None,
-                    help="the braze app's concurrency option (default: brazecfg's, 8)")
+                    help="the braze app's concurrency option (default: brazecfg's, sized to the rate limit)")
     ap.add_argument("--sample", type=int, default=50,
                     help="profiles looked up one by one in the emulator (default 50)")
     args = ap.parse_args()

@@ -181,9 +181,11 @@ def test_a_new_subscription_group_id_subscribes_every_member(project: Path,
     joins = d["group_joins"]["high_value"]
     assert joins > 0
     apply(project)
-    subs = requests(emulator, "/v2/subscription/status/set")
-    ids = {i for r in subs for g in r["body"]["subscription_groups"]  # type: ignore[index]
-           if g["subscription_group_id"] == new for i in g["external_ids"]}
+    assert not requests(emulator, "/v2/subscription/status/set")  # they ride in the objects
+    objects = [o for r in requests(emulator, "/users/track")
+               for o in r["body"].get("attributes") or []]  # type: ignore[union-attr]
+    ids = {o["external_id"] for o in objects for g in o.get("subscription_groups") or []
+           if g["subscription_group_id"] == new and g["subscription_state"] == "subscribed"}
     assert len(ids) == joins
     assert "No changes." in cli("plan", str(project), "--now", NOW).output
     assert members  # the first plan ran

@@ -1,22 +1,29 @@
 """apply: send exactly what the plan counted, and record in the ledger what Braze confirmed.
 
 Per destination, the plan's spooled record changes are cut into chunks of at most 75 records
-(Braze's /users/track cap). Chunks run concurrently on a small thread pool, each one
-sending its attributes, then its subscription changes (at most 50 ids a call), and the main
-thread commits each finished chunk to the ledger in one transaction: accepted records with
-their new field hashes, rejected ones with Braze's reason (the ledger keeps their old state,
+(Braze's /users/track cap). Chunks run concurrently on a small thread pool, each one a single
+/users/track request whose attributes objects carry both the record's values and its
+subscription group changes (``subscription_groups``: Braze applies them with the profile
+write, free of data points, so there is no separate call and no race between the two). The
+main thread records each finished chunk in the ledger: accepted records with their new field
+hashes and memberships, rejected ones with Braze's reason (the ledger keeps their old state,
 so the next plan sends them again). Deletions go 50 ids a request. In-flight work is bounded,
 so memory stays flat however many records change.
 
-What leaves is recorded by the worker that sends it, right before the bytes go (the client's
-``SendHooks``): event rows are marked ``sending`` and the ids of new users are recorded as
-create intents. Nothing merely queued is ever marked, so a crash (kill -9) leaves "unknown"
-only requests that may have left; a request that provably processed nothing (a refused
-connection, a 429) puts its rows back as they were.
+Event rows are marked ``sending`` by the worker that sends them, right before the bytes go
+(the client's ``SendHooks``); nothing merely queued is ever marked, so a crash (kill -9) leaves
+"unknown" only requests that may have left. The ids of new users are recorded as create
+intents before their request leaves, 40 requests' worth in one transaction: an intent may
+name a user whose request had not left yet (harmless: "Braze may have it"), and those are
+cleared when the run ends. A request that provably processed nothing (a refused connection,
+a 429) puts its rows and intents back as they were. Confirmed outcomes reach the ledger in
+batches (FLUSH_RECORDS, FLUSH_SECONDS), and always before a stop, an error or the end.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -34,6 +41,14 @@ from brazecfg.state.ledger import EventMark, Failure, Ledger, LedgerRecord, Prev
 
 TRACK_BATCH = 75
 IDS_BATCH = 50
+# Confirmed outcomes are committed to the ledger together: when this many records wait, or
+# when the oldest has waited FLUSH_SECONDS (one transaction per chunk of 75 was 13,334
+# synchronous commits for a million users; issue 9). What waits is confirmed by Braze: a
+# crash loses at most these, and the next plan sends them again (the ledger stays behind
+# Braze, never ahead); a stop, an error or the end commits them first.
+FLUSH_RECORDS = 3000
+FLUSH_SECONDS = 0.5
+INTENTS_AHEAD = 40  # chunks whose create intents are recorded in one transaction
 T = TypeVar("T")
 
 Progress = Callable[[str, int], None]  # (destination, records done so far)
@@ -67,6 +82,15 @@ class DestinationResult:
                 self.deleted += 1
 
 
+@dataclass(eq=False)
+class Chunk:
+    """One /users/track request's records, and the create intents recorded for it."""
+
+    changes: list[RecordChange]
+    intents: list[str]
+    cleared: bool = False  # its intents were cleared (refused); a retry records them again
+
+
 @dataclass
 class ChunkOutcome:
     accepted: list[RecordChange]
@@ -86,111 +110,108 @@ class DestinationApplier:
         self.client = client
         self.ledger = ledger
         self.group_ids = {s.group: s.subscription_group_id for s in destination.subscription_groups}
-        # (group id, state, group) -> ids waiting for a full batch of 50; bounded by 50 per key.
-        self._sub_queue: dict[tuple[str, str, str], list[str]] = defaultdict(list)
-        # Records with only group changes still waiting for calls: id -> (calls left, failed).
-        self._open: dict[str, tuple[int, bool]] = {}
         # Hears each finished batch of event rows (sent, rejected or unknown), for progress.
         self.on_events: Callable[[int], None] | None = None
+        # Confirmed by Braze, not yet in the ledger (flush): one transaction for many chunks.
+        self._upserts: list[LedgerRecord] = []
+        self._deletes: list[str] = []
+        self._failures: list[Failure] = []
+        self._since: float | None = None  # when the oldest waiting outcome was confirmed
+        # Chunks whose create intents were recorded ahead and that have not left yet: their
+        # intents are cleared when the run ends without sending them.
+        self._unsent: dict[int, Chunk] = {}
+        self._lock = threading.Lock()
+
+    def _ahead(self, batches: Iterator[list[RecordChange]]) -> Iterator[Chunk]:
+        """Chunks with their create intents recorded before any of them leaves, INTENTS_AHEAD
+        chunks in one transaction (one per request was 13,334 synchronous writes for a
+        million new users, on the sending threads). An intent whose request never leaves
+        is harmless after a crash (the next plan creates the user, or deletes an id Braze
+        does not have) and is cleared when the run ends."""
+        for group in chunks(batches, INTENTS_AHEAD):
+            creates = [c.external_id for b in group for c in b if c.action is Action.CREATE]
+            new = set(self.ledger.add_intents(self.dest.name, creates)) if creates else set()
+            for b in group:
+                chunk = Chunk(b, [c.external_id for c in b if c.external_id in new])
+                if chunk.intents:
+                    with self._lock:
+                        self._unsent[id(chunk)] = chunk
+                yield chunk
+
+    def _clear_unsent(self) -> None:
+        with self._lock:
+            ids = [i for c in self._unsent.values() if not c.cleared for i in c.intents]
+            self._unsent.clear()
+        if ids:
+            self.ledger.clear_intents(self.dest.name, ids)
 
     # -- one chunk, in a worker thread ------------------------------------------------------
-    def _track_object(self, change: RecordChange) -> dict[str, Any]:
+    def _track_object(self, change: RecordChange) -> dict[str, Any] | None:
+        """The record's /users/track attributes object: its values and its subscription group
+        changes (``subscription_groups``, free of data points), in one object, so Braze applies
+        both together. None when there is nothing to send (a ledger-only change)."""
         obj: dict[str, Any] = {"external_id": change.external_id}
         obj.update(change.attributes)
+        subs = [{"subscription_group_id": self.group_ids[g], "subscription_state": state}
+                for groups, state in ((change.joins, "subscribed"), (change.leaves, "unsubscribed"))
+                for g in groups if g in self.group_ids]
+        if subs:
+            obj["subscription_groups"] = subs
+        elif not change.attributes and change.action is not Action.CREATE:
+            return None
+        # A new user is sent even with no attribute to set: it is a profile from now on.
         if change.action is Action.ENRICH or self.dest.mode == "enrich":
             obj["_update_existing_only"] = True  # enrich never creates, even in a race
         return obj
 
-    def send_chunk(self, batch: list[RecordChange]) -> ChunkOutcome:
+    def send_chunk(self, chunk: Chunk) -> ChunkOutcome:
         failed: dict[str, str] = {}
-        # A new user is created even with no attribute to set (its groups need a profile).
-        with_attrs = [c for c in batch if c.attributes or c.action is Action.CREATE]
-        if with_attrs:
-            creates = [c.external_id for c in with_attrs if c.action is Action.CREATE]
-            recorded: list[list[str]] = []
-
+        objects: list[dict[str, Any]] = []
+        sent: list[RecordChange] = []
+        batch = chunk.changes
+        for c in batch:
+            obj = self._track_object(c)
+            if obj is not None:
+                objects.append(obj)
+                sent.append(c)
+        if objects:
             def leaving() -> None:
-                # Before an attempt leaves: Braze may have these users from now on.
-                if creates and not recorded:
-                    recorded.append(self.ledger.add_intents(self.dest.name, creates))
+                # Before an attempt leaves: Braze may have these users from now on. Their
+                # intents were recorded ahead, with the chunks around them (_ahead); only a
+                # retry after a refusal records them again.
+                with self._lock:
+                    self._unsent.pop(id(chunk), None)
+                    again = chunk.cleared
+                    chunk.cleared = False
+                if again and chunk.intents:
+                    self.ledger.add_intents(self.dest.name, chunk.intents)
 
             def refused() -> None:
-                # Provably not processed (a refused connection, a 429): the intents this
-                # request added are not users Braze may have; earlier ones stay.
-                if recorded:
-                    self.ledger.clear_intents(self.dest.name, recorded.pop())
+                # Provably not processed (a refused connection, a 429): the intents recorded
+                # for this request are not users Braze may have; earlier ones stay.
+                if chunk.intents and not chunk.cleared:
+                    chunk.cleared = True
+                    self.ledger.clear_intents(self.dest.name, chunk.intents)
 
-            response = self.client.track(attributes=[self._track_object(c) for c in with_attrs],
-                                         hooks=SendHooks(leaving=leaving, refused=refused))
+            response = self.client.write_profiles(objects,
+                                                  hooks=SendHooks(leaving=leaving, refused=refused))
             errors = response.body.get("errors") or []
             if response.status == 400 and not errors:
-                raise BrazeError(f"app/{self.client.settings.app}: /users/track refused a batch: "
+                raise BrazeError(f"app/{self.client.settings.app}: {self.client.settings.track_path}"
+                                 " refused a batch: "
                                  f"{str(response.body.get('message', ''))[:200]}", 400)
             for err in errors:
                 idx = err.get("index")
                 if err.get("input_array", "attributes") == "attributes" and isinstance(idx, int) \
-                        and 0 <= idx < len(with_attrs):
-                    failed[with_attrs[idx].external_id] = str(err.get("type", "rejected by Braze"))
+                        and 0 <= idx < len(sent):
+                    failed[sent[idx].external_id] = str(err.get("type", "rejected by Braze"))
             if response.status == 400:
                 # A 400 processed nothing, even objects its errors do not name.
                 msg = str(response.body.get("message", "request refused"))[:200]
-                for c in with_attrs:
+                for c in sent:
                     failed.setdefault(c.external_id, msg)
         return ChunkOutcome([c for c in batch if c.external_id not in failed],
                             [Failure(i, r) for i, r in sorted(failed.items())])
-
-    # -- subscription groups: full batches of 50 across chunks ------------------------------
-    def _queue_subscriptions(self, change: RecordChange) -> int:
-        """Queue a record's joins and leaves (its profile write, if any, was confirmed)."""
-        n = 0
-        for groups, state in ((change.joins, "subscribed"), (change.leaves, "unsubscribed")):
-            for g in groups:
-                if g in self.group_ids:
-                    self._sub_queue[(self.group_ids[g], state, g)].append(change.external_id)
-                    n += 1
-        return n
-
-    def _full_subscription_batches(self, *, flush: bool = False) -> Iterator[Step]:
-        for key in sorted(self._sub_queue):
-            ids = self._sub_queue[key]
-            while len(ids) >= IDS_BATCH or (flush and ids):
-                part, ids[:] = ids[:IDS_BATCH], ids[IDS_BATCH:]
-                yield Step(self.send_subscription, (*key, part), self._commit_subscription)
-        for key in [k for k, v in self._sub_queue.items() if not v]:
-            del self._sub_queue[key]
-
-    def send_subscription(self, job: tuple[str, str, str, list[str]]) -> SubscriptionOutcome:
-        group_id, state, group, ids = job
-        r = self.client.set_subscription(group_id, state, ids)
-        reason = None
-        if r.status >= 400:
-            reason = f"subscription {state} refused: {str(r.body.get('message', ''))[:120]}"
-        return SubscriptionOutcome(group, state, ids, reason)
-
-    def _commit_subscription(self, outcome: SubscriptionOutcome, result: DestinationResult
-                             ) -> None:
-        if outcome.reason is None:
-            self.ledger.update_groups(self.dest.name, outcome.ids, outcome.group,
-                                      member=outcome.state == "subscribed")
-            if outcome.state == "subscribed":
-                result.subscribed += len(outcome.ids)
-            else:
-                result.unsubscribed += len(outcome.ids)
-        else:
-            # The ledger keeps the old membership: the next plan plans this change again.
-            failures = [Failure(i, outcome.reason) for i in outcome.ids]
-            self.ledger.commit(self.dest.name, failures=failures)
-            self._note_failures(failures, result)
-        for i in outcome.ids:  # records with only group changes count once all their calls ended
-            if i in self._open:
-                left, failed = self._open[i]
-                failed = failed or outcome.reason is not None
-                if left > 1:
-                    self._open[i] = (left - 1, failed)
-                    continue
-                del self._open[i]
-                if not failed:
-                    result.updated += 1
 
     def send_deletes(self, batch: list[RecordChange]) -> ChunkOutcome:
         r = self.client.delete([c.external_id for c in batch])
@@ -201,27 +222,42 @@ class DestinationApplier:
 
     # -- the whole destination, main thread commits -----------------------------------------
     def commit(self, outcome: ChunkOutcome, result: DestinationResult) -> None:
-        """Record what Braze confirmed. Subscription groups are confirmed by their own calls:
-        until then the ledger keeps the record's old membership of those groups."""
-        upserts = []
+        """Take what Braze confirmed for one chunk: an accepted object carried the record's
+        values and its subscription group changes together, so its new fields and memberships
+        are recorded as one; a rejected one keeps its old state (fields and memberships). The
+        ledger gets them with the next flush, many chunks in one transaction."""
         for c in outcome.accepted:
             if c.action is Action.DELETE:
+                self._deletes.append(c.external_id)
                 continue
-            pending = [g for g in (*c.joins, *c.leaves) if g in self.group_ids]
-            if c.attributes or c.action is Action.CREATE or not pending:
-                before = (c.groups - set(c.joins)) | set(c.leaves) if pending else c.groups
-                upserts.append(LedgerRecord(c.external_id, c.fields, frozenset(before)))
-                result.count(c.action)
-            else:  # only group changes: the record is done when its calls are
-                self._open[c.external_id] = (len(pending), False)
-            self._queue_subscriptions(c)
-        deletes = [c.external_id for c in outcome.accepted if c.action is Action.DELETE]
-        self.ledger.commit(self.dest.name, upserts=upserts, deletes=deletes,
-                           failures=outcome.failed)
+            self._upserts.append(LedgerRecord(c.external_id, c.fields, c.groups))
+            result.count(c.action)
+            result.subscribed += sum(1 for g in c.joins if g in self.group_ids)
+            result.unsubscribed += sum(1 for g in c.leaves if g in self.group_ids)
+        result.deleted += sum(1 for c in outcome.accepted if c.action is Action.DELETE)
+        self._failures.extend(outcome.failed)
+        self._note_failures(outcome.failed, result)
+        if self._since is None:
+            self._since = time.monotonic()
+        if len(self._upserts) + len(self._deletes) + len(self._failures) >= FLUSH_RECORDS:
+            self.flush()
+        else:
+            self.tick()
+
+    def tick(self) -> None:
+        """Flush when the oldest confirmed outcome has waited FLUSH_SECONDS."""
+        if self._since is not None and time.monotonic() - self._since >= FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Commit every confirmed outcome still waiting, in one transaction."""
+        if self._since is None:
+            return
+        upserts, deletes, failures = self._upserts, self._deletes, self._failures
+        self._upserts, self._deletes, self._failures, self._since = [], [], [], None
+        self.ledger.commit(self.dest.name, upserts=upserts, deletes=deletes, failures=failures)
         if deletes:  # a deleted user is no longer one Braze may have
             self.ledger.clear_intents(self.dest.name, deletes)
-        result.deleted += len(deletes)
-        self._note_failures(outcome.failed, result)
 
     def _note_failures(self, failures: list[Failure], result: DestinationResult) -> None:
         result.failed += len(failures)
@@ -317,11 +353,8 @@ class DestinationApplier:
         deletes = plan.read_spool(deletes=True)
 
         def steps() -> Iterator[Step | None]:
-            for batch in track_batches(writes, self.client.settings, lambda c: c.attributes):
-                yield Step(self.send_chunk, batch, self.commit, len(batch))
-                yield from self._full_subscription_batches()
-            yield None  # drain: every profile write confirmed before the last partial batches
-            yield from self._full_subscription_batches(flush=True)
+            for chunk in self._ahead(track_batches(writes, self.client.settings, _payload_size)):
+                yield Step(self.send_chunk, chunk, self.commit, len(chunk.changes))
             for batch in chunks(deletes, IDS_BATCH):
                 yield Step(self.send_deletes, batch, self.commit, len(batch))
             for ev in event_batches(self._to_send(plan.read_event_spool()),
@@ -330,20 +363,22 @@ class DestinationApplier:
                 yield Step(self.send_events, ev, self._commit_events, 0)
 
         try:
-            run_pipeline(steps(), max(1, self.client.settings.concurrency), result,
-                         lambda n: progress(self.dest.name, n) if progress else None, stop)
+            run_pipeline(steps(), self.client.settings.workers, result,
+                         lambda n: progress(self.dest.name, n) if progress else None, stop,
+                         flush=self.flush, tick=self.tick)
         finally:
+            self._clear_unsent()  # recorded ahead, never sent: not users Braze may have
             # Intents of creates now confirmed are no longer needed (the ledger has them).
             self.ledger.clear_intents(self.dest.name)
         return result
 
 
-@dataclass
-class SubscriptionOutcome:
-    group: str
-    state: str
-    ids: list[str]
-    reason: str | None  # None: Braze accepted the call
+def _payload_size(change: RecordChange) -> dict[str, Any]:
+    """What the size estimate of a record's object counts: its values and a stand-in for each
+    subscription group change (about 90 bytes of JSON each)."""
+    n = len(change.joins) + len(change.leaves)
+    return {**change.attributes, "subscription_groups": ["x" * 80] * n} if n else \
+        change.attributes
 
 
 @dataclass
@@ -372,9 +407,13 @@ class Step:
 
 
 def run_pipeline(steps: Iterator[Step | None], workers: int, result: DestinationResult,
-                 progress: Callable[[int], None], stop: StopRequest | None = None) -> None:
+                 progress: Callable[[int], None], stop: StopRequest | None = None, *,
+                 flush: Callable[[], None] = lambda: None,
+                 tick: Callable[[], None] = lambda: None) -> None:
     """Run steps on a thread pool with bounded work in flight; commit each as it finishes.
     A None step waits for (and commits) everything in flight before the next one starts.
+    Commits may gather outcomes: ``tick`` runs while waiting (time-based flushes), ``flush``
+    before this returns or raises, so whatever was confirmed reaches the ledger.
 
     On an error, steps not started are cancelled (nothing of them was marked: workers mark
     what they send), finished ones are still committed (the ledger never loses a confirmed
@@ -413,12 +452,18 @@ def run_pipeline(steps: Iterator[Step | None], workers: int, result: Destination
                     break  # no new request starts; those in flight finish below
                 if step is None:
                     collect(wait(list(in_flight))[0])
+                    flush()
                     continue
                 in_flight[pool.submit(step.send, step.batch)] = step
-                if len(in_flight) >= workers * 2:
-                    finished, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
+                while len(in_flight) >= workers * 2:
+                    finished, _ = wait(list(in_flight), timeout=FLUSH_SECONDS,
+                                       return_when=FIRST_COMPLETED)
                     collect(finished)
-            collect(wait(list(in_flight))[0])
+                    tick()
+            while in_flight:
+                collect(wait(list(in_flight), timeout=FLUSH_SECONDS)[0])
+                tick()
+            flush()
         except BaseException:
             for f in in_flight:
                 f.cancel()
@@ -427,6 +472,7 @@ def run_pipeline(steps: Iterator[Step | None], workers: int, result: Destination
                 step = in_flight[f]
                 if not f.cancelled() and f.exception() is None:
                     step.commit(f.result(), result)
+            flush()
             raise
         finally:
             if stop is not None:

@@ -20,6 +20,7 @@ answered that it processed nothing (429).
 from __future__ import annotations
 
 import email.utils
+import json
 import math
 import random
 import threading
@@ -28,20 +29,32 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
 from brazecfg.braze.limits import (
     DEFAULT_LIMITS,
+    SLACK_SECONDS,
     ClockWindowLimiter,
     Limiters,
     SlidingWindowLimiter,
     bucket_for,
+    headroom,
+    workers_for,
 )
 from brazecfg.errors import BrazeError
 
 USER_AGENT = "brazecfg/0.1"
+
+
+def _encode(body: dict[str, Any]) -> bytes:
+    """The request body: orjson, or json for what orjson refuses (integers past 64 bits)."""
+    try:
+        return orjson.dumps(body)
+    except orjson.JSONEncodeError:
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 class DeliveryUnknown(BrazeError):
@@ -87,7 +100,7 @@ class BrazeSettings:
     api_key: str = field(repr=False)
     timeout: float = 30.0
     max_retries: int = 8
-    concurrency: int = 16
+    concurrency: int | None = None  # None: sized to the rate limit (limits.workers_for)
     backoff_base: float = 0.5
     backoff_cap: float = 60.0
     # Settling unknown events trusts Braze's export only for rows sent this long ago: the
@@ -100,6 +113,21 @@ class BrazeSettings:
     track_batch: int = 75
     track_cap_per: str = "request"
     hourly_limits: dict[str, int] = field(default_factory=dict)
+    # Where profile writes go: /users/track, or /users/track/bulk when the app opts in
+    # (``track_endpoint: bulk``; its own permission users.track.bulk, limits and caps).
+    track_path: str = "/users/track"
+    # Objects per /users/track/bulk request: up to 1,000 "depending on your account's bulk
+    # rate-limit policy" (contract.bulk_objects), at most 100 per profile (we send one).
+    bulk_batch: int = 1000
+
+    @property
+    def workers(self) -> int:
+        """Requests in flight at once: the app's ``concurrency`` option, else what keeps the
+        profile writes' endpoint at its rate limit (limits.workers_for)."""
+        if self.concurrency is not None:
+            return max(1, self.concurrency)
+        return workers_for(*self.rate_limits.get(self.track_path,
+                                                 DEFAULT_LIMITS["/users/track"]))
 
 
 @dataclass(frozen=True)
@@ -173,7 +201,8 @@ class BrazeClient:
         self._clock = clock
         self._wall = wall  # clock-hour windows follow the wall clock, as Braze's do
         self._session = session or requests.Session()
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(4, settings.concurrency),
+        # One kept-alive connection per worker: none is opened and closed per request.
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(4, settings.workers),
                               max_retries=0)
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
@@ -198,15 +227,15 @@ class BrazeClient:
 
     def _contract_limiters(self, bucket: str) -> Limiters:
         """The bucket's burst limit (sliding) and, on MAU-style contracts, its hourly limit
-        counted per clock hour. Headroom of one request per worker on each: a request let out
-        at the very end of a window can reach Braze in the next one and be one too many."""
-        headroom = self.settings.concurrency
+        counted per clock hour. A request let out at the very end of a window can reach Braze
+        in the next one: the sliding window is SLACK_SECONDS longer than Braze's, and a
+        headroom of 1% of the limit (limits.headroom) covers a slower trip than that."""
         limit, window = self.settings.rate_limits.get(bucket, (250_000, 3600.0))
-        burst = SlidingWindowLimiter(max(1, limit - headroom), window, clock=self._clock,
-                                     sleep=self._sleep)
+        burst = SlidingWindowLimiter(max(1, limit - headroom(limit)), window + SLACK_SECONDS,
+                                     clock=self._clock, sleep=self._sleep)
         hourly = self.settings.hourly_limits.get(bucket)
-        windows = [ClockWindowLimiter(max(1, hourly - headroom), 3600.0, wall=self._wall,
-                                      sleep=self._sleep)] if hourly else []
+        windows = [ClockWindowLimiter(max(1, hourly - headroom(hourly)), 3600.0,
+                                      wall=self._wall, sleep=self._sleep)] if hourly else []
         return Limiters(burst, windows)
 
     def _backoff(self, attempt: int) -> float:
@@ -254,7 +283,10 @@ class BrazeClient:
             if hooks.leaving:
                 hooks.leaving()
             try:
-                r = self._session.request(method, url, json=body, params=params,
+                # orjson: the body's bytes in a fraction of json.dumps's time (UTF-8, as the
+                # Content-Type header says).
+                r = self._session.request(method, url, params=params,
+                                          data=None if body is None else _encode(body),
                                           timeout=self.settings.timeout)
             except (requests.ConnectionError, requests.Timeout,
                     requests.exceptions.ChunkedEncodingError) as exc:
@@ -306,8 +338,8 @@ class BrazeClient:
                 attempt += 1
                 continue
             try:
-                payload = r.json()
-            except ValueError:
+                payload = orjson.loads(r.content) if r.content else {}
+            except orjson.JSONDecodeError:
                 payload = {}
             if not isinstance(payload, dict):
                 payload = {"message": str(payload)[:200]}
@@ -340,6 +372,12 @@ class BrazeClient:
             body["purchases"] = purchases
         return self.post("/users/track", body, idempotent=not (events or purchases),
                          hooks=hooks)
+
+    def write_profiles(self, attributes: list[dict[str, Any]],
+                       hooks: SendHooks | None = None) -> Response:
+        """Attributes objects (values and subscription group changes) to the app's profile
+        write endpoint: /users/track, or /users/track/bulk when the app opted in."""
+        return self.post(self.settings.track_path, {"attributes": attributes}, hooks=hooks)
 
     def delete(self, external_ids: list[str]) -> Response:
         assert len(external_ids) <= 50
@@ -405,9 +443,3 @@ class BrazeClient:
                              f"{r.status}", r.status, self.settings.app)
         status = r.body.get("status")
         return {str(k): str(v) for k, v in status.items()} if isinstance(status, dict) else {}
-
-    def set_subscription(self, group_id: str, state: str, external_ids: list[str]) -> Response:
-        assert len(external_ids) <= 50
-        return self.post("/v2/subscription/status/set", {"subscription_groups": [{
-            "subscription_group_id": group_id, "subscription_state": state,
-            "external_ids": external_ids}]})

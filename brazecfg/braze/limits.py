@@ -15,10 +15,33 @@ from collections.abc import Callable
 # Braze's published limits (requests, seconds), see shared/braze-api-facts.md.
 DEFAULT_LIMITS: dict[str, tuple[int, float]] = {
     "/users/track": (3000, 3.0),
+    "/users/track/bulk": (50, 1.0),  # "50 requests/second for most customers"
     "/users/delete": (20000, 60.0),
     "/users/export/ids": (250, 60.0),
     "subscription": (5000, 60.0),
 }
+
+
+# A request let out at the end of a window may reach Braze in the next one: the client's
+# sliding windows are this much longer than Braze's (for /users/track, 3.05 s for 3 s).
+SLACK_SECONDS = 0.05
+# Braze's round trip from a cloud region, for sizing the worker pool (braze-api-facts.md).
+TYPICAL_LATENCY = 0.1
+MAX_WORKERS = 16  # more threads only contend for the GIL (bench/README.md)
+
+
+def headroom(limit: int) -> int:
+    """Requests of a window left unused, for a trip slower than SLACK_SECONDS: 1% (at least
+    one). A fixed one per worker left 16 of 300 unused in every window (issue 9)."""
+    return max(1, -(-limit // 100))
+
+
+def workers_for(limit: int, window: float, latency: float = TYPICAL_LATENCY) -> int:
+    """Workers that keep a bucket at its rate limit when each request takes ``latency``: the
+    requests in flight at that rate (Little's law), with a quarter more for slow answers and
+    bursts, at least 2 and at most MAX_WORKERS."""
+    in_flight = limit / window * latency * 1.25
+    return max(2, min(MAX_WORKERS, -(-int(in_flight * 100) // 100)))
 
 
 def bucket_for(path: str) -> str:

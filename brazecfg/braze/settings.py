@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
+
+import orjson
 
 from brazecfg.braze.client import BrazeSettings
 from brazecfg.braze.limits import DEFAULT_LIMITS
@@ -29,14 +32,17 @@ def braze_settings(app: App) -> BrazeSettings:
         limits["/users/export/ids"] = (int(contract["export_per_minute"]), 60.0)
     for bucket, spec in (opts.get("rate_limits") or {}).items():  # explicit limits win
         limits[bucket] = (int(spec["requests"]), float(spec["seconds"]))
+    track = contract_settings(contract)
+    bulk = str(opts.get("track_endpoint") or "track") == "bulk"
     return BrazeSettings(
         app=app.name, rest_endpoint=endpoint, api_key=key,
         timeout=float(opts.get("timeout_seconds", 30)),
-        concurrency=int(opts.get("concurrency", 16)),
+        concurrency=None if opts.get("concurrency") is None else int(opts["concurrency"]),
         max_retries=int(opts.get("max_retries", 8)),
         settle_after=float(opts.get("settle_after_seconds", 300)),
         rate_limits=limits,
-        **contract_settings(contract),
+        track_path="/users/track/bulk" if bulk else "/users/track",
+        **track,
     )
 
 
@@ -48,6 +54,8 @@ def contract_settings(contract: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if contract.get("track_objects") is not None:
         out["track_batch"] = int(contract["track_objects"])
+    if contract.get("bulk_objects") is not None:
+        out["bulk_batch"] = int(contract["bulk_objects"])
     if contract.get("track_objects_per") is not None:
         out["track_cap_per"] = str(contract["track_objects_per"])
     hourly = contract.get("hourly_limits") or {}
@@ -56,33 +64,35 @@ def contract_settings(contract: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-# Braze refuses a body over 4 MB (api_limits.md: 413 or 400); requests are cut well below,
-# since the size is estimated, not measured.
+# Braze refuses a body over 4 MB (api_limits.md: 413 or 400); requests are cut well below.
 MAX_REQUEST_BYTES = 3 * 1024 * 1024
+# /users/track/bulk takes 2 MB (over: 400) and up to 1,000 objects.
+BULK_MAX_REQUEST_BYTES = 3 * 1024 * 1024 // 2
 
 
-def approx_json_bytes(value: Any) -> int:
-    """An upper-ish estimate of a value's JSON size without encoding it: non-ASCII text is
-    counted at 6 bytes a character (requests writes it as \\uXXXX)."""
-    if isinstance(value, str):
-        return (len(value) if value.isascii() else 6 * len(value)) + 2
-    if isinstance(value, dict):
-        return sum(approx_json_bytes(k) + approx_json_bytes(v) + 2 for k, v in value.items()) + 2
-    if isinstance(value, (list, tuple)):
-        return sum(approx_json_bytes(v) + 2 for v in value) + 2
-    return 24
+def json_bytes(value: Any) -> int:
+    """A value's size in the request body: the client encodes bodies with orjson (UTF-8, no
+    escapes), so this is exact, and cheaper than estimating it value by value."""
+    try:
+        return len(orjson.dumps(value))
+    except orjson.JSONEncodeError:  # an integer past 64 bits: json writes it, as digits
+        return len(json.dumps(value, ensure_ascii=False).encode())
 
 
 def track_batches(changes: Iterable[T], settings: BrazeSettings,
                   attributes: Callable[[T], dict[str, Any]]) -> Iterator[list[T]]:
-    """Record changes cut into /users/track requests: at most ``track_batch`` objects, and a
+    """Record changes cut into /users/track requests (/users/track/bulk: ``bulk_batch``
+    objects, 2 MB): at most ``track_batch`` objects, and a
     new request before the body would pass MAX_REQUEST_BYTES (long arrays: 500 values of 255
     characters are about 128 KB a user, so 75 such users would be refused)."""
     batch: list[T] = []
     size = 0
+    most, cap = MAX_REQUEST_BYTES, settings.track_batch
+    if settings.track_path == "/users/track/bulk":
+        most, cap = BULK_MAX_REQUEST_BYTES, settings.bulk_batch
     for change in changes:
-        n = approx_json_bytes(attributes(change)) + 64
-        if batch and (len(batch) >= settings.track_batch or size + n > MAX_REQUEST_BYTES):
+        n = json_bytes(attributes(change)) + 64
+        if batch and (len(batch) >= cap or size + n > most):
             yield batch
             batch, size = [], 0
         batch.append(change)

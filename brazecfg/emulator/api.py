@@ -8,6 +8,7 @@ listing the rejected ones.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -51,7 +52,30 @@ class Endpoint:
 
 
 def track(body: Any, store: Store, config: EmulatorConfig) -> Reply:
-    arrays = _track_arrays(body, config)
+    return _track(_track_arrays(body, config), store, config)
+
+
+def track_bulk(body: Any, store: Store, config: EmulatorConfig) -> Reply:
+    """/users/track/bulk: the body, identifiers and answers of /users/track, with its own
+    caps: ``bulk_track_cap`` objects in all and ``bulk_objects_per_profile`` per profile
+    (both 400 when passed, as Max Input Length Exceeded)."""
+    _require_object(body)
+    arrays: dict[str, list[Any]] = {}
+    for name in ("attributes", "events", "purchases"):
+        if body.get(name) is not None:
+            if not isinstance(body[name], list):
+                raise BadRequest(f"'{name}' must be an array")
+            arrays[name] = body[name]
+    if sum(len(items) for items in arrays.values()) > config.bulk_track_cap:
+        raise BadRequest(MAX_INPUT_LENGTH)
+    per_profile = Counter(str(o.get("external_id")) for items in arrays.values() for o in items
+                          if isinstance(o, dict) and o.get("external_id") is not None)
+    if per_profile and max(per_profile.values()) > config.bulk_objects_per_profile:
+        raise BadRequest(MAX_INPUT_LENGTH)
+    return _track(arrays, store, config)
+
+
+def _track(arrays: dict[str, list[Any]], store: Store, config: EmulatorConfig) -> Reply:
     validators: dict[str, Callable[[Any, EmulatorConfig], AttributeUpdate | Occurrence]] = {
         "attributes": validate_attributes,
         "events": validate_event,
@@ -261,6 +285,7 @@ def _aliases(body: dict[str, Any], key: str) -> list[tuple[str, str]]:
 
 ENDPOINTS: dict[str, Endpoint] = {
     "/users/track": Endpoint("users.track", track),
+    "/users/track/bulk": Endpoint("users.track.bulk", track_bulk),
     "/users/delete": Endpoint("users.delete", delete),
     "/users/export/ids": Endpoint("users.export.ids", export_ids),
     "/subscription/status/set": Endpoint("subscription.status.set", subscription_set),

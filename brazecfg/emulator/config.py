@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 ALL_PERMISSIONS: frozenset[str] = frozenset(
-    {"users.track", "users.delete", "users.export.ids", "subscription.status.set",
-     "subscription.status.get"}
+    {"users.track", "users.track.bulk", "users.delete", "users.export.ids",
+     "subscription.status.set", "subscription.status.get"}
 )
 
 DEFAULT_API_KEY = "local-emulator-key"
@@ -15,6 +15,7 @@ DEFAULT_API_KEY = "local-emulator-key"
 # bucket, so they share one entry here; see SUBSCRIPTION_BUCKET in ratelimit.py.
 DEFAULT_RATE_LIMITS: dict[str, tuple[int, float]] = {
     "/users/track": (3000, 3.0),
+    "/users/track/bulk": (50, 1.0),  # "50 requests/second for most customers"
     "/users/delete": (20000, 60.0),
     "/users/export/ids": (250, 60.0),
     "/subscription/status/set": (5000, 60.0),
@@ -46,6 +47,11 @@ class EmulatorConfig:
     api_keys: dict[str, frozenset[str]] = field(default_factory=_default_keys)
     track_cap_mode: str = "total"  # "total": 75 objects in all; "per_array": 75 per array
     track_cap: int = 75
+    # /users/track/bulk (post_user_track_bulk.md): up to 1,000 objects in all "depending on
+    # your account's bulk rate-limit policy", at most 100 per profile, a body of 2 MB.
+    bulk_track_cap: int = 1000
+    bulk_objects_per_profile: int = 100
+    bulk_max_body_bytes: int = 2 * 1024 * 1024
     max_string_length: int = 255
     max_array_length: int = 500
     rate_limits: dict[str, tuple[int, float]] = field(default_factory=_default_limits)

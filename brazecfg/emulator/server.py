@@ -111,6 +111,10 @@ class _Handler(BaseHTTPRequestHandler):
         if len(body) > emulator.config.max_body_bytes:
             return self._send(413, {"message": "Payload Too Large: a request body is at most "
                                                f"{emulator.config.max_body_bytes} bytes"})
+        if path == "/users/track/bulk" and len(body) > emulator.config.bulk_max_body_bytes:
+            # "2 MB (over: 400)" (api_limits.md)
+            return self._send(400, {"message": "a /users/track/bulk body is at most "
+                                               f"{emulator.config.bulk_max_body_bytes} bytes"})
         fault = emulator.faults.next_fault()
         if fault == "drop":
             self.close_connection = True  # the socket closes with nothing written

@@ -321,17 +321,19 @@ def _estimate_requests(project: Project, dest: Destination, dplan: DestinationPl
     dplan.billing = str(app.options.get("billing") or "data_points")
     try:
         settings = braze_settings(app)
-        batch, limits = settings.track_batch, settings.rate_limits
+        limits, path, events_batch = settings.rate_limits, settings.track_path, \
+            settings.track_batch  # events always go to /users/track
+        batch = settings.bulk_batch if path == "/users/track/bulk" else settings.track_batch
     except BrazecfgError:  # no key here (a plan on a laptop): the defaults
-        batch, limits = 75, dict(DEFAULT_LIMITS)
+        batch, events_batch, limits, path = 75, 75, dict(DEFAULT_LIMITS), "/users/track"
     c = dplan.counts
     writes = c["create"] + c["update"] + c["enrich"]
+    events = -(-sum(dplan.events_to_send.values()) // events_batch)
     per_bucket = {
-        "/users/track": -(-writes // batch) + -(-sum(dplan.events_to_send.values()) // batch),
+        path: -(-writes // batch),
+        "/users/track": (-(-writes // batch) if path == "/users/track" else 0) + events,
         "/users/delete": -(-c["delete"] // 50),
-        "subscription": sum(-(-n // 50) for n in (*dplan.joins.values(),
-                                                   *dplan.leaves.values())),
-    }
+    }  # subscription group changes ride in the /users/track objects (apply/applier.py)
     dplan.requests = sum(per_bucket.values())
     dplan.seconds_at_limit = max((n * limits[b][1] / limits[b][0] for b, n in per_bucket.items()
                                   if n and b in limits), default=0.0)

@@ -188,7 +188,7 @@ def test_5xx_and_lost_connections_are_retried_for_idempotent_calls(stub: Stub,
 
 def test_timeouts_are_retried_for_idempotent_calls(stub: Stub, fake: FakeTime) -> None:
     stub.answer(Answer(delay=0.5))
-    r = make(stub, fake, timeout=0.1).set_subscription("g", "subscribed", ["1"])
+    r = make(stub, fake, timeout=0.1).delete(["1"])
     assert r.status == 201 and len(stub.seen) == 2
 
 
@@ -284,18 +284,12 @@ def test_400_is_returned_not_retried(stub: Stub, fake: FakeTime) -> None:
     assert r.status == 400 and len(stub.seen) == 1
 
 
-def test_subscription_and_delete_bodies(stub: Stub, fake: FakeTime) -> None:
+def test_delete_bodies(stub: Stub, fake: FakeTime) -> None:
     client = make(stub, fake)
-    client.set_subscription("g1", "unsubscribed", ["1", "2"])
     client.delete(["3"])
-    assert [(s.path, s.body) for s in stub.seen] == [
-        ("/v2/subscription/status/set", {"subscription_groups": [{
-            "subscription_group_id": "g1", "subscription_state": "unsubscribed",
-            "external_ids": ["1", "2"]}]}),
-        ("/users/delete", {"external_ids": ["3"]}),
-    ]
+    assert [(s.path, s.body) for s in stub.seen] == [("/users/delete", {"external_ids": ["3"]})]
     with pytest.raises(AssertionError):
-        client.set_subscription("g1", "subscribed", [str(i) for i in range(51)])
+        client.delete([str(i) for i in range(51)])
 
 
 # -- a request that never left ----------------------------------------------------------------

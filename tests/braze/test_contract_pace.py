@@ -127,3 +127,28 @@ def test_contract_settings_read_from_the_app() -> None:
         "track_batch": 50, "track_cap_per": "array",
         "hourly_limits": {"/users/track": 250000}}
     assert contract_settings({}) == {}
+
+
+def test_each_burst_window_is_filled_to_its_limit_but_one_percent() -> None:
+    """Issue 9: with one request of headroom per worker, each 3 s window of a 300/3 s limit
+    got exactly 300 - 16 requests. Now: 1% headroom (297), and never a 429."""
+    clock = FakeClock(START)
+    limits = {**DEFAULT_LIMITS, "/users/track": (300, 3.0)}
+    config = EmulatorConfig(port=0, rate_limits={**EmulatorConfig().rate_limits,
+                                                 "/users/track": (300, 3.0)})
+    with Emulator(config, clock=clock.time) as emu:
+        settings = BrazeSettings(app="braze", rest_endpoint=emu.url, api_key=DEFAULT_API_KEY,
+                                 concurrency=16, rate_limits=limits)
+        client = BrazeClient(settings, sleep=clock.sleep, clock=clock.time, wall=clock.time)
+        sent: list[float] = []
+        for i in range(900):
+            assert client.track(attributes=[{"external_id": f"u{i}"}]).status == 201
+            sent.append(clock.time())
+        stats = emu.store.stats()
+    assert "429" not in stats["requests"]["/users/track"]
+    per_window: dict[int, int] = {}
+    for t in sent:
+        per_window[int(t // 3.0)] = per_window.get(int(t // 3.0), 0) + 1
+    full = sorted(per_window.values())[1:-1] or sorted(per_window.values())
+    assert max(per_window.values()) == 297  # 300 less 1%, not 300 less 16
+    assert min(full) >= 297 - 1
