@@ -17,7 +17,7 @@ from brazecfg.config.loader import load_project
 from brazecfg.emulator import Emulator, EmulatorConfig
 from brazecfg.warehouse.connect import connect
 from tests.helpers import EXAMPLE as EXAMPLE_ROOT
-from tests.helpers import NOW, cli, copy_example, emulator_get
+from tests.helpers import NOW, cli, copy_example, emulator_get, unhashed
 
 
 @pytest.fixture
@@ -79,14 +79,16 @@ def test_sqlite_epoch_updated_at_is_read(tmp_path: Path, emulator: Emulator, uni
     apply(project)
     change_user(project, int(datetime.now(timezone.utc).timestamp()) * unit)
     con = sqlite3.connect(project / "warehouse.db")
-    with con:  # a change left with its old stamp: an incremental read must not see it
+    with con:  # a change left with its old stamp: not in the incremental read ...
         con.execute("UPDATE users SET first_name = 'Unstamped' WHERE id = 2")
     con.close()
     d = plan_json(project)
     assert d["read_since"] is not None  # an incremental read ...
-    assert d["counts"]["update"] == 1, d  # ... that sees the change (before: nothing, ever)
-    assert d["fields_set"] == {"last_name": 1}  # and reads the stamps, not every row
-    assert d["counts"]["unchanged"] == 11
+    assert d["counts"]["update"] == 2, d  # ... that sees the change (before: nothing, ever)
+    # ... but found by its record hash, read by key with the records without a hash yet
+    assert d["fields_set"] == {"first_name": 1, "last_name": 1}
+    assert d["read_by_key"] == len((unhashed(project) | {"2"}) - {"1"})
+    assert d["counts"]["unchanged"] == 10
     apply(project)
     users = {u["external_id"]: u for u in emulator_get(emulator.url, "users")["users"]}
     assert users["1"]["attributes"]["last_name"] == "Byron"
@@ -199,7 +201,7 @@ def test_duckdb_epoch_updated_at_is_read(tmp_path: Path, emulator: Emulator) -> 
     con.close()
     d = plan_json(project)  # before: a cast error on every incremental run
     assert d["read_since"] is not None
-    assert d["fields_set"] == {"last_name": 1}, d
+    assert d["fields_set"] == {"first_name": 1, "last_name": 1}, d  # 2: by its hash
 
 
 def test_postgres_epoch_updated_at_is_read(tmp_path: Path, emulator: Emulator,
@@ -228,7 +230,7 @@ def test_postgres_epoch_updated_at_is_read(tmp_path: Path, emulator: Emulator,
         conn.execute("UPDATE epochs.users SET first_name = 'Unstamped' WHERE id = 2")
     d = plan_json(project)
     assert d["read_since"] is not None
-    assert d["fields_set"] == {"last_name": 1}, d
+    assert d["fields_set"] == {"first_name": 1, "last_name": 1}, d  # 2: by its hash
     loaded = load_project(project)
     wh = connect(loaded.apps["warehouse"], loaded)
     try:
