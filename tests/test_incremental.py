@@ -121,3 +121,33 @@ def test_a_related_row_that_leaves_its_user_updates_the_old_owner(project: Path,
     assert cli("apply", str(project), "--auto-approve", "--now", NOW).exit_code == 0
     assert _ltv(project, "1") == 120
     assert "No changes." in cli("plan", str(project), "--now", NOW).output
+
+
+def test_a_full_plan_reads_only_the_records_whose_hash_changed(project: Path) -> None:
+    """No ``updated_at`` anywhere: the plan compares record hashes in the warehouse and reads
+    only the changed, new and rejected records in full; --full-refresh reads everything."""
+    sources = project / "sources" / "users.yml"
+    sources.write_text("\n".join(line for line in sources.read_text().splitlines()
+                                 if not line.strip().startswith("updated_at:")) + "\n")
+    first = plan_json(project)
+    assert first["hashes_compared"] == 0 and first["full_read_reason"] == "first run"
+    assert cli("apply", str(project), "--auto-approve", "--now", NOW).exit_code == 0
+    # every confirmed record keeps its record hash, but user 11, whose email is not sent (an
+    # issue the plan reports): it is read every time, so the issue is reported every time
+    assert unhashed(project) == {"11"}
+    sql(project, "UPDATE users SET last_name = 'Byron' WHERE id = 1")
+    sql(project, "DELETE FROM users WHERE id = 4")
+    sql(project, "INSERT INTO users (id, email, first_name, last_name, country, updated_at) "
+                 "VALUES (13, 'new@example.com', 'New', 'User', 'FR', '2020-01-01 00:00:00')")
+    d = plan_json(project)
+    assert d["full_read_reason"] is None and d["read_since"] is None
+    assert d["hashes_compared"] == 12  # 11 kept + 1 new: keys and hashes only
+    assert d["read_by_key"] == 3  # user 1 (hash changed), 13 (not in the state) and 11
+    assert (d["counts"]["update"], d["counts"]["delete"], d["counts"]["create"]) == (1, 1, 1)
+    assert d["fields_set"]["last_name"] == 2 and d["counts"]["unchanged"] == 10
+    assert d["issues"]["count"] == first["issues"]["count"] > 0
+    text = cli("plan", str(project), "--now", NOW).output
+    assert "compared 12 record hashes in the warehouse; read 3 records by key" in text
+    full = plan_json(project, "--full-refresh")
+    assert full["hashes_compared"] == 0 and full["full_read_reason"] == "full refresh requested"
+    assert full["counts"] == d["counts"]

@@ -208,10 +208,10 @@ class DestinationApplier:
             pending = [g for g in (*c.joins, *c.leaves) if g in self.group_ids]
             if c.attributes or c.action is Action.CREATE or not pending:
                 before = (c.groups - set(c.joins)) | set(c.leaves) if pending else c.groups
-                # The record hash only once nothing of the change is pending: a crash
-                # before the group calls must leave the record to be read again.
+                # With its record hash: while group calls are pending the state's groups
+                # differ from the warehouse's, which alone makes the next plan read it.
                 upserts.append(LedgerRecord(c.external_id, c.fields, frozenset(before),
-                                            None if pending else c.row_hash))
+                                            c.row_hash))
                 result.count(c.action)
             else:  # only group changes: the record is done when its calls are
                 self._open[c.external_id] = (len(pending), False)

@@ -211,7 +211,8 @@ class DestinationPlan:
             "failed_last_time": {"count": self.failed_last_time,
                                  "first": [vars(i) for i in self.failed_samples]},
             "read_since": self.read_since,
-            "full_read_reason": None if self.read_since else self.full_read_reason,
+            "full_read_reason": None if self.read_since or self.hashes_compared
+            else self.full_read_reason,
             "read_by_key": self.late_records,
             "hashes_compared": self.hashes_compared,
             "data_points": self.data_points,

@@ -253,7 +253,7 @@ class _Diff:
 
     def run(self, rows: Iterable[ModelRow], ledger: Iterable[LedgerRecord],
             keys: Iterable[str] | None, recheck: frozenset[str], *,
-            hashes: Iterable[tuple[str, bytes | None]] | None = None,
+            hashes: Iterable[tuple[str, bytes | None, frozenset[str]]] | None = None,
             load: Load | None = None, limit: int | None = None) -> list[Refetch]:
         """The merge. Returns the records an incremental read could not judge from its rows:
         keys in the warehouse that neither the changed rows nor the state hold (a row that
@@ -261,8 +261,9 @@ class _Diff:
         refused) and ``recheck`` ids (records Braze rejected last time). The caller reads
         them by key and passes them to :meth:`finish`.
 
-        ``hashes`` (instead of ``keys``): every record key with the warehouse's record hash.
-        A state record whose stored hash differs from it (or has none) is read again by key,
+        ``hashes`` (instead of ``keys``): every record key with the warehouse's record hash
+        and groups. A state record whose stored hash differs from it (or has none), or whose
+        synced groups differ (a group call still pending), is read again by key,
         so is every key the state does not have; equal hashes are unchanged; a state record
         whose key is gone from the warehouse is gone. The state may then be read light
         (``StoredKey``): ``load`` gives full records for the ones that are judged."""
@@ -293,8 +294,9 @@ class _Diff:
                 assert had is not None
                 same = False
                 if digests is not None:
-                    found, h = digests.find(had.external_id, missed)
-                    same = found and h is not None and h == had.row_hash
+                    found, h, groups = digests.find(had.external_id, missed)
+                    same = (found and h is not None and h == had.row_hash
+                            and groups & self.builder.synced_groups == had.groups)
                 elif present is not None:
                     found = present.contains(had.external_id, missed)
                 else:
@@ -395,7 +397,7 @@ def diff_destination(project: Project, destination: Destination, rows: Iterable[
                      keys: Iterator[str] | None = None, recheck: frozenset[str] = frozenset(),
                      fetch: Fetch | None = None,
                      opted_out: OptOutCheck | None = None,
-                     hashes: Iterator[tuple[str, bytes | None]] | None = None,
+                     hashes: Iterator[tuple[str, bytes | None, frozenset[str]]] | None = None,
                      load: Load | None = None, rehash: IO[str] | None = None,
                      limit: int | None = None) -> DestinationPlan:
     """Compare what the warehouse wants with what Braze confirmed, for one destination.

@@ -52,9 +52,10 @@ class Warehouse(Protocol):
         ...
 
     def stream_hashes(self, model: str, *, now: datetime, batch_size: int = 20000
-                      ) -> Iterator[tuple[str, bytes | None]]:
-        """Every record key of ``model`` with its record hash, in key byte order: every
-        property and group is computed in the warehouse, only the key and hash leave it."""
+                      ) -> Iterator[tuple[str, bytes | None, frozenset[str]]]:
+        """Every record key of ``model`` with its record hash and groups, in key byte order:
+        every property and group is computed in the warehouse; only the key, the hash and
+        the group flags leave it."""
         ...
 
     def stream_events(self, model: str, source: str, *, key: str, user: str, columns: list[str],

@@ -263,10 +263,11 @@ class _Builder:
         digest = [row_hash([*(by_name[n] for n in names), *(f.element for f in flags)],
                            self.dialect).label("h")] if hashed else []
         if keys_only:
-            stmt = (select(r.c.k, r.c.kbad, *digest)
+            stmt = (select(r.c.k, r.c.kbad, *digest, *flags)
                     .where(or_(r.c.k.is_not(None), r.c.kbad.is_not(None)))
                     .order_by(*key_order(r.c.k, self.dialect)))
-            return ModelQuery(stmt, (), (), self.needs, hashed)
+            return ModelQuery(stmt, (), tuple(g.name for g in self.groups), self.needs,
+                              hashed)
         ties = [e for n in names for e in (case((by_name[n].is_(None), 1), else_=0),
                                            binary(cast(by_name[n], String()), self.dialect))]
         stmt = (select(r.c.k, *(by_name[n] for n in names), *flags, r.c.kbad, *digest)
@@ -452,7 +453,7 @@ def build_hashes_query(project: Project, model: str, *, now: datetime,
                        dialect: Dialect | str) -> ModelQuery:
     """Every record key of ``model`` with its record hash (``row_hash``), in key byte order:
     the warehouse computes every property and group as the model query does, and only the
-    key and 8 bytes of hash per record leave it. Columns: k, kbad, h."""
+    key, 8 bytes of hash and the group flags per record leave it. Columns: k, kbad, h, g0.."""
     d = get_dialect(dialect)
     if model not in project.models:
         raise WarehouseError(f"model/{model} does not exist")

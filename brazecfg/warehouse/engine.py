@@ -157,15 +157,17 @@ class SqlWarehouse:
         return hashes_supported(self.engine.dialect)
 
     def stream_hashes(self, model: str, *, now: datetime, batch_size: int = 20000
-                      ) -> Iterator[tuple[str, bytes | None]]:
-        """Every record key of ``model`` with its record hash (compile.row_hash), in key
-        byte order; keys of duplicate primary-key rows come once per row."""
+                      ) -> Iterator[tuple[str, bytes | None, frozenset[str]]]:
+        """Every record key of ``model`` with its record hash (compile.row_hash) and its
+        groups, in key byte order; keys of duplicate primary-key rows come once per row."""
         query = build_hashes_query(self.project, model, now=now, dialect=self.engine.dialect)
+        names = query.groups
 
-        def pair(row: Any) -> tuple[str, bytes | None]:
+        def pair(row: Any) -> tuple[str, bytes | None, frozenset[str]]:
             if row[1] is not None:
                 raise self._bad_key(model, row[1])
-            return str(row[0]), _hash_bytes(row[2])
+            return str(row[0]), _hash_bytes(row[2]), frozenset(
+                n for n, flag in zip(names, row[3:], strict=True) if flag)
 
         return self._stream(f"model/{model}", query, batch_size, pair)
 
