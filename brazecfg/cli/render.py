@@ -236,7 +236,7 @@ def read_line(d: DestinationPlan) -> str:
                 "(--full-refresh reads everything)")
     if d.hashes_compared:
         return (f"compared {d.hashes_compared:,} record hashes in the warehouse; read "
-                f"{_n(d.late_records, 'record')} by key (changed, new, or failed last time) "
+                f"{_n(d.late_records, 'record')} by key (changed, new, or rejected by Braze) "
                 "(--full-refresh reads everything)")
     return f"full read: {d.full_read_reason or 'every record'}"
 
