@@ -78,3 +78,16 @@ def settle_stamps(project: Path) -> None:
                       "UPDATE purchases SET updated_at = '2026-01-05 09:00:00'",
                       "UPDATE users SET updated_at = '2026-01-06 00:00:00' WHERE id = 12"):
         sql(project, statement)
+
+
+def unhashed(project: Path) -> set[str]:
+    """Ids of the records whose state (the local ledger) holds no record hash: a plan that
+    compares record hashes reads each of them by key."""
+    import sqlite3
+
+    con = sqlite3.connect(project / ".brazecfg" / "ledger.sqlite")
+    try:
+        return {r[0] for r in con.execute(
+            "SELECT external_id FROM records WHERE row_hash IS NULL")}
+    finally:
+        con.close()

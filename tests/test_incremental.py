@@ -4,6 +4,7 @@ deletions are still found (every key is listed, and the ledger knows who was sen
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,21 +28,35 @@ def plan_json(project: Path, *extra: str) -> dict[str, object]:
     return json.loads(out.stdout)["destinations"][0]  # type: ignore[no-any-return]
 
 
+def unhashed(project: Path) -> set[str]:
+    """Ids of the records whose state holds no record hash."""
+    con = sqlite3.connect(project / ".brazecfg" / "ledger.sqlite")
+    try:
+        return {r[0] for r in con.execute(
+            "SELECT external_id FROM records WHERE row_hash IS NULL")}
+    finally:
+        con.close()
+
+
 def test_second_run_reads_only_changed_records_and_still_finds_deletes(project: Path) -> None:
     settle_stamps(project)
     first = plan_json(project)
     assert first["read_since"] is None  # first run: everything
     assert cli("apply", str(project), "--auto-approve", "--now", NOW).exit_code == 0
-    # A change the warehouse did not stamp (updated_at forced back) is invisible to an
-    # incremental read: proof that the read is incremental.
+    # A change the warehouse did not stamp (updated_at forced back) is not in the incremental
+    # read; the keys pass carries each record's hash, so it is read by key all the same.
     sql(project, "UPDATE users SET first_name = 'Unstamped' WHERE id = 2")
     sql(project, "UPDATE users SET last_name = 'Byron', updated_at = datetime('now') WHERE id = 1")
     sql(project, "DELETE FROM users WHERE id = 4")
     second = plan_json(project)
     assert second["read_since"] is not None
-    assert second["counts"]["update"] == 1 and second["counts"]["delete"] == 1
-    assert second["fields_set"] == {"last_name": 1}
-    assert second["counts"]["unchanged"] == 10  # known and untouched: not re-read
+    assert second["counts"]["update"] == 2 and second["counts"]["delete"] == 1
+    assert second["fields_set"] == {"first_name": 1, "last_name": 1}
+    # user 2 (its hash changed, its stamp did not), and the records the state holds no
+    # record hash for (those that joined a group: it is stored once nothing is pending)
+    assert second["read_by_key"] == len((unhashed(project) | {"2"}) - {"1", "4"})
+    assert second["hashes_compared"] == 11
+    assert second["counts"]["unchanged"] == 9  # known and untouched: not re-read
     full = plan_json(project, "--full-refresh")
     assert full["read_since"] is None
     assert full["fields_set"] == {"first_name": 1, "last_name": 1}
@@ -76,3 +91,63 @@ def test_apply_records_the_watermark_with_the_destination_fingerprint(project: P
     lock = json.loads((project / "brazecfg.lock.json").read_text())
     assert mark is not None
     assert mark["fingerprint"] == lock["resources"]["destination/braze_users"]["fingerprint"]
+
+
+def _ltv(project: Path, user: str) -> object:
+    import os
+
+    from tests.helpers import emulator_get
+
+    found = [u for u in emulator_get(os.environ["BRAZE_REST_ENDPOINT"], "users")["users"]
+             if u["external_id"] == user]
+    return found[0]["attributes"].get("lifetime_value") if found else None
+
+
+@pytest.mark.parametrize("change", [
+    "UPDATE purchases SET user_id = 2, updated_at = datetime('now') WHERE id = 2",  # re-parented
+    "DELETE FROM purchases WHERE id = 2",  # hard-deleted: nothing stamps it
+], ids=["re-parented", "hard-deleted"])
+def test_a_related_row_that_leaves_its_user_updates_the_old_owner(project: Path,
+                                                                  change: str) -> None:
+    """User 1's purchase 2 (15.50) moves to user 2, or is deleted: user 1's own rows carry no
+    new stamp, so only its record hash (in the keys pass) shows its ltv changed."""
+    settle_stamps(project)
+    assert cli("apply", str(project), "--auto-approve", "--now", NOW).exit_code == 0
+    assert _ltv(project, "1") == 135.5
+    sql(project, change)
+    d = plan_json(project)
+    assert d["read_since"] is not None  # still an incremental read
+    assert d["fields_set"].get("lifetime_value") == (2 if "UPDATE" in change else 1), d  # type: ignore[attr-defined]
+    assert cli("apply", str(project), "--auto-approve", "--now", NOW).exit_code == 0
+    assert _ltv(project, "1") == 120
+    assert "No changes." in cli("plan", str(project), "--now", NOW).output
+
+
+def test_a_full_plan_reads_only_the_records_whose_hash_changed(project: Path) -> None:
+    """No ``updated_at`` anywhere: the plan compares record hashes in the warehouse and reads
+    only the changed, new and rejected records in full; --full-refresh reads everything."""
+    sources = project / "sources" / "users.yml"
+    sources.write_text("\n".join(line for line in sources.read_text().splitlines()
+                                 if not line.strip().startswith("updated_at:")) + "\n")
+    first = plan_json(project)
+    assert first["hashes_compared"] == 0 and first["full_read_reason"] == "first run"
+    assert cli("apply", str(project), "--auto-approve", "--now", NOW).exit_code == 0
+    # every confirmed record keeps its record hash, but user 11, whose email is not sent (an
+    # issue the plan reports): it is read every time, so the issue is reported every time
+    assert unhashed(project) == {"11"}
+    sql(project, "UPDATE users SET last_name = 'Byron' WHERE id = 1")
+    sql(project, "DELETE FROM users WHERE id = 4")
+    sql(project, "INSERT INTO users (id, email, first_name, last_name, country, updated_at) "
+                 "VALUES (13, 'new@example.com', 'New', 'User', 'FR', '2020-01-01 00:00:00')")
+    d = plan_json(project)
+    assert d["full_read_reason"] is None and d["read_since"] is None
+    assert d["hashes_compared"] == 12  # 11 kept + 1 new: keys and hashes only
+    assert d["read_by_key"] == 3  # user 1 (hash changed), 13 (not in the state) and 11
+    assert (d["counts"]["update"], d["counts"]["delete"], d["counts"]["create"]) == (1, 1, 1)
+    assert d["fields_set"]["last_name"] == 2 and d["counts"]["unchanged"] == 10
+    assert d["issues"]["count"] == first["issues"]["count"] > 0
+    text = cli("plan", str(project), "--now", NOW).output
+    assert "compared 12 record hashes in the warehouse; read 3 records by key" in text
+    full = plan_json(project, "--full-refresh")
+    assert full["hashes_compared"] == 0 and full["full_read_reason"] == "full refresh requested"
+    assert full["counts"] == d["counts"]

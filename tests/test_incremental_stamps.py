@@ -17,7 +17,7 @@ from brazecfg.config.loader import load_project
 from brazecfg.emulator import Emulator, EmulatorConfig
 from brazecfg.warehouse.connect import connect
 from tests.helpers import EXAMPLE as EXAMPLE_ROOT
-from tests.helpers import NOW, cli, copy_example, emulator_get
+from tests.helpers import NOW, cli, copy_example, emulator_get, unhashed
 
 
 @pytest.fixture
@@ -79,14 +79,16 @@ def test_sqlite_epoch_updated_at_is_read(tmp_path: Path, emulator: Emulator, uni
     apply(project)
     change_user(project, int(datetime.now(timezone.utc).timestamp()) * unit)
     con = sqlite3.connect(project / "warehouse.db")
-    with con:  # a change left with its old stamp: an incremental read must not see it
+    with con:  # a change left with its old stamp: not in the incremental read ...
         con.execute("UPDATE users SET first_name = 'Unstamped' WHERE id = 2")
     con.close()
     d = plan_json(project)
     assert d["read_since"] is not None  # an incremental read ...
-    assert d["counts"]["update"] == 1, d  # ... that sees the change (before: nothing, ever)
-    assert d["fields_set"] == {"last_name": 1}  # and reads the stamps, not every row
-    assert d["counts"]["unchanged"] == 11
+    assert d["counts"]["update"] == 2, d  # ... that sees the change (before: nothing, ever)
+    # ... but found by its record hash, read by key with the records without a hash yet
+    assert d["fields_set"] == {"first_name": 1, "last_name": 1}
+    assert d["read_by_key"] == len((unhashed(project) | {"2"}) - {"1"})
+    assert d["counts"]["unchanged"] == 10
     apply(project)
     users = {u["external_id"]: u for u in emulator_get(emulator.url, "users")["users"]}
     assert users["1"]["attributes"]["last_name"] == "Byron"
@@ -199,7 +201,7 @@ def test_duckdb_epoch_updated_at_is_read(tmp_path: Path, emulator: Emulator) -> 
     con.close()
     d = plan_json(project)  # before: a cast error on every incremental run
     assert d["read_since"] is not None
-    assert d["fields_set"] == {"last_name": 1}, d
+    assert d["fields_set"] == {"first_name": 1, "last_name": 1}, d  # 2: by its hash
 
 
 def test_postgres_epoch_updated_at_is_read(tmp_path: Path, emulator: Emulator,
@@ -228,7 +230,7 @@ def test_postgres_epoch_updated_at_is_read(tmp_path: Path, emulator: Emulator,
         conn.execute("UPDATE epochs.users SET first_name = 'Unstamped' WHERE id = 2")
     d = plan_json(project)
     assert d["read_since"] is not None
-    assert d["fields_set"] == {"last_name": 1}, d
+    assert d["fields_set"] == {"first_name": 1, "last_name": 1}, d  # 2: by its hash
     loaded = load_project(project)
     wh = connect(loaded.apps["warehouse"], loaded)
     try:
@@ -237,3 +239,64 @@ def test_postgres_epoch_updated_at_is_read(tmp_path: Path, emulator: Emulator,
         wh.close()
     assert newest is not None
     assert abs(newest - datetime.now(timezone.utc)) < timedelta(minutes=5)
+
+
+@pytest.mark.parametrize("change", [
+    "UPDATE purchases SET user_id = 2, updated_at = {now} WHERE id = 2",  # re-parented
+    "DELETE FROM purchases WHERE id = 2",  # hard-deleted: nothing stamps it
+], ids=["re-parented", "hard-deleted"])
+def test_duckdb_a_related_row_that_leaves_its_user_updates_the_old_owner(
+        tmp_path: Path, emulator: Emulator, change: str) -> None:
+    """DuckDB computes record hashes with md5: user 1's purchase 2 (15.50) moves to user 2
+    or is deleted, user 1's rows carry no new stamp, and its ltv still becomes 120."""
+    import duckdb
+
+    project = copy_example(tmp_path)
+    con = duckdb.connect(str(project / "warehouse.duckdb"))
+    _epoch_tables(con.execute, "BIGINT")
+    con.close()
+    (project / "apps" / "warehouse.yml").write_text(
+        "kind: app\nname: warehouse\ntype: duckdb\noptions: {path: warehouse.duckdb}\n")
+    apply(project)
+    con = duckdb.connect(str(project / "warehouse.duckdb"))
+    con.execute(change.format(now=int(datetime.now(timezone.utc).timestamp())))
+    con.close()
+    d = plan_json(project)
+    assert d["read_since"] is not None and d["hashes_compared"] == 12
+    assert d["fields_set"].get("lifetime_value") == (  # type: ignore[attr-defined]
+        2 if "UPDATE" in change else 1), d
+    apply(project)
+    got = {u["external_id"]: u for u in emulator_get(emulator.url, "users")["users"]}
+    assert got["1"]["attributes"]["lifetime_value"] == 120
+    assert "No changes." in cli("plan", str(project), "--now", NOW).output
+
+
+def test_postgres_a_re_parented_related_row_updates_the_old_owner(
+        tmp_path: Path, emulator: Emulator, postgres_url: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import psycopg
+
+    plain = postgres_url.replace("postgresql+psycopg", "postgresql")
+    project = copy_example(tmp_path)
+    with psycopg.connect(plain) as conn:
+        conn.execute("DROP SCHEMA IF EXISTS reparent CASCADE")
+        conn.execute("CREATE SCHEMA reparent")
+        conn.execute("SET search_path TO reparent")
+        _epoch_tables(lambda q: conn.execute(q), "BIGINT")
+    (project / "apps" / "warehouse.yml").write_text(
+        "kind: app\nname: warehouse\ntype: postgres\noptions:\n"
+        "  url: \"{{ env('BRAZECFG_TEST_REPARENT_PG_URL') }}\"\n")
+    sources = project / "sources" / "users.yml"
+    sources.write_text(sources.read_text().replace("table: users", "table: reparent.users")
+                       .replace("table: purchases", "table: reparent.purchases"))
+    monkeypatch.setenv("BRAZECFG_TEST_REPARENT_PG_URL", postgres_url)
+    apply(project)
+    with psycopg.connect(plain) as conn:
+        conn.execute("UPDATE reparent.purchases SET user_id = 2, "
+                     "updated_at = extract(epoch from now())::bigint WHERE id = 2")
+    d = plan_json(project)
+    assert d["read_since"] is not None and d["hashes_compared"] == 12
+    assert d["fields_set"].get("lifetime_value") == 2, d  # type: ignore[attr-defined]
+    apply(project)
+    got = {u["external_id"]: u for u in emulator_get(emulator.url, "users")["users"]}
+    assert got["1"]["attributes"]["lifetime_value"] == 120

@@ -230,7 +230,7 @@ class DestinationApplier:
             if c.action is Action.DELETE:
                 self._deletes.append(c.external_id)
                 continue
-            self._upserts.append(LedgerRecord(c.external_id, c.fields, c.groups))
+            self._upserts.append(LedgerRecord(c.external_id, c.fields, c.groups, c.row_hash))
             result.count(c.action)
             result.subscribed += sum(1 for g in c.joins if g in self.group_ids)
             result.unsubscribed += sum(1 for g in c.leaves if g in self.group_ids)

@@ -96,6 +96,8 @@ def _advance_watermark(ledger: Ledger, dplan: DestinationPlan) -> None:
     keeps rejecting never turns incremental reads off."""
     if dplan.next_watermark:
         ledger.set_watermark(dplan.destination, dplan.next_watermark)
+    # Records read that needed no change keep the record hash they were read with.
+    ledger.set_row_hashes(dplan.destination, dplan.read_rehash())
 
 
 def _prepare_state(ledger: Ledger, dplan: DestinationPlan) -> None:

@@ -246,9 +246,16 @@ def _sample_attributes(s: RecordChange, current: DestinationCurrent | None) -> s
 def read_line(d: DestinationPlan) -> str:
     """How the warehouse was read, and why (every plan says it)."""
     if d.read_since:
-        late = f"; {_n(d.late_records, 'record')} read by key (not in the state, or failed " \
-               "last time)" if d.late_records else ""
-        return (f"incremental read: records changed since {d.read_since}{late} "
+        why = "their record hash changed, not in the state, or failed last time" \
+            if d.hashes_compared else "not in the state, or failed last time"
+        late = f"; {_n(d.late_records, 'record')} read by key ({why})" if d.late_records else ""
+        hashes = f"; compared {d.hashes_compared:,} record hashes in the warehouse" \
+            if d.hashes_compared else ""
+        return (f"incremental read: records changed since {d.read_since}{hashes}{late} "
+                "(--full-refresh reads everything)")
+    if d.hashes_compared:
+        return (f"compared {d.hashes_compared:,} record hashes in the warehouse; read "
+                f"{_n(d.late_records, 'record')} by key (changed, new, or rejected by Braze) "
                 "(--full-refresh reads everything)")
     return f"full read: {d.full_read_reason or 'every record'}"
 

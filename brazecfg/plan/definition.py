@@ -55,15 +55,21 @@ class RecordChange:
     groups: frozenset[str] = frozenset()
     joins: tuple[str, ...] = ()
     leaves: tuple[str, ...] = ()
+    # the warehouse's record hash the change was made from, stored once Braze confirms it
+    row_hash: bytes | None = None
 
-    def to_json(self) -> str:
+    def to_json(self, row_hash: bytes | None = None) -> str:
         """The spool line (sorted keys: the action comes first, so a reader can tell deletions
-        apart before parsing)."""
-        return _dumps({
+        apart before parsing); ``row_hash`` (else the change's own) rides along when known."""
+        d: dict[str, Any] = {
             "a": self.action.value, "id": self.external_id, "attrs": self.attributes,
             "fields": self.fields, "groups": sorted(self.groups), "joins": list(self.joins),
             "leaves": list(self.leaves),
-        })
+        }
+        h = row_hash or self.row_hash
+        if h is not None:
+            d["h"] = h.hex()
+        return _dumps(d)
 
     def digest_line(self) -> str:
         """What a saved plan is bound to: the change without its field hashes, which depend on
@@ -78,8 +84,9 @@ class RecordChange:
         # past 64 bits as floats.
         raw = line.encode() if isinstance(line, str) else line
         d = json.loads(raw) if raw.rstrip(b"\n").endswith(b" ") else orjson.loads(raw)
+        h = d.get("h")
         return cls(_ACTIONS[d["a"]], d["id"], d["attrs"], d["fields"], frozenset(d["groups"]),
-                   tuple(d["joins"]), tuple(d["leaves"]))
+                   tuple(d["joins"]), tuple(d["leaves"]), bytes.fromhex(h) if h else None)
 
 
 def _dumps(value: Any) -> str:
@@ -133,6 +140,9 @@ class DestinationPlan:
     read_since: str | None = None  # incremental read: records changed since this time
     full_read_reason: str = ""  # why a full read, when incremental reads were possible
     late_records: int = 0  # incremental: records read by key (not in the state, or failed)
+    hashes_compared: int = 0  # record hashes compared with the state's (0: rows were read)
+    rehashed: int = 0  # records read that need no change but a new stored record hash
+    rehash_spool: Path | None = field(default=None, repr=False)  # their "key\thash" lines
     state_name: str = ""  # the name the state holds this destination under (a declared move)
     moved_from: str = ""  # why state_name differs from destination, for the plan
     binding_changes: list[str] = field(default_factory=list)  # what the state described, changed
@@ -179,6 +189,16 @@ class DestinationPlan:
             for line in f:
                 yield json.loads(line)
 
+    def read_rehash(self) -> Iterator[tuple[str, bytes]]:
+        """(external_id, record hash) of records read that need no change: apply stores
+        the hashes so the next plan skips them."""
+        if self.rehash_spool is None or not self.rehash_spool.exists():
+            return
+        with self.rehash_spool.open(encoding="utf-8") as f:
+            for line in f:
+                key, h = json.loads(line)
+                yield str(key), bytes.fromhex(h)
+
     def read_spool(self, deletes: bool | None = None) -> Iterator[RecordChange]:
         """The spooled changes; only deletions (True) or only the rest (False) when asked,
         told apart before parsing (sorted keys put the action first)."""
@@ -210,8 +230,10 @@ class DestinationPlan:
             "failed_last_time": {"count": self.failed_last_time,
                                  "first": [vars(i) for i in self.failed_samples]},
             "read_since": self.read_since,
-            "full_read_reason": None if self.read_since else self.full_read_reason,
+            "full_read_reason": None if self.read_since or self.hashes_compared
+            else self.full_read_reason,
             "read_by_key": self.late_records,
+            "hashes_compared": self.hashes_compared,
             "data_points": self.data_points,
             "billing": self.billing,
             "requests": self.requests,

@@ -9,6 +9,7 @@ buffers are a few samples and, in enrich mode, up to 50 ids waiting for an exist
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import IO, Any
@@ -23,8 +24,9 @@ from brazecfg.plan.definition import (
     RecordChange,
 )
 from brazecfg.plan.intents import Intent
-from brazecfg.plan.merge import KeyCursor, merge_join, ordered
+from brazecfg.plan.merge import HashCursor, KeyCursor, merge_join, ordered
 from brazecfg.plan.records import Desired, RecordBuilder
+from brazecfg.state.base import StoredKey
 from brazecfg.state.hashing import Hasher
 from brazecfg.state.ledger import LedgerRecord
 from brazecfg.warehouse.base import ModelRow
@@ -89,6 +91,11 @@ class _Diff:
         self._enrich_waiting: list[RecordChange] = []
         # per action, the samples kept so far as (key hash, change): see _sample
         self._samples: dict[Action, list[tuple[bytes, RecordChange]]] = {}
+        # record hashes of records being judged, stored with their change when it is emitted
+        self._row_hashes: dict[str, bytes] = {}
+        # [key, hex hash] lines of records read whose confirmed state already matches: apply
+        # stores their hash so the next plan need not read them (None: no apply follows)
+        self.rehash: IO[str] | None = None
 
     # -- emitting ---------------------------------------------------------------------------
     def emit(self, change: RecordChange) -> None:
@@ -131,7 +138,8 @@ class _Diff:
         self._sample(change)
         plan.add_to_digest(change.digest_line())
         if self.spool is not None:
-            self.spool.write(change.to_json() + "\n")
+            self.spool.write(change.to_json(self._row_hashes.pop(change.external_id, None))
+                             + "\n")
 
     def _sample(self, change: RecordChange) -> None:
         """Keep, per action, the SAMPLE_SIZE changes whose key has the smallest hash: spread
@@ -180,6 +188,7 @@ class _Diff:
             if change.external_id in known:
                 self.emit(change)
             else:
+                self._row_hashes.pop(change.external_id, None)
                 self.plan.counts["skipped"] += 1  # not in Braze: enrich never creates
 
     def existing_record(self, want: Desired, had: LedgerRecord) -> None:
@@ -243,20 +252,35 @@ class _Diff:
         return RecordChange(Action.UPDATE, had.external_id, attrs, fields, frozenset(), (), leaves)
 
     def run(self, rows: Iterable[ModelRow], ledger: Iterable[LedgerRecord],
-            keys: Iterable[str] | None, recheck: frozenset[str]) -> list[Refetch]:
+            keys: Iterable[str] | None, recheck: frozenset[str], *,
+            hashes: Iterable[tuple[str, bytes | None, frozenset[str]]] | None = None,
+            load: Load | None = None, limit: int | None = None) -> list[Refetch]:
         """The merge. Returns the records an incremental read could not judge from its rows:
         keys in the warehouse that neither the changed rows nor the state hold (a row that
         arrived late or with an old ``updated_at``, a user enrich skipped, a create Braze
         refused) and ``recheck`` ids (records Braze rejected last time). The caller reads
-        them by key and passes them to :meth:`finish`."""
+        them by key and passes them to :meth:`finish`.
+
+        ``hashes`` (instead of ``keys``): every record key with the warehouse's record hash
+        and groups. A state record whose stored hash differs from it (or has none), or whose
+        synced groups differ (a group call still pending), is read again by key,
+        so is every key the state does not have; equal hashes are unchanged; a state record
+        whose key is gone from the warehouse is gone. The state may then be read light
+        (``StoredKey``): ``load`` gives full records for the ones that are judged."""
         skipped = [0]
         refetch: list[Refetch] = []
+        cap = REFETCH_LIMIT if limit is None else limit
         present = KeyCursor(keys, what="record keys") if keys is not None else None
+        digests = HashCursor(hashes, what="record hashes") if hashes is not None else None
+        light_gone: list[LedgerRecord] = []
+
+        def again(key: str, had: LedgerRecord | None) -> None:
+            refetch.append(Refetch(key, had))
+            if len(refetch) > cap:
+                raise TooManyToRefetch(len(refetch))
 
         def missed(key: str) -> None:
-            refetch.append(Refetch(key, None))
-            if len(refetch) > REFETCH_LIMIT:
-                raise TooManyToRefetch(len(refetch))
+            again(key, None)
 
         state = ordered(ledger, _ledger_key, what="records", state=True)
         members = self.plan.members
@@ -268,40 +292,75 @@ class _Diff:
                     members[g] += 1
             if row is None:
                 assert had is not None
-                if present is not None and present.contains(had.external_id, missed):
-                    if isinstance(had, Intent):  # never confirmed, still wanted: a create
-                        refetch.append(Refetch(had.external_id, None))
-                        if len(refetch) > REFETCH_LIMIT:
-                            raise TooManyToRefetch(len(refetch))
-                    elif had.external_id in recheck:
-                        refetch.append(Refetch(had.external_id, had))
-                        if len(refetch) > REFETCH_LIMIT:
-                            raise TooManyToRefetch(len(refetch))
-                    else:
-                        self.plan.counts["unchanged"] += 1  # incremental: not changed since
+                same = False
+                if digests is not None:
+                    found, h, groups = digests.find(had.external_id, missed)
+                    same = (found and h is not None and h == had.row_hash
+                            and groups & self.builder.synced_groups == had.groups)
+                elif present is not None:
+                    found = present.contains(had.external_id, missed)
                 else:
-                    self.gone(had)
+                    found = False
+                if not found:
+                    if isinstance(had, StoredKey) and self.mode != "sync":
+                        light_gone.append(had)  # judged below, with its fields
+                    else:
+                        self.gone(had)
+                elif isinstance(had, Intent):  # never confirmed, still wanted: a create
+                    again(had.external_id, None)
+                elif had.external_id in recheck:
+                    again(had.external_id, had)
+                elif digests is not None and not same:
+                    again(had.external_id, had)  # its sources changed since it was confirmed
+                else:
+                    self.plan.counts["unchanged"] += 1  # not changed since
                 continue
             read += 1
             if present is not None:
                 present.contains(row.key, missed)
+            elif digests is not None:
+                digests.find(row.key, missed)
+            if isinstance(had, StoredKey):
+                assert load is not None
+                had = load([had.external_id]).get(had.external_id, had)
             self.record(row, had)
-        if present is not None:
-            for k in present.rest():
-                missed(k)
+        for k in (present.rest() if present is not None else
+                  digests.rest() if digests is not None else ()):
+            missed(k)
+        for i in range(0, len(light_gone), REFETCH_BATCH):
+            part = light_gone[i:i + REFETCH_BATCH]
+            assert load is not None
+            full = load([r.external_id for r in part])
+            for r in part:
+                self.gone(full.get(r.external_id, r))
         self.plan.counts["skipped"] += skipped[0]
-        self.plan.source_rows = present.seen if present is not None else read + skipped[0]
+        self.plan.source_rows = (present.seen if present is not None else
+                                 digests.seen if digests is not None else read + skipped[0])
+        if digests is not None:
+            self.plan.hashes_compared = digests.seen
         return refetch
 
     def record(self, row: ModelRow, had: LedgerRecord | None) -> None:
         want = self.builder.build(row, self.issues)
+        clean = not self.issues  # a record with a value that is not sent keeps no hash
         if want is None:
             # A bad row is skipped, never taken for a deletion of what Braze holds.
             self.plan.counts["skipped"] += 1
         elif had is None or isinstance(had, Intent):  # an intent: never confirmed
+            if clean and row.row_hash is not None:
+                self._row_hashes[row.key] = row.row_hash
             self.new_record(want)
         else:
+            if clean and row.row_hash is not None:
+                self._row_hashes[row.key] = row.row_hash
+            unchanged = self.plan.counts["unchanged"]
             self.existing_record(want, had)
+            if self.plan.counts["unchanged"] > unchanged:  # nothing sent: nothing emitted
+                h = self._row_hashes.pop(row.key, None)
+                if h is not None and h != had.row_hash:
+                    self.plan.rehashed += 1
+                    if self.rehash is not None:
+                        self.rehash.write(json.dumps([row.key, h.hex()]) + "\n")
         if self.issues:
             self._flush_issues()
 
@@ -337,25 +396,36 @@ def diff_destination(project: Project, destination: Destination, rows: Iterable[
                      spool: IO[str] | None = None, exists: ExistsCheck | None = None,
                      keys: Iterator[str] | None = None, recheck: frozenset[str] = frozenset(),
                      fetch: Fetch | None = None,
-                     opted_out: OptOutCheck | None = None) -> DestinationPlan:
+                     opted_out: OptOutCheck | None = None,
+                     hashes: Iterator[tuple[str, bytes | None, frozenset[str]]] | None = None,
+                     load: Load | None = None, rehash: IO[str] | None = None,
+                     limit: int | None = None) -> DestinationPlan:
     """Compare what the warehouse wants with what Braze confirmed, for one destination.
 
     Incremental reads pass only the records changed since the last run as ``rows``, and
     ``keys``, every record key: a ledger record absent from ``rows`` is then unchanged if its
     key is still in ``keys``, and gone (a deletion) otherwise. A key in ``keys`` that is in
     neither ``rows`` nor the state, and every ``recheck`` id, is read again with ``fetch``
-    (records by key): an incremental read never misses a record the state does not have."""
+    (records by key): an incremental read never misses a record the state does not have.
+
+    Plans comparing record hashes pass ``hashes`` instead of ``keys`` (and no rows): only
+    records whose hash differs from the stored one, or that the state lacks, are read, with
+    ``fetch``; ``load`` gives full state records for a light ledger stream; ``rehash``
+    receives the hashes of records read that need no change (apply stores them)."""
     diff = _Diff(project, destination, hasher, spool, exists, opted_out)
-    refetch = diff.run(rows, ledger, keys, recheck)
+    diff.rehash = rehash
+    refetch = diff.run(rows, ledger, keys, recheck, hashes=hashes, load=load, limit=limit)
     if refetch and fetch is None:
         raise AssertionError("an incremental diff needs a fetch function")
     if refetch:
         assert fetch is not None
         diff.plan.late_records = len(refetch)
-    return diff.finish(_refetched(refetch, fetch) if refetch and fetch else ())
+    return diff.finish(_refetched(refetch, fetch, load) if refetch and fetch else ())
 
 
 Fetch = Callable[[list[str]], Iterator[ModelRow]]
+# Full state records by id (those the state has), for records read light (StoredKey).
+Load = Callable[[list[str]], dict[str, LedgerRecord]]
 REFETCH_BATCH = 1000
 # Past this many records to read by key, one full read is cheaper than the key lookups.
 REFETCH_LIMIT = 5000
@@ -369,10 +439,19 @@ class TooManyToRefetch(Exception):
         super().__init__(n)
 
 
-def _refetched(refetch: list[Refetch], fetch: Fetch
+def _refetched(refetch: list[Refetch], fetch: Fetch, load: Load | None = None
                ) -> Iterator[tuple[ModelRow, LedgerRecord | None]]:
+    """The records to read again, by key, a batch at a time in key order (so a warehouse
+    seeks its key index), each with its full state record."""
+    refetch = sorted(refetch, key=lambda r: r.key)
     for i in range(0, len(refetch), REFETCH_BATCH):
         part = {r.key: r.had for r in refetch[i:i + REFETCH_BATCH]}
+        light = [k for k, had in part.items() if isinstance(had, StoredKey)]
+        if light:
+            assert load is not None
+            full = load(light)
+            for k in light:
+                part[k] = full.get(k, part[k])
         for row in fetch(sorted(part)):
             if row.key in part:
                 yield row, part.pop(row.key)

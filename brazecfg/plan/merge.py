@@ -114,3 +114,50 @@ class KeyCursor:
                 yield self._current
             last = self._current
             self._advance()
+
+
+class HashCursor:
+    """Lookups of (key, record hash) in an ordered stream of them, for non-decreasing keys,
+    in one pass (the keys+hash read of plans that compare record hashes).
+
+    Items are (key, hash, groups). A key repeated in the stream (duplicate primary keys)
+    looks up with hash None: which row wins is settled by the full read by key, so such a
+    record is always read."""
+
+    def __init__(self, pairs: Iterable[tuple[str, bytes | None, frozenset[str]]], *,
+                 what: str) -> None:
+        self._pairs = ordered(pairs, lambda p: p[0], what=what)
+        self._current = next(self._pairs, None)
+        self._last_query: str | None = None
+        self.seen = 0 if self._current is None else 1
+
+    def find(self, key: str, skipped: Callable[[str], None]
+             ) -> tuple[bool, bytes | None, frozenset[str]]:
+        """Whether ``key`` is in the stream, its hash and groups; keys passed over go to
+        ``skipped``."""
+        if self._last_query is not None and key < self._last_query:
+            raise AssertionError("HashCursor queried out of order")
+        self._last_query = key
+        while self._current is not None and self._current[0] < key:
+            skipped(self._advance()[0])
+        if self._current is not None and self._current[0] == key:
+            _, h, groups = self._advance()
+            return True, h, groups
+        return False, None, frozenset()
+
+    def _advance(self) -> tuple[str, bytes | None, frozenset[str]]:
+        """The current item, duplicates folded into it (hash None); moves past them."""
+        assert self._current is not None
+        key, h, groups = self._current
+        self._current = next(self._pairs, None)
+        while self._current is not None and self._current[0] == key:
+            h = None
+            self._current = next(self._pairs, None)
+        if self._current is not None:
+            self.seen += 1
+        return key, h, groups
+
+    def rest(self) -> Iterator[str]:
+        """The keys after the last one queried, still order-checked."""
+        while self._current is not None:
+            yield self._advance()[0]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -160,7 +161,46 @@ def read_since(project: Project, dest: Destination, ledger: Ledger, fingerprint:
     if any(f.op in RELATIVE_OPS for p in props for f in p.filters) or any(
             r.op in RELATIVE_OPS for g in project.model_groups(dest.model) for r in g.rules):
         return None, "relative dates (within ...) need a full read"
+    if not mark.get("since"):
+        return None, "the last run saw no updated_at stamp"
     return datetime.fromisoformat(mark["since"]), ""
+
+
+# A plan comparing record hashes reads by key at most this share of the records (and at
+# least REFETCH_LIMIT); past it one full read is cheaper than the lookups.
+HASH_REFETCH_SHARE = 10
+
+
+def compare_hashes(project: Project, dest: Destination, warehouse: Warehouse, ledger: Ledger,
+                   fingerprint: str, state_name: str, *, full_refresh: bool, fresh: bool,
+                   rebound: frozenset[str]) -> tuple[bool, str]:
+    """Whether to compare record hashes in the warehouse with the state's and read only the
+    records whose hash changed (README "How it works"), and if not, why not. The record hash
+    covers every property value and group flag of the model as the warehouse computes them
+    (relative dates included: they are computed at the plan's ``now``), not the config; so
+    it needs the same config as the last confirmed run."""
+    if full_refresh:
+        return False, "full refresh requested"
+    if fresh:
+        return False, "the Braze workspace changed"
+    if not warehouse.hashes_supported():
+        return False, (f"this warehouse ({project.apps[warehouse.app_name].type}) computes no "
+                       "record hashes: a full read")
+    if dest.group:
+        return False, f"it syncs the members of group {dest.group} only: a full read"
+    if rebound:
+        return False, "a group syncs to another subscription group id: a full read"
+    count = ledger.count(state_name)
+    if count == 0:
+        return False, "first run"
+    mark = ledger.watermark(state_name)
+    if mark is None or mark.get("fingerprint") != fingerprint:
+        return False, "the destination's config changed since the last run (or was never recorded)"
+    unhashed = ledger.count_unhashed(state_name)
+    if unhashed > max(REFETCH_LIMIT, count // HASH_REFETCH_SHARE):
+        return False, (f"{unhashed:,} records have no record hash in the state yet (confirmed "
+                       "before record hashes): a full read, which records them")
+    return True, ""
 
 
 def bindings_for(project: Project, dest: Destination) -> dict[str, object]:
@@ -261,8 +301,15 @@ def _plan_destination(project: Project, dest: Destination, warehouse: Warehouse,
                        f"says {locked.get('records', 0):,} records were confirmed")
     since, why_full = (None, "the Braze workspace changed") if fresh else read_since(
         project, dest, ledger, fps[dest.ref], full_refresh, state_name)
+    hashed, why_not_hashed = compare_hashes(
+        project, dest, warehouse, ledger, fps[dest.ref], state_name, full_refresh=full_refresh,
+        fresh=fresh, rebound=rebound)
+    if hashed and since is None:
+        why_full = ""
+    elif since is None:
+        why_full = why_not_hashed or why_full
     recheck: frozenset[str] = frozenset()
-    if since is not None:
+    if since is not None or hashed:
         failed, sample = ledger.failures(state_name, limit=REFETCH_LIMIT + 1)
         if failed > REFETCH_LIMIT:
             since, why_full = None, f"{failed:,} records failed last time: a full read"
@@ -272,14 +319,18 @@ def _plan_destination(project: Project, dest: Destination, warehouse: Warehouse,
     # updated_at, read before the rows (a row this read misses has a stamp above it), minus
     # an overlap for rows committed a little after their stamp. Never this machine's clock.
     high = warehouse.max_updated_at(dest.model) if _stamped(project, dest) else None
-    on_read = reporter(on_rows, dest.name, "records", None if since else confirmed or None)
+    on_read = reporter(on_rows, dest.name, "records",
+                       confirmed or None if hashed or not since else None)
+    limit = max(REFETCH_LIMIT, confirmed // HASH_REFETCH_SHARE) if hashed else REFETCH_LIMIT
     try:
         dplan = _diff_once(project, dest, warehouse, ledger, hasher, state_name, now=now,
                            since=since, recheck=recheck, spool_dir=spool_dir, exists=exists,
-                           fresh=fresh, rebound=rebound, opted_out=opted_out,
-                           on_read=on_read)
+                           fresh=fresh, rebound=rebound, opted_out=opted_out, hashed=hashed,
+                           limit=limit, on_read=on_read)
     except TooManyToRefetch:
-        why_full = (f"more than {REFETCH_LIMIT:,} records are not in the state or failed last "
+        why_full = (f"more than {limit:,} records changed, are not in the state or failed "
+                    "last time: a full read" if hashed else
+                    f"more than {REFETCH_LIMIT:,} records are not in the state or failed last "
                     f"time (rows arrived late, or with an old updated_at): a full read")
         since = None
         dplan = _diff_once(project, dest, warehouse, ledger, hasher, state_name, now=now,
@@ -293,9 +344,11 @@ def _plan_destination(project: Project, dest: Destination, warehouse: Warehouse,
     dplan.reset_state = fresh
     dplan.read_since = since.isoformat() if since else None
     dplan.full_read_reason = why_full
+    # What the next plan compares with: this run's config (record hashes need the same
+    # config) and, when stamped, where the next incremental read starts.
+    dplan.next_watermark = {"fingerprint": fps[dest.ref]}
     if high is not None:
-        dplan.next_watermark = {"since": (high - WATERMARK_OVERLAP).isoformat(),
-                                "fingerprint": fps[dest.ref]}
+        dplan.next_watermark["since"] = (high - WATERMARK_OVERLAP).isoformat()
     if dest.events:
         _plan_events(project, dest, dplan, warehouse, ledger, spool_dir, resend_unknown,
                      fresh=fresh, assume_unknown=assume_unknown,
@@ -381,29 +434,43 @@ def _diff_once(project: Project, dest: Destination, warehouse: Warehouse, ledger
                hasher: Hasher, state_name: str, *, now: datetime, since: datetime | None,
                recheck: frozenset[str], spool_dir: Path | None, exists: ExistsCheck | None,
                fresh: bool, rebound: frozenset[str], opted_out: OptOutCheck | None = None,
+               hashed: bool = False, limit: int | None = None,
                on_read: Callable[[int], None] | None = None) -> DestinationPlan:
-    rows = tracked_rows(dest, counted(warehouse.stream_model(dest.model, now=now,
-                                                             changed_since=since), on_read))
-    keys = warehouse.stream_keys(dest.model) if since is not None else None
+    """One merge of the warehouse with the state. ``hashed``: keys and record hashes leave
+    the warehouse (with, when ``since`` is given, the rows changed since: the incremental
+    read), the state is read light (key, groups, stored hash), and only the records whose
+    hash differs (or that the state lacks) are read in full, by key. ``on_read`` counts the
+    rows read: the hashes when comparing them, else the model rows."""
+    rows: Iterable[ModelRow] = iter(()) if hashed and since is None else tracked_rows(
+        dest, counted(warehouse.stream_model(dest.model, now=now, changed_since=since),
+                      None if hashed else on_read))
+    keys = warehouse.stream_keys(dest.model) if since is not None and not hashed else None
+    hashes = counted(warehouse.stream_hashes(dest.model, now=now), on_read) if hashed else None
     records: Iterator[LedgerRecord] = iter(()) if fresh else with_intents(
-        ledger.stream(state_name), ledger.stream_intents(state_name))
+        ledger.stream(state_name, light=hashed), ledger.stream_intents(state_name))
     if rebound:
-        records = (LedgerRecord(r.external_id, r.fields, r.groups - rebound) for r in records)
-    spool = None
+        records = (replace(r, groups=r.groups - rebound) for r in records)
+    spool = rehash = None
     spool_path = spool_dir / f"{dest.name}.jsonl" if spool_dir is not None else None
-    if spool_path is not None:
+    rehash_path = spool_dir / f"{dest.name}.hashes.jsonl" if spool_dir is not None else None
+    if spool_path is not None and rehash_path is not None:
         spool = spool_path.open("w", encoding="utf-8")
+        rehash = rehash_path.open("w", encoding="utf-8")
     try:
         dplan = diff_destination(
             project, dest, rows, records, hasher, spool=spool, exists=exists, keys=keys,
             recheck=recheck,
             fetch=lambda ks: tracked_rows(dest, warehouse.stream_model(dest.model, now=now,
                                                                         only_keys=ks)),
-            opted_out=opted_out)
+            opted_out=opted_out, hashes=hashes,
+            load=lambda ids: ledger.records(state_name, ids), rehash=rehash, limit=limit)
     finally:
         if spool is not None:
             spool.close()
+        if rehash is not None:
+            rehash.close()
     dplan.spool = spool_path
+    dplan.rehash_spool = rehash_path
     return dplan
 
 

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 # 1: records, events, failures, meta; 2: + state id, lease, create intents;
-# 3: event rows keep user, name, weight, time (settling)
-SCHEMA_VERSION = 3
+# 3: event rows keep user, name, weight, time (settling); 4: records keep the warehouse's
+# record hash (row_hash) and, on SQLite, their field hashes packed as binary
+SCHEMA_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,15 @@ class LedgerRecord:
     external_id: str
     fields: dict[str, str] = field(default_factory=dict)  # field -> keyed hash
     groups: frozenset[str] = frozenset()
+    # The warehouse's hash of the record's source values when Braze confirmed it (README
+    # "How it works"): a filter for what to read, never what decides a send. None: unknown.
+    row_hash: bytes | None = None
+
+
+@dataclass(frozen=True)
+class StoredKey(LedgerRecord):
+    """A record read without its field hashes (key, groups and row hash only): the light
+    read of plans that compare record hashes. Load the full record before judging it."""
 
 
 @dataclass(frozen=True)

@@ -59,11 +59,13 @@ from brazecfg.state.base import (
     LockInfo,
     Previous,
     StateIdentity,
+    StoredKey,
 )
 
 __all__ = ["EventMark", "EventState", "Failure", "LeaseLost", "Ledger", "LedgerRecord",
            "Previous", "StateIdentity"]
-from brazecfg.state.tables import MIGRATIONS, V1_SQLITE, Tables
+from brazecfg.state.packing import pack, unpack
+from brazecfg.state.tables import FIELD_NAMES, MIGRATIONS, V1_SQLITE, Tables
 from brazecfg.warehouse.engine import driver_message
 
 __all__ = ["Failure", "Ledger", "LedgerRecord", "LeaseLost", "SCHEMA_VERSION"]
@@ -109,6 +111,8 @@ class Ledger:
         self._version = 0  # 0: no state (yet)
         self._lease: tuple[str, int] | None = None  # (lock id, fence) while held
         self._generation: int | None = None  # last committed, known while the lease is held
+        self._names: list[str] = []  # packed field hashes: number -> field name (meta)
+        self._groups_cache: dict[str, frozenset[str]] = {}
         self.t = Tables.build(backend.schema, backend.prefix, backend.dialect)
         try:
             self._open()
@@ -221,12 +225,18 @@ class Ledger:
         with conn.begin():
             self._version = int(self._meta(conn, "version") or 1)
         self._check_version()
+        was = self._version
         while self._version < SCHEMA_VERSION and self.writable:
             with conn.begin():
                 if int(self._meta(conn, "version") or 1) == self._version:
                     MIGRATIONS[self._version](conn, self.t)
                     self._put_meta(conn, "version", str(self._version + 1))
                 self._version = int(self._meta(conn, "version") or 1)
+        if was < 4 <= self._version and self.backend.name == "local" and create:
+            # v4 packed the field hashes: give the space back (outside any transaction)
+            raw = conn.connection.driver_connection
+            if raw is not None:
+                raw.execute("VACUUM")
 
     def _create(self, conn: Connection) -> None:
         try:
@@ -367,13 +377,90 @@ class Ledger:
             if len(rows) < batch_size:
                 return
 
-    def stream(self, destination: str, batch_size: int = 5000) -> Iterator[LedgerRecord]:
-        """Every record of a destination in external_id byte order, streamed."""
+    @property
+    def _packed(self) -> bool:
+        """Field hashes are packed as binary (v4 on SQLite, whose columns take any type)."""
+        return self.backend.dialect == "sqlite"
+
+    def _field_names(self, conn: Connection) -> list[str]:
+        if self._version >= 4:
+            value = self._meta(conn, FIELD_NAMES)
+            names = json.loads(value) if value else []
+            if len(names) > len(self._names):
+                self._names = names
+        return self._names
+
+    def _fields(self, value: Any, conn: Connection | None = None) -> dict[str, str]:
+        """A ``fields`` column as field -> hash: packed (bytes) or JSON text (older rows,
+        other dialects, imported exports)."""
+        if isinstance(value, bytes | memoryview):
+            blob = bytes(value)
+            try:
+                return unpack(blob, self._names)
+            except IndexError:  # a name numbered after our copy of the list was read
+                if conn is None:
+                    with self._read() as c:
+                        self._field_names(c)
+                else:
+                    self._field_names(conn)
+                return unpack(blob, self._names)
+        return dict(json.loads(value))
+
+    def _groups(self, value: str) -> frozenset[str]:
+        g = self._groups_cache.get(value)
+        if g is None:
+            g = frozenset(json.loads(value))
+            if len(self._groups_cache) < 4096:  # a few distinct sets in practice
+                self._groups_cache[value] = g
+        return g
+
+    def stream(self, destination: str, batch_size: int = 5000, *, light: bool = False
+               ) -> Iterator[LedgerRecord]:
+        """Every record of a destination in external_id byte order, streamed. ``light``:
+        without field hashes (StoredKey: key, groups, row hash), for plans that compare
+        record hashes and load full records (``records``) only for those that changed."""
         r = self.t.records
-        for ext_id, fields, groups in self._pages(
-                r, "external_id", ["external_id", "fields", "groups"],
-                [r.c.destination == destination], batch_size):
-            yield LedgerRecord(ext_id, json.loads(fields), frozenset(json.loads(groups)))
+        hashed = self._version >= 4
+        cols = ["external_id", "groups", *(["row_hash"] if hashed else []),
+                *([] if light else ["fields"])]
+        if not light and self._packed and hashed:
+            with self._read() as conn:
+                self._field_names(conn)
+        for row in self._pages(r, "external_id", cols, [r.c.destination == destination],
+                               batch_size):
+            h = bytes(row[2]) if hashed and row[2] is not None else None
+            if light:
+                yield StoredKey(row[0], {}, self._groups(row[1]), h)
+            else:
+                yield LedgerRecord(row[0], self._fields(row[-1]), self._groups(row[1]), h)
+
+    def records(self, destination: str, external_ids: list[str]) -> dict[str, LedgerRecord]:
+        """The full records of these ids (those the state has), a few queries of 500."""
+        if self._empty or not external_ids:
+            return {}
+        r = self.t.records
+        hashed = self._version >= 4
+        out: dict[str, LedgerRecord] = {}
+        with self._read() as conn:
+            self._field_names(conn)
+            for i in range(0, len(external_ids), 500):
+                cols = [r.c.external_id, r.c.fields, r.c.groups,
+                        *([r.c.row_hash] if hashed else [])]
+                for row in conn.execute(select(*cols).where(
+                        r.c.destination == destination,
+                        r.c.external_id.in_(external_ids[i:i + 500]))):
+                    h = bytes(row[3]) if hashed and row[3] is not None else None
+                    out[str(row[0])] = LedgerRecord(str(row[0]), self._fields(row[1], conn),
+                                                    self._groups(row[2]), h)
+        return out
+
+    def count_unhashed(self, destination: str) -> int:
+        """Records with no stored record hash (confirmed before v4, or whose hash was
+        cleared): a plan comparing hashes must read each of them."""
+        r = self.t.records
+        if self._version < 4:
+            return self.count(destination)
+        return self._count(r, r.c.destination == destination, r.c.row_hash.is_(None))
 
     def _count(self, table: Table, *where: ColumnElement[bool]) -> int:
         if self._empty:
@@ -432,9 +519,11 @@ class Ledger:
         with self._read() as conn:
             row = conn.execute(select(r.c.fields, r.c.groups).where(
                 r.c.destination == destination, r.c.external_id == external_id)).first()
-        if row is None:
-            return None
-        return LedgerRecord(external_id, json.loads(row[0]), frozenset(json.loads(row[1])))
+            if row is None:
+                return None
+            self._field_names(conn)
+            return LedgerRecord(external_id, self._fields(row[0], conn),
+                                frozenset(json.loads(row[1])))
 
     def stream_events(self, destination: str, stream: str, batch_size: int = 5000
                       ) -> Iterator[tuple[str, str]]:
@@ -555,16 +644,13 @@ class Ledger:
         at = _now()
         r, f = self.t.records, self.t.failures
         # Keyed by id: the same id twice in one batch keeps the last (v1's INSERT OR REPLACE).
-        ups = list({x.external_id: {
-            "destination": destination, "external_id": x.external_id,
-            "fields": json.dumps(x.fields, sort_keys=True, separators=(",", ":")),
-            "groups": json.dumps(sorted(x.groups), separators=(",", ":")),
-            "confirmed_at": at} for x in upserts}.values())
+        latest = list({x.external_id: x for x in upserts}.values())
         dels = list(dict.fromkeys(deletes))
         fails = list({x.external_id: {"destination": destination, "external_id": x.external_id,
                                       "reason": x.reason, "failed_at": at}
                       for x in failures}.values())
         with self._write() as conn:
+            ups = self._rows_of(conn, destination, latest, at)
             touched = [u["external_id"] for u in ups] + dels
             self._delete_ids(conn, r, destination, touched)
             self._delete_ids(conn, f, destination, touched + [x["external_id"] for x in fails])
@@ -575,6 +661,58 @@ class Ledger:
             if self._version >= 2:
                 self._delete_ids(conn, self.t.intents, destination,
                                  touched + [x["external_id"] for x in fails])
+
+    def _rows_of(self, conn: Connection, destination: str, records: list[LedgerRecord],
+                 at: str) -> list[dict[str, Any]]:
+        """Records as rows: field hashes packed on SQLite (new names numbered in meta, in
+        this transaction), JSON elsewhere; the row hash where the state has the column."""
+        if not records:
+            return []
+        packed = self._packed and self._version >= 4
+        numbers: dict[str, int] = {}
+        names: list[str] = []
+        if packed:
+            names = list(self._field_names(conn))
+            numbers = {n: i for i, n in enumerate(names)}
+        grown = [False]
+
+        def number(name: str) -> int:
+            i = numbers.get(name)
+            if i is None:
+                i = numbers[name] = len(names)
+                names.append(name)
+                grown[0] = True
+            return i
+
+        rows = []
+        for x in records:
+            row: dict[str, Any] = {
+                "destination": destination, "external_id": x.external_id,
+                "fields": pack(x.fields, number) if packed else
+                json.dumps(x.fields, sort_keys=True, separators=(",", ":")),
+                "groups": json.dumps(sorted(x.groups), separators=(",", ":")),
+                "confirmed_at": at}
+            if self._version >= 4:
+                row["row_hash"] = x.row_hash
+            rows.append(row)
+        if grown[0]:
+            self._put_meta(conn, FIELD_NAMES, json.dumps(names))
+            self._names = names
+        return rows
+
+    def set_row_hashes(self, destination: str, pairs: Iterable[tuple[str, bytes]]) -> None:
+        """Record the warehouse's record hash of records whose confirmed fields and groups
+        already match the warehouse (a plan read them and found nothing to send), so the next
+        plan need not read them again. Records the state does not have are skipped."""
+        if self._version < 4:
+            return
+        r = self.t.records
+        it = iter(pairs)
+        while batch := [{"b_id": k, "b_h": h} for k, h in islice(it, 20000)]:
+            with self._write(bump=False) as conn:
+                conn.execute(update(r).where(r.c.destination == destination,
+                                             r.c.external_id == bindparam("b_id"))
+                             .values(row_hash=bindparam("b_h")), batch)
 
     @staticmethod
     def _delete_ids(conn: Connection, table: Table, destination: str, ids: list[str]) -> None:
@@ -899,10 +1037,19 @@ class Ledger:
                             yield {"t": name, **dict(zip([key, *[c for c in cols if c != key]],
                                                          row, strict=True))}
                     continue
+                if name == "record" and self._version < 4:
+                    cols = [c for c in cols if c != "row_hash"]
                 for row in self._pages(table, key, [key, *[c for c in cols if c != key]],
                                        where, 5000):
-                    yield {"t": name, **dict(zip([key, *[c for c in cols if c != key]], row,
+                    out = {"t": name, **dict(zip([key, *[c for c in cols if c != key]], row,
                                                  strict=True))}
+                    if name == "record":  # portable: JSON field hashes, a hex row hash
+                        if not isinstance(out["fields"], str):
+                            out["fields"] = json.dumps(self._fields(out["fields"]),
+                                                       sort_keys=True, separators=(",", ":"))
+                        h = out.get("row_hash")
+                        out["row_hash"] = None if h is None else bytes(h).hex()
+                    yield out
 
     def _scalars(self, col: ColumnElement[Any] | None) -> list[str | None]:
         if col is None:
@@ -934,6 +1081,8 @@ class Ledger:
                 if kind not in tables:
                     raise StateError(f"unknown row type {kind!r} in the state export")
                 values = {c.name: row.get(c.name) for c in tables[kind].columns}
+                if kind == "record" and values.get("row_hash") is not None:
+                    values["row_hash"] = bytes.fromhex(str(values["row_hash"]))
                 if kind == "meta" and values["key"] == "version":
                     values["value"] = str(self._version)  # the rows are migrated as they land
                 batch[kind].append(values)

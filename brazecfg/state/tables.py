@@ -9,6 +9,7 @@ primary-key index is in that order. Column names are always quoted ("at" is a Du
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -72,7 +74,9 @@ class Tables:
             records=t("records", _col("destination", key(), primary_key=True),
                       _col("external_id", key(), primary_key=True),
                       _col("fields", Text, nullable=False), _col("groups", Text, nullable=False),
-                      _col("confirmed_at", String, nullable=False)),
+                      _col("confirmed_at", String, nullable=False),
+                      # v4: the warehouse's record hash when Braze confirmed the record
+                      _col("row_hash", LargeBinary)),
             events=t("events", _col("destination", key(), primary_key=True),
                      _col("stream", key(), primary_key=True),
                      _col("row_key", key(), primary_key=True),
@@ -128,7 +132,55 @@ def _migrate_2_to_3(conn: Connection, t: Tables) -> None:
                               f"{sql_type}"))
 
 
+FIELD_NAMES = "field_names"  # meta: the names packed field hashes number (SQLite, v4)
+
+
+def _migrate_3_to_4(conn: Connection, t: Tables) -> None:
+    """v4: records keep the warehouse's record hash (``row_hash``, NULL for old records: they
+    are read once more and get one), and on SQLite their field hashes packed as binary
+    (state/packing.py: the same hash values, 9 bytes a field instead of about 30 of JSON)."""
+    from brazecfg.state.packing import pack
+
+    prep = conn.dialect.identifier_preparer
+    table = prep.format_table(t.records)
+    have = {str(k) for k in conn.execute(text(f"SELECT * FROM {table} WHERE 1 = 0")).keys()}
+    if "row_hash" not in have:
+        blob = {"postgresql": "BYTEA"}.get(conn.dialect.name, "BLOB")
+        conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {prep.quote_identifier('row_hash')} "
+                          f"{blob}"))
+    if conn.dialect.name != "sqlite":
+        return  # a text column there: field hashes stay JSON
+    row = conn.execute(select(t.meta.c.value).where(t.meta.c.key == FIELD_NAMES)).first()
+    names: list[str] = json.loads(row[0]) if row is not None else []
+    numbers = {n: i for i, n in enumerate(names)}
+
+    def number(name: str) -> int:
+        if name not in numbers:
+            numbers[name] = len(names)
+            names.append(name)
+        return numbers[name]
+
+    r = t.records
+    last: tuple[str, str] | None = None
+    while True:
+        q = select(r.c.destination, r.c.external_id, r.c.fields)
+        if last is not None:
+            q = q.where((r.c.destination > last[0])
+                        | ((r.c.destination == last[0]) & (r.c.external_id > last[1])))
+        rows = conn.execute(q.order_by(r.c.destination, r.c.external_id).limit(20000)).all()
+        if not rows:
+            break
+        last = (rows[-1][0], rows[-1][1])
+        changes = [{"d": d, "k": k, "f": pack(json.loads(f), number)}
+                   for d, k, f in rows if isinstance(f, str)]
+        if changes:
+            conn.execute(text(f"UPDATE {table} SET fields = :f WHERE destination = :d "
+                              "AND external_id = :k"), changes)
+    conn.execute(t.meta.delete().where(t.meta.c.key == FIELD_NAMES))
+    conn.execute(insert(t.meta).values(key=FIELD_NAMES, value=json.dumps(names)))
+
+
 # Step by step: MIGRATIONS[n] takes a version-n state to n+1, in one transaction.
-MIGRATIONS = {1: _migrate_1_to_2, 2: _migrate_2_to_3}
+MIGRATIONS = {1: _migrate_1_to_2, 2: _migrate_2_to_3, 3: _migrate_3_to_4}
 
 

@@ -25,6 +25,7 @@ class ModelRow:
     key: str
     values: dict[str, Any]
     groups: frozenset[str]
+    row_hash: bytes | None = None  # the warehouse's record hash (None: not computed here)
 
 
 class Warehouse(Protocol):
@@ -44,6 +45,17 @@ class Warehouse(Protocol):
 
     def stream_keys(self, model: str, *, batch_size: int = 20000) -> Iterator[str]:
         """Every record key of ``model`` as text in byte order; nothing else is computed."""
+        ...
+
+    def hashes_supported(self) -> bool:
+        """Whether this warehouse computes record hashes (``stream_hashes``)."""
+        ...
+
+    def stream_hashes(self, model: str, *, now: datetime, batch_size: int = 20000
+                      ) -> Iterator[tuple[str, bytes | None, frozenset[str]]]:
+        """Every record key of ``model`` with its record hash and groups, in key byte order:
+        every property and group is computed in the warehouse; only the key, the hash and
+        the group flags leave it."""
         ...
 
     def stream_events(self, model: str, source: str, *, key: str, user: str, columns: list[str],

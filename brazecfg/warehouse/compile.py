@@ -63,6 +63,7 @@ from sqlalchemy import (
     false,
     func,
     literal,
+    literal_column,
     not_,
     or_,
     select,
@@ -94,6 +95,37 @@ class ModelQuery:
     groups: tuple[str, ...]  # names of the group flag columns, in order after the values
     # source name -> column -> resources needing it ("property/x"), for error diagnostics
     needs: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    hashed: bool = False  # a record hash column follows ``kbad`` (see ``row_hash``)
+
+
+# The SQLite function computing record hashes (engine.py registers it on every connection).
+SQLITE_ROW_HASH = "brazecfg_row_hash"
+
+
+def hashes_supported(dialect: Dialect) -> bool:
+    """Whether record hashes are computed in this warehouse: SQLite (a registered function),
+    DuckDB and PostgreSQL (md5). Other dialects read every record in full, as before."""
+    return dialect.name in ("sqlite", "duckdb", "postgresql")
+
+
+def row_hash(values: list[ColumnElement[Any]], dialect: Dialect) -> ColumnElement[Any]:
+    """The record hash over ``values`` (every property value, then every group flag), in
+    the warehouse. A filter for what to read (plan/diff.py), so it must change whenever a
+    value does: each value is written as its text with its length (or ``~`` for NULL),
+    which no two different lists of values share. SQLite: ``brazecfg_row_hash`` (typed
+    values, engine.sqlite_row_hash); DuckDB and PostgreSQL: md5 of the canonical text."""
+    if dialect.name == "sqlite":
+        fn: ColumnElement[Any] = getattr(func, SQLITE_ROW_HASH)(*values)
+        return fn
+    parts: list[ColumnElement[Any]] = []
+    for i, v in enumerate(values):
+        as_text = cast(v, String())
+        if i:
+            parts.append(literal_column("','"))
+        parts.append(case((v.is_(None), literal_column("'~'")),
+                          else_=func.concat(cast(func.length(as_text), String()),
+                                            literal_column("':'"), as_text)))
+    return func.md5(func.concat(*parts) if len(parts) > 1 else parts[0])
 
 
 def get_dialect(dialect: Dialect | str) -> Dialect:
@@ -128,6 +160,7 @@ class _Builder:
         self.groups = project.model_groups(model)
         self.needs: dict[str, dict[str, list[str]]] = {}
         self._aliases = 0
+        self.only_keys: list[str] | None = None
 
     # -- columns and sources -------------------------------------------------------------
 
@@ -171,7 +204,8 @@ class _Builder:
     # -- properties ------------------------------------------------------------------------
 
     def build(self, changed_since: datetime | None,
-              only_keys: list[str] | None = None) -> ModelQuery:
+              only_keys: list[str] | None = None, *, keys_only: bool = False) -> ModelQuery:
+        self.only_keys = only_keys
         self.check_apps()
         self.collect_needs(changed_since)
         p = self.from_(self.primary, "p")
@@ -213,6 +247,8 @@ class _Builder:
                        *(exprs[n].label(f"v{i}") for i, n in enumerate(names)),
                        bad_key(pkey, self.dialect).label("kbad"))
         inner = inner.select_from(joined)
+        if only_keys is not None:
+            inner = inner.where(*self.key_filter(pkey))
         if changed_since is not None:
             changed = self.changed_keys(changed_since)
             if changed is not None:
@@ -223,13 +259,40 @@ class _Builder:
         for i, group in enumerate(self.groups):
             cond = self.group_condition(group, by_name, ())
             flags.append(case((cond, literal(1)), else_=literal(0)).label(f"g{i}"))
+        hashed = hashes_supported(self.dialect)
+        digest = [row_hash([*(by_name[n] for n in names), *(f.element for f in flags)],
+                           self.dialect).label("h")] if hashed else []
+        if keys_only:
+            stmt = (select(r.c.k, r.c.kbad, *digest, *flags)
+                    .where(or_(r.c.k.is_not(None), r.c.kbad.is_not(None)))
+                    .order_by(*key_order(r.c.k, self.dialect)))
+            return ModelQuery(stmt, (), tuple(g.name for g in self.groups), self.needs,
+                              hashed)
         ties = [e for n in names for e in (case((by_name[n].is_(None), 1), else_=0),
                                            binary(cast(by_name[n], String()), self.dialect))]
-        stmt = (select(r.c.k, *(by_name[n] for n in names), *flags, r.c.kbad)
+        stmt = (select(r.c.k, *(by_name[n] for n in names), *flags, r.c.kbad, *digest)
                 .order_by(*key_order(r.c.k, self.dialect), *ties))
         if only_keys is not None:
             stmt = stmt.where(r.c.k.in_(only_keys))
-        return ModelQuery(stmt, tuple(names), tuple(g.name for g in self.groups), self.needs)
+        return ModelQuery(stmt, tuple(names), tuple(g.name for g in self.groups), self.needs,
+                          hashed)
+
+    def key_filter(self, col: ColumnElement[Any]) -> list[ColumnElement[bool]]:
+        """Rows of a source whose key is one of ``only_keys``: the canonical key text
+        compared exactly, and on SQLite first the raw column against each key's text and
+        whole number, a superset that lets an index on the key column seek instead of
+        scanning (a value whose key text is k equals k's text or k's integer there).
+        Reading by key pushes this into every source's subquery, so a related source is
+        read for these keys only, not aggregated whole per batch."""
+        keys = self.only_keys or []
+        exact = key_ref(col, self.dialect).in_(keys)
+        if self.dialect.name != "sqlite":
+            return [exact]
+        ints = []
+        for k in keys:
+            if k.lstrip("-").isdigit() and str(int(k)) == k and abs(int(k)) < 2 ** 63:
+                ints.append(int(k))
+        return [or_(col.in_(keys), col.in_(ints)) if ints else col.in_(keys), exact]
 
     def check_apps(self) -> None:
         app = self.primary.app
@@ -261,7 +324,10 @@ class _Builder:
                 col: ColumnElement[Any] = s.c[column_of(prop)]
                 arg = case((all_of(conds), col)) if conds else col
                 cols.append(getattr(func, str(prop.aggregate))(arg).label(label))
-        sq = select(*cols).group_by(skey).subquery(f"a{self._aliases}")
+        grouped = select(*cols)
+        if self.only_keys is not None:
+            grouped = grouped.where(*self.key_filter(s.c[source.key]))
+        sq = grouped.group_by(skey).subquery(f"a{self._aliases}")
         for prop, label in zip(props, labels, strict=True):
             value = sq.c[label]
             exprs[prop.name] = func.coalesce(value, 0) if prop.aggregate == "count" else value
@@ -285,7 +351,9 @@ class _Builder:
         labels = [f"v{i}" for i in range(len(props))]
         ranked = (select(skey.label("k"),
                          *(s.c[column_of(p)].label(lb) for p, lb in zip(props, labels, strict=True)), rn)
-                  .where(s.c[sort].is_not(None), *self.filters(props[0], s))
+                  .where(s.c[sort].is_not(None), *self.filters(props[0], s),
+                         *(self.key_filter(s.c[source.key]) if self.only_keys is not None
+                           else ()))
                   .subquery(f"r{self._aliases}"))
         sq = (select(ranked.c.k, *(ranked.c[lb] for lb in labels))
               .where(ranked.c.rn == 1).subquery(f"w{self._aliases}"))
@@ -379,6 +447,17 @@ def build_events_query(project: Project, model: str, source: str, *, key: str, u
         dates = Dates(d, utc_naive(since))
         stmt = stmt.where(dates.column(e.c[time_column]) >= dates.value(utc_naive(since)))
     return stmt.order_by(*key_order(k, d))
+
+
+def build_hashes_query(project: Project, model: str, *, now: datetime,
+                       dialect: Dialect | str) -> ModelQuery:
+    """Every record key of ``model`` with its record hash (``row_hash``), in key byte order:
+    the warehouse computes every property and group as the model query does, and only the
+    key, 8 bytes of hash and the group flags per record leave it. Columns: k, kbad, h, g0.."""
+    d = get_dialect(dialect)
+    if model not in project.models:
+        raise WarehouseError(f"model/{model} does not exist")
+    return _Builder(project, model, d, now).build(None, keys_only=True)
 
 
 def build_keys_query(project: Project, model: str, *, dialect: Dialect | str) -> Select[Any]:

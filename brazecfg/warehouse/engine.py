@@ -6,6 +6,7 @@ on PostgreSQL, fetchmany elsewhere), so memory holds one batch whatever the mode
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from typing import Any, TypeVar
@@ -19,11 +20,14 @@ from brazecfg.errors import WarehouseError
 from brazecfg.model.resources import App, Project
 from brazecfg.warehouse.base import EventRow, ModelRow
 from brazecfg.warehouse.compile import (
+    SQLITE_ROW_HASH,
     ModelQuery,
     build_events_query,
+    build_hashes_query,
     build_keys_query,
     build_max_updated_query,
     build_model_query,
+    hashes_supported,
 )
 from brazecfg.warehouse.sources import source_from
 
@@ -149,6 +153,24 @@ class SqlWarehouse:
 
         return self._stream(f"model/{model}", query, batch_size, key)
 
+    def hashes_supported(self) -> bool:
+        return hashes_supported(self.engine.dialect)
+
+    def stream_hashes(self, model: str, *, now: datetime, batch_size: int = 20000
+                      ) -> Iterator[tuple[str, bytes | None, frozenset[str]]]:
+        """Every record key of ``model`` with its record hash (compile.row_hash) and its
+        groups, in key byte order; keys of duplicate primary-key rows come once per row."""
+        query = build_hashes_query(self.project, model, now=now, dialect=self.engine.dialect)
+        names = query.groups
+
+        def pair(row: Any) -> tuple[str, bytes | None, frozenset[str]]:
+            if row[1] is not None:
+                raise self._bad_key(model, row[1])
+            return str(row[0]), _hash_bytes(row[2]), frozenset(
+                n for n, flag in zip(names, row[3:], strict=True) if flag)
+
+        return self._stream(f"model/{model}", query, batch_size, pair)
+
     def max_updated_at(self, model: str) -> datetime | None:
         """The warehouse's own greatest ``updated_at`` over the sources of ``model`` that
         declare one, as an aware UTC datetime (None: no such source, or no stamp at all).
@@ -187,6 +209,7 @@ class SqlWarehouse:
     def _rows(self, model: str, query: ModelQuery, batch_size: int) -> Iterator[ModelRow]:
         n = len(query.properties)
         g = len(query.groups)
+        hashed = query.hashed
 
         def record(row: Any) -> ModelRow:
             key = row[0]
@@ -197,6 +220,7 @@ class SqlWarehouse:
                 values=dict(zip(query.properties, row[1:n + 1], strict=True)),
                 groups=frozenset(name for name, flag in zip(query.groups, row[n + 1:n + 1 + g],
                                                             strict=True) if flag),
+                row_hash=_hash_bytes(row[n + 2 + g]) if hashed else None,
             )
 
         return self._stream(f"model/{model}", query, batch_size, record)
@@ -208,6 +232,8 @@ class SqlWarehouse:
         except SQLAlchemyError as exc:
             raise self._error(f"cannot connect to read {what}", exc) from None
         with conn:
+            if self.engine.dialect.name == "sqlite":
+                _register_sqlite_hash(conn)
             conn = conn.execution_options(stream_results=True, yield_per=batch_size)
             try:
                 result = conn.execute(query.select)
@@ -277,6 +303,46 @@ class SqlWarehouse:
         if self._on_close is not None:
             self._on_close()  # e.g. DuckDB's temporary directory
             self._on_close = None
+
+
+def sqlite_row_hash(*values: Any) -> bytes:
+    """SQLite's record hash (compile.row_hash): each value by its SQLite type and exact
+    text (floats in hex: binary, locale-independent), with its length, NULL as ``~``;
+    BLAKE2b, 8 bytes. Deterministic: the same values always give the same hash."""
+    parts = []
+    for v in values:
+        if v is None:
+            parts.append(b"~")
+        elif isinstance(v, int):
+            parts.append(b"i%d" % v)
+        elif isinstance(v, float):
+            parts.append(b"f" + v.hex().encode())
+        elif isinstance(v, str):
+            b = v.encode("utf-8", "surrogatepass")
+            parts.append(b"s%d:" % len(b) + b)
+        else:
+            b = bytes(v)
+            parts.append(b"b%d:" % len(b) + b)
+    return hashlib.blake2b(b",".join(parts), digest_size=8).digest()
+
+
+def _register_sqlite_hash(conn: Connection) -> None:
+    raw = conn.connection.driver_connection
+    if raw is not None and not getattr(raw, "_brazecfg_row_hash", False):
+        raw.create_function(SQLITE_ROW_HASH, -1, sqlite_row_hash, deterministic=True)
+        try:
+            raw._brazecfg_row_hash = True
+        except AttributeError:  # sqlite3.Connection takes no attributes: register again
+            pass
+
+
+def _hash_bytes(value: Any) -> bytes | None:
+    """A record hash as 8 bytes: SQLite gives them; md5 gives 32 hex digits."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return bytes.fromhex(value[:16])
+    return bytes(value)[:8]
 
 
 # PostgreSQL type OIDs: int2, int4, int8, float4, float8, numeric.

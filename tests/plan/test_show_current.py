@@ -44,7 +44,10 @@ def project(tmp_path: Path, emulator: Emulator, monkeypatch: pytest.MonkeyPatch)
 def sample_lines(out: str) -> list[str]:
     lines = [line.strip() for line in out.splitlines()]
     start = lines.index("Samples") + 1
-    return lines[start:lines.index("", start)]
+    end = start
+    while end < len(lines) and lines[end][:2] in ("+ ", "~ ", "- "):
+        end += 1
+    return lines[start:end]
 
 
 def exports(emulator: Emulator) -> list[dict[str, Any]]:

@@ -22,6 +22,7 @@ import pytest
 
 from brazecfg.emulator import Emulator, EmulatorConfig
 from brazecfg.state.ledger import Ledger
+from brazecfg.state.packing import unpack
 from tests.delivery_project import Generated, make_project
 from tests.helpers import ROOT, cli, emulator_get
 
@@ -276,11 +277,26 @@ CREATE TABLE IF NOT EXISTS failures (
 """
 
 
+def _json_records(con: sqlite3.Connection) -> list[tuple[object, ...]]:
+    """The records as v1-v3 stored them: field hashes as JSON text, no row hash."""
+    names = json.loads(dict(con.execute("SELECT key, value FROM meta").fetchall())
+                       .get("field_names", "[]"))
+    out = []
+    for d, k, f, g, at in con.execute(
+            "SELECT destination, external_id, fields, groups, confirmed_at FROM records"):
+        if isinstance(f, bytes):
+            f = json.dumps(unpack(f, names), sort_keys=True, separators=(",", ":"))
+        out.append((d, k, f, g, at))
+    return out
+
+
 def _to_v1(ledger: Path) -> None:
     """Rewrite a ledger as brazecfg 0.1 wrote it (its SQL, version 1, no v2 tables)."""
     con = sqlite3.connect(ledger)
     rows = {t: con.execute(f"SELECT * FROM {t}").fetchall()
-            for t in ("meta", "records", "events", "failures")}
+            for t in ("meta", "events", "failures")}
+    rows["records"] = _json_records(con)
+    rows["meta"] = [(k, v) for k, v in rows["meta"] if k != "field_names"]
     con.close()
     ledger.unlink()
     con = sqlite3.connect(ledger)
@@ -311,7 +327,7 @@ def test_a_v1_ledger_is_read_by_plan_and_migrated_in_place_by_apply(
     assert apply(gen).exit_code == 0
     assert n_requests(emu) == sent
     with Ledger(ledger, writable=False) as led:
-        assert led.schema_version == 3 and led.identity.state_id is not None
+        assert led.schema_version == 4 and led.identity.state_id is not None
         assert led.count(DEST) == 40
 
 
@@ -324,8 +340,8 @@ def test_a_hot_journal_left_by_a_crash_is_read_correctly(tmp_path: Path, emu: Em
              "con.execute('PRAGMA cache_size=1')\ncon.execute('BEGIN IMMEDIATE')\n"
              "con.execute('DELETE FROM records')\n"
              "for i in range(3000):\n"
-             "    con.execute('INSERT INTO records VALUES (?,?,?,?,?)', "
-             "('x', str(i), '{}' * 50, '[]', 'now'))\n"
+             "    con.execute('INSERT INTO records VALUES (?,?,?,?,?,?)', "
+             "('x', str(i), '{}' * 50, '[]', 'now', None))\n"
              "os.kill(os.getpid(), 9)\n")
     subprocess.run([sys.executable, "-c", crash], check=False)
     assert Path(f"{ledger}-journal").exists()
@@ -474,7 +490,7 @@ def test_pull_push_round_trip_and_push_refuses_a_newer_state(
     out = cli("state", "pull", str(backup), *p)
     assert out.exit_code == 0, out.output
     head = json.loads(backup.read_text().splitlines()[0])
-    assert head["format"] == "brazecfg-state" and head["schema_version"] == 3
+    assert head["format"] == "brazecfg-state" and head["schema_version"] == 4
     assert backup.stat().st_mode & 0o077 == 0  # it holds external ids
     # The state moves on: pushing the older backup is refused without --force.
     gen.set_score([1, 2, 3], 1)
@@ -530,3 +546,38 @@ def test_a_first_apply_of_a_saved_plan_is_not_stale(tmp_path: Path, emu: Emulato
     out = apply(gen, "--plan", str(saved))
     assert out.exit_code == 0, out.output
     assert len(emu.store.users()) == 40
+
+
+def test_a_v3_state_is_migrated_to_packed_hashes_and_plans_no_changes(
+        tmp_path: Path, emu: Emulator) -> None:
+    """v4 packs field hashes as binary and adds the record hash: the same hash values, so an
+    existing state plans "No changes." before and after its migration, and sends nothing."""
+    gen = checkout(tmp_path, "p", None)
+    assert apply(gen).exit_code == 0
+    ledger = gen.root / ".brazecfg" / "ledger.sqlite"
+    con = sqlite3.connect(ledger)
+    records = _json_records(con)
+    with con:  # the v3 layout: JSON field hashes, no row_hash column, no field names
+        con.execute("DROP TABLE records")
+        con.execute("CREATE TABLE records (destination TEXT NOT NULL, external_id TEXT NOT "
+                    "NULL, fields TEXT NOT NULL, groups TEXT NOT NULL, confirmed_at TEXT NOT "
+                    "NULL, PRIMARY KEY (destination, external_id)) WITHOUT ROWID")
+        con.executemany("INSERT INTO records VALUES (?,?,?,?,?)", records)
+        con.execute("DELETE FROM meta WHERE key = 'field_names'")
+        con.execute("UPDATE meta SET value = '3' WHERE key = 'version'")
+    con.close()
+    sent = n_requests(emu)
+    out = cli("plan", str(gen.root))
+    assert out.exit_code == 0 and "No changes." in out.output, out.output
+    assert apply(gen).exit_code == 0
+    assert n_requests(emu) == sent
+    con = sqlite3.connect(ledger)
+    kinds = {type(r[0]) for r in con.execute("SELECT fields FROM records")}
+    con.close()
+    assert kinds == {bytes}
+    with Ledger(ledger, writable=False) as led:
+        assert led.schema_version == 4 and led.count(DEST) == 40
+        assert {r.external_id: r.fields for r in led.stream(DEST)} == {
+            str(k): json.loads(str(f)) for _, k, f, _, _ in records}
+    out = cli("plan", str(gen.root))
+    assert out.exit_code == 0 and "No changes." in out.output, out.output
