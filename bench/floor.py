@@ -5,9 +5,10 @@ and serialise them as /users/track bodies of 75, with no HTTP and no state.
 
 The same query semantics as brazecfg's for bench/generate.py's model: users LEFT JOIN the
 purchases aggregated per user (ltv = SUM(amount) of paid purchases, purchase_count = COUNT
-of all, last_product = the product of the most recent purchase by created_at, ties to the
-greatest product), and the group high_value (ltv >= 500) as an inline subscription. NULL
-values are left out of an object. No ORDER BY: a stateless sync needs none.
+of all, 0 without any, last_product = the product of the most recent purchase by
+created_at, ties to the greatest product), and the group high_value (ltv >= 500) as an inline subscription. NULL
+values are left out of an object; a float is sent as brazecfg sends it (15 significant
+digits, a whole number as an integer). No ORDER BY: a stateless sync needs none.
 bench/loop.py sends exactly these bodies.
 """
 
@@ -23,7 +24,7 @@ from typing import Any
 GROUP_ID = "6f0b5c0e-7d4c-4a57-9a64-3c1f4c0a0001"  # high_value in generate.py
 BATCH = 75
 QUERY = """
-SELECT u.id, u.country, u.email, u.first_name, u.last_name, w.product, a.ltv, a.n
+SELECT u.id, u.country, u.email, u.first_name, u.last_name, w.product, a.ltv, COALESCE(a.n, 0)
 FROM users AS u
 LEFT JOIN (SELECT user_id, SUM(CASE WHEN status = 'paid' THEN amount END) AS ltv,
                   COUNT(*) AS n FROM purchases GROUP BY user_id) AS a ON a.user_id = u.id
@@ -43,10 +44,14 @@ def objects(db: Path) -> Iterator[dict[str, Any]]:
     try:
         for uid, *values in con.execute(QUERY):
             obj: dict[str, Any] = {"external_id": str(uid)}
+            ltv = values[5]
+            if ltv is not None:
+                f = float(f"{ltv:.15g}")
+                values[5] = int(f) if f.is_integer() else f
             for name, value in zip(NAMES, values, strict=True):
                 if value is not None:
                     obj[name] = value
-            if values[5] is not None and values[5] >= 500:
+            if ltv is not None and ltv >= 500:
                 obj["subscription_groups"] = SUBSCRIBED
             yield obj
     finally:

@@ -22,6 +22,7 @@ API (same shapes as `brazecfg emulator` where the benchmarks use them):
   POST /users/export/ids                 {"external_ids": [...]}: users / invalid_user_ids
   GET  /subscription/status/get          ?subscription_group_id=..&external_id[]=..
   GET  /_emulator/health | stats | requests?path=&limit= | users/<external_id>
+  GET  /_emulator/users?offset=&limit=   every user held, by external_id
   POST /_emulator/reset                  forget users, counts and the log (not the CPU)
   POST /_emulator/snapshot | restore     save the users / put the saved users back (so two
                                          clients can each start from the same Braze)
@@ -156,6 +157,12 @@ class Store:
             return 200, {"requests": [{"seq": s, "path": p, "status": st,
                                        "body": json.loads(b) if b else None}
                                       for s, p, st, b in entries]}
+        if method == "GET" and route == "users":
+            offset = int(params.get("offset") or 0)
+            limit = int(params.get("limit") or len(self.users))
+            ids = sorted(self.users)[offset:offset + limit]
+            return 200, {"total": len(self.users),
+                         "users": [{"external_id": i, **self.users[i]} for i in ids]}
         if method == "GET" and route.startswith("users/"):
             xid = unquote(route[len("users/"):])
             user = self.users.get(xid)
