@@ -10,6 +10,8 @@ the logs (`*.raw`, loadable in speedscope or inferno) and aggregated: every samp
 first category whose rule matches a frame of its stack (order below: the most specific
 first), separately for the main thread and the others.
 
+  ledger lock wait  the innermost frame is `with self._mutex:` in Ledger._write (a thread
+                  waiting for another's ledger transaction)
   waits           the innermost frame waits: threading/queue/futures wait or acquire, sleep,
                   select (idle threads and a main thread waiting for workers)
   HTTP            requests, urllib3, http.client, socket, brazecfg/braze/client.py
@@ -57,15 +59,33 @@ LEDGER_READS = {"stream", "_pages", "record", "stream_events", "event_rows", "st
 SPOOL_FUNCS = {"to_json", "from_json", "digest_line", "read_spool", "add_to_digest"}
 
 
-def category(frames: list[tuple[str, str]]) -> str:
-    """frames: (function, file), outermost first."""
-    func, file = frames[-1] if frames else ("", "")
+def _mutex_lines() -> dict[str, bool]:
+    """The lines of Ledger._write that take its mutex (`with self._mutex:`), found in the
+    source, so a sample whose innermost frame sits there is a thread waiting for the lock."""
+    src = ROOT / "brazecfg" / "state" / "ledger.py"
+    try:
+        text = src.read_text().splitlines()
+    except OSError:
+        return {}
+    return {str(i + 1): True for i, ln in enumerate(text) if "with self._mutex" in ln}
+
+
+LEDGER_MUTEX = _mutex_lines()
+
+
+def category(frames: list[tuple[str, str, str]]) -> str:
+    """frames: (function, file, line), outermost first."""
+    func, file, line = frames[-1] if frames else ("", "", "")
+    if func == "Ledger._write" and "brazecfg/state/ledger.py" in file and \
+            LEDGER_MUTEX.get(line, False):
+        return "ledger lock wait"
+    func = func.rpartition(".")[2]
     if func in WAIT_FUNCS and (any(w in file for w in WAIT_FILES) or not file) or \
             func in ("sleep", "select") or "<built-in" in file and func in ("sleep", "acquire"):
         return "waits"
 
     def has(pred: Any) -> bool:
-        return any(pred(fn, fl) for fn, fl in frames)
+        return any(pred(fn, fl) for fn, fl, _ in frames)
 
     if has(lambda fn, fl: "importlib" in fl):
         return "startup"
@@ -114,7 +134,8 @@ def aggregate(raw: Path) -> dict[str, Any]:
         thread, frames = parts[0], []
         for p in parts[1:]:
             m = FRAME.match(p)
-            frames.append((m.group("func"), m.group("file")) if m else (p, ""))
+            frames.append((m.group("func"), m.group("file"), m.group("line") or "")
+                          if m else (p, "", ""))
         is_main = thread.split(")", 1)[0] in main_tids
         (main if is_main else others)[category(frames)] += int(count)
     total = sum(main.values()) + sum(others.values())
