@@ -1,5 +1,6 @@
-"""Shared plumbing for the benchmarks: the emulator as a child process, timed `brazecfg`
-runs measured with os.wait4, the emulator's inspection endpoints, and project tweaks.
+"""Shared plumbing for the benchmarks: the Braze stand-ins (the emulator, bench/sink.py) as
+child processes with their inspection endpoints, the benchmark project's setup, timed
+commands measured with os.wait4, and the machine's description.
 
 Everything talks to 127.0.0.1 only.
 """
@@ -27,6 +28,7 @@ BRAZECFG = str(BIN / "brazecfg")
 PYTHON = sys.executable
 GENERATE = str(ROOT / "bench" / "generate.py")
 MEASURE = str(ROOT / "bench" / "measure.py")
+SINK = str(ROOT / "bench" / "sink.py")
 
 
 def free_port() -> int:
@@ -35,13 +37,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class Emulator:
-    """`brazecfg emulator` as a separate process on a free loopback port."""
+class Server:
+    """A Braze stand-in as a separate process on a free loopback port, with the
+    /_emulator/ inspection endpoints (health, stats, requests, users/ID, reset)."""
 
-    def __init__(self, log: Path, *extra: str) -> None:
-        self.port = free_port()
+    def __init__(self, log: Path, port: int, args: list[str]) -> None:
+        self.port = port
         self.url = f"http://127.0.0.1:{self.port}"
-        self.args = [BRAZECFG, "emulator", "--port", str(self.port), *extra]
+        self.args = args
         self._log = log.open("w")
         self.proc = subprocess.Popen(self.args, stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
@@ -57,6 +60,11 @@ class Emulator:
 
     def get(self, route: str, timeout: float = 120) -> Any:
         with urllib.request.urlopen(f"{self.url}/_emulator/{route}", timeout=timeout) as r:
+            return json.load(r)
+
+    def post(self, route: str, timeout: float = 600) -> Any:
+        req = urllib.request.Request(f"{self.url}/_emulator/{route}", data=b"", method="POST")
+        with urllib.request.urlopen(req, timeout=timeout) as r:
             return json.load(r)
 
     def user(self, external_id: str) -> dict[str, Any] | None:
@@ -92,6 +100,70 @@ class Emulator:
                 self.proc.kill()
                 self.proc.wait()
         self._log.close()
+
+
+class Emulator(Server):
+    """`brazecfg emulator` (validates like Braze; its CPU is charged to the machine)."""
+
+    def __init__(self, log: Path, *extra: str) -> None:
+        port = free_port()
+        super().__init__(log, port, [BRAZECFG, "emulator", "--port", str(port), *extra])
+
+
+class Sink(Server):
+    """bench/sink.py: a fast stand-in that only records (see its docstring)."""
+
+    def __init__(self, log: Path, *extra: str) -> None:
+        port = free_port()
+        super().__init__(log, port, [PYTHON, SINK, "--port", str(port), *extra])
+
+
+def prepare(out: Path, tag: str, n: int, *, options: dict[str, Any] | None = None,
+            updated_at: bool = False, groups: bool = True) -> tuple[Path, Path, float]:
+    """Generate the benchmark project OUT/TAG for N users (not measured), forget brazecfg's
+    state there and apply the braze app's options. Returns (project, logs folder, seconds
+    generating). The logs sit outside the project: the loader reads every .json in it."""
+    project, logs = out / tag, out / f"{tag}-logs"
+    print(f"setup: generating {n:,} users into {project}", flush=True)
+    t0 = time.perf_counter()
+    subprocess.run([PYTHON, GENERATE, str(project), "--users", str(n),
+                    *(["--updated-at"] if updated_at else [])], check=True)
+    gen_s = time.perf_counter() - t0
+    reset_project_state(project)
+    logs.mkdir(parents=True, exist_ok=True)
+    if options:
+        set_braze_options(project, **options)
+    if not groups:
+        strip_groups(project)
+    return project, logs, gen_s
+
+
+def bench_env(url: str) -> dict[str, str]:
+    """The environment for brazecfg and the references: the stand-in's URL, no colour, and
+    no hash key from the caller (the project keeps its own)."""
+    env = dict(os.environ, BRAZE_REST_ENDPOINT=url, NO_COLOR="1")
+    env.pop("BRAZECFG_HASH_KEY", None)
+    return env
+
+
+def strip_groups(project: Path) -> None:
+    """Drop the destination's subscription_groups (no subscription calls)."""
+    dest = project / "destination.yml"
+    out: list[str] = []
+    skipping = False
+    for line in dest.read_text().splitlines(keepends=True):
+        if line.startswith("subscription_groups:"):
+            skipping = True
+            continue
+        if skipping and line.startswith("  "):
+            continue
+        skipping = False
+        out.append(line)
+    dest.write_text("".join(out))
+
+
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
 
 
 def request_counts(stats: dict[str, Any]) -> dict[str, dict[str, int]]:
@@ -194,3 +266,20 @@ def revision() -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head + ("+dirty" if dirty else "")
+
+
+def configured_concurrency(project: Path) -> int:
+    """The workers brazecfg uses for the project's braze app: its `concurrency` option, else
+    what brazecfg sizes to the app's rate limit (brazecfg's own rule, not restated here)."""
+    import yaml
+
+    from brazecfg.braze.settings import braze_settings
+    from brazecfg.errors import Location
+    from brazecfg.model.resources import App
+
+    for doc in yaml.safe_load_all((project / "apps.yml").read_text()):
+        if doc and doc.get("type") == "braze":
+            opts = dict(doc.get("options") or {}, api_key="k", rest_endpoint="http://127.0.0.1")
+            return braze_settings(App(kind="app", name=doc["name"], location=Location("apps.yml"),
+                                      type="braze", options=opts)).workers
+    raise ValueError(f"no braze app in {project / 'apps.yml'}")

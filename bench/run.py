@@ -32,7 +32,6 @@ import os
 import sqlite3
 import subprocess
 import sys
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -45,11 +44,11 @@ from common import (  # noqa: E402
     PYTHON,
     ROOT,
     Emulator,
+    bench_env,
     machine,
+    prepare,
     request_delta,
-    reset_project_state,
     revision,
-    set_braze_options,
     timed,
     total,
 )
@@ -126,21 +125,11 @@ def main() -> int:
     rev = revision()
     n = args.users
     out = args.out.resolve()
-    project = out / str(n)
-    logs = out / f"{n}-logs"  # outside the project: the loader reads every .json in it
 
-    print(f"setup: generating {n:,} users into {project}", flush=True)
-    t0 = time.perf_counter()
-    subprocess.run([PYTHON, GENERATE, str(project), "--users", str(n)], check=True)
-    gen_s = time.perf_counter() - t0
-    reset_project_state(project)
-    logs.mkdir(parents=True, exist_ok=True)
-    if args.concurrency:
-        set_braze_options(project, concurrency=args.concurrency)
-
+    project, logs, gen_s = prepare(out, str(n), n, options=(
+        {"concurrency": args.concurrency} if args.concurrency else None))
     emu = Emulator(logs / "emulator.log")
-    env = dict(os.environ, BRAZE_REST_ENDPOINT=emu.url, NO_COLOR="1")
-    env.pop("BRAZECFG_HASH_KEY", None)
+    env = bench_env(emu.url)
     checks = Checks()
     phases: list[dict[str, Any]] = []
     mutation: dict[str, int] = {}
@@ -191,7 +180,7 @@ def main() -> int:
         max_before = max(int(i) for i in before_ids)
         m = subprocess.run([PYTHON, GENERATE, str(project), "--mutate"], check=True,
                            capture_output=True, text=True)
-        mutation = json.loads(m.stdout.strip().replace("'", '"'))
+        mutation = json.loads(m.stdout)
         after_ids = warehouse_ids(project / "warehouse.db")
         changed = {i: ln for i, ln in after_ids.items()
                    if i in before_ids and before_ids[i] != ln}

@@ -41,48 +41,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402
     BRAZECFG,
-    GENERATE,
     MEASURE,
     PYTHON,
     ROOT,
     Emulator,
+    bench_env,
+    configured_concurrency,
     machine,
+    prepare,
     request_delta,
-    reset_project_state,
     revision,
-    set_braze_options,
     total,
 )
 
 TRACK = "/users/track"
-
-
-def workers_used(args: argparse.Namespace, limit: int, window: float) -> int:
-    """The workers brazecfg runs with for these options (its own rule, not a guess)."""
-    from brazecfg.braze.client import BrazeSettings
-    from brazecfg.braze.limits import DEFAULT_LIMITS
-
-    limits = dict(DEFAULT_LIMITS)
-    if args.client_limit == "match":
-        limits[TRACK] = (limit, window)
-    return BrazeSettings(app="braze", rest_endpoint="http://127.0.0.1", api_key="-",
-                         concurrency=args.concurrency, rate_limits=limits).workers
-
-
-def strip_groups(project: Path) -> None:
-    dest = project / "destination.yml"
-    lines = dest.read_text().splitlines(keepends=True)
-    out: list[str] = []
-    skipping = False
-    for line in lines:
-        if line.startswith("subscription_groups:"):
-            skipping = True
-            continue
-        if skipping and line.startswith("  "):
-            continue
-        skipping = False
-        out.append(line)
-    dest.write_text("".join(out))
 
 
 def main() -> int:
@@ -111,24 +83,15 @@ def main() -> int:
         f"-c{args.concurrency}" if args.concurrency else "") + (
         "-clientdefault" if args.client_limit == "default" else "")
     out = args.out.resolve()
-    project = out / tag
-    logs = out / f"{tag}-logs"  # outside the project: the loader reads every .json in it
-    print(f"setup: generating {n:,} users into {project}", flush=True)
-    subprocess.run([PYTHON, GENERATE, str(project), "--users", str(n)], check=True)
-    reset_project_state(project)
-    logs.mkdir(parents=True, exist_ok=True)
     options: dict[str, Any] = {}
     if args.concurrency:
         options["concurrency"] = args.concurrency
     if args.client_limit == "match":
         options["rate_limits"] = {TRACK: {"requests": limit_n, "seconds": window_s}}
-    set_braze_options(project, **options)
-    if args.no_groups:
-        strip_groups(project)
-
+    project, logs, _ = prepare(out, tag, n, options=options, groups=not args.no_groups)
     emu = Emulator(logs / "emulator.log", "--track-limit", args.track_limit,
                    "--latency-ms", str(args.latency_ms))
-    env = dict(os.environ, BRAZE_REST_ENDPOINT=emu.url, NO_COLOR="1")
+    env = bench_env(emu.url)
     samples: list[tuple[float, int, int, dict[str, Any]]] = []  # (epoch, track 201, 429s, stats)
     load_before = round(os.getloadavg()[0], 2)  # the machine may be shared: say how busy
     try:
@@ -188,7 +151,7 @@ def main() -> int:
         "revision": rev if rev == revision() else f"{rev}, then {revision()} (changed mid-run)",
         "pythonpath": os.environ.get("PYTHONPATH", ""),
         "emulator": f"--track-limit {args.track_limit} --latency-ms {args.latency_ms:g}",
-        "concurrency": workers_used(args, limit_n, window_s),
+        "concurrency": configured_concurrency(project),
         "concurrency_option": args.concurrency,
         "apply_cpu_s": round(m["cpu_s"], 1),
         "load_avg_1m_before_after": [load_before, round(os.getloadavg()[0], 2)],
