@@ -31,11 +31,13 @@ One round, every command its own process measured with os.wait4 (wall, peak RSS,
   plan 2 full, apply 2 full    --full-refresh: counts, then from the sink's request log and
               store: objects == changed + added, each once, changed users carry only the new
               last_name, deletes == deleted users, store N - deleted + added
-  plan 2 inc, apply 2 inc      the same, reading incrementally (updated_at)
-  plan 3 inc  no changes
+  plan 2 inc, apply 2 inc      the same, reading incrementally (updated_at); with
+              --no-updated-at instead plan 2 hash, apply 2 hash: record hashes compared in
+              the warehouse, only changed records read
+  plan 3      no changes (after the second plain run)
   loop 2      resend everyone + the deletes: objects == N - deleted + added, deleted gone
 
-Writes OUT/compare-N.json (every run, the checks, the ratios, load averages, the sink's CPU)
+Writes OUT/compare-N.json (compare-N-hash.json with --no-updated-at) (every run, the checks, the ratios, load averages, the sink's CPU)
 and OUT/compare-N.md (the table of ratios). Exit status 1 when a check fails.
 """
 
@@ -88,8 +90,9 @@ class Round:
         self.sink_rss: float | None = None
         out = args.out.resolve()
         options = {"concurrency": args.concurrency} if args.concurrency else None
-        self.project, self.logs, self.gen_s = prepare(out, f"compare-{self.n}", self.n,
-                                                      options=options, updated_at=True)
+        self.project, self.logs, self.gen_s = prepare(out, tag(args), self.n,
+                                                      options=options,
+                                                      updated_at=not args.no_updated_at)
         self.concurrency = configured_concurrency(self.project)
         self.sink = Sink(self.logs / "sink.log")
         self.env = bench_env(self.sink.url)
@@ -191,17 +194,21 @@ class Round:
             saved = self.logs / "state-after-apply-1"
             save_state(project, saved)
 
-            for mode, extra in (("full", ["--full-refresh"]), ("inc", [])):
-                if mode == "inc":
+            # Without updated_at the second plain run compares record hashes in the warehouse
+            # and reads only the records whose hash changed ("hash"); with it, it reads
+            # incrementally ("inc"), with the hash pass for what the stamps cannot show.
+            second = "hash" if self.args.no_updated_at else "inc"
+            for mode, extra in (("full", ["--full-refresh"]), (second, [])):
+                if mode == second:
                     self.sink.post("restore")
                     restore_state(saved, project)
                 self.second_run(mode, extra, changed, added, deleted)
-            r, row, _ = self.run("plan 3 inc", "brazecfg", [BRAZECFG, "plan", p, "--format",
+            r, row, _ = self.run("plan 3", "brazecfg", [BRAZECFG, "plan", p, "--format",
                                                             "json", "--detailed-exitcode"])
             p3 = plan_counts(r.stdout)
             row["records"] = sum(p3["counts"].values())
             pc = p3["counts"]
-            c("plan 3 inc reports no changes",
+            c("plan 3 reports no changes",
               r.returncode == 0 and not p3["has_changes"] and
               not (pc.get("create") or pc.get("update") or pc.get("delete")),
               f"exit {r.returncode}, counts {pc}")
@@ -300,6 +307,11 @@ class Round:
           f"mismatch: {bad[:5]}")
 
 
+def tag(args: argparse.Namespace) -> str:
+    """compare-N, or compare-N-hash for a project without updated_at."""
+    return f"compare-{args.users}" + ("-hash" if args.no_updated_at else "")
+
+
 def save_state(project: Path, to: Path) -> None:
     """brazecfg's state and lockfile, copied (not measured)."""
     shutil.rmtree(to, ignore_errors=True)
@@ -328,6 +340,8 @@ RATIOS = [  # (label, run, reference run, measure)
     ("second apply, full read / floor", "apply 2 full", "floor 2", "wall_s"),
     ("second apply, full read, CPU / floor", "apply 2 full", "floor 2", "cpu_s"),
     ("second apply, full read / loop (resends all)", "apply 2 full", "loop 2", "wall_s"),
+    ("second plan, record hashes / floor", "plan 2 hash", "floor 2", "wall_s"),
+    ("second apply, record hashes / floor", "apply 2 hash", "floor 2", "wall_s"),
     ("second plan, incremental / floor", "plan 2 inc", "floor 2", "wall_s"),
     ("second apply, incremental / floor", "apply 2 inc", "floor 2", "wall_s"),
     ("peak RSS: brazecfg apply 1 / loop 1", "apply 1", "loop 1", "peak_rss_mb"),
@@ -394,6 +408,9 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, default=None,
                     help="the braze app's concurrency option (default: brazecfg's)")
     ap.add_argument("--sample", type=int, default=50, help="profiles looked up one by one")
+    ap.add_argument("--no-updated-at", action="store_true",
+                    help="sources declare no updated_at: the second plain run compares record "
+                         "hashes (plan 2 hash) instead of reading incrementally (plan 2 inc)")
     ap.add_argument("--stamp", choices=("own", "now"), default="own",
                     help="updated_at of mutated rows (see generate.py; default own)")
     args = ap.parse_args()
@@ -429,9 +446,9 @@ def main() -> int:
     }
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"compare-{args.users}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / f"{tag(args)}.json").write_text(json.dumps(result, indent=2) + "\n")
     md = markdown(result)
-    (out / f"compare-{args.users}.md").write_text(md + "\n")
+    (out / f"{tag(args)}.md").write_text(md + "\n")
     print()
     print(md)
     return 0 if result["ok"] else 1
