@@ -38,6 +38,11 @@ class ConfigChange:
     keys: tuple[str, ...] = ()  # top-level keys that changed, for updates
 
 
+# json.dumps with arguments builds an encoder per call; digest_line runs once per change.
+_DIGEST_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False,
+                                  sort_keys=True).encode
+
+
 @dataclass(frozen=True)
 class RecordChange:
     """One record's change. ``attributes`` are the values to send (None removes the attribute);
@@ -62,9 +67,8 @@ class RecordChange:
         """What a saved plan is bound to: the change without its field hashes, which depend on
         the hash key (a fresh project has none until its first apply), so the same inputs
         always give the same digest."""
-        return json.dumps([self.action.value, self.external_id, self.attributes,
-                           sorted(self.groups), list(self.joins), list(self.leaves)],
-                          separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+        return _DIGEST_ENCODE([self.action.value, self.external_id, self.attributes,
+                               sorted(self.groups), list(self.joins), list(self.leaves)])
 
     @classmethod
     def from_json(cls, line: str) -> RecordChange:

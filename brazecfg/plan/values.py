@@ -502,6 +502,16 @@ def converter(type_: str, field: str | None) -> Convert:
         def number(value: Any) -> Any:
             return None if value is None else norm(value)
         return number
+    if type_ == "email" and check is _length:
+        def address(value: Any) -> Any:
+            if value is None:
+                return None
+            text = _email_fast((value if type(value) is str else _string(value)).strip())
+            if len(text) > MAX_STRING:
+                raise ValueProblem(f"longer than Braze's {MAX_STRING}-character limit "
+                                   f"({len(text)} characters)")
+            return text
+        return address
     if type_ == "string" and check is _length:
         def text(value: Any) -> Any:
             if value is None:

@@ -202,11 +202,8 @@ class SqlWarehouse:
             if member is None:
                 member = memberships[flags] = frozenset(
                     name for name, flag in zip(groups, flags, strict=True) if flag)
-            return ModelRow(
-                key="" if key is None else key if type(key) is str else str(key),
-                values=dict(zip(names, row[1:n + 1], strict=True)),
-                groups=member,
-            )
+            return ModelRow("" if key is None else key if type(key) is str else str(key),
+                            dict(zip(names, row[1:n + 1], strict=True)), member)
 
         return self._stream(f"model/{model}", query, batch_size, record)
 
