@@ -43,6 +43,7 @@ class ConfigChange:
     keys: tuple[str, ...] = ()  # top-level keys that changed, for updates
 
 
+
 @dataclass(frozen=True)
 class RecordChange:
     """One record's change. ``attributes`` are the values to send (None removes the attribute);

@@ -64,6 +64,18 @@ def _unique_rows(rows: Iterable[ModelRow], issues: list[Issue], skipped: list[in
         yield row
 
 
+class _Hashers(dict[str, Callable[[Any], str]]):
+    """Field name -> ``hasher.for_field(name)``, filled on first use: one dict lookup per value."""
+
+    def __init__(self, hasher: Hasher) -> None:
+        super().__init__()
+        self._hasher = hasher
+
+    def __missing__(self, name: str) -> Callable[[Any], str]:
+        fn = self[name] = self._hasher.for_field(name)
+        return fn
+
+
 def _row_key(row: ModelRow) -> str:
     return row.key or ""
 
@@ -84,6 +96,7 @@ class _Diff:
         self.mode = destination.mode
         self.builder = RecordBuilder(project, destination)
         self.hasher = hasher
+        self._hashers = _Hashers(hasher)  # field -> its hash function, looked up per value
         self.spool = spool
         self.exists = exists
         self.plan = DestinationPlan(destination.name, destination.mode, destination.model)
@@ -128,9 +141,16 @@ class _Diff:
     def _emit(self, change: RecordChange) -> None:
         plan = self.plan
         plan.counts[change.action.value] += 1
+        sets, removals = plan.field_sets, plan.field_removals
+        points = 0  # data_points(), in the same pass
         for f, v in change.attributes.items():
-            (plan.field_removals if v is None else plan.field_sets)[f] += 1
-        plan.data_points += data_points(change.attributes)
+            if v is None:
+                removals[f] += 1
+                points += 1
+            else:
+                sets[f] += 1
+                points += len(v) if isinstance(v, dict) and v else 1
+        plan.data_points += points
         for g in change.joins:
             plan.joins[g] += 1
         for g in change.leaves:
@@ -167,8 +187,13 @@ class _Diff:
 
     # -- per record -------------------------------------------------------------------------
     def new_record(self, want: Desired) -> None:
-        attrs = {f: v for f, v in want.values.items() if v is not None}
-        fields = {f: self.hasher.field(f, v) for f, v in attrs.items()}
+        attrs: dict[str, Any] = {}
+        fields: dict[str, str] = {}
+        hashes = self._hashers
+        for f, v in want.values.items():
+            if v is not None:
+                attrs[f] = v
+                fields[f] = hashes[f](v)
         joins = tuple(sorted(want.groups & self.builder.subscribed_groups))
         action = Action.ENRICH if self.mode == "enrich" else Action.CREATE
         change = RecordChange(action, want.external_id, attrs, fields, want.groups, joins, ())
@@ -193,36 +218,50 @@ class _Diff:
 
     def existing_record(self, want: Desired, had: LedgerRecord) -> None:
         attrs: dict[str, object] = {}
-        fields = dict(had.fields)
+        old = had.fields
+        # The ledger's fields once this change is confirmed: a copy of ``old``, made at the
+        # first difference (most records have none). Each field of ``want`` comes once, so
+        # ``old`` answers for it exactly as the copy would.
+        fields: dict[str, str] | None = None
+        invalid = want.invalid
+        hashes = self._hashers
         for f, v in want.values.items():
-            if f in want.invalid:
+            if f in invalid:
                 continue
             if v is None:
-                if f in fields:
+                if f in old:
                     attrs[f] = None
+                    if fields is None:
+                        fields = dict(old)
                     del fields[f]
                 continue
-            h = self.hasher.field(f, v)
-            if fields.get(f) != h:
+            h = hashes[f](v)
+            if old.get(f) != h:
                 attrs[f] = v
+                if fields is None:
+                    fields = dict(old)
                 fields[f] = h
         if self.mode == "sync":
-            for f in list(fields):
-                if f not in self.builder.field_names:  # no longer mapped
+            names = self.builder.field_names
+            for f in old:  # every field of want is a name; only old ones can be unmapped
+                if f not in names:  # no longer mapped
                     attrs[f] = None  # config is the truth: remove what brazecfg put there
+                    if fields is None:
+                        fields = dict(old)
                     del fields[f]
         # Other modes leave Braze's value and keep its hash: a field brazecfg once wrote stays
         # tracked on every record alike, so a later switch back to sync removes it everywhere
         # (forgetting it on the records written meanwhile would leave them stale for good).
-        joins = tuple(sorted((want.groups - had.groups) & self.builder.subscribed_groups))
-        leaving = had.groups - want.groups
-        leaves = tuple(sorted(leaving & self.builder.subscribed_groups)) if (
-            self.dest.unsubscribe_on_leave) else ()
         if not attrs and want.groups == had.groups:
             # Nothing to send.
             self.plan.counts["unchanged"] += 1
             return
-        self.emit(RecordChange(Action.UPDATE, want.external_id, attrs, fields, want.groups,
+        joins = tuple(sorted((want.groups - had.groups) & self.builder.subscribed_groups))
+        leaving = had.groups - want.groups
+        leaves = tuple(sorted(leaving & self.builder.subscribed_groups)) if (
+            self.dest.unsubscribe_on_leave) else ()
+        self.emit(RecordChange(Action.UPDATE, want.external_id, attrs,
+                               dict(old) if fields is None else fields, want.groups,
                                joins, leaves))
 
     def gone(self, had: LedgerRecord) -> None:

@@ -52,25 +52,32 @@ def merge_join(left: Iterator[L], right: Iterator[R], lkey: Callable[[L], str],
     then stands alone (the caller sees it as a duplicate)."""
     a = next(left, None)
     b = next(right, None)
-    while a is not None or b is not None:
-        if b is None:
-            assert a is not None
+    ka = "" if a is None else lkey(a)  # each key computed once, when its item is read
+    kb = "" if b is None else rkey(b)
+    while a is not None and b is not None:
+        if ka < kb:
             yield a, None
             a = next(left, None)
-        elif a is None:
+            if a is not None:
+                ka = lkey(a)
+        elif kb < ka:
             yield None, b
             b = next(right, None)
+            if b is not None:
+                kb = rkey(b)
         else:
-            ka, kb = lkey(a), rkey(b)
-            if ka < kb:
-                yield a, None
-                a = next(left, None)
-            elif kb < ka:
-                yield None, b
-                b = next(right, None)
-            else:
-                yield a, b
-                a, b = next(left, None), next(right, None)
+            yield a, b
+            a, b = next(left, None), next(right, None)
+            if a is not None:
+                ka = lkey(a)
+            if b is not None:
+                kb = rkey(b)
+    while a is not None:
+        yield a, None
+        a = next(left, None)
+    while b is not None:
+        yield None, b
+        b = next(right, None)
 
 
 class KeyCursor:

@@ -8,16 +8,16 @@ so Braze keeps what it had. The rest of the record still syncs.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from brazecfg.braze.standard_fields import hash_of, nest_hashes
 from brazecfg.model.resources import Destination, Project
 from brazecfg.plan.definition import Issue
-from brazecfg.plan.values import ValueProblem, check_field, normalise
+from brazecfg.plan.values import Convert, ValueProblem, converter
 from brazecfg.warehouse.base import ModelRow
 
 MAX_EXTERNAL_ID_BYTES = 987
+_NONE: frozenset[str] = frozenset()
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
@@ -32,8 +32,7 @@ def key_problem(key: str) -> str:
     return ""
 
 
-@dataclass(frozen=True)
-class Desired:
+class Desired(NamedTuple):  # one per row: a tuple is the cheapest frozen record
     external_id: str
     values: dict[str, Any]  # Braze field -> value (None: empty, remove if Braze has it)
     invalid: frozenset[str]  # fields whose value failed a check: leave Braze's value alone
@@ -43,11 +42,13 @@ class Desired:
 class RecordBuilder:
     def __init__(self, project: Project, destination: Destination) -> None:
         self.destination = destination
-        self._fields: list[tuple[str, str, str, bool]] = []  # (field, property, type, standard)
+        # (field, property, its normalise + check_field compiled once: values.converter)
+        self._fields: list[tuple[str, str, Convert]] = []
         standard = set(destination.mapping)
         for braze_field, prop in sorted(destination.fields().items()):
-            self._fields.append((braze_field, prop, project.properties[prop].type,
-                                 braze_field in standard))
+            self._fields.append((braze_field, prop, converter(
+                project.properties[prop].type, braze_field if braze_field in standard else None)))
+        self._nests = any(hash_of(f) for f, *_ in self._fields)  # facebook.id and the like
         self.subscribed_groups = frozenset(s.group for s in destination.subscription_groups)
         model_groups = frozenset(g.name for g in project.model_groups(destination.model))
         self.groups_attribute = destination.groups_attribute
@@ -67,7 +68,7 @@ class RecordBuilder:
     def build(self, row: ModelRow, issues: list[Issue]) -> Desired | None:
         """The desired record, or None when the row has no usable external id."""
         key = row.key
-        problem = key_problem(key)
+        problem = key_problem(key) if key != key.strip() or _CONTROL.search(key) else ""
         if problem:
             # Never sent in silence: " 42" and "42" would be two users in Braze.
             issues.append(Issue(key[:60], "external_id", problem))
@@ -77,18 +78,21 @@ class RecordBuilder:
                                 f"longer than Braze's {MAX_EXTERNAL_ID_BYTES}-byte limit; skipped"))
             return None
         values: dict[str, Any] = {}
-        invalid: set[str] = set()
-        for braze_field, prop, type_, standard in self._fields:
+        invalid: set[str] | None = None
+        raw = row.values
+        for braze_field, prop, convert in self._fields:
             try:
-                value = normalise(row.values.get(prop), type_)
-                if standard or value is not None:
-                    value = check_field(braze_field if standard else "", value)
+                values[braze_field] = convert(raw.get(prop))
             except ValueProblem as problem:
                 issues.append(Issue(key, braze_field, str(problem)))
+                if invalid is None:
+                    invalid = set()
                 invalid.add(braze_field)
-                continue
-            values[braze_field] = value
-        nest_hashes(values, invalid)  # facebook / twitter go as one hash each
+        if invalid is None:
+            invalid = set()
+        if self._nests:
+            nest_hashes(values, invalid)  # facebook / twitter go as one hash each
         if self.groups_attribute:
             values[self.groups_attribute] = sorted(row.groups) or None
-        return Desired(key, values, frozenset(invalid), row.groups & self.synced_groups)
+        return Desired(key, values, frozenset(invalid) if invalid else _NONE,
+                       row.groups & self.synced_groups if row.groups else _NONE)

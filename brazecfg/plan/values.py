@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any
@@ -333,3 +334,199 @@ def check_field(field: str, value: Any) -> Any:
             if len(item) > MAX_STRING:
                 raise ValueProblem(f"an array item is longer than {MAX_STRING} characters")
     return value
+
+
+# -- compiled once per field ----------------------------------------------------------------
+# ``converter(type_, field)`` is ``normalise`` then ``check_field`` for one mapped field, with
+# the dispatch on type and field names done once instead of per value, and fast paths for the
+# common Python types. Same values, same problems, same reasons (tests/plan/test_compiled_values.py
+# checks it against the per-value functions).
+
+Convert = Callable[[Any], Any]
+_WHITESPACE = re.compile(r"\s")  # str.isspace() for every code point (tested)
+_MICROSOFT_RE = re.compile("|".join(_MICROSOFT))
+_MEMO_LIMIT = 4096  # low-cardinality fields (country, language...) memoised up to this size
+
+
+def _email_fast(text: str) -> str:
+    """:func:`email`, with the per-character scans done by regular expressions."""
+    local, at, host = text.rpartition("@")
+    if not at or not local or not host or _WHITESPACE.search(text):
+        raise ValueProblem("not a valid email address")
+    host_l = host.lower()
+    if _MICROSOFT_RE.search(host_l):
+        ok = bool(_EMAIL_LOCAL_MICROSOFT.match(local.split("+")[0]))
+        ok = ok and (not local.endswith(".") and ".." not in local)
+    else:
+        ok = bool(_EMAIL_LOCAL.match(local))
+        if host_l in _GMAIL and len(local) < 2:
+            ok = False
+    top = host.rsplit(".", 1)[-1]
+    if not ok or not _EMAIL_HOST.match(host) or top.isdigit():
+        raise ValueProblem("not a valid email address (Braze's rules: letters, digits and "
+                           "_-.+'&#/ before the @, an ASCII domain with a dot after it)")
+    return text
+
+
+def _to_string(v: Any) -> str:
+    return v if type(v) is str else _string(v)
+
+
+def _to_integer(v: Any) -> int:
+    return v if type(v) is int else _integer(v)
+
+
+def _to_float(v: Any) -> int | float:
+    if type(v) is float:
+        if not math.isfinite(v):
+            raise ValueProblem("not a finite number")
+        f = float(f"{v:.{SIGNIFICANT_DIGITS}g}")
+        return int(f) if f.is_integer() and abs(f) < 2**53 else f
+    return _float(v)
+
+
+def _to_boolean(v: Any) -> bool:
+    return v if type(v) is bool else _boolean(v)
+
+
+def _to_email(v: Any) -> str:
+    return _email_fast((v if type(v) is str else _string(v)).strip())
+
+
+def _to_phone(v: Any) -> str:
+    return phone(_to_string(v))
+
+
+def _to_url(v: Any) -> str:
+    s = _to_string(v).strip()
+    if not _URL.match(s):
+        raise ValueProblem("not an http(s) URL")
+    return s
+
+
+_NORMALISERS: dict[str, Convert] = {
+    "string": _to_string, "integer": _to_integer, "float": _to_float, "boolean": _to_boolean,
+    "date": _date, "datetime": _datetime, "email": _to_email, "phone": _to_phone,
+    "url": _to_url, "string_array": _string_array,
+}
+
+
+def _length(value: Any) -> Any:
+    """The check every field ends with (the tail of :func:`check_field`)."""
+    if isinstance(value, str) and len(value) > MAX_STRING:
+        raise ValueProblem(f"longer than Braze's {MAX_STRING}-character limit ({len(value)} characters)")
+    if isinstance(value, list):
+        for item in value:
+            if len(item) > MAX_STRING:
+                raise ValueProblem(f"an array item is longer than {MAX_STRING} characters")
+    return value
+
+
+def _field_check(field: str) -> Convert:
+    """``check_field(field, value)`` for a value that is not None, as one callable."""
+    match field:
+        case ("country" | "language" | "gender" | "dob" | "time_zone" | "date_of_first_session"
+              | "date_of_last_session" | "marked_email_as_spam_at" | "phone" | "email_subscribe"
+              | "push_subscribe"):
+            # Each of these returns from its own case: nothing of the tail applies.
+            def returning(value: Any) -> Any:
+                return check_field(field, value)
+            return returning
+        case "image_url":
+            def image_url(value: Any) -> Any:
+                if not _URL.match(str(value)):
+                    raise ValueProblem("image_url must be an http(s) URL")
+                return _length(value)
+            return image_url
+        case "facebook.id":
+            return lambda value: _length(str(value))
+        case "email":
+            return lambda value: _length(_email_fast(str(value).strip()))
+        case "email_open_tracking_disabled" | "email_click_tracking_disabled":
+            def boolean(value: Any) -> Any:
+                if not isinstance(value, bool):
+                    raise ValueProblem(f"{field} must be a boolean")
+                return _length(value)
+            return boolean
+    return _length
+
+
+def _memoised(fn: Convert) -> Convert:
+    """``fn`` remembering its answers (or its problem) for str arguments, up to _MEMO_LIMIT
+    of them: for fields with few distinct values, such as a country or a language."""
+    memo: dict[str, tuple[bool, Any]] = {}
+
+    def call(value: Any) -> Any:
+        if type(value) is not str:
+            return fn(value)
+        hit = memo.get(value)
+        if hit is None:
+            try:
+                hit = (True, fn(value))
+            except ValueProblem as problem:
+                hit = (False, str(problem))
+            if len(memo) < _MEMO_LIMIT:
+                memo[value] = hit
+        if hit[0]:
+            return hit[1]
+        raise ValueProblem(hit[1])
+
+    return call
+
+
+_LOW_CARDINALITY = frozenset({"country", "language", "gender", "time_zone", "email_subscribe",
+                              "push_subscribe"})
+
+
+def converter(type_: str, field: str | None) -> Convert:
+    """``normalise(value, type_)`` and then, for a Braze standard ``field`` (None for a custom
+    attribute), ``check_field(field, value)``: one callable built once per mapped field.
+    None stays None; a value that cannot be sent raises ValueProblem with the same reason."""
+    norm = _NORMALISERS.get(type_)
+    if norm is None:
+        def unknown(value: Any) -> Any:
+            if value is None:
+                return None
+            raise ValueProblem(f"unknown property type {type_!r}")
+        return unknown
+    if type_ == "email" and field in (None, "email"):
+        # the normaliser already ran the email rules on the stripped text; check_field's
+        # second run of them on the same text cannot fail, so only the length check is left
+        check: Convert = _length
+    else:
+        check = _field_check(field or "")
+    if field in _LOW_CARDINALITY:
+        check = _memoised(check)
+    if check is _length and type_ in ("integer", "float", "boolean"):
+        # these give a number or a boolean, which the length check passes unread
+        def number(value: Any) -> Any:
+            return None if value is None else norm(value)
+        return number
+    if type_ == "email" and check is _length:
+        def address(value: Any) -> Any:
+            if value is None:
+                return None
+            text = _email_fast((value if type(value) is str else _string(value)).strip())
+            if len(text) > MAX_STRING:
+                raise ValueProblem(f"longer than Braze's {MAX_STRING}-character limit "
+                                   f"({len(text)} characters)")
+            return text
+        return address
+    if type_ == "string" and check is _length:
+        def text(value: Any) -> Any:
+            if value is None:
+                return None
+            if type(value) is not str:
+                value = _string(value)
+            if len(value) > MAX_STRING:
+                raise ValueProblem(f"longer than Braze's {MAX_STRING}-character limit "
+                                   f"({len(value)} characters)")
+            return value
+        return text
+
+    def convert(value: Any) -> Any:
+        if value is None:
+            return None
+        value = norm(value)
+        return None if value is None else check(value)
+    return convert

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import secrets
+from collections.abc import Callable
+from json.encoder import encode_basestring
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +30,19 @@ _ENCODE = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=F
 
 def canonical(value: Any) -> str:
     """The one JSON spelling of a value: sorted keys, no spaces, UTF-8 kept."""
+    t = type(value)
+    # The scalar spellings json's own encoder gives (ensure_ascii=False), without its
+    # per-call setup; anything else (lists, objects, subclasses) goes through it.
+    if t is str:
+        return encode_basestring(value)
+    if t is int:
+        return int.__repr__(value)
+    if value is None:
+        return "null"
+    if t is bool:
+        return "true" if value else "false"
+    if t is float and math.isfinite(value):
+        return float.__repr__(value)
     return _ENCODE(value)
 
 
@@ -38,15 +54,54 @@ class Hasher:
             raise StateError(f"the hash key must be at least 16 bytes; set {KEY_ENV} to a longer secret")
         self._key = key[:64]  # blake2b takes keys up to 64 bytes
         self._keyed = hashlib.blake2b(key=self._key, digest_size=8)  # copied per hash: cheaper
+        self._per_field: dict[str, Callable[[Any], str]] = {}
 
     def field(self, name: str, value: Any) -> str:
-        h = self._keyed.copy()
-        h.update((name + "\x00" + canonical(value)).encode())
-        return h.hexdigest()
+        return self.for_field(name)(value)
+
+    def for_field(self, name: str) -> Callable[[Any], str]:
+        """``field`` for one name, built once: the key and ``name`` are hashed in advance,
+        so a value costs one copy, its canonical spelling and one update. The bytes hashed
+        are the same (``name``, NUL, canonical value), so the hashes are too."""
+        fn = self._per_field.get(name)
+        if fn is None:
+            fn = self._per_field[name] = _field_hasher(self._keyed, name)
+        return fn
 
     def check_value(self) -> str:
         """A value stored in the ledger to tell, later, whether the same key is in use."""
         return hashlib.blake2b(_CHECK_MESSAGE, key=self._key, digest_size=8).hexdigest()
+
+
+_MEMO_LIMIT = 8192  # remembered hashes per field: a few hundred kB at most
+
+
+def _field_hasher(keyed: Any, name: str) -> Callable[[Any], str]:
+    start = keyed.copy()
+    start.update((name + "\x00").encode())
+    copy = start.copy
+    # Hashes of text values already seen: many fields hold few distinct values (a country,
+    # a plan, a first name), so most of their hashes are looked up instead of computed.
+    # Only exact str and int keys: 1, 1.0 and True are equal as dict keys but hash
+    # differently, and no str equals an int.
+    memo: dict[str | int, str] = {}
+
+    def field(value: Any) -> str:
+        t = type(value)
+        if t is str or t is int:
+            h = memo.get(value)
+            if h is None:
+                b = copy()
+                b.update(canonical(value).encode())
+                h = str(b.hexdigest())
+                if len(memo) < _MEMO_LIMIT:
+                    memo[value] = h
+            return h
+        b = copy()
+        b.update(canonical(value).encode())
+        return str(b.hexdigest())
+
+    return field
 
 
 def load_key(state_dir: Path, *, create: bool) -> bytes | None:

@@ -207,21 +207,27 @@ class SqlWarehouse:
             "an integer in the warehouse (a query source with CAST)")
 
     def _rows(self, model: str, query: ModelQuery, batch_size: int) -> Iterator[ModelRow]:
-        n = len(query.properties)
-        g = len(query.groups)
+        names = tuple(query.properties)
+        groups = tuple(query.groups)
+        n, g = len(names), len(groups)
+        bad = n + 1 + g
         hashed = query.hashed
+        # The group flags of a row, as a tuple, -> its frozenset of names: a model has few
+        # distinct combinations, so each set is built once (and shared; it is frozen).
+        memberships: dict[tuple[bool, ...], frozenset[str]] = {}
 
         def record(row: Any) -> ModelRow:
+            if row[bad] is not None:
+                raise self._bad_key(model, row[bad])
             key = row[0]
-            if row[n + 1 + g] is not None:
-                raise self._bad_key(model, row[n + 1 + g])
-            return ModelRow(
-                key="" if key is None else str(key),
-                values=dict(zip(query.properties, row[1:n + 1], strict=True)),
-                groups=frozenset(name for name, flag in zip(query.groups, row[n + 1:n + 1 + g],
-                                                            strict=True) if flag),
-                row_hash=_hash_bytes(row[n + 2 + g]) if hashed else None,
-            )
+            flags = tuple(map(bool, row[n + 1:bad]))
+            member = memberships.get(flags)
+            if member is None:
+                member = memberships[flags] = frozenset(
+                    name for name, flag in zip(groups, flags, strict=True) if flag)
+            return ModelRow("" if key is None else key if type(key) is str else str(key),
+                            dict(zip(names, row[1:n + 1], strict=True)), member,
+                            _hash_bytes(row[bad + 1]) if hashed else None)
 
         return self._stream(f"model/{model}", query, batch_size, record)
 
