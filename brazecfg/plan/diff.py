@@ -157,9 +157,9 @@ class _Diff:
             plan.leaves[g] += 1
         self._sample(change)
         plan.add_to_digest(change.digest_line())
-        if self.spool is not None:
-            self.spool.write(change.to_json(self._row_hashes.pop(change.external_id, None))
-                             + "\n")
+        row_hash = self._row_hashes.pop(change.external_id, None)  # popped even unspooled:
+        if self.spool is not None:  # a plan without a spool must not keep one per record
+            self.spool.write(change.to_json(row_hash) + "\n")
 
     def _sample(self, change: RecordChange) -> None:
         """Keep, per action, the SAMPLE_SIZE changes whose key has the smallest hash: spread
