@@ -409,13 +409,21 @@ def opt_out_check(project: Project, dest: Destination, clients: ClientFactory | 
     only Unsubscribed holds a join back (Unknown: never in the group, or a new user)."""
     if clients is None or not dest.subscription_groups or not dest.respect_opt_outs:
         return None
-    client = clients(project.apps[dest.app])
+    return _OptOuts(clients(project.apps[dest.app]))
 
-    def check(group_id: str, external_ids: list[str]) -> set[str]:
-        states = client.subscription_status(group_id, external_ids)
+
+class _OptOuts:
+    """The opt-out check over one Braze client: the merge runs calls on up to ``workers``
+    threads (diff.check_opt_outs), as many as the client sends at once and as keep
+    /subscription/status/get at its rate limit; the client's limiter paces them all."""
+
+    def __init__(self, client: BrazeClient) -> None:
+        self.client = client
+        self.workers = client.workers_for("/subscription/status/get")
+
+    def __call__(self, group_id: str, external_ids: list[str]) -> set[str]:
+        states = self.client.subscription_status(group_id, external_ids)
         return {i for i in external_ids if states.get(i) == "Unsubscribed"}
-
-    return check
 
 
 def tracked_rows(dest: Destination, rows: Iterable[ModelRow]) -> Iterator[ModelRow]:
