@@ -11,7 +11,7 @@ import threading
 import pytest
 
 from brazecfg.plan.diff import diff_destination
-from tests.plan.test_diff import HASHER, GROUP_ID, project, row
+from tests.plan.test_diff import GROUP_ID, HASHER, project, row
 
 
 class Check:
