@@ -269,7 +269,17 @@ def _plan_destination(project: Project, dest: Destination, warehouse: Warehouse,
     why_new: list[str] = []
     fresh = False  # the state describes another workspace: everything is new there
     rebound: frozenset[str] = frozenset()
-    if had_binding is not None:
+    if had_binding is None and state_name in ledger.known_destinations():
+        # A state from before bindings: which workspace it describes is unknown, so the plan
+        # says which one it is taken for, and applying it records that (a state change to
+        # confirm), after which another workspace is caught as above.
+        why_new.append(f"this state records no Braze workspace yet (made before brazecfg "
+                       f"recorded one): it is taken to describe the workspace app/{dest.app} "
+                       f"points at now, and apply records workspace {want_binding['workspace']}."
+                       f" If app/{dest.app} pointed elsewhere when it was made, do not apply: "
+                       "point it back, or start this destination over (`brazecfg state rm "
+                       f"destination/{state_name}`)")
+    elif had_binding is not None:
         if had_binding.get("workspace") != want_binding["workspace"]:
             fresh = True
             why_new.append(f"the Braze workspace of app/{dest.app} changed (its rest_endpoint "
