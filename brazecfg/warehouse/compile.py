@@ -257,7 +257,8 @@ class _Builder:
         if changed_since is not None:
             changed = self.changed_keys(changed_since)
             if changed is not None:
-                inner = inner.where(pkey_ref.in_(changed))
+                inner = inner.where((binary(pkey, self.dialect) if self.text_key
+                                     else pkey_ref).in_(changed))
         r = inner.subquery("r")
         by_name: dict[str, ColumnElement[Any]] = {n: r.c[f"v{i}"] for i, n in enumerate(names)}
         flags = []
