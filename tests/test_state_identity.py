@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -243,3 +244,35 @@ def test_a_saved_plan_of_a_fresh_project_applies(project: Path, emulator: Emulat
     assert out.exit_code == 0, out.output
     assert len(emulator_get(emulator.url, "users")["users"]) == 12
     sql(project, "UPDATE users SET last_name = 'Byron' WHERE id = 1")
+
+
+def test_a_state_made_before_bindings_says_which_workspace_it_will_be_bound_to(
+        project: Path, emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 8 leftover: a state from before bindings records no workspace. Its first plan
+    against another workspace once said "No changes" (the state was taken for that
+    workspace's, unasked), and apply bound it silently. Now the plan says so and what apply
+    records; once recorded, a change of workspace is caught as for any state."""
+    apply(project)
+    ledger = project / ".brazecfg" / "ledger.sqlite"
+    db = sqlite3.connect(ledger)
+    with db:
+        db.execute("DELETE FROM meta WHERE key LIKE 'binding:%'")  # as made before bindings
+    db.close()
+    with Emulator(EmulatorConfig(port=0)) as other:
+        monkeypatch.setenv("BRAZE_REST_ENDPOINT", other.url)
+        text = cli("plan", str(project), "--now", NOW).output
+        assert "No changes" not in text
+        assert "records no Braze workspace yet" in text
+        d = plan_json(project)["destinations"][0]  # type: ignore[index]
+        assert any("apply records workspace " in why for why in d["binding_changes"]), d
+    # back on the workspace the state was made with: the binding is confirmed by apply
+    monkeypatch.setenv("BRAZE_REST_ENDPOINT", emulator.url)
+    text = cli("plan", str(project), "--now", NOW).output
+    assert "records no Braze workspace yet" in text
+    apply(project)
+    assert not requests(emulator, "/users/delete")
+    assert "No changes." in cli("plan", str(project), "--now", NOW).output
+    with Emulator(EmulatorConfig(port=0)) as other:
+        monkeypatch.setenv("BRAZE_REST_ENDPOINT", other.url)
+        assert "workspace of app/braze changed" in cli("plan", str(project), "--now",
+                                                       NOW).output

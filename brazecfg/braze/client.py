@@ -57,6 +57,10 @@ def _encode(body: dict[str, Any]) -> bytes:
         return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
 
+# The limit of an endpoint without one of its own in ``rate_limits`` (requests, seconds).
+_OTHER_LIMIT = (250_000, 3600.0)
+
+
 class DeliveryUnknown(BrazeError):
     """The request may or may not have been processed (5xx, timeout, dropped connection)."""
 
@@ -225,12 +229,18 @@ class BrazeClient:
                 self._limiters[bucket] = self._contract_limiters(bucket)
             return self._limiters[bucket]
 
+    def workers_for(self, path: str) -> int:
+        """Threads worth sending to ``path`` at once: no more than the client's workers, and
+        no more than keep its bucket at the rate limit (limits.workers_for)."""
+        limit, window = self.settings.rate_limits.get(bucket_for(path), _OTHER_LIMIT)
+        return max(1, min(self.settings.workers, workers_for(limit, window)))
+
     def _contract_limiters(self, bucket: str) -> Limiters:
         """The bucket's burst limit (sliding) and, on MAU-style contracts, its hourly limit
         counted per clock hour. A request let out at the very end of a window can reach Braze
         in the next one: the sliding window is SLACK_SECONDS longer than Braze's, and a
         headroom of 1% of the limit (limits.headroom) covers a slower trip than that."""
-        limit, window = self.settings.rate_limits.get(bucket, (250_000, 3600.0))
+        limit, window = self.settings.rate_limits.get(bucket, _OTHER_LIMIT)
         burst = SlidingWindowLimiter(max(1, limit - headroom(limit)), window + SLACK_SECONDS,
                                      clock=self._clock, sleep=self._sleep)
         hourly = self.settings.hourly_limits.get(bucket)

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from brazecfg.model.resources import Destination, Project
 from brazecfg.plan.definition import (
@@ -34,9 +36,16 @@ from brazecfg.warehouse.base import ModelRow
 # Given up to 50 external ids, which of them Braze has (enrich mode). Read-only.
 ExistsCheck = Callable[[list[str]], set[str]]
 EXISTS_BATCH = 50
-# Given a subscription group id and up to 50 external ids, which of them unsubscribed from it
-# in Braze (respect_opt_outs). Read-only.
-OptOutCheck = Callable[[str, list[str]], set[str]]
+
+
+class OptOutCheck(Protocol):
+    """Given a subscription group id and up to 50 external ids, which of them unsubscribed
+    from it in Braze (respect_opt_outs). Read-only, safe to call from ``workers`` threads at
+    once (the Braze client's rate limiter is shared)."""
+
+    workers: int
+
+    def __call__(self, group_id: str, external_ids: list[str]) -> set[str]: ...
 
 
 def _unique_rows(rows: Iterable[ModelRow], issues: list[Issue], skipped: list[int]
@@ -91,6 +100,11 @@ class _Diff:
         self.dest = destination
         self.opted_out = opted_out
         self._joins_waiting: list[RecordChange] = []
+        # opt-out checks in flight, oldest first: (their joins, the answer per group, the
+        # changes emitted after them), so changes are emitted in the order they came
+        self._checks: deque[tuple[list[RecordChange], Future[dict[str, set[str]]],
+                                  list[RecordChange]]] = deque()
+        self._pool: ThreadPoolExecutor | None = None
         self._group_ids = {s.group: s.subscription_group_id
                            for s in destination.subscription_groups}
         self.mode = destination.mode
@@ -115,7 +129,10 @@ class _Diff:
         if self.opted_out is not None and change.joins:
             self._joins_waiting.append(change)
             if len(self._joins_waiting) >= EXISTS_BATCH:
-                self.check_opt_outs()
+                self._start_opt_out_check()
+            return
+        if self._checks:
+            self._checks[-1][2].append(change)  # after the joins being checked, as it came
             return
         self._emit(change)
 
@@ -123,14 +140,60 @@ class _Diff:
         """respect_opt_outs: before a member is subscribed, ask Braze whether they
         unsubscribed from that group there (read-only, 50 ids a call). Those are not
         subscribed, and counted per group. The state still records them as members, so the
-        next plan does not ask again, and a later leave is planned as usual."""
+        next plan does not ask again, and a later leave is planned as usual.
+
+        The calls run on up to ``opted_out.workers`` threads while the merge goes on; every
+        change is still emitted in the order it came (the plan, its digest and the spool are
+        those of one call at a time). This waits for every call in flight."""
+        self._start_opt_out_check()
+        self._drain(block=True, every=True)
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+    def _start_opt_out_check(self) -> None:
         waiting, self._joins_waiting = self._joins_waiting, []
-        if not waiting or self.opted_out is None:
+        check = self.opted_out
+        if not waiting or check is None:
             return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=max(1, check.workers),
+                                            thread_name_prefix="brazecfg-opt-outs")
+        self._checks.append((waiting, self._pool.submit(self._ask_opt_outs, check, waiting),
+                             []))
+        self._drain(block=len(self._checks) > max(1, check.workers))
+
+    def _ask_opt_outs(self, check: OptOutCheck, waiting: list[RecordChange]
+                      ) -> dict[str, set[str]]:
         out: dict[str, set[str]] = {}
         for g in sorted({g for c in waiting for g in c.joins}):
             ids = [c.external_id for c in waiting if g in c.joins]
-            out[g] = self.opted_out(self._group_ids[g], ids)
+            out[g] = check(self._group_ids[g], ids)
+        return out
+
+    def _drain(self, *, block: bool, every: bool = False) -> None:
+        """Emit the checked joins at the front, and the changes after them; ``block``: wait
+        for the oldest call (``every``: for all of them). A call's error is raised here, and
+        the calls not started yet are dropped."""
+        while self._checks:
+            waiting, answer, after = self._checks[0]
+            if not (block or answer.done()):
+                return
+            try:
+                out = answer.result()
+            except BaseException:
+                if self._pool is not None:
+                    self._pool.shutdown(wait=False, cancel_futures=True)
+                    self._pool = None
+                self._checks.clear()
+                raise
+            self._checks.popleft()
+            self._emit_checked(waiting, out)
+            for change in after:
+                self._emit(change)
+            block = every
+
+    def _emit_checked(self, waiting: list[RecordChange], out: dict[str, set[str]]) -> None:
         for change in waiting:
             kept = tuple(g for g in change.joins if change.external_id not in out[g])
             for g in change.joins:

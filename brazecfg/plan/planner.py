@@ -269,7 +269,17 @@ def _plan_destination(project: Project, dest: Destination, warehouse: Warehouse,
     why_new: list[str] = []
     fresh = False  # the state describes another workspace: everything is new there
     rebound: frozenset[str] = frozenset()
-    if had_binding is not None:
+    if had_binding is None and state_name in ledger.known_destinations():
+        # A state from before bindings: which workspace it describes is unknown, so the plan
+        # says which one it is taken for, and applying it records that (a state change to
+        # confirm), after which another workspace is caught as above.
+        why_new.append(f"this state records no Braze workspace yet (made before brazecfg "
+                       f"recorded one): it is taken to describe the workspace app/{dest.app} "
+                       f"points at now, and apply records workspace {want_binding['workspace']}."
+                       f" If app/{dest.app} pointed elsewhere when it was made, do not apply: "
+                       "point it back, or start this destination over (`brazecfg state rm "
+                       f"destination/{state_name}`)")
+    elif had_binding is not None:
         if had_binding.get("workspace") != want_binding["workspace"]:
             fresh = True
             why_new.append(f"the Braze workspace of app/{dest.app} changed (its rest_endpoint "
@@ -409,13 +419,21 @@ def opt_out_check(project: Project, dest: Destination, clients: ClientFactory | 
     only Unsubscribed holds a join back (Unknown: never in the group, or a new user)."""
     if clients is None or not dest.subscription_groups or not dest.respect_opt_outs:
         return None
-    client = clients(project.apps[dest.app])
+    return _OptOuts(clients(project.apps[dest.app]))
 
-    def check(group_id: str, external_ids: list[str]) -> set[str]:
-        states = client.subscription_status(group_id, external_ids)
+
+class _OptOuts:
+    """The opt-out check over one Braze client: the merge runs calls on up to ``workers``
+    threads (diff.check_opt_outs), as many as the client sends at once and as keep
+    /subscription/status/get at its rate limit; the client's limiter paces them all."""
+
+    def __init__(self, client: BrazeClient) -> None:
+        self.client = client
+        self.workers = client.workers_for("/subscription/status/get")
+
+    def __call__(self, group_id: str, external_ids: list[str]) -> set[str]:
+        states = self.client.subscription_status(group_id, external_ids)
         return {i for i in external_ids if states.get(i) == "Unsubscribed"}
-
-    return check
 
 
 def tracked_rows(dest: Destination, rows: Iterable[ModelRow]) -> Iterator[ModelRow]:

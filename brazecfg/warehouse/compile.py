@@ -53,11 +53,12 @@ others). So the same row wins whatever order a loader wrote the table in.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
     String,
+    and_,
     case,
     cast,
     false,
@@ -149,8 +150,11 @@ def compile_model_query(project: Project, model: str, *, now: datetime,
 
 class _Builder:
     def __init__(self, project: Project, model: str, dialect: Dialect, now: datetime,
-                 numeric_stamps: frozenset[str] = frozenset()) -> None:
+                 numeric_stamps: frozenset[str] = frozenset(),
+                 text_stamps: frozenset[str] = frozenset(), text_key: bool = False) -> None:
         self.numeric_stamps = numeric_stamps
+        self.text_stamps = text_stamps if dialect.name == "sqlite" else frozenset()
+        self.text_key = text_key and dialect.name == "sqlite"
         self.project = project
         self.model = model
         self.dialect = dialect
@@ -245,14 +249,16 @@ class _Builder:
         names = [prop.name for prop in self.props]
         inner = select(key_text(pkey, self.dialect).label("k"),
                        *(exprs[n].label(f"v{i}") for i, n in enumerate(names)),
-                       bad_key(pkey, self.dialect).label("kbad"))
+                       bad_key(pkey, self.dialect).label("kbad"),
+                       *([pkey.label("kr")] if self.text_key else []))
         inner = inner.select_from(joined)
         if only_keys is not None:
             inner = inner.where(*self.key_filter(pkey))
         if changed_since is not None:
             changed = self.changed_keys(changed_since)
             if changed is not None:
-                inner = inner.where(pkey_ref.in_(changed))
+                inner = inner.where((binary(pkey, self.dialect) if self.text_key
+                                     else pkey_ref).in_(changed))
         r = inner.subquery("r")
         by_name: dict[str, ColumnElement[Any]] = {n: r.c[f"v{i}"] for i, n in enumerate(names)}
         flags = []
@@ -262,16 +268,22 @@ class _Builder:
         hashed = hashes_supported(self.dialect)
         digest = [row_hash([*(by_name[n] for n in names), *(f.element for f in flags)],
                            self.dialect).label("h")] if hashed else []
+        # A unique key column that holds text and no NULL (``text_key``): its own text is
+        # the key text, so ORDER BY the raw column in byte order, which its index (the primary key's)
+        # already has, instead of sorting the computed text in a temporary B-tree.
+        order = ([binary(r.c.kr, self.dialect)] if self.text_key
+                 else key_order(r.c.k, self.dialect))
         if keys_only:
             stmt = (select(r.c.k, r.c.kbad, *digest, *flags)
                     .where(or_(r.c.k.is_not(None), r.c.kbad.is_not(None)))
-                    .order_by(*key_order(r.c.k, self.dialect)))
+                    .order_by(*order))
             return ModelQuery(stmt, (), tuple(g.name for g in self.groups), self.needs,
                               hashed)
         ties = [e for n in names for e in (case((by_name[n].is_(None), 1), else_=0),
                                            binary(cast(by_name[n], String()), self.dialect))]
+        # (a unique text key, ``text_key``, has no duplicates to settle)
         stmt = (select(r.c.k, *(by_name[n] for n in names), *flags, r.c.kbad, *digest)
-                .order_by(*key_order(r.c.k, self.dialect), *ties))
+                .order_by(*order, *([] if self.text_key else ties)))
         if only_keys is not None:
             stmt = stmt.where(r.c.k.in_(only_keys))
         return ModelQuery(stmt, tuple(names), tuple(g.name for g in self.groups), self.needs,
@@ -372,8 +384,17 @@ class _Builder:
             stamp = self.stamp(src, f)
             # A stamp the warehouse cannot read as a time (NULL after conversion) never hides
             # a change: such rows are always read.
+            changed = or_(stamp >= bound, stamp.is_(None))
+            col = f.c[str(src.updated_at)]
+            if f"{src.name}.{src.updated_at}" in self.text_stamps:
+                # ISO text (``text_stamps``): a stamp at or after ``since`` in any zone
+                # (offsets are below 15 hours) sorts at or after the day before ``since``,
+                # so that range of the raw column, which an index on it seeks, holds every
+                # row the exact test keeps.
+                day_before = (utc_naive(since) - timedelta(days=1)).strftime("%Y-%m-%d")
+                changed = and_(col >= literal(day_before, String()), changed)
             parts.append(select(key_ref(f.c[src.key], self.dialect).label("k"))
-                         .where(or_(stamp >= bound, stamp.is_(None))))
+                         .where(changed))
         u = union(*parts).subquery("changed") if len(parts) > 1 else parts[0].subquery("changed")
         return select(binary(u.c.k, self.dialect))
 
@@ -450,17 +471,18 @@ def build_events_query(project: Project, model: str, source: str, *, key: str, u
 
 
 def build_hashes_query(project: Project, model: str, *, now: datetime,
-                       dialect: Dialect | str) -> ModelQuery:
+                       dialect: Dialect | str, text_key: bool = False) -> ModelQuery:
     """Every record key of ``model`` with its record hash (``row_hash``), in key byte order:
     the warehouse computes every property and group as the model query does, and only the
     key, 8 bytes of hash and the group flags per record leave it. Columns: k, kbad, h, g0.."""
     d = get_dialect(dialect)
     if model not in project.models:
         raise WarehouseError(f"model/{model} does not exist")
-    return _Builder(project, model, d, now).build(None, keys_only=True)
+    return _Builder(project, model, d, now, text_key=text_key).build(None, keys_only=True)
 
 
-def build_keys_query(project: Project, model: str, *, dialect: Dialect | str) -> Select[Any]:
+def build_keys_query(project: Project, model: str, *, dialect: Dialect | str,
+                     text_key: bool = False) -> Select[Any]:
     """Every record key of ``model`` (its primary source's key as text), in byte order.
     Incremental reads use it to find deletions without computing any property."""
     d = get_dialect(dialect)
@@ -469,7 +491,8 @@ def build_keys_query(project: Project, model: str, *, dialect: Dialect | str) ->
     k = key_text(p.c[primary.key], d)
     return (select(k.label("k"), bad_key(p.c[primary.key], d).label("kbad"))
             .where(p.c[primary.key].is_not(None))
-            .order_by(*key_order(k, d)))
+            .order_by(*([binary(p.c[primary.key], d)] if text_key and d.name == "sqlite"
+                        else key_order(k, d))))
 
 
 def build_max_updated_query(project: Project, model: str, *, dialect: Dialect | str,
@@ -501,12 +524,16 @@ def column_of(prop: Property) -> str:
 def build_model_query(project: Project, model: str, *, now: datetime, dialect: Dialect | str,
                       changed_since: datetime | None = None,
                       numeric_stamps: frozenset[str] = frozenset(),
-                      only_keys: list[str] | None = None) -> ModelQuery:
+                      only_keys: list[str] | None = None,
+                      text_stamps: frozenset[str] = frozenset(),
+                      text_key: bool = False) -> ModelQuery:
     """The query for ``model`` and how to read its rows (see the module docstring).
     ``numeric_stamps``: the "source.column" ``updated_at`` columns of a numeric type (epoch
     times), which the engine finds out on warehouses typed per column; ``only_keys``: just
-    the records with these keys (key text)."""
+    the records with these keys (key text). SQLite only: ``text_stamps``, the "source.column"
+    ``updated_at`` columns seen to hold ISO text (the incremental read seeks their index);
+    ``text_key``, the primary key column holds text and never NULL (ordered by itself)."""
     if model not in project.models:
         raise WarehouseError(f"model/{model} does not exist")
-    return _Builder(project, model, get_dialect(dialect), now,
-                    numeric_stamps).build(changed_since, only_keys)
+    return _Builder(project, model, get_dialect(dialect), now, numeric_stamps, text_stamps,
+                    text_key).build(changed_since, only_keys)

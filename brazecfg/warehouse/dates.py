@@ -35,6 +35,8 @@ _ISO = re.compile(
     r"(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?(?:Z|[+-]\d{2}:?\d{2})?)?$"
 )
 
+ISO_DATETIME = _ISO  # what as_datetime reads as text
+
 # The text form SQLite's datetime() returns, which is what SQLite comparisons use.
 SQLITE_FORMAT = "%Y-%m-%d %H:%M:%S"
 

@@ -11,13 +11,13 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
-from sqlalchemy import false, literal, select
+from sqlalchemy import false, func, literal, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from brazecfg import redact
 from brazecfg.errors import WarehouseError
-from brazecfg.model.resources import App, Project
+from brazecfg.model.resources import App, Project, Source
 from brazecfg.warehouse.base import EventRow, ModelRow
 from brazecfg.warehouse.compile import (
     SQLITE_ROW_HASH,
@@ -29,6 +29,7 @@ from brazecfg.warehouse.compile import (
     build_model_query,
     hashes_supported,
 )
+from brazecfg.warehouse.dates import ISO_DATETIME
 from brazecfg.warehouse.sources import source_from
 
 T = TypeVar("T")
@@ -65,9 +66,70 @@ class SqlWarehouse:
     def query(self, model: str, *, now: datetime, changed_since: datetime | None = None,
               only_keys: list[str] | None = None) -> ModelQuery:
         stamps = self._numeric_stamps(model) if changed_since is not None else frozenset()
+        text = self._text_stamps(model) if changed_since is not None else frozenset()
         return build_model_query(self.project, model, now=now, dialect=self.engine.dialect,
                                  changed_since=changed_since, numeric_stamps=stamps,
-                                 only_keys=only_keys)
+                                 only_keys=only_keys, text_stamps=text,
+                                 text_key=self._text_key(model))
+
+    def _text_stamps(self, model: str) -> frozenset[str]:
+        """SQLite: the ``updated_at`` columns (as "source.column") of table sources with no
+        NULL and whose smallest and greatest value and first rows are all ISO 8601 text
+        (with an index on the column, each probe is a seek). Their incremental filter adds a
+        range on the raw column that the index seeks (compile.changed_keys). A stamp of
+        another form the probe did not see, or one written later, is read exactly where it
+        sorts in that range; elsewhere its change is found by its record hash (SQLite always
+        computes them), so it is read by key, never missed."""
+        if self.engine.dialect.name != "sqlite":
+            return frozenset()
+        found: set[str] = set()
+        root = self.project.settings.root
+        try:
+            with self.engine.connect() as conn:
+                for src in self._sources(model):
+                    if not src.updated_at or not src.table:
+                        continue
+                    frm = source_from(src, [src.updated_at], "t", self.engine.dialect, root)
+                    col = frm.c[src.updated_at]
+                    ends = conn.execute(select(func.min(col), func.max(col))).one()
+                    null = conn.execute(select(literal(1)).where(col.is_(None)).limit(1))
+                    first = conn.execute(select(col).limit(200))
+                    seen = [*ends, *(None for _ in null), *first.scalars()]
+                    if all(isinstance(v, str) and ISO_DATETIME.match(v) for v in seen):
+                        found.add(f"{src.name}.{src.updated_at}")
+        except DBAPIError:
+            return frozenset()  # the read itself will name the source that cannot be read
+        return frozenset(found)
+
+    def _text_key(self, model: str) -> bool:
+        """SQLite: whether the primary source is a table whose one primary key column is
+        declared with text affinity (SQLite then stores every non-NULL value as text) and
+        NOT NULL: its raw text is then its key text, no two rows share it, and the model can
+        be ordered by the column itself, in the order of the primary key's index."""
+        if self.engine.dialect.name != "sqlite":
+            return False
+        src = self.project.primary_source(model)
+        if not src.table or "(" in src.table or "." in src.table.strip('"'):
+            return False
+        try:
+            with self.engine.connect() as conn:
+                rows = conn.exec_driver_sql(
+                    "SELECT name, type, \"notnull\", pk FROM pragma_table_info(?)",
+                    (src.table.strip('"'),)).all()
+        except DBAPIError:
+            return False
+        if [r[0] for r in rows if r[3]] != [src.key]:
+            return False  # not the table's one primary key column (unique, indexed)
+        declared, notnull = next((str(r[1] or "").upper(), bool(r[2]))
+                                 for r in rows if r[0] == src.key)
+        text = "INT" not in declared and any(t in declared for t in ("CHAR", "CLOB", "TEXT"))
+        return text and notnull
+
+    def _sources(self, model: str) -> list[Source]:
+        primary = self.project.primary_source(model)
+        names = dict.fromkeys([primary.name,
+                               *(p.source for p in self.project.model_properties(model))])
+        return [self.project.sources[n] for n in names]
 
     def _numeric_stamps(self, model: str) -> frozenset[str]:
         """The ``updated_at`` columns (as "source.column") of a numeric type, which hold Unix
@@ -143,7 +205,8 @@ class SqlWarehouse:
     def stream_keys(self, model: str, *, batch_size: int = 20000) -> Iterator[str]:
         """Every record key of ``model``, as text in byte order (no property is computed)."""
         primary = self.project.primary_source(model)
-        stmt = build_keys_query(self.project, model, dialect=self.engine.dialect)
+        stmt = build_keys_query(self.project, model, dialect=self.engine.dialect,
+                                text_key=self._text_key(model))
         query = ModelQuery(stmt, (), (), {primary.name: {primary.key: [primary.ref]}})
 
         def key(row: Any) -> str:
@@ -160,7 +223,8 @@ class SqlWarehouse:
                       ) -> Iterator[tuple[str, bytes | None, frozenset[str]]]:
         """Every record key of ``model`` with its record hash (compile.row_hash) and its
         groups, in key byte order; keys of duplicate primary-key rows come once per row."""
-        query = build_hashes_query(self.project, model, now=now, dialect=self.engine.dialect)
+        query = build_hashes_query(self.project, model, now=now, dialect=self.engine.dialect,
+                                   text_key=self._text_key(model))
         names = query.groups
 
         def pair(row: Any) -> tuple[str, bytes | None, frozenset[str]]:

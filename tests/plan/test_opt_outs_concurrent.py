@@ -1,0 +1,79 @@
+"""The opt-out check at plan time runs its Braze calls on several threads (issue 9: one call
+at a time was a quarter of the first plan at 1M users), and the plan stays exactly the one
+a single thread makes: same changes in the same order, same digest, same counts. Unit test
+(a stand-in for the Braze call); the CLI tests in test_opt_outs.py use the emulator."""
+
+from __future__ import annotations
+
+import io
+import threading
+
+import pytest
+
+from brazecfg.plan.diff import diff_destination
+from tests.plan.test_diff import GROUP_ID, HASHER, project, row
+
+
+class Check:
+    """Opted out: the ids ending in 7. With ``hold``, the first call waits until another
+    call has started, so calls must overlap and answer out of order."""
+
+    def __init__(self, workers: int, *, hold: bool = False) -> None:
+        self.workers = workers
+        self.hold = hold
+        self.calls: list[tuple[str, tuple[str, ...]]] = []
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self._lock = threading.Lock()
+        self._second = threading.Event()
+
+    def __call__(self, group_id: str, external_ids: list[str]) -> set[str]:
+        with self._lock:
+            self.calls.append((group_id, tuple(external_ids)))
+            first = len(self.calls) == 1
+            if not first:
+                self._second.set()
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        if self.hold and first:
+            self._second.wait(timeout=30)
+        with self._lock:
+            self.in_flight -= 1
+        assert len(external_ids) <= 50
+        return {i for i in external_ids if i.endswith("7")}
+
+
+def plan_with(check: Check) -> tuple[object, str]:
+    p, d = project()
+    # 600 records: every third joins the group, the others are plain creates between them
+    rows = [row(f"{i:04d}", ("vip",) if i % 3 == 0 else (), ltv=150 if i % 3 == 0 else 10)
+            for i in range(600)]
+    out = io.StringIO()
+    plan = diff_destination(p, d, rows, iter([]), HASHER, spool=out, opted_out=check)
+    return plan, out.getvalue()
+
+
+def test_concurrent_opt_out_calls_make_the_plan_one_thread_makes() -> None:
+    one, many = Check(1), Check(4, hold=True)
+    plan1, spool1 = plan_with(one)
+    plan4, spool4 = plan_with(many)
+    assert many.most_in_flight > 1  # the calls overlapped ...
+    assert many.most_in_flight <= 4  # ... within the workers
+    assert sorted(many.calls) == sorted(one.calls) and len(one.calls) == 4
+    assert all(g == GROUP_ID for g, _ in one.calls)
+    assert spool4 == spool1 and spool1.count("\n") == 600  # same changes, same order
+    assert plan4.digest == plan1.digest  # type: ignore[attr-defined]
+    assert plan4.counts == plan1.counts  # type: ignore[attr-defined]
+    assert plan1.opted_out == {"vip": 20}  # type: ignore[attr-defined]
+    assert plan4.opted_out == plan1.opted_out  # type: ignore[attr-defined]
+
+
+def test_an_error_in_one_call_stops_the_plan() -> None:
+    class Failing(Check):
+        def __call__(self, group_id: str, external_ids: list[str]) -> set[str]:
+            if "0150" in external_ids:  # the second batch of joins
+                raise RuntimeError("Braze answered 500")
+            return super().__call__(group_id, external_ids)
+
+    with pytest.raises(RuntimeError, match="500"):
+        plan_with(Failing(4))

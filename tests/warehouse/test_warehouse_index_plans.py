@@ -1,0 +1,166 @@
+"""The model query uses the warehouse's indexes (issue 9, "SQL that defeats the indexes"):
+on a real SQLite file, ``EXPLAIN QUERY PLAN`` of the incremental read, the hash read and the
+keys read, before (``datetime(updated_at) >= ?`` and ``ORDER BY`` the computed key text) and
+after (a seekable range on the raw ``updated_at``, ``ORDER BY`` a text key column itself)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from brazecfg.config.loader import load_project
+from brazecfg.emulator import Emulator, EmulatorConfig
+from brazecfg.warehouse.compile import build_hashes_query, build_model_query
+from brazecfg.warehouse.connect import connect
+from brazecfg.warehouse.engine import SqlWarehouse, _register_sqlite_hash
+from tests.helpers import NOW as CLI_NOW
+from tests.helpers import cli, copy_example, emulator_get
+
+SINCE = datetime(2026, 3, 1, 12, 0, 0)
+NOW = datetime(2026, 11, 1)
+
+
+def text_keyed_project(tmp_path: Path, stamps: list[Any] | None = None) -> Path:
+    """The example with ``users.id`` a TEXT NOT NULL primary key and an index on every
+    ``updated_at``; ``stamps``: the users' stamps, in id order (else the example's)."""
+    project = copy_example(tmp_path)
+    script = (project / "warehouse.sql").read_text().replace(
+        "CREATE TABLE users (\n  id INTEGER PRIMARY KEY,",
+        "CREATE TABLE users (\n  id TEXT NOT NULL PRIMARY KEY,")
+    assert "id TEXT NOT NULL PRIMARY KEY" in script
+    con = sqlite3.connect(project / "warehouse.db")
+    con.executescript(script)
+    with con:
+        con.execute("CREATE INDEX users_updated ON users (updated_at)")
+        con.execute("CREATE INDEX purchases_updated ON purchases (updated_at)")
+        for i, stamp in enumerate(stamps or []):
+            con.execute("DROP TRIGGER IF EXISTS users_touch")
+            con.execute("UPDATE users SET updated_at = ? WHERE id = ?", (stamp, str(i + 1)))
+    con.close()
+    return project
+
+
+def explain(wh: SqlWarehouse, stmt: Any) -> list[str]:
+    """The query plan's lines; those of the outermost query start with "top: "."""
+    compiled = stmt.compile(dialect=wh.engine.dialect)
+    params = tuple(compiled.params[k] for k in compiled.positiontup or ())
+    with wh.engine.connect() as conn:
+        _register_sqlite_hash(conn)
+        rows = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}", params).all()
+    return [("top: " if r[1] == 0 else "") + str(r[-1]) for r in rows]
+
+
+def open_warehouse(project: Path) -> SqlWarehouse:
+    p = load_project(project)
+    wh = connect(p.apps["warehouse"], p)
+    assert isinstance(wh, SqlWarehouse)
+    return wh
+
+
+def test_the_incremental_read_seeks_the_updated_at_index_and_the_key_order(
+        tmp_path: Path) -> None:
+    wh = open_warehouse(text_keyed_project(tmp_path))
+    try:
+        before = explain(wh, build_model_query(wh.project, "users", now=NOW, dialect="sqlite",
+                                               changed_since=SINCE).select)
+        after = explain(wh, wh.query("users", now=NOW, changed_since=SINCE).select)
+        print("before:", *before, "after:", *after, sep="\n  ")
+        # before: the stamps converted row by row (a scan), the key text sorted afterwards
+        assert not any("USING INDEX users_updated" in s or "USING COVERING INDEX users_updated"
+                       in s for s in before)
+        assert "top: USE TEMP B-TREE FOR ORDER BY" in before
+        # after: both stamp indexes seek a range, the changed keys seek the primary key,
+        # whose order is the order wanted (no sort)
+        assert "top: SCAN p1" in before
+        assert "top: SEARCH p1 USING INDEX sqlite_autoindex_users_1 (id=?)" in after
+        for index in ("users_updated", "purchases_updated"):
+            assert any(s.startswith("SEARCH") and index in s and "(updated_at>?)" in s
+                       for s in after), after
+        assert not any(s.startswith("top:") and "TEMP B-TREE" in s for s in after), after
+    finally:
+        wh.close()
+
+
+def test_the_hash_and_keys_reads_take_the_primary_key_order(tmp_path: Path) -> None:
+    wh = open_warehouse(text_keyed_project(tmp_path))
+    try:
+        before = explain(wh, build_hashes_query(wh.project, "users", now=NOW,
+                                                dialect="sqlite").select)
+        after = explain(wh, build_hashes_query(wh.project, "users", now=NOW, dialect="sqlite",
+                                               text_key=wh._text_key("users")).select)
+        assert "top: USE TEMP B-TREE FOR ORDER BY" in before
+        assert not any(s.startswith("top:") and "TEMP B-TREE" in s for s in after), after
+    finally:
+        wh.close()
+
+
+@pytest.mark.parametrize("stamps", [
+    ["2026-01-05T09:00:00Z", 1767603600],        # an epoch number among the text
+    ["2026-01-05 09:00:00", "last Tuesday"],     # a stamp that is no time
+], ids=["epoch", "no-time"])
+def test_stamps_in_more_than_one_format_keep_the_exact_read(tmp_path: Path,
+                                                            stamps: list[Any]) -> None:
+    wh = open_warehouse(text_keyed_project(tmp_path, stamps))
+    try:
+        assert wh._text_stamps("users") == frozenset({"purchases.updated_at"})
+    finally:
+        wh.close()
+
+
+def test_the_seek_reads_what_the_exact_filter_reads(tmp_path: Path) -> None:
+    """ISO text with 'T' or ' ', with and without zone, and a fraction: the same keys with
+    and without the range on the raw column, around a watermark at the day's edges."""
+    stamps = ["2026-03-01 12:00:00", "2026-03-01T11:59:59Z", "2026-03-02T01:00:00+14:00",
+              "2026-02-28T23:00:00-14:00", "2026-02-28 12:00:00", "2026-03-01T12:00:00.5",
+              "2026-02-27T23:59:59-00:00", "2026-03-01", "2026-03-02", "2026-02-29T12:00:00Z",
+              "2026-03-01T12:30:00+00:30", "2027-01-01 00:00:00"]
+    wh = open_warehouse(text_keyed_project(tmp_path, stamps))
+    try:
+        assert "users_table.updated_at" in wh._text_stamps("users")
+        for since in (SINCE, datetime(2026, 3, 1), datetime(2026, 3, 2, 0, 0, 1)):
+            exact = build_model_query(wh.project, "users", now=NOW, dialect="sqlite",
+                                      changed_since=since).select
+            seek = wh.query("users", now=NOW, changed_since=since).select
+            with wh.engine.connect() as conn:
+                _register_sqlite_hash(conn)
+                want = [r[0] for r in conn.execute(exact)]
+                got = [r[0] for r in conn.execute(seek)]
+            assert got == want and want, since
+    finally:
+        wh.close()
+
+
+def test_through_the_cli_a_text_keyed_warehouse_reads_incrementally_by_index(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same project through plan and apply: the seeking read finds the one change, in
+    key order, and Braze gets it."""
+    project = text_keyed_project(tmp_path)
+    con = sqlite3.connect(project / "warehouse.db")
+    with con:
+        con.execute("DROP TRIGGER users_touch")
+        con.execute("UPDATE users SET updated_at = '2026-01-05 09:00:00'")
+        con.execute("UPDATE users SET updated_at = '2026-01-06T09:00:00Z' WHERE id = '12'")
+    con.close()
+    with Emulator(EmulatorConfig(port=0)) as emu:
+        monkeypatch.setenv("BRAZE_REST_ENDPOINT", emu.url)
+        monkeypatch.delenv("BRAZE_API_KEY", raising=False)
+        monkeypatch.delenv("BRAZECFG_HASH_KEY", raising=False)
+        assert cli("apply", str(project), "--auto-approve", "--now", CLI_NOW).exit_code == 0
+        con = sqlite3.connect(project / "warehouse.db")
+        with con:
+            con.execute("UPDATE users SET last_name = 'Byron', updated_at = "
+                        "'2026-12-01T10:00:00+01:00' WHERE id = '1'")
+        con.close()
+        out = cli("plan", str(project), "--now", CLI_NOW, "--format", "json")
+        assert out.exit_code == 0, out.output
+        d = json.loads(out.stdout)["destinations"][0]
+        assert d["read_since"] is not None
+        assert d["counts"]["update"] == 1 and d["fields_set"] == {"last_name": 1}, d
+        assert cli("apply", str(project), "--auto-approve", "--now", CLI_NOW).exit_code == 0
+        users = {u["external_id"]: u for u in emulator_get(emu.url, "users")["users"]}
+        assert users["1"]["attributes"]["last_name"] == "Byron" and len(users) == 12
