@@ -413,33 +413,28 @@ class Ledger:
         for key, value in self._codec.dump():
             self._put_meta(conn, key, value)
 
-    def _fields(self, value: Any, destination: str, conn: Connection | None = None
-                ) -> dict[str, str]:
-        """A ``fields`` column as field -> hash: packed (bytes, compact) or JSON text."""
+    def _decode(self, value: Any, destination: str, conn: Connection | None = None
+                ) -> tuple[dict[str, str], frozenset[str] | None]:
+        """A ``fields`` column as (field -> hash, groups): packed (bytes, the compact layout,
+        groups inside) or JSON text (older rows, other dialects; groups None: its column)."""
         if isinstance(value, bytes | memoryview):
             blob = bytes(value)
             try:
                 return self._codec.unpack(destination, blob)
-            except Stale:  # a name numbered after our copy of the list was read
-                if conn is None:
-                    with self._read() as c:
-                        self._sync(c)
-                else:
-                    self._sync(conn)
+            except Stale:  # a number given after our copy of the lists was read
+                self._resync(conn)
                 return self._codec.unpack(destination, blob)
-        return dict(json.loads(value))
+        return dict(json.loads(value)), None
 
-    def _groups(self, value: Any, conn: Connection | None = None) -> frozenset[str]:
-        if isinstance(value, int):
-            try:
-                return self._codec.group_set(value)
-            except Stale:
-                if conn is None:
-                    with self._read() as c:
-                        self._sync(c)
-                else:
-                    self._sync(conn)
-                return self._codec.group_set(value)
+    def _resync(self, conn: Connection | None) -> None:
+        if conn is None:
+            with self._read() as c:
+                self._sync(c)
+        else:
+            self._sync(conn)
+
+    def _groups(self, value: Any) -> frozenset[str]:
+        """A v1-v3 or text-layout ``groups`` column (JSON text)."""
         g = self._groups_cache.get(value)
         if g is None:
             g = frozenset(json.loads(value))
@@ -447,11 +442,24 @@ class Ledger:
                 self._groups_cache[value] = g
         return g
 
-    def _groups_value(self, groups: Iterable[str]) -> Any:
-        """Groups as the records table holds them (sync'd codec in a write)."""
+    def _record(self, key: str, destination: str, fields: Any, groups: Any,
+                h: bytes | None, conn: Connection | None = None) -> LedgerRecord:
+        f, g = self._decode(fields, destination, conn)
+        return LedgerRecord(key, f, self._groups(groups) if g is None else g, h)
+
+    def _light(self, key: str, fields: Any, groups: Any, h: bytes | None) -> StoredKey:
         if self._compact:
-            return self._codec.group_id(groups)
-        return json.dumps(sorted(groups), separators=(",", ":"))
+            try:
+                g = self._codec.groups_of(bytes(fields))
+            except Stale:
+                self._resync(None)
+                g = self._codec.groups_of(bytes(fields))
+            return StoredKey(key, {}, g, h)
+        return StoredKey(key, {}, self._groups(groups), h)
+
+    def _gcol(self) -> str:
+        """The column that holds a record's groups: its own, or (compact) ``fields``."""
+        return "fields" if self._compact else "groups"
 
     def stream(self, destination: str, batch_size: int = 5000, *, light: bool = False
                ) -> Iterator[LedgerRecord]:
@@ -462,18 +470,18 @@ class Ledger:
             return
         r = self.t.records
         hashed = self._version >= 4
-        cols = ["external_id", "groups", *(["row_hash"] if hashed else []),
-                *([] if light else ["fields"])]
+        cols = ["external_id", self._gcol(), *(["row_hash"] if hashed else []),
+                *([] if light or self._compact else ["fields"])]
         with self._read() as conn:
             self._sync(conn)
             d = self._dkey(conn, destination)
         for row in self._pages(r, "external_id", cols, [r.c.destination == d], batch_size):
             h = bytes(row[2]) if hashed and row[2] is not None else None
             if light:
-                yield StoredKey(row[0], {}, self._groups(row[1]), h)
+                yield self._light(row[0], row[1], row[1], h)
             else:
-                yield LedgerRecord(row[0], self._fields(row[-1], destination),
-                                   self._groups(row[1]), h)
+                yield self._record(row[0], destination, row[-1] if not self._compact
+                                   else row[1], row[1], h)
 
     def records(self, destination: str, external_ids: list[str]) -> dict[str, LedgerRecord]:
         """The full records of these ids (those the state has), a few queries of 500."""
@@ -486,14 +494,13 @@ class Ledger:
             self._sync(conn)
             d = self._dkey(conn, destination)
             for i in range(0, len(external_ids), 500):
-                cols = [r.c.external_id, r.c.fields, r.c.groups,
+                cols = [r.c.external_id, r.c.fields, r.c[self._gcol()],
                         *([r.c.row_hash] if hashed else [])]
                 for row in conn.execute(select(*cols).where(
                         r.c.destination == d, r.c.external_id.in_(external_ids[i:i + 500]))):
                     h = bytes(row[3]) if hashed and row[3] is not None else None
-                    out[str(row[0])] = LedgerRecord(
-                        str(row[0]), self._fields(row[1], destination, conn),
-                        self._groups(row[2], conn), h)
+                    out[str(row[0])] = self._record(str(row[0]), destination, row[1], row[2],
+                                                    h, conn)
         return out
 
     def count_unhashed(self, destination: str) -> int:
@@ -580,13 +587,12 @@ class Ledger:
         r = self.t.records
         with self._read() as conn:
             self._sync(conn)
-            row = conn.execute(select(r.c.fields, r.c.groups).where(
+            row = conn.execute(select(r.c.fields, r.c[self._gcol()]).where(
                 r.c.destination == self._dkey(conn, destination),
                 r.c.external_id == external_id)).first()
             if row is None:
                 return None
-            return LedgerRecord(external_id, self._fields(row[0], destination, conn),
-                                self._groups(row[1], conn))
+            return self._record(external_id, destination, row[0], row[1], None, conn)
 
     def stream_events(self, destination: str, stream: str, batch_size: int = 5000
                       ) -> Iterator[tuple[str, str]]:
@@ -735,10 +741,10 @@ class Ledger:
         rows = []
         if self._compact:
             d = self._dkey(conn, destination, create=True)
-            pack, group = self._codec.pack, self._codec.group_id
+            pack = self._codec.pack
             rows = [{"destination": d, "external_id": x.external_id,
-                     "fields": pack(destination, x.fields), "groups": group(x.groups),
-                     "row_hash": x.row_hash} for x in records]
+                     "fields": pack(destination, x.fields, x.groups), "row_hash": x.row_hash}
+                    for x in records]
             self._flush(conn)
             return rows
         for x in records:
@@ -804,15 +810,17 @@ class Ledger:
             d = self._dkey(conn, destination)
             changes = []
             for i in range(0, len(ids), 500):
-                for ext_id, groups in conn.execute(select(r.c.external_id, r.c.groups).where(
+                for ext_id, fields, groups in conn.execute(
+                        select(r.c.external_id, r.c.fields, r.c[self._gcol()]).where(
                         r.c.destination == d, r.c.external_id.in_(ids[i:i + 500]))):
                     # (an id without a record: its profile write was never confirmed; skip it)
-                    now = set(self._groups(groups, conn))
-                    now = now | {group} if member else now - {group}
-                    changes.append({"b_id": ext_id, "b_groups": self._groups_value(now),
-                                    "b_at": at})
+                    rec = self._record(ext_id, destination, fields, groups, None, conn)
+                    now = rec.groups | {group} if member else rec.groups - {group}
+                    changes.append({"b_id": ext_id, "b_at": at, "b_groups": (
+                        self._codec.pack(destination, rec.fields, now) if self._compact
+                        else json.dumps(sorted(now), separators=(",", ":")))})
             if changes:  # one statement, many rows
-                values: dict[str, Any] = {"groups": bindparam("b_groups")}
+                values: dict[str, Any] = {self._gcol(): bindparam("b_groups")}
                 if "confirmed_at" in r.c:
                     values["confirmed_at"] = bindparam("b_at")
                 conn.execute(update(r).where(r.c.destination == d,
@@ -1119,6 +1127,8 @@ class Ledger:
             if name == "intent" and self._version < 2:
                 continue
             cols = [c.name for c in table.columns]
+            if name == "record" and self._compact:
+                cols = [c for c in cols if c != "groups"]  # inside the packed fields
             if name == "event" and self._version < 3:  # not migrated (a read-only open)
                 cols = [c for c in cols if c not in ("user", "name", "weight", "time")]
             dests: list[str | None] = (
@@ -1146,11 +1156,9 @@ class Ledger:
                     if name == "record":  # portable: names, JSON, a hex row hash
                         out["destination"] = d
                         if not isinstance(out["fields"], str):
-                            out["fields"] = json.dumps(self._fields(out["fields"], str(d)),
-                                                       sort_keys=True, separators=(",", ":"))
-                        if not isinstance(out["groups"], str):
-                            out["groups"] = json.dumps(sorted(self._groups(out["groups"])),
-                                                       separators=(",", ":"))
+                            f, g = self._decode(out["fields"], str(d))
+                            out["fields"] = json.dumps(f, sort_keys=True, separators=(",", ":"))
+                            out["groups"] = json.dumps(sorted(g or ()), separators=(",", ":"))
                         h = out.get("row_hash")
                         out["row_hash"] = None if h is None else bytes(h).hex()
                     yield out

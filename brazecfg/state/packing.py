@@ -2,19 +2,23 @@
 
 A v1-v3 record row was ``("braze_users", "42", '{"country":"0f3a...",...}', '[]',
 "2026-12-01T10:00:00Z")``: about 315 bytes at 8 fields. In v4 on SQLite it is
-``(1, "42", <packed field hashes>, 0, <row hash>)``:
+``(1, "42", <packed record>, <row hash>)``:
 
 - ``destination``: the destination's number (meta ``destinations``: ``{"name": n}``). A
   rename renumbers nothing: it moves the name. The other tables keep names.
-- ``fields``: the field hashes, byte for byte the same values, spelled as binary against
-  the destination's list of field names (meta ``fields:<destination>``, append-only):
-  ``0x00`` + 8 bytes per name when the record has the first m names of the list, all
-  16-digit lowercase hex hashes (the usual case); else ``0x01`` + entries, each
-  uvarint(2 * name number + is_text), then 8 bytes, or uvarint(length) + UTF-8 text (a
-  value that is not a hash, such as drift's ``drifted`` marker, stays as its text).
-- ``groups``: the number of its set of synced groups (meta ``group_sets``: a list of
-  sorted lists, 0 is the empty set; a few sets in practice).
-- no ``confirmed_at``: nothing read it (the other backends keep the column).
+- ``fields``: the field hashes, byte for byte the same values, and the set of synced
+  groups, spelled against the destination's list of field names (meta
+  ``fields:<destination>``, append-only) and the list of group sets (meta ``group_sets``:
+  sorted lists, 0 is the empty set; a few sets in practice):
+  * a multiple of 8 bytes long: no groups, and 8 bytes per name for the first m names of
+    the list, all 16-digit lowercase hex hashes (the usual record);
+  * else uvarint(2 * group set + tagged) (made one byte longer if the blob would be a
+    multiple of 8), then either 8 bytes per name as above (tagged = 0) or entries
+    (tagged = 1), each uvarint(2 * name number + is_text), then 8 bytes or uvarint(length)
+    + UTF-8 text (a value that is not a hash, such as drift's ``drifted`` marker, is kept
+    as its text).
+- no ``groups`` and no ``confirmed_at`` column (nothing read confirmed_at; the other
+  backends keep both).
 
 Field and group numbers are only ever appended, so a reader holding an older copy of a
 list reloads it when it meets a number past its end.
@@ -56,6 +60,17 @@ def _read_uvarint(blob: bytes, pos: int) -> tuple[int, int]:
         shift += 7
         if b < 0x80:
             return n, pos
+
+
+def _tag(value: int, rest: int) -> bytes:
+    """uvarint(value), one byte longer (a redundant 0x80, 0x00 ending) when the blob would
+    otherwise be a multiple of 8 bytes long: that length means dense with no groups."""
+    out = bytearray()
+    _uvarint(value, out)
+    if (len(out) + rest) % 8 == 0:
+        out[-1] |= 0x80
+        out.append(0)
+    return bytes(out)
 
 
 class Stale(LookupError):
@@ -135,23 +150,27 @@ class Codec:
         self.names.pop(dest, None)
         self.index.pop(dest, None)
 
-    def pack(self, dest: str, fields: dict[str, str]) -> bytes:
-        """``fields`` packed (new names numbered: ``dump`` writes them)."""
+    def pack(self, dest: str, fields: dict[str, str], groups: Iterable[str] = ()) -> bytes:
+        """A record's field hashes and groups as one blob (new names and group sets are
+        numbered: ``dump`` writes them)."""
         names = self.field_names(dest)
         index = self.index[dest]
-        for name in sorted(fields):
-            if name not in index:
-                index[name] = len(names)
-                names.append(name)
-                self.dirty.add(FIELDS + dest)
+        if not index.keys() >= fields.keys():
+            for name in sorted(fields):
+                if name not in index:
+                    index[name] = len(names)
+                    names.append(name)
+                    self.dirty.add(FIELDS + dest)
+        g = self.group_id(groups) if groups else 0
         m = len(fields)
-        if m <= len(names):
-            values = [fields[n] for n in names[:m] if n in fields]
+        if fields.keys() == set(names[:m]):
+            values = [fields[n] for n in names[:m]]
             joined = "".join(values)
-            if len(values) == m and len(joined) == 16 * m \
-                    and all(len(v) == 16 for v in values) and _HASHES.fullmatch(joined):
-                return bytes((DENSE,)) + bytes.fromhex(joined)
-        out = bytearray((TAGGED,))
+            if len(joined) == 16 * m and _HASHES.fullmatch(joined) \
+                    and all(len(v) == 16 for v in values):
+                dense = bytes.fromhex(joined)
+                return dense if g == 0 else _tag(2 * g + DENSE, len(dense)) + dense
+        out = bytearray()
         for name in sorted(fields, key=index.__getitem__):
             value, i = fields[name], index[name]
             if len(value) == 16 and _HASHES.fullmatch(value):
@@ -162,20 +181,30 @@ class Codec:
                 _uvarint(2 * i + 1, out)
                 _uvarint(len(raw), out)
                 out += raw
-        return bytes(out)
+        return _tag(2 * g + TAGGED, len(out)) + bytes(out)
 
-    def unpack(self, dest: str, blob: bytes) -> dict[str, str]:
+    def groups_of(self, blob: bytes) -> frozenset[str]:
+        if len(blob) % 8 == 0:
+            return self.sets[0]
+        tag, _ = _read_uvarint(blob, 0)
+        return self.group_set(tag >> 1)
+
+    def unpack(self, dest: str, blob: bytes) -> tuple[dict[str, str], frozenset[str]]:
+        """(field -> hash, groups) of a packed record."""
         names = self.field_names(dest)
-        if not blob:
-            return {}
-        if blob[0] == DENSE:
-            m = (len(blob) - 1) // 8
+        if len(blob) % 8 == 0:
+            tag, pos = DENSE, 0
+        else:
+            tag, pos = _read_uvarint(blob, 0)
+        groups = self.group_set(tag >> 1)
+        if tag & 1 == DENSE:
+            m = (len(blob) - pos) // 8
             if m > len(names):
                 raise Stale(m)
-            h = blob[1:].hex()
-            return {names[i]: h[16 * i:16 * i + 16] for i in range(m)}
+            h = blob[pos:].hex()
+            return {names[i]: h[16 * i:16 * i + 16] for i in range(m)}, groups
         out: dict[str, str] = {}
-        pos, end = 1, len(blob)
+        end = len(blob)
         while pos < end:
             n, pos = _read_uvarint(blob, pos)
             if n >> 1 >= len(names):
@@ -188,7 +217,7 @@ class Codec:
             else:
                 out[name] = blob[pos:pos + 8].hex()
                 pos += 8
-        return out
+        return out, groups
 
     def dump(self) -> list[tuple[str, str]]:
         """The meta entries changed since the last dump (what to write)."""

@@ -69,8 +69,9 @@ class Tables:
         def t(name: str, *cols: Column[Any]) -> Table:
             return Table(prefix + name, md, *cols)
 
-        # SQLite (v4): the compact layout of packing.py, no confirmed_at (the migration
-        # builds that table with its own DDL; the types here only name the columns)
+        # SQLite (v4): the compact layout of packing.py, no confirmed_at and no groups (the
+        # migration builds that table with its own DDL; the types here only name the
+        # columns; "groups" stays named for reading an unmigrated state)
         confirmed = [] if dialect == "sqlite" else [
             _col("confirmed_at", String, nullable=False)]
         return cls(
@@ -137,14 +138,14 @@ def _migrate_2_to_3(conn: Connection, t: Tables) -> None:
 
 
 RECORDS_V4_SQLITE = """CREATE TABLE {table} ("destination" INTEGER NOT NULL,
-    "external_id" TEXT NOT NULL, "fields" BLOB NOT NULL, "groups" INTEGER NOT NULL,
-    "row_hash" BLOB, PRIMARY KEY ("destination", "external_id")) WITHOUT ROWID"""
+    "external_id" TEXT NOT NULL, "fields" BLOB NOT NULL, "row_hash" BLOB,
+    PRIMARY KEY ("destination", "external_id")) WITHOUT ROWID"""
 
 
 def _migrate_3_to_4(conn: Connection, t: Tables) -> None:
     """v4: records keep the warehouse's record hash (``row_hash``, NULL for old records: they
     are read once more and get one). On SQLite the records table is rebuilt in the compact
-    layout (state/packing.py: the same hash values, about 85 bytes a record instead of 315);
+    layout (state/packing.py: the same hash values, about 80 bytes a record instead of 315);
     elsewhere the column is added and field hashes stay JSON text."""
     prep = conn.dialect.identifier_preparer
     table = prep.format_table(t.records)
@@ -171,8 +172,8 @@ def _migrate_3_to_4(conn: Connection, t: Tables) -> None:
     raw.execute(RECORDS_V4_SQLITE.format(table=new))
 
     loads = json.loads  # v1-v3: field hashes and groups as JSON text
-    raw.executemany(f"INSERT INTO {new} VALUES (?, ?, ?, ?, ?)", (
-        (codec.dest_id(d, create=True), k, codec.pack(d, loads(f)), codec.group_id(loads(g)), h)
+    raw.executemany(f"INSERT INTO {new} VALUES (?, ?, ?, ?)", (
+        (codec.dest_id(d, create=True), k, codec.pack(d, loads(f), loads(g)), h)
         for d, k, f, g, h in rows))
     raw.execute(f"DROP TABLE {table}")
     raw.execute(f"ALTER TABLE {new} RENAME TO {prep.quote_identifier(name)}")

@@ -337,8 +337,8 @@ def test_a_hot_journal_left_by_a_crash_is_read_correctly(tmp_path: Path, emu: Em
              "con.execute('PRAGMA cache_size=1')\ncon.execute('BEGIN IMMEDIATE')\n"
              "con.execute('DELETE FROM records')\n"
              "for i in range(3000):\n"
-             "    con.execute('INSERT INTO records VALUES (?,?,?,?,?)', "
-             "(9, str(i), '{}' * 50, 0, None))\n"
+             "    con.execute('INSERT INTO records VALUES (?,?,?,?)', "
+             "(9, str(i), '{}' * 50, None))\n"
              "os.kill(os.getpid(), 9)\n")
     subprocess.run([sys.executable, "-c", crash], check=False)
     assert Path(f"{ledger}-journal").exists()
