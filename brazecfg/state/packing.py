@@ -125,7 +125,7 @@ class Codec:
             self.names[new], self.index[new] = names, index
 
     def group_id(self, groups: Iterable[str]) -> int:
-        key = tuple(sorted(groups))
+        key = tuple(sorted(set(groups)))
         n = self.set_ids.get(key)
         if n is None:
             n = self.set_ids[key] = len(self.sets)
