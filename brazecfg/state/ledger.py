@@ -225,6 +225,15 @@ class Ledger:
         with conn.begin():
             self._version = int(self._meta(conn, "version") or 1)
         self._check_version()
+        if self._compact:
+            with conn.begin():
+                early = self._meta(conn, "field_names")
+            if early is not None:  # meta of a layout that was never released
+                raise StateError(
+                    f"the state ({self.backend.where}) was written by a development build of "
+                    "brazecfg (state version 4 before its final layout); nothing was changed. "
+                    "Restore it with `brazecfg state push` from an export made by that build, "
+                    "or from a backup of its version 3")
         was = self._version
         while self._version < SCHEMA_VERSION and self.writable:
             with conn.begin():
