@@ -64,8 +64,8 @@ from brazecfg.state.base import (
 
 __all__ = ["EventMark", "EventState", "Failure", "LeaseLost", "Ledger", "LedgerRecord",
            "Previous", "StateIdentity"]
-from brazecfg.state.packing import pack, unpack
-from brazecfg.state.tables import FIELD_NAMES, MIGRATIONS, V1_SQLITE, Tables
+from brazecfg.state.packing import FIELDS, Codec, Stale, layout_key
+from brazecfg.state.tables import MIGRATIONS, V1_SQLITE, Tables
 from brazecfg.warehouse.engine import driver_message
 
 __all__ = ["Failure", "Ledger", "LedgerRecord", "LeaseLost", "SCHEMA_VERSION"]
@@ -74,7 +74,7 @@ LEASE = "apply"  # the one lease row
 
 
 # Metadata kept per destination ("<prefix><destination>"): moved and forgotten with it.
-DESTINATION_META = ("watermark:", "binding:")
+DESTINATION_META = ("watermark:", "binding:", FIELDS)
 
 
 class LeaseLost(StateError):
@@ -111,7 +111,7 @@ class Ledger:
         self._version = 0  # 0: no state (yet)
         self._lease: tuple[str, int] | None = None  # (lock id, fence) while held
         self._generation: int | None = None  # last committed, known while the lease is held
-        self._names: list[str] = []  # packed field hashes: number -> field name (meta)
+        self._codec = Codec()  # SQLite v4: the numbers of the compact layout (packing.py)
         self._groups_cache: dict[str, frozenset[str]] = {}
         self.t = Tables.build(backend.schema, backend.prefix, backend.dialect)
         try:
@@ -225,6 +225,15 @@ class Ledger:
         with conn.begin():
             self._version = int(self._meta(conn, "version") or 1)
         self._check_version()
+        if self._compact:
+            with conn.begin():
+                early = self._meta(conn, "field_names")
+            if early is not None:  # meta of a layout that was never released
+                raise StateError(
+                    f"the state ({self.backend.where}) was written by a development build of "
+                    "brazecfg (state version 4 before its final layout); nothing was changed. "
+                    "Restore it with `brazecfg state push` from an export made by that build, "
+                    "or from a backup of its version 3")
         was = self._version
         while self._version < SCHEMA_VERSION and self.writable:
             with conn.begin():
@@ -309,7 +318,7 @@ class Ledger:
         with self._read() as conn:
             rows = conn.execute(select(self.t.meta.c.key, self.t.meta.c.value)
                                 .order_by(self.t.meta.c.key)).all()
-        return [(str(k), str(v)) for k, v in rows]
+        return [(str(k), str(v)) for k, v in rows if not layout_key(str(k))]
 
     def set_meta(self, key: str, value: str | None) -> None:
         """Set (or, with None, remove) a metadata value. Keys are brazecfg's, e.g. bindings.
@@ -378,35 +387,63 @@ class Ledger:
                 return
 
     @property
-    def _packed(self) -> bool:
-        """Field hashes are packed as binary (v4 on SQLite, whose columns take any type)."""
-        return self.backend.dialect == "sqlite"
+    def _compact(self) -> bool:
+        """Records in the compact layout (v4 on SQLite, whose columns take any type)."""
+        return self.backend.dialect == "sqlite" and self._version >= 4
 
-    def _field_names(self, conn: Connection) -> list[str]:
-        if self._version >= 4:
-            value = self._meta(conn, FIELD_NAMES)
-            names = json.loads(value) if value else []
-            if len(names) > len(self._names):
-                self._names = names
-        return self._names
+    def _sync(self, conn: Connection) -> None:
+        """Read the compact layout's numbers (at the start of every write: they are only
+        ever appended, inside the transaction that uses them)."""
+        if self._compact:
+            m = self.t.meta
+            rows = conn.execute(select(m.c.key, m.c.value).where(
+                m.c.key.in_(("destinations", "group_sets")) | m.c.key.startswith(FIELDS)))
+            self._codec.load({str(k): str(v) for k, v in rows})
 
-    def _fields(self, value: Any, conn: Connection | None = None) -> dict[str, str]:
-        """A ``fields`` column as field -> hash: packed (bytes) or JSON text (older rows,
-        other dialects, imported exports)."""
+    def _dkey(self, conn: Connection, destination: str, *, create: bool = False) -> Any:
+        """What the records table's destination column holds for ``destination``: its
+        number in the compact layout (-1, matching nothing, when it has none), else its name."""
+        if not self._compact:
+            return destination
+        n = self._codec.dest_id(destination, create=create)
+        if n is None and not create:
+            self._sync(conn)  # numbered since our copy was read?
+            n = self._codec.dest_id(destination)
+        return -1 if n is None else n
+
+    def _dkey_read(self, destination: str) -> Any:
+        if not self._compact:
+            return destination
+        with self._read() as conn:
+            return self._dkey(conn, destination)
+
+    def _flush(self, conn: Connection) -> None:
+        """Write the layout's numbers assigned in this transaction."""
+        for key, value in self._codec.dump():
+            self._put_meta(conn, key, value)
+
+    def _decode(self, value: Any, destination: str, conn: Connection | None = None
+                ) -> tuple[dict[str, str], frozenset[str] | None]:
+        """A ``fields`` column as (field -> hash, groups): packed (bytes, the compact layout,
+        groups inside) or JSON text (older rows, other dialects; groups None: its column)."""
         if isinstance(value, bytes | memoryview):
             blob = bytes(value)
             try:
-                return unpack(blob, self._names)
-            except IndexError:  # a name numbered after our copy of the list was read
-                if conn is None:
-                    with self._read() as c:
-                        self._field_names(c)
-                else:
-                    self._field_names(conn)
-                return unpack(blob, self._names)
-        return dict(json.loads(value))
+                return self._codec.unpack(destination, blob)
+            except Stale:  # a number given after our copy of the lists was read
+                self._resync(conn)
+                return self._codec.unpack(destination, blob)
+        return dict(json.loads(value)), None
 
-    def _groups(self, value: str) -> frozenset[str]:
+    def _resync(self, conn: Connection | None) -> None:
+        if conn is None:
+            with self._read() as c:
+                self._sync(c)
+        else:
+            self._sync(conn)
+
+    def _groups(self, value: Any) -> frozenset[str]:
+        """A v1-v3 or text-layout ``groups`` column (JSON text)."""
         g = self._groups_cache.get(value)
         if g is None:
             g = frozenset(json.loads(value))
@@ -414,25 +451,46 @@ class Ledger:
                 self._groups_cache[value] = g
         return g
 
+    def _record(self, key: str, destination: str, fields: Any, groups: Any,
+                h: bytes | None, conn: Connection | None = None) -> LedgerRecord:
+        f, g = self._decode(fields, destination, conn)
+        return LedgerRecord(key, f, self._groups(groups) if g is None else g, h)
+
+    def _light(self, key: str, fields: Any, groups: Any, h: bytes | None) -> StoredKey:
+        if self._compact:
+            try:
+                g = self._codec.groups_of(bytes(fields))
+            except Stale:
+                self._resync(None)
+                g = self._codec.groups_of(bytes(fields))
+            return StoredKey(key, {}, g, h)
+        return StoredKey(key, {}, self._groups(groups), h)
+
+    def _gcol(self) -> str:
+        """The column that holds a record's groups: its own, or (compact) ``fields``."""
+        return "fields" if self._compact else "groups"
+
     def stream(self, destination: str, batch_size: int = 5000, *, light: bool = False
                ) -> Iterator[LedgerRecord]:
         """Every record of a destination in external_id byte order, streamed. ``light``:
         without field hashes (StoredKey: key, groups, row hash), for plans that compare
         record hashes and load full records (``records``) only for those that changed."""
+        if self._empty:
+            return
         r = self.t.records
         hashed = self._version >= 4
-        cols = ["external_id", "groups", *(["row_hash"] if hashed else []),
-                *([] if light else ["fields"])]
-        if not light and self._packed and hashed:
-            with self._read() as conn:
-                self._field_names(conn)
-        for row in self._pages(r, "external_id", cols, [r.c.destination == destination],
-                               batch_size):
+        cols = ["external_id", self._gcol(), *(["row_hash"] if hashed else []),
+                *([] if light or self._compact else ["fields"])]
+        with self._read() as conn:
+            self._sync(conn)
+            d = self._dkey(conn, destination)
+        for row in self._pages(r, "external_id", cols, [r.c.destination == d], batch_size):
             h = bytes(row[2]) if hashed and row[2] is not None else None
             if light:
-                yield StoredKey(row[0], {}, self._groups(row[1]), h)
+                yield self._light(row[0], row[1], row[1], h)
             else:
-                yield LedgerRecord(row[0], self._fields(row[-1]), self._groups(row[1]), h)
+                yield self._record(row[0], destination, row[-1] if not self._compact
+                                   else row[1], row[1], h)
 
     def records(self, destination: str, external_ids: list[str]) -> dict[str, LedgerRecord]:
         """The full records of these ids (those the state has), a few queries of 500."""
@@ -442,16 +500,16 @@ class Ledger:
         hashed = self._version >= 4
         out: dict[str, LedgerRecord] = {}
         with self._read() as conn:
-            self._field_names(conn)
+            self._sync(conn)
+            d = self._dkey(conn, destination)
             for i in range(0, len(external_ids), 500):
-                cols = [r.c.external_id, r.c.fields, r.c.groups,
+                cols = [r.c.external_id, r.c.fields, r.c[self._gcol()],
                         *([r.c.row_hash] if hashed else [])]
                 for row in conn.execute(select(*cols).where(
-                        r.c.destination == destination,
-                        r.c.external_id.in_(external_ids[i:i + 500]))):
+                        r.c.destination == d, r.c.external_id.in_(external_ids[i:i + 500]))):
                     h = bytes(row[3]) if hashed and row[3] is not None else None
-                    out[str(row[0])] = LedgerRecord(str(row[0]), self._fields(row[1], conn),
-                                                    self._groups(row[2]), h)
+                    out[str(row[0])] = self._record(str(row[0]), destination, row[1], row[2],
+                                                    h, conn)
         return out
 
     def count_unhashed(self, destination: str) -> int:
@@ -460,7 +518,8 @@ class Ledger:
         r = self.t.records
         if self._version < 4:
             return self.count(destination)
-        return self._count(r, r.c.destination == destination, r.c.row_hash.is_(None))
+        return self._count(r, r.c.destination == self._dkey_read(destination),
+                           r.c.row_hash.is_(None))
 
     def _count(self, table: Table, *where: ColumnElement[bool]) -> int:
         if self._empty:
@@ -470,7 +529,24 @@ class Ledger:
                        .scalar_one())
 
     def count(self, destination: str) -> int:
-        return self._count(self.t.records, self.t.records.c.destination == destination)
+        if self._empty:
+            return 0
+        return self._count(self.t.records,
+                           self.t.records.c.destination == self._dkey_read(destination))
+
+    def _dest_names(self, conn: Connection, values: Iterable[Any]) -> list[str]:
+        """Destination column values of the records table as names."""
+        if not self._compact:
+            return [str(v) for v in values]
+        out = []
+        for v in values:
+            name = self._codec.dest_name(int(v))
+            if name is None:
+                self._sync(conn)
+                name = self._codec.dest_name(int(v))
+            if name is not None:
+                out.append(name)
+        return out
 
     def destinations(self) -> list[str]:
         """Destinations with records (what apply forgets when they leave the config)."""
@@ -478,7 +554,7 @@ class Ledger:
             return []
         with self._read() as conn:
             rows = conn.execute(select(self.t.records.c.destination).distinct()).all()
-        return sorted(r[0] for r in rows)
+            return sorted(self._dest_names(conn, (r[0] for r in rows)))
 
     def known_destinations(self) -> list[str]:
         """Every destination the state holds anything about: records, events, failures."""
@@ -486,7 +562,9 @@ class Ledger:
             return []
         out: set[str] = set()
         with self._read() as conn:
-            for t in (self.t.records, self.t.events, self.t.failures):
+            out.update(self._dest_names(conn, (r[0] for r in conn.execute(
+                select(self.t.records.c.destination).distinct()))))
+            for t in (self.t.events, self.t.failures):
                 out.update(r[0] for r in conn.execute(select(t.c.destination).distinct()))
             if self._version >= 2:
                 out.update(r[0] for r in conn.execute(select(self.t.intents.c.destination)
@@ -517,13 +595,13 @@ class Ledger:
             return None
         r = self.t.records
         with self._read() as conn:
-            row = conn.execute(select(r.c.fields, r.c.groups).where(
-                r.c.destination == destination, r.c.external_id == external_id)).first()
+            self._sync(conn)
+            row = conn.execute(select(r.c.fields, r.c[self._gcol()]).where(
+                r.c.destination == self._dkey(conn, destination),
+                r.c.external_id == external_id)).first()
             if row is None:
                 return None
-            self._field_names(conn)
-            return LedgerRecord(external_id, self._fields(row[0], conn),
-                                frozenset(json.loads(row[1])))
+            return self._record(external_id, destination, row[0], row[1], None, conn)
 
     def stream_events(self, destination: str, stream: str, batch_size: int = 5000
                       ) -> Iterator[tuple[str, str]]:
@@ -650,9 +728,10 @@ class Ledger:
                                       "reason": x.reason, "failed_at": at}
                       for x in failures}.values())
         with self._write() as conn:
+            self._sync(conn)
             ups = self._rows_of(conn, destination, latest, at)
             touched = [u["external_id"] for u in ups] + dels
-            self._delete_ids(conn, r, destination, touched)
+            self._delete_ids(conn, r, self._dkey(conn, destination), touched)
             self._delete_ids(conn, f, destination, touched + [x["external_id"] for x in fails])
             if ups:
                 conn.execute(insert(r), ups)
@@ -664,40 +743,28 @@ class Ledger:
 
     def _rows_of(self, conn: Connection, destination: str, records: list[LedgerRecord],
                  at: str) -> list[dict[str, Any]]:
-        """Records as rows: field hashes packed on SQLite (new names numbered in meta, in
-        this transaction), JSON elsewhere; the row hash where the state has the column."""
+        """Records as rows: the compact layout on SQLite (new numbers written to meta in
+        this transaction; ``_sync`` first), JSON elsewhere; the row hash from v4 on."""
         if not records:
             return []
-        packed = self._packed and self._version >= 4
-        numbers: dict[str, int] = {}
-        names: list[str] = []
-        if packed:
-            names = list(self._field_names(conn))
-            numbers = {n: i for i, n in enumerate(names)}
-        grown = [False]
-
-        def number(name: str) -> int:
-            i = numbers.get(name)
-            if i is None:
-                i = numbers[name] = len(names)
-                names.append(name)
-                grown[0] = True
-            return i
-
         rows = []
+        if self._compact:
+            d = self._dkey(conn, destination, create=True)
+            pack = self._codec.pack
+            rows = [{"destination": d, "external_id": x.external_id,
+                     "fields": pack(destination, x.fields, x.groups), "row_hash": x.row_hash}
+                    for x in records]
+            self._flush(conn)
+            return rows
         for x in records:
             row: dict[str, Any] = {
                 "destination": destination, "external_id": x.external_id,
-                "fields": pack(x.fields, number) if packed else
-                json.dumps(x.fields, sort_keys=True, separators=(",", ":")),
+                "fields": json.dumps(x.fields, sort_keys=True, separators=(",", ":")),
                 "groups": json.dumps(sorted(x.groups), separators=(",", ":")),
                 "confirmed_at": at}
             if self._version >= 4:
                 row["row_hash"] = x.row_hash
             rows.append(row)
-        if grown[0]:
-            self._put_meta(conn, FIELD_NAMES, json.dumps(names))
-            self._names = names
         return rows
 
     def set_row_hashes(self, destination: str, pairs: Iterable[tuple[str, bytes]]) -> None:
@@ -708,11 +775,32 @@ class Ledger:
             return
         r = self.t.records
         it = iter(pairs)
+        d = self._dkey_read(destination)
+        n = 0
         while batch := [{"b_id": k, "b_h": h} for k, h in islice(it, 20000)]:
             with self._write(bump=False) as conn:
-                conn.execute(update(r).where(r.c.destination == destination,
+                conn.execute(update(r).where(r.c.destination == d,
                                              r.c.external_id == bindparam("b_id"))
                              .values(row_hash=bindparam("b_h")), batch)
+            n += len(batch)
+        if n >= 10000 and 4 * n >= self.count(destination):
+            self.compact()
+
+    def compact(self) -> bool:
+        """VACUUM a local ledger (outside any transaction): records that grew in place (a
+        record hash stored for each after a migration) split pages half empty. Best effort:
+        False when another process holds the file open for reading."""
+        if self.backend.name != "local" or self._conn is None or not self.writable:
+            return False
+        with self._mutex:
+            raw = self._conn.connection.driver_connection
+            if raw is None:
+                return False
+            try:
+                raw.execute("VACUUM")
+            except sqlite3.Error:
+                return False
+        return True
 
     @staticmethod
     def _delete_ids(conn: Connection, table: Table, destination: str, ids: list[str]) -> None:
@@ -727,20 +815,27 @@ class Ledger:
         ids = list(dict.fromkeys(external_ids))
         at = _now()
         with self._write() as conn:
+            self._sync(conn)
+            d = self._dkey(conn, destination)
             changes = []
             for i in range(0, len(ids), 500):
-                for ext_id, groups in conn.execute(select(r.c.external_id, r.c.groups).where(
-                        r.c.destination == destination, r.c.external_id.in_(ids[i:i + 500]))):
+                for ext_id, fields, groups in conn.execute(
+                        select(r.c.external_id, r.c.fields, r.c[self._gcol()]).where(
+                        r.c.destination == d, r.c.external_id.in_(ids[i:i + 500]))):
                     # (an id without a record: its profile write was never confirmed; skip it)
-                    now = set(json.loads(groups))
-                    now = now | {group} if member else now - {group}
-                    changes.append({"b_id": ext_id, "b_groups": json.dumps(
-                        sorted(now), separators=(",", ":")), "b_at": at})
+                    rec = self._record(ext_id, destination, fields, groups, None, conn)
+                    now = rec.groups | {group} if member else rec.groups - {group}
+                    changes.append({"b_id": ext_id, "b_at": at, "b_groups": (
+                        self._codec.pack(destination, rec.fields, now) if self._compact
+                        else json.dumps(sorted(now), separators=(",", ":")))})
             if changes:  # one statement, many rows
-                conn.execute(update(r).where(r.c.destination == destination,
+                values: dict[str, Any] = {self._gcol(): bindparam("b_groups")}
+                if "confirmed_at" in r.c:
+                    values["confirmed_at"] = bindparam("b_at")
+                conn.execute(update(r).where(r.c.destination == d,
                                              r.c.external_id == bindparam("b_id"))
-                             .values(groups=bindparam("b_groups"), confirmed_at=bindparam("b_at")),
-                             changes)
+                             .values(**values), changes)
+                self._flush(conn)
             self._delete_ids(conn, f, destination, ids)
 
     def mark_events(self, destination: str, stream: str, states: Iterable[tuple[str, str, str | None]]
@@ -859,30 +954,41 @@ class Ledger:
         it, r = self.t.intents, self.t.records
         with self._write(bump=False) as conn:
             if external_ids is None:
+                d = self._dkey(conn, destination)
                 conn.execute(delete(it).where(
                     it.c.destination == destination,
-                    it.c.external_id.in_(select(r.c.external_id)
-                                         .where(r.c.destination == destination))))
+                    it.c.external_id.in_(select(r.c.external_id).where(r.c.destination == d))))
             else:
                 self._delete_ids(conn, it, destination, list(external_ids))
 
     def forget_destination(self, destination: str) -> None:
         """Drop a destination's rows: records, failures, events, intents, watermark."""
         with self._write() as conn:
-            for t in (self.t.records, self.t.failures, self.t.events, self.t.intents):
+            self._sync(conn)
+            r = self.t.records
+            conn.execute(delete(r).where(r.c.destination == self._dkey(conn, destination)))
+            for t in (self.t.failures, self.t.events, self.t.intents):
                 conn.execute(delete(t).where(t.c.destination == destination))
             for prefix in DESTINATION_META:
                 self._put_meta(conn, f"{prefix}{destination}", None)
+            self._codec.forget(destination)  # (its number stays: no reader sees it reused)
 
     def rename_destination(self, old: str, new: str) -> None:
         """Everything known about ``old`` now belongs to ``new`` (a reviewed rename)."""
         if old == new:
             return
         with self._write() as conn:
+            self._sync(conn)
             if self._holds(conn, new):
                 raise StateError(f"the state already holds destination/{new}; remove it first "
                                  f"(`brazecfg state rm destination/{new}`) or pick another name")
-            for t in (self.t.records, self.t.failures, self.t.events, self.t.intents):
+            tables = [self.t.failures, self.t.events, self.t.intents]
+            if self._compact:  # records name their destination by number: move the name
+                self._codec.rename(old, new)
+                self._flush(conn)
+            else:
+                tables.append(self.t.records)
+            for t in tables:
                 conn.execute(update(t).where(t.c.destination == old).values(destination=new))
             for prefix in DESTINATION_META:
                 value = self._meta(conn, f"{prefix}{old}")
@@ -890,9 +996,13 @@ class Ledger:
                 self._put_meta(conn, f"{prefix}{new}", value)
 
     def _holds(self, conn: Connection, destination: str) -> bool:
+        r = self.t.records
+        if conn.execute(select(r.c.destination).where(
+                r.c.destination == self._dkey(conn, destination)).limit(1)).first() is not None:
+            return True
         return any(conn.execute(select(t.c.destination).where(t.c.destination == destination)
                                 .limit(1)).first() is not None
-                   for t in (self.t.records, self.t.failures, self.t.events, self.t.intents))
+                   for t in (self.t.failures, self.t.events, self.t.intents))
 
     def has_events(self, destination: str, stream: str) -> bool:
         """Whether the state holds any row of this event stream."""
@@ -1026,10 +1136,17 @@ class Ledger:
             if name == "intent" and self._version < 2:
                 continue
             cols = [c.name for c in table.columns]
+            if name == "record" and self._compact:
+                cols = [c for c in cols if c != "groups"]  # inside the packed fields
             if name == "event" and self._version < 3:  # not migrated (a read-only open)
                 cols = [c for c in cols if c not in ("user", "name", "weight", "time")]
-            for d in self._scalars(table.c.destination if "destination" in table.c else None):
+            dests: list[str | None] = (
+                [*self.destinations()] if name == "record" else
+                self._scalars(table.c.destination if "destination" in table.c else None))
+            for d in dests:
                 where = [table.c.destination == d] if d is not None else []
+                if name == "record":
+                    where = [table.c.destination == self._dkey_read(str(d))]
                 if name == "event":
                     for s in self.streams(d or ""):
                         for row in self._pages(table, key, [key, *[c for c in cols if c != key]],
@@ -1043,10 +1160,14 @@ class Ledger:
                                        where, 5000):
                     out = {"t": name, **dict(zip([key, *[c for c in cols if c != key]], row,
                                                  strict=True))}
-                    if name == "record":  # portable: JSON field hashes, a hex row hash
+                    if name == "meta" and layout_key(str(out["key"])):
+                        continue  # how this file numbers things, not the state
+                    if name == "record":  # portable: names, JSON, a hex row hash
+                        out["destination"] = d
                         if not isinstance(out["fields"], str):
-                            out["fields"] = json.dumps(self._fields(out["fields"]),
-                                                       sort_keys=True, separators=(",", ":"))
+                            f, g = self._decode(out["fields"], str(d))
+                            out["fields"] = json.dumps(f, sort_keys=True, separators=(",", ":"))
+                            out["groups"] = json.dumps(sorted(g or ()), separators=(",", ":"))
                         h = out.get("row_hash")
                         out["row_hash"] = None if h is None else bytes(h).hex()
                     yield out
@@ -1075,14 +1196,21 @@ class Ledger:
         with self._write(bump=False) as conn:
             for t in tables.values():
                 conn.execute(delete(t))
+            self._codec.load({})  # numbered anew as the records land
             batch: dict[str, list[dict[str, Any]]] = {k: [] for k in tables}
             for row in rows:
                 kind = row.get("t")
                 if kind not in tables:
                     raise StateError(f"unknown row type {kind!r} in the state export")
+                if kind == "record":
+                    batch[kind].append(self._imported(conn, row))
+                    if len(batch[kind]) >= 1000:
+                        conn.execute(insert(tables[kind]), batch[kind])
+                        batch[kind] = []
+                    continue
                 values = {c.name: row.get(c.name) for c in tables[kind].columns}
-                if kind == "record" and values.get("row_hash") is not None:
-                    values["row_hash"] = bytes.fromhex(str(values["row_hash"]))
+                if kind == "meta" and layout_key(str(values["key"])):
+                    continue  # this file numbers things its own way
                 if kind == "meta" and values["key"] == "version":
                     values["value"] = str(self._version)  # the rows are migrated as they land
                 batch[kind].append(values)
@@ -1092,9 +1220,29 @@ class Ledger:
             for kind, values_list in batch.items():
                 if values_list:
                     conn.execute(insert(tables[kind]), values_list)
+            self._flush(conn)
             self._put_meta(conn, "version", str(self._version))
             if generation is not None:
                 self._put_meta(conn, "generation", str(generation))
+
+    def _imported(self, conn: Connection, row: dict[str, Any]) -> dict[str, Any]:
+        """An exported record as this state's row (exports spell records portably)."""
+        try:
+            dest, key = str(row["destination"]), str(row["external_id"])
+            fields, groups = row["fields"], row["groups"]
+            rec = LedgerRecord(key, dict(json.loads(fields) if isinstance(fields, str)
+                                         else fields),
+                               frozenset(json.loads(groups) if isinstance(groups, str)
+                                         else groups),
+                               None if row.get("row_hash") is None
+                               else bytes.fromhex(str(row["row_hash"])))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StateError(f"a record in the state export is damaged ({exc!r}): "
+                             f"{str(row.get('external_id'))[:40]!r}") from None
+        out = self._rows_of(conn, dest, [rec], str(row.get("confirmed_at") or _now()))[0]
+        if self._version < 4:
+            out.pop("row_hash", None)
+        return out
 
     def close(self) -> None:
         with self._mutex:

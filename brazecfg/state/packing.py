@@ -1,19 +1,47 @@
-"""Field hashes packed as binary: what a record's ``fields`` column holds on SQLite (v4).
+"""The compact record layout of SQLite states (v4): small numbers for what repeats.
 
-A record's field hashes were JSON text (``{"country":"0f3a...","email":"9b1c..."}``), about 30
-bytes a field. Packed, a field is its name's number in the state's list of field names
-(meta ``field_names``, append-only) and the hash's 8 bytes: 9 bytes. The values are the same
-hashes, byte for byte: only the spelling changes. A value that is not a 16-digit lowercase
-hex hash (drift's ``drifted`` marker) is kept as its text.
+A v1-v3 record row was ``("braze_users", "42", '{"country":"0f3a...",...}', '[]',
+"2026-12-01T10:00:00Z")``: about 315 bytes at 8 fields. In v4 on SQLite it is
+``(1, "42", <packed record>, <row hash>)``:
 
-Entry: uvarint(2 * name number + is_text), then 8 bytes, or uvarint(length) + UTF-8 text.
+- ``destination``: the destination's number (meta ``destinations``: ``{"name": n}``). A
+  rename renumbers nothing: it moves the name. The other tables keep names.
+- ``fields``: the field hashes, byte for byte the same values, and the set of synced
+  groups, spelled against the destination's list of field names (meta
+  ``fields:<destination>``, append-only) and the list of group sets (meta ``group_sets``:
+  sorted lists, 0 is the empty set; a few sets in practice):
+  * a multiple of 8 bytes long: no groups, and 8 bytes per name for the first m names of
+    the list, all 16-digit lowercase hex hashes (the usual record);
+  * else uvarint(2 * group set + tagged) (made one byte longer if the blob would be a
+    multiple of 8), then either 8 bytes per name as above (tagged = 0) or entries
+    (tagged = 1), each uvarint(2 * name number + is_text), then 8 bytes or uvarint(length)
+    + UTF-8 text (a value that is not a hash, such as drift's ``drifted`` marker, is kept
+    as its text).
+- no ``groups`` and no ``confirmed_at`` column (nothing read confirmed_at; the other
+  backends keep both).
+
+Field and group numbers are only ever appended, so a reader holding an older copy of a
+list reloads it when it meets a number past its end.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+import re
+from collections.abc import Iterable
 
-_HEX = frozenset("0123456789abcdef")
+DESTINATIONS = "destinations"  # meta: {"destination name": number}
+GROUP_SETS = "group_sets"  # meta: [[group, ...], ...]; index = number, 0 = no groups
+FIELDS = "fields:"  # meta per destination: its field names, in number order
+LEGACY = ("field_names",)  # meta of earlier layouts: dropped by the migration
+
+_HASHES = re.compile(r"[0-9a-f]*")
+DENSE, TAGGED = 0, 1
+
+
+def layout_key(key: str) -> bool:
+    """A meta key that describes the layout of this file, not the state (not exported)."""
+    return key in (DESTINATIONS, GROUP_SETS, *LEGACY) or key.startswith(FIELDS)
 
 
 def _uvarint(n: int, out: bytearray) -> None:
@@ -23,48 +51,183 @@ def _uvarint(n: int, out: bytearray) -> None:
     out.append(n)
 
 
-def pack(fields: dict[str, str], number: Callable[[str], int]) -> bytes:
-    """``fields`` packed; ``number`` gives (and, for a new name, assigns) a name's number."""
+def _read_uvarint(blob: bytes, pos: int) -> tuple[int, int]:
+    n, shift = 0, 0
+    while True:
+        b = blob[pos]
+        pos += 1
+        n |= (b & 0x7F) << shift
+        shift += 7
+        if b < 0x80:
+            return n, pos
+
+
+def _tag(value: int, rest: int) -> bytes:
+    """uvarint(value), one byte longer (a redundant 0x80, 0x00 ending) when the blob would
+    otherwise be a multiple of 8 bytes long: that length means dense with no groups."""
     out = bytearray()
-    for name in sorted(fields):
-        value = fields[name]
-        i = number(name)
-        if len(value) == 16 and _HEX.issuperset(value):
-            _uvarint(2 * i, out)
-            out += bytes.fromhex(value)
-        else:
-            raw = value.encode("utf-8", "surrogatepass")
-            _uvarint(2 * i + 1, out)
-            _uvarint(len(raw), out)
-            out += raw
+    _uvarint(value, out)
+    if (len(out) + rest) % 8 == 0:
+        out[-1] |= 0x80
+        out.append(0)
     return bytes(out)
 
 
-def unpack(blob: bytes, names: list[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    pos, end = 0, len(blob)
-    while pos < end:
-        n, shift = 0, 0
-        while True:
-            b = blob[pos]
-            pos += 1
-            n |= (b & 0x7F) << shift
-            shift += 7
-            if b < 0x80:
-                break
-        name = names[n >> 1]
-        if n & 1:
-            length, shift = 0, 0
-            while True:
-                b = blob[pos]
-                pos += 1
-                length |= (b & 0x7F) << shift
-                shift += 7
-                if b < 0x80:
-                    break
-            out[name] = blob[pos:pos + length].decode("utf-8", "surrogatepass")
-            pos += length
+class Stale(LookupError):
+    """A number past the end of this copy of a list: reload the lists and try again."""
+
+
+class Codec:
+    """The lists the compact layout numbers against, as read from (and written to) meta."""
+
+    def __init__(self) -> None:
+        self.dests: dict[str, int] = {}
+        self.sets: list[frozenset[str]] = [frozenset()]
+        self.set_ids: dict[tuple[str, ...], int] = {(): 0}
+        self.names: dict[str, list[str]] = {}
+        self.index: dict[str, dict[str, int]] = {}
+        self.dirty: set[str] = set()  # meta keys to write
+
+    def load(self, meta: dict[str, str]) -> None:
+        """(Re)read the lists from the layout's meta entries (``layout_key``)."""
+        self.dests = dict(json.loads(meta.get(DESTINATIONS) or "{}"))
+        sets = [tuple(s) for s in json.loads(meta.get(GROUP_SETS) or "[[]]")]
+        self.sets = [frozenset(s) for s in sets]
+        self.set_ids = {s: i for i, s in enumerate(sets)}
+        self.names = {k[len(FIELDS):]: list(json.loads(v)) for k, v in meta.items()
+                      if k.startswith(FIELDS)}
+        self.index = {d: {n: i for i, n in enumerate(names)} for d, names in self.names.items()}
+        self.dirty = set()
+
+    def dest_name(self, number: int) -> str | None:
+        for name, n in self.dests.items():
+            if n == number:
+                return name
+        return None
+
+    def dest_id(self, name: str, *, create: bool = False) -> int | None:
+        n = self.dests.get(name)
+        if n is None and create:
+            n = self.dests[name] = max(self.dests.values(), default=0) + 1
+            self.dirty.add(DESTINATIONS)
+        return n
+
+    def rename(self, old: str, new: str) -> None:
+        """``old``'s number (and field names) now belong to ``new``."""
+        n = self.dests.pop(old, None)
+        self.dests.pop(new, None)
+        if n is not None:
+            self.dests[new] = n
+        self.dirty.add(DESTINATIONS)
+        names = self.names.pop(old, None)
+        index = self.index.pop(old, None)
+        if names is not None and index is not None:
+            self.names[new], self.index[new] = names, index
+
+    def group_id(self, groups: Iterable[str]) -> int:
+        key = tuple(sorted(set(groups)))
+        n = self.set_ids.get(key)
+        if n is None:
+            n = self.set_ids[key] = len(self.sets)
+            self.sets.append(frozenset(key))
+            self.dirty.add(GROUP_SETS)
+        return n
+
+    def group_set(self, number: int) -> frozenset[str]:
+        if not 0 <= number < len(self.sets):
+            raise Stale(number)
+        return self.sets[number]
+
+    def field_names(self, dest: str) -> list[str]:
+        names = self.names.get(dest)
+        if names is None:
+            names = self.names[dest] = []
+            self.index[dest] = {}
+        return names
+
+    def forget(self, dest: str) -> None:
+        """The destination's field names go (its records went); its number stays."""
+        self.names.pop(dest, None)
+        self.index.pop(dest, None)
+
+    def pack(self, dest: str, fields: dict[str, str], groups: Iterable[str] = ()) -> bytes:
+        """A record's field hashes and groups as one blob (new names and group sets are
+        numbered: ``dump`` writes them)."""
+        names = self.field_names(dest)
+        index = self.index[dest]
+        if not index.keys() >= fields.keys():
+            for name in sorted(fields):
+                if name not in index:
+                    index[name] = len(names)
+                    names.append(name)
+                    self.dirty.add(FIELDS + dest)
+        g = self.group_id(groups) if groups else 0
+        m = len(fields)
+        if fields.keys() == set(names[:m]):
+            values = [fields[n] for n in names[:m]]
+            joined = "".join(values)
+            if len(joined) == 16 * m and _HASHES.fullmatch(joined) \
+                    and all(len(v) == 16 for v in values):
+                dense = bytes.fromhex(joined)
+                return dense if g == 0 else _tag(2 * g + DENSE, len(dense)) + dense
+        out = bytearray()
+        for name in sorted(fields, key=index.__getitem__):
+            value, i = fields[name], index[name]
+            if len(value) == 16 and _HASHES.fullmatch(value):
+                _uvarint(2 * i, out)
+                out += bytes.fromhex(value)
+            else:
+                raw = value.encode("utf-8", "surrogatepass")
+                _uvarint(2 * i + 1, out)
+                _uvarint(len(raw), out)
+                out += raw
+        return _tag(2 * g + TAGGED, len(out)) + bytes(out)
+
+    def groups_of(self, blob: bytes) -> frozenset[str]:
+        if len(blob) % 8 == 0:
+            return self.sets[0]
+        tag, _ = _read_uvarint(blob, 0)
+        return self.group_set(tag >> 1)
+
+    def unpack(self, dest: str, blob: bytes) -> tuple[dict[str, str], frozenset[str]]:
+        """(field -> hash, groups) of a packed record."""
+        names = self.field_names(dest)
+        if len(blob) % 8 == 0:
+            tag, pos = DENSE, 0
         else:
-            out[name] = blob[pos:pos + 8].hex()
-            pos += 8
-    return out
+            tag, pos = _read_uvarint(blob, 0)
+        groups = self.group_set(tag >> 1)
+        if tag & 1 == DENSE:
+            m = (len(blob) - pos) // 8
+            if m > len(names):
+                raise Stale(m)
+            h = blob[pos:].hex()
+            return {names[i]: h[16 * i:16 * i + 16] for i in range(m)}, groups
+        out: dict[str, str] = {}
+        end = len(blob)
+        while pos < end:
+            n, pos = _read_uvarint(blob, pos)
+            if n >> 1 >= len(names):
+                raise Stale(n)
+            name = names[n >> 1]
+            if n & 1:
+                length, pos = _read_uvarint(blob, pos)
+                out[name] = blob[pos:pos + length].decode("utf-8", "surrogatepass")
+                pos += length
+            else:
+                out[name] = blob[pos:pos + 8].hex()
+                pos += 8
+        return out, groups
+
+    def dump(self) -> list[tuple[str, str]]:
+        """The meta entries changed since the last dump (what to write)."""
+        out = []
+        for key in sorted(self.dirty):
+            if key == DESTINATIONS:
+                out.append((key, json.dumps(self.dests, sort_keys=True)))
+            elif key == GROUP_SETS:
+                out.append((key, json.dumps([sorted(s) for s in self.sets])))
+            else:
+                out.append((key, json.dumps(self.names[key[len(FIELDS):]])))
+        self.dirty = set()
+        return out

@@ -69,12 +69,17 @@ class Tables:
         def t(name: str, *cols: Column[Any]) -> Table:
             return Table(prefix + name, md, *cols)
 
+        # SQLite (v4): the compact layout of packing.py, no confirmed_at and no groups (the
+        # migration builds that table with its own DDL; the types here only name the
+        # columns; "groups" stays named for reading an unmigrated state)
+        confirmed = [] if dialect == "sqlite" else [
+            _col("confirmed_at", String, nullable=False)]
         return cls(
             meta=t("meta", _col("key", key(), primary_key=True), _col("value", Text, nullable=False)),
             records=t("records", _col("destination", key(), primary_key=True),
                       _col("external_id", key(), primary_key=True),
                       _col("fields", Text, nullable=False), _col("groups", Text, nullable=False),
-                      _col("confirmed_at", String, nullable=False),
+                      *confirmed,
                       # v4: the warehouse's record hash when Braze confirmed the record
                       _col("row_hash", LargeBinary)),
             events=t("events", _col("destination", key(), primary_key=True),
@@ -132,52 +137,50 @@ def _migrate_2_to_3(conn: Connection, t: Tables) -> None:
                               f"{sql_type}"))
 
 
-FIELD_NAMES = "field_names"  # meta: the names packed field hashes number (SQLite, v4)
+RECORDS_V4_SQLITE = """CREATE TABLE {table} ("destination" INTEGER NOT NULL,
+    "external_id" TEXT NOT NULL, "fields" BLOB NOT NULL, "row_hash" BLOB,
+    PRIMARY KEY ("destination", "external_id")) WITHOUT ROWID"""
 
 
 def _migrate_3_to_4(conn: Connection, t: Tables) -> None:
     """v4: records keep the warehouse's record hash (``row_hash``, NULL for old records: they
-    are read once more and get one), and on SQLite their field hashes packed as binary
-    (state/packing.py: the same hash values, 9 bytes a field instead of about 30 of JSON)."""
-    from brazecfg.state.packing import pack
-
+    are read once more and get one). On SQLite the records table is rebuilt in the compact
+    layout (state/packing.py: the same hash values, about 80 bytes a record instead of 315);
+    elsewhere the column is added and field hashes stay JSON text."""
     prep = conn.dialect.identifier_preparer
     table = prep.format_table(t.records)
     have = {str(k) for k in conn.execute(text(f"SELECT * FROM {table} WHERE 1 = 0")).keys()}
-    if "row_hash" not in have:
-        blob = {"postgresql": "BYTEA"}.get(conn.dialect.name, "BLOB")
-        conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {prep.quote_identifier('row_hash')} "
-                          f"{blob}"))
     if conn.dialect.name != "sqlite":
-        return  # a text column there: field hashes stay JSON
-    row = conn.execute(select(t.meta.c.value).where(t.meta.c.key == FIELD_NAMES)).first()
-    names: list[str] = json.loads(row[0]) if row is not None else []
-    numbers = {n: i for i, n in enumerate(names)}
+        if "row_hash" not in have:
+            blob = {"postgresql": "BYTEA"}.get(conn.dialect.name, "BLOB")
+            conn.execute(text(f"ALTER TABLE {table} ADD COLUMN "
+                              f"{prep.quote_identifier('row_hash')} {blob}"))
+        return
+    from brazecfg.state.packing import LEGACY, Codec
 
-    def number(name: str) -> int:
-        if name not in numbers:
-            numbers[name] = len(names)
-            names.append(name)
-        return numbers[name]
+    codec = Codec()
+    name = t.records.name
+    new = prep.quote_identifier(name + "_v4")
+    if t.records.schema:
+        new = f"{prep.quote_schema(t.records.schema)}.{new}"
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    hashed = "row_hash" in have
+    row_hash = '"row_hash"' if hashed else "NULL"
+    rows = raw.execute(f'SELECT "destination", "external_id", "fields", "groups", {row_hash} '
+                       f'FROM {table} ORDER BY "destination", "external_id"')
+    raw.execute(RECORDS_V4_SQLITE.format(table=new))
 
-    r = t.records
-    last: tuple[str, str] | None = None
-    while True:
-        q = select(r.c.destination, r.c.external_id, r.c.fields)
-        if last is not None:
-            q = q.where((r.c.destination > last[0])
-                        | ((r.c.destination == last[0]) & (r.c.external_id > last[1])))
-        rows = conn.execute(q.order_by(r.c.destination, r.c.external_id).limit(20000)).all()
-        if not rows:
-            break
-        last = (rows[-1][0], rows[-1][1])
-        changes = [{"d": d, "k": k, "f": pack(json.loads(f), number)}
-                   for d, k, f in rows if isinstance(f, str)]
-        if changes:
-            conn.execute(text(f"UPDATE {table} SET fields = :f WHERE destination = :d "
-                              "AND external_id = :k"), changes)
-    conn.execute(t.meta.delete().where(t.meta.c.key == FIELD_NAMES))
-    conn.execute(insert(t.meta).values(key=FIELD_NAMES, value=json.dumps(names)))
+    loads = json.loads  # v1-v3: field hashes and groups as JSON text
+    raw.executemany(f"INSERT INTO {new} VALUES (?, ?, ?, ?)", (
+        (codec.dest_id(d, create=True), k, codec.pack(d, loads(f), loads(g)), h)
+        for d, k, f, g, h in rows))
+    raw.execute(f"DROP TABLE {table}")
+    raw.execute(f"ALTER TABLE {new} RENAME TO {prep.quote_identifier(name)}")
+    entries = codec.dump()
+    conn.execute(t.meta.delete().where(t.meta.c.key.in_([*LEGACY, *(k for k, _ in entries)])))
+    for key, value in entries:
+        conn.execute(insert(t.meta).values(key=key, value=value))
 
 
 # Step by step: MIGRATIONS[n] takes a version-n state to n+1, in one transaction.

@@ -89,3 +89,15 @@ def test_lockfile_is_world_readable_like_any_committed_file(tmp_path: Path) -> N
     write_lockfile(path, Lockfile(resources={"app/a": "f1"}, destinations={"d": {"records": 3}}))
     assert path.stat().st_mode & 0o644 == 0o644
     assert read_lockfile(path).resources == {"app/a": "f1"}
+
+
+def test_a_state_of_an_unreleased_v4_layout_is_refused_not_misread(tmp_path: Path) -> None:
+    """A ledger of the first v4 layout (destination names, one list of field names) would
+    read as empty under the final one, and plan would resend everything: it is refused."""
+    path = tmp_path / "ledger.sqlite"
+    with Ledger(path, writable=True) as led:
+        led.commit("d", upserts=[LedgerRecord("1", {"f": "0" * 16})])
+        led.set_meta("field_names", '["f"]')
+    for writable in (False, True):
+        with pytest.raises(StateError, match="development build"):
+            Ledger(path, writable=writable)
