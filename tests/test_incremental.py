@@ -151,3 +151,26 @@ def test_a_full_plan_reads_only_the_records_whose_hash_changed(project: Path) ->
     full = plan_json(project, "--full-refresh")
     assert full["hashes_compared"] == 0 and full["full_read_reason"] == "full refresh requested"
     assert full["counts"] == d["counts"]
+
+
+def test_an_upgrade_that_changes_value_rules_reads_every_record_once(project: Path) -> None:
+    """Record hashes say only that the warehouse did not change. After an upgrade whose value
+    rules differ (VALUE_RULES), the first plan reads every record, so a value made under the
+    old rules is corrected; the next one compares hashes again."""
+    from brazecfg.state.ledger import Ledger
+
+    sources = project / "sources" / "users.yml"
+    sources.write_text("\n".join(line for line in sources.read_text().splitlines()
+                                 if not line.strip().startswith("updated_at:")) + "\n")
+    assert cli("apply", str(project), "--auto-approve", "--now", NOW).exit_code == 0
+    assert plan_json(project)["hashes_compared"] == 12
+    with Ledger(project / ".brazecfg" / "ledger.sqlite", writable=True) as led:
+        for name in led.destinations():
+            mark = led.watermark(name)
+            assert mark is not None and mark["rules"]
+            led.set_watermark(name, {**mark, "rules": "0"})  # made by an older brazecfg
+    d = plan_json(project)
+    assert d["hashes_compared"] == 0
+    assert "value rules changed" in str(d["full_read_reason"])
+    assert cli("apply", str(project), "--auto-approve", "--now", NOW).exit_code == 0
+    assert plan_json(project)["hashes_compared"] == 12

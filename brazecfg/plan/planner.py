@@ -169,6 +169,11 @@ def read_since(project: Project, dest: Destination, ledger: Ledger, fingerprint:
 # A plan comparing record hashes reads by key at most this share of the records (and at
 # least REFETCH_LIMIT); past it one full read is cheaper than the lookups.
 HASH_REFETCH_SHARE = 10
+# The rules that turn warehouse values into what is sent (value checks and normalisation,
+# the SQL record hash): bump when one of them changes, so that the first plan after an
+# upgrade reads every record again instead of trusting record hashes that only say the
+# warehouse did not change (which would leave Braze with values made under the old rules).
+VALUE_RULES = "1"
 
 
 def compare_hashes(project: Project, dest: Destination, warehouse: Warehouse, ledger: Ledger,
@@ -196,6 +201,9 @@ def compare_hashes(project: Project, dest: Destination, warehouse: Warehouse, le
     mark = ledger.watermark(state_name)
     if mark is None or mark.get("fingerprint") != fingerprint:
         return False, "the destination's config changed since the last run (or was never recorded)"
+    if mark.get("rules") != VALUE_RULES:
+        return False, ("brazecfg's value rules changed since the last run (an upgrade): a full "
+                       "read")
     unhashed = ledger.count_unhashed(state_name)
     if unhashed > max(REFETCH_LIMIT, count // HASH_REFETCH_SHARE):
         return False, (f"{unhashed:,} records have no record hash in the state yet (confirmed "
@@ -356,7 +364,7 @@ def _plan_destination(project: Project, dest: Destination, warehouse: Warehouse,
     dplan.full_read_reason = why_full
     # What the next plan compares with: this run's config (record hashes need the same
     # config) and, when stamped, where the next incremental read starts.
-    dplan.next_watermark = {"fingerprint": fps[dest.ref]}
+    dplan.next_watermark = {"fingerprint": fps[dest.ref], "rules": VALUE_RULES}
     if high is not None:
         dplan.next_watermark["since"] = (high - WATERMARK_OVERLAP).isoformat()
     if dest.events:
