@@ -4,14 +4,13 @@ deletions are still found (every key is listed, and the ledger knows who was sen
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from brazecfg.emulator import Emulator, EmulatorConfig
-from tests.helpers import NOW, cli, copy_example, settle_stamps, sql
+from tests.helpers import NOW, cli, copy_example, settle_stamps, sql, unhashed
 
 
 @pytest.fixture
@@ -26,16 +25,6 @@ def plan_json(project: Path, *extra: str) -> dict[str, object]:
     out = cli("plan", str(project), "--now", NOW, "--format", "json", *extra)
     assert out.exit_code == 0, out.output
     return json.loads(out.stdout)["destinations"][0]  # type: ignore[no-any-return]
-
-
-def unhashed(project: Path) -> set[str]:
-    """Ids of the records whose state holds no record hash."""
-    con = sqlite3.connect(project / ".brazecfg" / "ledger.sqlite")
-    try:
-        return {r[0] for r in con.execute(
-            "SELECT external_id FROM records WHERE row_hash IS NULL")}
-    finally:
-        con.close()
 
 
 def test_second_run_reads_only_changed_records_and_still_finds_deletes(project: Path) -> None:

@@ -120,26 +120,6 @@ def plain_number(value: float | Decimal) -> int | float:
     return int(f) if f.is_integer() and abs(f) < 2**53 else f
 
 
-def email(text: str) -> str:
-    """``text`` if Braze's own syntax rules take it for an email address; else ValueProblem."""
-    local, at, host = text.rpartition("@")
-    if not at or not local or not host or any(c.isspace() for c in text):
-        raise ValueProblem("not a valid email address")
-    host_l = host.lower()
-    if any(m in host_l for m in _MICROSOFT):
-        ok = bool(_EMAIL_LOCAL_MICROSOFT.match(local.split("+")[0]))
-        ok = ok and (not local.endswith(".") and ".." not in local)
-    else:
-        ok = bool(_EMAIL_LOCAL.match(local))
-        if host_l in _GMAIL and len(local) < 2:
-            ok = False
-    top = host.rsplit(".", 1)[-1]
-    if not ok or not _EMAIL_HOST.match(host) or top.isdigit():
-        raise ValueProblem("not a valid email address (Braze's rules: letters, digits and "
-                           "_-.+'&#/ before the @, an ASCII domain with a dot after it)")
-    return text
-
-
 def phone(text: str) -> str:
     """The E.164 form of a phone number Braze accepts (see the module docstring)."""
     s = _PHONE_NOISE.sub("", text)
@@ -345,11 +325,11 @@ def check_field(field: str, value: Any) -> Any:
 Convert = Callable[[Any], Any]
 _WHITESPACE = re.compile(r"\s")  # str.isspace() for every code point (tested)
 _MICROSOFT_RE = re.compile("|".join(_MICROSOFT))
-_MEMO_LIMIT = 4096  # low-cardinality fields (country, language...) memoised up to this size
 
 
-def _email_fast(text: str) -> str:
-    """:func:`email`, with the per-character scans done by regular expressions."""
+def email(text: str) -> str:
+    """``text`` if Braze's own syntax rules take it for an email address; else ValueProblem
+    (the per-character scans are regular expressions: this runs once per email value)."""
     local, at, host = text.rpartition("@")
     if not at or not local or not host or _WHITESPACE.search(text):
         raise ValueProblem("not a valid email address")
@@ -366,6 +346,9 @@ def _email_fast(text: str) -> str:
         raise ValueProblem("not a valid email address (Braze's rules: letters, digits and "
                            "_-.+'&#/ before the @, an ASCII domain with a dot after it)")
     return text
+
+
+_MEMO_LIMIT = 4096  # low-cardinality fields (country, language...) memoised up to this size
 
 
 def _to_string(v: Any) -> str:
@@ -390,7 +373,7 @@ def _to_boolean(v: Any) -> bool:
 
 
 def _to_email(v: Any) -> str:
-    return _email_fast((v if type(v) is str else _string(v)).strip())
+    return email((v if type(v) is str else _string(v)).strip())
 
 
 def _to_phone(v: Any) -> str:
@@ -441,7 +424,7 @@ def _field_check(field: str) -> Convert:
         case "facebook.id":
             return lambda value: _length(str(value))
         case "email":
-            return lambda value: _length(_email_fast(str(value).strip()))
+            return lambda value: _length(email(str(value).strip()))
         case "email_open_tracking_disabled" | "email_click_tracking_disabled":
             def boolean(value: Any) -> Any:
                 if not isinstance(value, bool):
@@ -506,7 +489,7 @@ def converter(type_: str, field: str | None) -> Convert:
         def address(value: Any) -> Any:
             if value is None:
                 return None
-            text = _email_fast((value if type(value) is str else _string(value)).strip())
+            text = email((value if type(value) is str else _string(value)).strip())
             if len(text) > MAX_STRING:
                 raise ValueProblem(f"longer than Braze's {MAX_STRING}-character limit "
                                    f"({len(text)} characters)")

@@ -96,13 +96,6 @@ def test_the_email_whitespace_scan_is_str_isspace_for_every_code_point() -> None
     assert differ == []
 
 
-@given(st.text(max_size=20), st.sampled_from(["example.com", "hotmail.com", "gmail.com",
-                                               "LIVE.com", "x.y", "1.2"]))
-def test_the_fast_email_rules_are_the_email_rules(local: str, host: str) -> None:
-    text = local + "@" + host
-    assert outcome(values._email_fast, text) == outcome(values.email, text)
-
-
 def test_a_memoised_field_reports_its_problem_every_time() -> None:
     check = converter("string", "country")
     for _ in range(3):
