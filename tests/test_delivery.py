@@ -320,9 +320,12 @@ def test_a_crash_mid_apply_never_leaves_the_ledger_ahead_of_braze(tmp_path: Path
                                                                    start: Any) -> None:
     # respect_opt_outs off: its read-only status checks would meet the dropped connections in
     # the plan, before anything is sent; this test is about a crash while sending.
-    # 1,800 users: enough requests (group changes ride in them, no calls of their own) that each
-    # of the four runs meets a drop before it has sent everything.
-    gen = make_project(tmp_path, 1800, braze_options={"max_retries": 0}, event_month=RECENT,
+    # 1,800 users and two workers: enough requests (group changes ride in them, no calls of
+    # their own), and few enough in flight when a drop stops a run, that each of the four runs
+    # meets a drop before it has sent everything (with 16 workers in flight, three runs could
+    # finish the work and the fourth meet no drop).
+    gen = make_project(tmp_path, 1800, braze_options={"max_retries": 0, "concurrency": 2},
+                       event_month=RECENT,
                        destination={"respect_opt_outs": False})
     emu = start(EmulatorConfig(port=0, fault_drop_every=3))
     confirmed = []
