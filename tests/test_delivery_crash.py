@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import signal
 import sqlite3
 import subprocess
@@ -291,24 +292,34 @@ def test_ctrl_c_at_the_prompt_cancels_in_one_line(tmp_path: Path, emulators: Any
         os.execve(sys.executable, [sys.executable, "-m", "brazecfg", "--no-color", "apply",
                                    str(gen.root)], env)
     seen = b""
+
+    def read(until: float) -> bytes | None:
+        """What the terminal shows next, b"" at the child's end, None when nothing came by
+        ``until`` (never a blocking read: a lost keystroke must fail the test, not hang it)."""
+        ready, _, _ = select.select([fd], [], [], max(0.0, until - time.monotonic()))
+        if not ready:
+            return None
+        try:
+            return os.read(fd, 4096)
+        except OSError:  # the child ended
+            return b""
+
+    ended = False
     try:
         deadline = time.monotonic() + 30
         while b"Apply these changes" not in seen:
-            assert time.monotonic() < deadline, seen
-            try:
-                seen += os.read(fd, 4096)
-            except OSError:  # the child ended before asking
-                raise AssertionError(seen.decode(errors="replace")) from None
-        os.write(fd, b"\x03")  # Ctrl-C: the terminal sends SIGINT
-        while True:
-            try:
-                chunk = os.read(fd, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
+            chunk = read(deadline)
+            assert chunk, seen.decode(errors="replace")  # ended or silent before asking
             seen += chunk
+        os.write(fd, b"\x03")  # Ctrl-C: the terminal sends SIGINT
+        while (chunk := read(time.monotonic() + 10)) != b"":
+            assert chunk is not None, ("no answer to Ctrl-C in 10 s: " +
+                                       seen.decode(errors="replace"))
+            seen += chunk
+        ended = True  # the terminal closed: the child is exiting
     finally:
+        if not ended:  # a failed assertion: never leave the child waiting at its prompt
+            os.kill(pid, signal.SIGKILL)
         _, status = os.waitpid(pid, 0)
         os.close(fd)
     text = re.sub(r"\x1b\[[0-9;]*m", "", seen.decode(errors="replace"))  # bold survives
