@@ -38,6 +38,7 @@ from brazecfg.errors import BrazeError
 from brazecfg.model.resources import Destination, Project
 from brazecfg.plan.definition import Action, DestinationPlan, RecordChange
 from brazecfg.state.ledger import EventMark, Failure, Ledger, LedgerRecord, Previous
+from brazecfg.threads import leave_signals_to_the_main_thread
 
 TRACK_BATCH = 75
 IDS_BATCH = 50
@@ -420,7 +421,8 @@ def run_pipeline(steps: Iterator[Step | None], workers: int, result: Destination
     write), and the error is raised. When ``stop`` is requested, no new step starts, the
     ones in flight finish and are committed, and Interrupted is raised."""
     done = 0
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="braze") as pool:
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="braze",
+                            initializer=leave_signals_to_the_main_thread) as pool:
         in_flight: dict[Future[Any], Step] = {}
 
         def collect(finished: Iterable[Future[Any]]) -> None:

@@ -31,6 +31,7 @@ from brazecfg.plan.records import Desired, RecordBuilder
 from brazecfg.state.base import StoredKey
 from brazecfg.state.hashing import Hasher
 from brazecfg.state.ledger import LedgerRecord
+from brazecfg.threads import leave_signals_to_the_main_thread
 from brazecfg.warehouse.base import ModelRow
 
 # Given up to 50 external ids, which of them Braze has (enrich mode). Read-only.
@@ -158,7 +159,8 @@ class _Diff:
             return
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=max(1, check.workers),
-                                            thread_name_prefix="brazecfg-opt-outs")
+                                            thread_name_prefix="brazecfg-opt-outs",
+                                            initializer=leave_signals_to_the_main_thread)
         self._checks.append((waiting, self._pool.submit(self._ask_opt_outs, check, waiting),
                              []))
         self._drain(block=len(self._checks) > max(1, check.workers))

@@ -27,6 +27,7 @@ from datetime import datetime, timezone
 
 from brazecfg.errors import StateError
 from brazecfg.state.ledger import Ledger, now_ms
+from brazecfg.threads import leave_signals_to_the_main_thread
 
 
 def owner(command: str) -> dict[str, object]:
@@ -65,6 +66,7 @@ class _Heartbeat(threading.Thread):
         self.stopped = threading.Event()
 
     def run(self) -> None:
+        leave_signals_to_the_main_thread()  # Ctrl-C at the prompt must reach the main thread
         while not self.stopped.wait(self.ttl / 3):
             try:
                 if not self.ledger.renew(self.ttl):
