@@ -59,13 +59,7 @@ def track_bulk(body: Any, store: Store, config: EmulatorConfig) -> Reply:
     """/users/track/bulk: the body, identifiers and answers of /users/track, with its own
     caps: ``bulk_track_cap`` objects in all and ``bulk_objects_per_profile`` per profile
     (both 400 when passed, as Max Input Length Exceeded)."""
-    _require_object(body)
-    arrays: dict[str, list[Any]] = {}
-    for name in ("attributes", "events", "purchases"):
-        if body.get(name) is not None:
-            if not isinstance(body[name], list):
-                raise BadRequest(f"'{name}' must be an array")
-            arrays[name] = body[name]
+    arrays = _arrays(body)
     if sum(len(items) for items in arrays.values()) > config.bulk_track_cap:
         raise BadRequest(MAX_INPUT_LENGTH)
     per_profile = Counter(str(o.get("external_id")) for items in arrays.values() for o in items
@@ -108,7 +102,8 @@ def _track(arrays: dict[str, list[Any]], store: Store, config: EmulatorConfig) -
     return 201, reply
 
 
-def _track_arrays(body: Any, config: EmulatorConfig) -> dict[str, list[Any]]:
+def _arrays(body: Any) -> dict[str, list[Any]]:
+    """The attributes, events and purchases arrays of a /users/track(/bulk) body."""
     _require_object(body)
     arrays: dict[str, list[Any]] = {}
     for name in ("attributes", "events", "purchases"):
@@ -116,6 +111,11 @@ def _track_arrays(body: Any, config: EmulatorConfig) -> dict[str, list[Any]]:
             if not isinstance(body[name], list):
                 raise BadRequest(f"'{name}' must be an array")
             arrays[name] = body[name]
+    return arrays
+
+
+def _track_arrays(body: Any, config: EmulatorConfig) -> dict[str, list[Any]]:
+    arrays = _arrays(body)
     cap = config.track_cap  # per array or in total, by contract
     if config.track_cap_mode == "per_array":
         too_many = any(len(items) > cap for items in arrays.values())

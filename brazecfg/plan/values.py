@@ -307,13 +307,7 @@ def check_field(field: str, value: Any) -> Any:
         case "email_open_tracking_disabled" | "email_click_tracking_disabled":
             if not isinstance(value, bool):
                 raise ValueProblem(f"{field} must be a boolean")
-    if isinstance(value, str) and len(value) > MAX_STRING:
-        raise ValueProblem(f"longer than Braze's {MAX_STRING}-character limit ({len(value)} characters)")
-    if isinstance(value, list):
-        for item in value:
-            if len(item) > MAX_STRING:
-                raise ValueProblem(f"an array item is longer than {MAX_STRING} characters")
-    return value
+    return _length(value)
 
 
 # -- compiled once per field ----------------------------------------------------------------
