@@ -32,20 +32,24 @@ def test_second_run_reads_only_changed_records_and_still_finds_deletes(project: 
     first = plan_json(project)
     assert first["read_since"] is None  # first run: everything
     assert cli("apply", str(project), "--auto-approve", "--now", NOW).exit_code == 0
-    # A change the warehouse did not stamp (updated_at forced back) is not in the incremental
-    # read; the keys pass carries each record's hash, so it is read by key all the same.
+    # A change the warehouse did not stamp (its updated_at left as it was) is outside an
+    # incremental read: it trusts updated_at (README "How it works") and says so; a full read
+    # finds it.
     sql(project, "UPDATE users SET first_name = 'Unstamped' WHERE id = 2")
     sql(project, "UPDATE users SET last_name = 'Byron', updated_at = datetime('now') WHERE id = 1")
     sql(project, "DELETE FROM users WHERE id = 4")
     second = plan_json(project)
-    assert second["read_since"] is not None
-    assert second["counts"]["update"] == 2 and second["counts"]["delete"] == 1
-    assert second["fields_set"] == {"first_name": 1, "last_name": 1}
-    # user 2 (its hash changed, its stamp did not), and the records the state holds no
-    # record hash for (those that joined a group: it is stored once nothing is pending)
-    assert second["read_by_key"] == len((unhashed(project) | {"2"}) - {"1", "4"})
+    assert second["read_since"] is not None and second["compared"] == "counts"
+    assert second["counts"]["update"] == 1 and second["counts"]["delete"] == 1
+    assert second["fields_set"] == {"last_name": 1}
+    # the records the state holds no record hash for (those that joined a group: it is
+    # stored once nothing is pending) are read by key
+    assert second["read_by_key"] == len(unhashed(project) - {"1", "4"})
     assert second["hashes_compared"] == 11
-    assert second["counts"]["unchanged"] == 9  # known and untouched: not re-read
+    assert second["counts"]["unchanged"] == 10  # known and untouched
+    text = cli("plan", str(project), "--now", NOW).output
+    assert "incremental read: records changed since" in text
+    assert "trusts updated_at" in text
     full = plan_json(project, "--full-refresh")
     assert full["read_since"] is None
     assert full["fields_set"] == {"first_name": 1, "last_name": 1}

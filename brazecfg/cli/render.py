@@ -246,13 +246,17 @@ def _sample_attributes(s: RecordChange, current: DestinationCurrent | None) -> s
 def read_line(d: DestinationPlan) -> str:
     """How the warehouse was read, and why (every plan says it)."""
     if d.read_since:
-        why = "their record hash changed, not in the state, or failed last time" \
-            if d.hashes_compared else "not in the state, or failed last time"
+        if d.compared == "counts":
+            checked = (f"; compared the related-row counts of {d.hashes_compared:,} records "
+                       "in the warehouse")
+            why = ("a related row moved away or was deleted, not in the state, or failed "
+                   "last time")
+        else:
+            checked = f"; checked {d.hashes_compared:,} record keys in the warehouse"
+            why = "not in the state, or failed last time"
         late = f"; {_n(d.late_records, 'record')} read by key ({why})" if d.late_records else ""
-        hashes = f"; compared {d.hashes_compared:,} record hashes in the warehouse" \
-            if d.hashes_compared else ""
-        return (f"incremental read: records changed since {d.read_since}{hashes}{late} "
-                "(--full-refresh reads everything)")
+        return (f"incremental read: records changed since {d.read_since}{checked}{late} "
+                "(trusts updated_at: --full-refresh reads everything)")
     if d.hashes_compared:
         return (f"compared {d.hashes_compared:,} record hashes in the warehouse; read "
                 f"{_n(d.late_records, 'record')} by key (changed, new, or rejected by Braze) "

@@ -142,6 +142,10 @@ class DestinationPlan:
     full_read_reason: str = ""  # why a full read, when incremental reads were possible
     late_records: int = 0  # incremental: records read by key (not in the state, or failed)
     hashes_compared: int = 0  # record hashes compared with the state's (0: rows were read)
+    # what those hashes cover: "values" (every property value and group flag), "counts"
+    # (related-row counts, along an incremental read) or "keys" (an incremental read of a
+    # model without aggregates: only which keys still exist); "" when none were compared
+    compared: str = ""
     rehashed: int = 0  # records read that need no change but a new stored record hash
     rehash_spool: Path | None = field(default=None, repr=False)  # their "key\thash" lines
     state_name: str = ""  # the name the state holds this destination under (a declared move)
@@ -235,6 +239,7 @@ class DestinationPlan:
             else self.full_read_reason,
             "read_by_key": self.late_records,
             "hashes_compared": self.hashes_compared,
+            "compared": self.compared or None,
             "data_points": self.data_points,
             "billing": self.billing,
             "requests": self.requests,

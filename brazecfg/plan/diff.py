@@ -26,7 +26,7 @@ from brazecfg.plan.definition import (
     RecordChange,
 )
 from brazecfg.plan.intents import Intent
-from brazecfg.plan.merge import HashCursor, KeyCursor, merge_join, ordered
+from brazecfg.plan.merge import HashCursor, merge_join, ordered
 from brazecfg.plan.records import Desired, RecordBuilder
 from brazecfg.state.base import StoredKey
 from brazecfg.state.hashing import Hasher
@@ -356,27 +356,29 @@ class _Diff:
         return RecordChange(Action.UPDATE, had.external_id, attrs, fields, frozenset(), (), leaves)
 
     def run(self, rows: Iterable[ModelRow], ledger: Iterable[LedgerRecord],
-            keys: Iterable[str] | None, recheck: frozenset[str], *,
-            hashes: Iterable[tuple[str, bytes | None, frozenset[str]]] | None = None,
+            recheck: frozenset[str], *,
+            hashes: Iterable[tuple[str, bytes | None, frozenset[str] | None]] | None = None,
             load: Load | None = None, limit: int | None = None) -> list[Refetch]:
-        """The merge. Returns the records an incremental read could not judge from its rows:
-        keys in the warehouse that neither the changed rows nor the state hold (a row that
-        arrived late or with an old ``updated_at``, a user enrich skipped, a create Braze
-        refused) and ``recheck`` ids (records Braze rejected last time). The caller reads
-        them by key and passes them to :meth:`finish`.
+        """The merge. Returns the records to read by key: the caller reads them and passes
+        them to :meth:`finish`.
 
-        ``hashes`` (instead of ``keys``): every record key with the warehouse's record hash
-        and groups. A state record whose stored hash differs from it (or has none), or whose
-        synced groups differ (a group call still pending), is read again by key,
-        so is every key the state does not have; equal hashes are unchanged; a state record
-        whose key is gone from the warehouse is gone. The state may then be read light
-        (``StoredKey``): ``load`` gives full records for the ones that are judged."""
+        Without ``hashes``, ``rows`` are every record (a full read). With ``hashes`` (every
+        record key with the warehouse's record hash, and its groups or None), ``rows`` are
+        the records changed since the last run (an incremental read) or none: a state record
+        without a row whose stored hash differs from the warehouse's (or is missing), or
+        whose synced groups differ (when groups are given), is read again by key, so is
+        every key neither the rows nor the state hold (a row that arrived late or with an
+        old ``updated_at``, a user enrich skipped, a create Braze refused) and every
+        ``recheck`` id (records Braze rejected last time); equal hashes are unchanged; a
+        state record whose key is gone from the warehouse is gone. The state may then be
+        read light (``StoredKey``): ``load`` gives full records for the ones judged, a
+        batch at a time."""
         skipped = [0]
         refetch: list[Refetch] = []
         cap = REFETCH_LIMIT if limit is None else limit
-        present = KeyCursor(keys, what="record keys") if keys is not None else None
         digests = HashCursor(hashes, what="record hashes") if hashes is not None else None
         light_gone: list[LedgerRecord] = []
+        light_rows: list[tuple[ModelRow, StoredKey]] = []
 
         def again(key: str, had: LedgerRecord | None) -> None:
             refetch.append(Refetch(key, had))
@@ -386,8 +388,16 @@ class _Diff:
         def missed(key: str) -> None:
             again(key, None)
 
+        def judge_light_rows() -> None:
+            assert load is not None
+            full = load([had.external_id for _, had in light_rows])
+            for row, had in light_rows:
+                self.record(row, full.get(had.external_id, had))
+            light_rows.clear()
+
         state = ordered(ledger, _ledger_key, what="records", state=True)
         members = self.plan.members
+        synced = self.builder.synced_groups
         read = 0
         for row, had in merge_join(_unique_rows(rows, self.issues, skipped), state,
                                    _row_key, _ledger_key):
@@ -396,15 +406,11 @@ class _Diff:
                     members[g] += 1
             if row is None:
                 assert had is not None
-                same = False
+                found = same = False
                 if digests is not None:
                     found, h, groups = digests.find(had.external_id, missed)
                     same = (found and h is not None and h == had.row_hash
-                            and groups & self.builder.synced_groups == had.groups)
-                elif present is not None:
-                    found = present.contains(had.external_id, missed)
-                else:
-                    found = False
+                            and (groups is None or groups & synced == had.groups))
                 if not found:
                     if isinstance(had, StoredKey) and self.mode != "sync":
                         light_gone.append(had)  # judged below, with its fields
@@ -412,24 +418,23 @@ class _Diff:
                         self.gone(had)
                 elif isinstance(had, Intent):  # never confirmed, still wanted: a create
                     again(had.external_id, None)
-                elif had.external_id in recheck:
-                    again(had.external_id, had)
-                elif digests is not None and not same:
+                elif had.external_id in recheck or not same:
                     again(had.external_id, had)  # its sources changed since it was confirmed
                 else:
                     self.plan.counts["unchanged"] += 1  # not changed since
                 continue
             read += 1
-            if present is not None:
-                present.contains(row.key, missed)
-            elif digests is not None:
+            if digests is not None:
                 digests.find(row.key, missed)
             if isinstance(had, StoredKey):
-                assert load is not None
-                had = load([had.external_id]).get(had.external_id, had)
+                light_rows.append((row, had))  # judged with its full record, in batches
+                if len(light_rows) >= REFETCH_BATCH:
+                    judge_light_rows()
+                continue
             self.record(row, had)
-        for k in (present.rest() if present is not None else
-                  digests.rest() if digests is not None else ()):
+        if light_rows:
+            judge_light_rows()
+        for k in (digests.rest() if digests is not None else ()):
             missed(k)
         for i in range(0, len(light_gone), REFETCH_BATCH):
             part = light_gone[i:i + REFETCH_BATCH]
@@ -438,8 +443,7 @@ class _Diff:
             for r in part:
                 self.gone(full.get(r.external_id, r))
         self.plan.counts["skipped"] += skipped[0]
-        self.plan.source_rows = (present.seen if present is not None else
-                                 digests.seen if digests is not None else read + skipped[0])
+        self.plan.source_rows = digests.seen if digests is not None else read + skipped[0]
         if digests is not None:
             self.plan.hashes_compared = digests.seen
         return refetch
@@ -498,29 +502,28 @@ class Refetch:
 def diff_destination(project: Project, destination: Destination, rows: Iterable[ModelRow],
                      ledger: Iterator[LedgerRecord], hasher: Hasher, *,
                      spool: IO[str] | None = None, exists: ExistsCheck | None = None,
-                     keys: Iterator[str] | None = None, recheck: frozenset[str] = frozenset(),
-                     fetch: Fetch | None = None,
+                     recheck: frozenset[str] = frozenset(), fetch: Fetch | None = None,
                      opted_out: OptOutCheck | None = None,
-                     hashes: Iterator[tuple[str, bytes | None, frozenset[str]]] | None = None,
+                     hashes: Iterator[tuple[str, bytes | None, frozenset[str] | None]]
+                     | None = None,
                      load: Load | None = None, rehash: IO[str] | None = None,
                      limit: int | None = None) -> DestinationPlan:
     """Compare what the warehouse wants with what Braze confirmed, for one destination.
 
-    Incremental reads pass only the records changed since the last run as ``rows``, and
-    ``keys``, every record key: a ledger record absent from ``rows`` is then unchanged if its
-    key is still in ``keys``, and gone (a deletion) otherwise. A key in ``keys`` that is in
-    neither ``rows`` nor the state, and every ``recheck`` id, is read again with ``fetch``
-    (records by key): an incremental read never misses a record the state does not have.
-
-    Plans comparing record hashes pass ``hashes`` instead of ``keys`` (and no rows): only
-    records whose hash differs from the stored one, or that the state lacks, are read, with
-    ``fetch``; ``load`` gives full state records for a light ledger stream; ``rehash``
-    receives the hashes of records read that need no change (apply stores them)."""
+    A full read passes every record as ``rows``. Plans comparing record hashes also pass
+    ``hashes``, every record key with its record hash, and as ``rows`` the records changed
+    since the last run (incremental reads, which compare related-row counts) or none (which
+    compare every value): a state record absent from ``rows`` is unchanged if its hash is
+    still the stored one, read again by key with ``fetch`` if not, and gone (a deletion) if
+    its key is gone. Every key in neither ``rows`` nor the state, and every ``recheck`` id,
+    is read by key too: a plan never misses a record the state does not have. ``load`` gives
+    full state records for a light ledger stream; ``rehash`` receives the hashes of records
+    read that need no change (apply stores them)."""
     diff = _Diff(project, destination, hasher, spool, exists, opted_out)
     diff.rehash = rehash
-    refetch = diff.run(rows, ledger, keys, recheck, hashes=hashes, load=load, limit=limit)
+    refetch = diff.run(rows, ledger, recheck, hashes=hashes, load=load, limit=limit)
     if refetch and fetch is None:
-        raise AssertionError("an incremental diff needs a fetch function")
+        raise AssertionError("a diff comparing record hashes needs a fetch function")
     if refetch:
         assert fetch is not None
         diff.plan.late_records = len(refetch)

@@ -1,8 +1,8 @@
 """The one merge primitive: every ordered stream brazecfg walks goes through here.
 
 The plan is a sorted merge join of streams that must share one order: the key as text, in
-byte order (UTF-8 bytes = code points = Python's ``str`` order). Model rows, the keys-only
-read of incremental runs, event rows and every stream read back from the state all pass
+byte order (UTF-8 bytes = code points = Python's ``str`` order). Model rows, the record-hash
+read, event rows and every stream read back from the state all pass
 through :func:`ordered`, which refuses a key smaller than the one before it. A stream that is
 out of order (a collation that is not binary, a state backend that sorts differently) would
 otherwise make the merge see a live user as gone and plan its deletion, or take an event
@@ -80,49 +80,6 @@ def merge_join(left: Iterator[L], right: Iterator[R], lkey: Callable[[L], str],
         b = next(right, None)
 
 
-class KeyCursor:
-    """Membership tests against an ordered key stream, for non-decreasing queries, in one pass.
-
-    The stream is checked with :func:`ordered`; a query smaller than the previous one is a
-    bug in the caller and raises."""
-
-    def __init__(self, keys: Iterable[str], *, what: str) -> None:
-        self._keys = ordered(keys, lambda k: k, what=what)
-        self._current = next(self._keys, None)
-        self._last_query: str | None = None
-        self.seen = 0 if self._current is None else 1  # distinct keys read so far
-
-    def contains(self, key: str, skipped: Callable[[str], None] | None = None) -> bool:
-        """Whether ``key`` is in the stream; keys passed over on the way go to ``skipped``."""
-        if self._last_query is not None and key < self._last_query:
-            raise AssertionError("KeyCursor queried out of order")
-        self._last_query = key
-        while self._current is not None and self._current < key:
-            if skipped is not None:
-                skipped(self._current)
-            self._advance()
-        if self._current == key:
-            while self._current == key:  # a key repeated in the stream counts once
-                self._advance()
-            return True
-        return False
-
-    def _advance(self) -> None:
-        previous = self._current
-        self._current = next(self._keys, None)
-        if self._current is not None and self._current != previous:
-            self.seen += 1
-
-    def rest(self) -> Iterator[str]:
-        """The keys after the last one queried (or all of them), still order-checked."""
-        last = self._last_query
-        while self._current is not None:
-            if last is None or self._current != last:
-                yield self._current
-            last = self._current
-            self._advance()
-
-
 class HashCursor:
     """Lookups of (key, record hash) in an ordered stream of them, for non-decreasing keys,
     in one pass (the keys+hash read of plans that compare record hashes).
@@ -131,7 +88,7 @@ class HashCursor:
     looks up with hash None: which row wins is settled by the full read by key, so such a
     record is always read."""
 
-    def __init__(self, pairs: Iterable[tuple[str, bytes | None, frozenset[str]]], *,
+    def __init__(self, pairs: Iterable[tuple[str, bytes | None, frozenset[str] | None]], *,
                  what: str) -> None:
         self._pairs = ordered(pairs, lambda p: p[0], what=what)
         self._current = next(self._pairs, None)
@@ -139,7 +96,7 @@ class HashCursor:
         self.seen = 0 if self._current is None else 1
 
     def find(self, key: str, skipped: Callable[[str], None]
-             ) -> tuple[bool, bytes | None, frozenset[str]]:
+             ) -> tuple[bool, bytes | None, frozenset[str] | None]:
         """Whether ``key`` is in the stream, its hash and groups; keys passed over go to
         ``skipped``."""
         if self._last_query is not None and key < self._last_query:
@@ -152,7 +109,7 @@ class HashCursor:
             return True, h, groups
         return False, None, frozenset()
 
-    def _advance(self) -> tuple[str, bytes | None, frozenset[str]]:
+    def _advance(self) -> tuple[str, bytes | None, frozenset[str] | None]:
         """The current item, duplicates folded into it (hash None); moves past them."""
         assert self._current is not None
         key, h, groups = self._current

@@ -45,6 +45,7 @@ from brazecfg.state.lockfile import Lockfile, read_lockfile
 from brazecfg.state.paths import StatePaths
 from brazecfg.state.store import open_state
 from brazecfg.warehouse.base import ModelRow, Warehouse
+from brazecfg.warehouse.compile import HASH_COUNTS, HASH_VALUES, counted_sources
 from brazecfg.warehouse.connect import connect
 
 ClientFactory = Callable[[App], BrazeClient]
@@ -136,31 +137,48 @@ def _stamped(project: Project, dest: Destination) -> bool:
     return all(project.sources[s].updated_at is not None for s in sources)
 
 
+def never_incremental(project: Project, dest: Destination) -> str:
+    """Why ``dest`` can never be read incrementally ("" when it can, given a previous run).
+
+    Incremental reads need ``updated_at`` on every source the model reads, no relative date
+    in its filters or rules (time moves records in and out of "within 30 days" without any
+    row changing), and no ``group:`` (a record that left the tracked group must be found
+    gone; an incremental read only sees the rows that changed, not the members that left
+    because of them)."""
+    if dest.group:
+        return f"it syncs the members of group {dest.group} only: a full read"
+    if not _stamped(project, dest):
+        return "not every source of the model declares updated_at"
+    props = project.model_properties(dest.model)
+    if any(f.op in RELATIVE_OPS for p in props for f in p.filters) or any(
+            r.op in RELATIVE_OPS for g in project.model_groups(dest.model) for r in g.rules):
+        return "relative dates (within ...) need a full read"
+    return ""
+
+
+def hash_kind(project: Project, dest: Destination) -> str:
+    """What the record hashes the state keeps for ``dest`` cover (README "How it works"):
+    related-row counts when it can read incrementally (the changed rows show every change
+    but a related row that moved away or was deleted; the counts show those), else every
+    property value and group flag (compared instead of reading every record)."""
+    return HASH_VALUES if never_incremental(project, dest) else HASH_COUNTS
+
+
 def read_since(project: Project, dest: Destination, ledger: Ledger, fingerprint: str,
                full_refresh: bool, state_name: str | None = None) -> tuple[datetime | None, str]:
-    """When to read only records changed since the last run, and if not, why not.
-
-    Incremental reads need: a previous confirmed run with the same config (a new property
-    must be computed for everyone), ``updated_at`` on every source the model reads, and no
-    relative date in its filters or rules (time moves records in and out of "within 30 days"
-    without any row changing)."""
+    """When to read only records changed since the last run, and if not, why not: besides
+    ``never_incremental``, it needs a previous confirmed run with the same config (a new
+    property must be computed for everyone) that saw an ``updated_at`` stamp."""
     if full_refresh:
         return None, "full refresh requested"
-    if dest.group:
-        # A record that left the tracked group must be found gone; an incremental read only
-        # sees the rows that changed, not the members that left because of them.
-        return None, f"it syncs the members of group {dest.group} only: a full read"
+    why_never = never_incremental(project, dest)
+    if why_never:
+        return None, why_never
     mark = ledger.watermark(state_name or dest.name)
-    props = project.model_properties(dest.model)
-    if not _stamped(project, dest):
-        return None, "not every source of the model declares updated_at"
     if mark is None:
         return None, "first run"
     if mark.get("fingerprint") != fingerprint:
         return None, "the destination's config changed since the last run"
-    if any(f.op in RELATIVE_OPS for p in props for f in p.filters) or any(
-            r.op in RELATIVE_OPS for g in project.model_groups(dest.model) for r in g.rules):
-        return None, "relative dates (within ...) need a full read"
     if not mark.get("since"):
         return None, "the last run saw no updated_at stamp"
     return datetime.fromisoformat(mark["since"]), ""
@@ -178,17 +196,18 @@ VALUE_RULES = "1"
 
 def compare_hashes(project: Project, dest: Destination, warehouse: Warehouse, ledger: Ledger,
                    fingerprint: str, state_name: str, *, full_refresh: bool, fresh: bool,
-                   rebound: frozenset[str]) -> tuple[bool, str]:
-    """Whether to compare record hashes in the warehouse with the state's and read only the
-    records whose hash changed (README "How it works"), and if not, why not. The record hash
-    covers every property value and group flag of the model as the warehouse computes them
-    (relative dates included: they are computed at the plan's ``now``), not the config; so
-    it needs the same config as the last confirmed run."""
+                   rebound: frozenset[str], kind: str = HASH_VALUES) -> tuple[bool, str]:
+    """Whether to compare the record hashes (of ``kind``, see ``hash_kind``) the warehouse
+    computes with the state's, reading by key only the records whose hash changed (README
+    "How it works"), and if not, why not. A record hash covers what the warehouse computes
+    (relative dates at the plan's ``now``), not the config; so it needs the same config as
+    the last confirmed run, the same value rules and hashes of the same kind."""
     if full_refresh:
         return False, "full refresh requested"
     if fresh:
         return False, "the Braze workspace changed"
-    if not warehouse.hashes_supported():
+    if not warehouse.hashes_supported() and (
+            kind == HASH_VALUES or counted_sources(project, dest.model)):
         return False, (f"this warehouse ({project.apps[warehouse.app_name].type}) computes no "
                        "record hashes: a full read")
     if dest.group:
@@ -204,11 +223,19 @@ def compare_hashes(project: Project, dest: Destination, warehouse: Warehouse, le
     if mark.get("rules") != VALUE_RULES:
         return False, ("brazecfg's value rules changed since the last run (an upgrade): a full "
                        "read")
+    if mark.get("hash", HASH_VALUES) != kind:
+        return False, (f"the state's record hashes cover {_KIND_WORDS[mark.get('hash', HASH_VALUES)]}"
+                       f" and this destination compares {_KIND_WORDS[kind]} (it "
+                       f"{'can' if kind == HASH_COUNTS else 'can no longer'} read "
+                       "incrementally): a full read, which records them")
     unhashed = ledger.count_unhashed(state_name)
     if unhashed > max(REFETCH_LIMIT, count // HASH_REFETCH_SHARE):
         return False, (f"{unhashed:,} records have no record hash in the state yet (confirmed "
                        "before record hashes): a full read, which records them")
     return True, ""
+
+
+_KIND_WORDS = {HASH_VALUES: "property values", HASH_COUNTS: "related-row counts"}
 
 
 def bindings_for(project: Project, dest: Destination) -> dict[str, object]:
@@ -317,12 +344,20 @@ def _plan_destination(project: Project, dest: Destination, warehouse: Warehouse,
         assume_unknown = bool(locked.get("events"))
         why_new.append("starting over (--start-over): the state is empty although the lockfile "
                        f"says {locked.get('records', 0):,} records were confirmed")
+    kind = hash_kind(project, dest)
     since, why_full = (None, "the Braze workspace changed") if fresh else read_since(
         project, dest, ledger, fps[dest.ref], full_refresh, state_name)
     hashed, why_not_hashed = compare_hashes(
         project, dest, warehouse, ledger, fps[dest.ref], state_name, full_refresh=full_refresh,
-        fresh=fresh, rebound=rebound)
-    if hashed and since is None:
+        fresh=fresh, rebound=rebound, kind=kind)
+    if kind == HASH_COUNTS:
+        # Incremental reads compare related-row counts: without them a related row that moved
+        # to another record, or was deleted, would go unseen. Counts say nothing about values,
+        # so they are only compared along with the changed rows.
+        if since is not None and not hashed:
+            since, why_full = None, why_not_hashed
+        hashed = hashed and since is not None
+    elif hashed:
         why_full = ""
     elif since is None:
         why_full = why_not_hashed or why_full
@@ -344,17 +379,17 @@ def _plan_destination(project: Project, dest: Destination, warehouse: Warehouse,
         dplan = _diff_once(project, dest, warehouse, ledger, hasher, state_name, now=now,
                            since=since, recheck=recheck, spool_dir=spool_dir, exists=exists,
                            fresh=fresh, rebound=rebound, opted_out=opted_out, hashed=hashed,
-                           limit=limit, on_read=on_read)
+                           limit=limit, on_read=on_read, kind=kind)
     except TooManyToRefetch:
         why_full = (f"more than {limit:,} records changed, are not in the state or failed "
                     "last time: a full read" if hashed else
                     f"more than {REFETCH_LIMIT:,} records are not in the state or failed last "
                     f"time (rows arrived late, or with an old updated_at): a full read")
-        since = None
+        since, hashed = None, False
         dplan = _diff_once(project, dest, warehouse, ledger, hasher, state_name, now=now,
                            since=None, recheck=frozenset(), spool_dir=spool_dir, exists=exists,
                            fresh=fresh, rebound=rebound, opted_out=opted_out,
-                           on_read=on_read)
+                           on_read=on_read, kind=kind)
     dplan.state_name = state_name
     dplan.moved_from = moved_why
     dplan.binding_changes = why_new
@@ -364,7 +399,9 @@ def _plan_destination(project: Project, dest: Destination, warehouse: Warehouse,
     dplan.full_read_reason = why_full
     # What the next plan compares with: this run's config (record hashes need the same
     # config) and, when stamped, where the next incremental read starts.
-    dplan.next_watermark = {"fingerprint": fps[dest.ref], "rules": VALUE_RULES}
+    dplan.compared = (("counts" if counted_sources(project, dest.model) else "keys")
+                      if hashed and kind == HASH_COUNTS else "values" if hashed else "")
+    dplan.next_watermark = {"fingerprint": fps[dest.ref], "rules": VALUE_RULES, "hash": kind}
     if high is not None:
         dplan.next_watermark["since"] = (high - WATERMARK_OVERLAP).isoformat()
     if dest.events:
@@ -461,17 +498,20 @@ def _diff_once(project: Project, dest: Destination, warehouse: Warehouse, ledger
                recheck: frozenset[str], spool_dir: Path | None, exists: ExistsCheck | None,
                fresh: bool, rebound: frozenset[str], opted_out: OptOutCheck | None = None,
                hashed: bool = False, limit: int | None = None,
-               on_read: Callable[[int], None] | None = None) -> DestinationPlan:
-    """One merge of the warehouse with the state. ``hashed``: keys and record hashes leave
-    the warehouse (with, when ``since`` is given, the rows changed since: the incremental
-    read), the state is read light (key, groups, stored hash), and only the records whose
-    hash differs (or that the state lacks) are read in full, by key. ``on_read`` counts the
-    rows read: the hashes when comparing them, else the model rows."""
+               on_read: Callable[[int], None] | None = None,
+               kind: str = HASH_VALUES) -> DestinationPlan:
+    """One merge of the warehouse with the state. ``hashed``: keys and record hashes of
+    ``kind`` leave the warehouse (with, when ``since`` is given, the rows changed since: the
+    incremental read), the state is read light (key, groups, stored hash), and only the
+    records whose hash differs (or that the state lacks) are read in full, by key. Every row
+    read carries its record hash of ``kind``, which apply stores. ``on_read`` counts the rows
+    read: the hashes when comparing them, else the model rows."""
     rows: Iterable[ModelRow] = iter(()) if hashed and since is None else tracked_rows(
-        dest, counted(warehouse.stream_model(dest.model, now=now, changed_since=since),
+        dest, counted(warehouse.stream_model(dest.model, now=now, changed_since=since,
+                                             hash_kind=kind),
                       None if hashed else on_read))
-    keys = warehouse.stream_keys(dest.model) if since is not None and not hashed else None
-    hashes = counted(warehouse.stream_hashes(dest.model, now=now), on_read) if hashed else None
+    hashes = counted(warehouse.stream_hashes(dest.model, now=now, kind=kind),
+                     on_read) if hashed else None
     records: Iterator[LedgerRecord] = iter(()) if fresh else with_intents(
         ledger.stream(state_name, light=hashed), ledger.stream_intents(state_name))
     if rebound:
@@ -484,10 +524,10 @@ def _diff_once(project: Project, dest: Destination, warehouse: Warehouse, ledger
         rehash = rehash_path.open("w", encoding="utf-8")
     try:
         dplan = diff_destination(
-            project, dest, rows, records, hasher, spool=spool, exists=exists, keys=keys,
+            project, dest, rows, records, hasher, spool=spool, exists=exists,
             recheck=recheck,
-            fetch=lambda ks: tracked_rows(dest, warehouse.stream_model(dest.model, now=now,
-                                                                        only_keys=ks)),
+            fetch=lambda ks: tracked_rows(dest, warehouse.stream_model(
+                dest.model, now=now, only_keys=ks, hash_kind=kind)),
             opted_out=opted_out, hashes=hashes,
             load=lambda ids: ledger.records(state_name, ids), rehash=rehash, limit=limit)
     finally:

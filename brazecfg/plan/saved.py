@@ -490,6 +490,8 @@ def _plan_from_dict(doc: dict[str, Any]) -> Plan:
         d.read_since = s["read_since"]
         d.full_read_reason = s.get("full_read_reason") or ""
         d.late_records = int(s["read_by_key"])
+        d.hashes_compared = int(s.get("hashes_compared") or 0)
+        d.compared = str(s.get("compared") or "")
         d.data_points = int(s["data_points"])
         d.billing = str(s.get("billing", "data_points"))
         d.requests = int(s.get("requests", 0))

@@ -34,28 +34,28 @@ class Warehouse(Protocol):
     def stream_model(
         self, model: str, *, now: datetime, batch_size: int = 5000,
         changed_since: datetime | None = None, only_keys: list[str] | None = None,
+        hash_kind: str = "values",
     ) -> Iterator[ModelRow]:
         """Rows of every record of ``model``, ordered by key text (byte order), streamed.
 
         ``now`` anchors relative dates ("within 30 days"), so a plan is reproducible.
         ``changed_since`` (incremental reads) limits rows to records whose sources changed since;
-        ``only_keys`` to the records with these keys (as text).
+        ``only_keys`` to the records with these keys (as text). ``hash_kind``: what each
+        row's record hash covers ("values" or "counts", compile.HASH_VALUES/HASH_COUNTS).
         """
-        ...
-
-    def stream_keys(self, model: str, *, batch_size: int = 20000) -> Iterator[str]:
-        """Every record key of ``model`` as text in byte order; nothing else is computed."""
         ...
 
     def hashes_supported(self) -> bool:
         """Whether this warehouse computes record hashes (``stream_hashes``)."""
         ...
 
-    def stream_hashes(self, model: str, *, now: datetime, batch_size: int = 20000
-                      ) -> Iterator[tuple[str, bytes | None, frozenset[str]]]:
-        """Every record key of ``model`` with its record hash and groups, in key byte order:
-        every property and group is computed in the warehouse; only the key, the hash and
-        the group flags leave it."""
+    def stream_hashes(self, model: str, *, now: datetime, batch_size: int = 20000,
+                      kind: str = "values"
+                      ) -> Iterator[tuple[str, bytes | None, frozenset[str] | None]]:
+        """Every record key of ``model`` with its record hash of ``kind`` and groups, in key
+        byte order. "values": every property and group is computed in the warehouse; only
+        the key, the hash and the group flags leave it. "counts": the hash of the record's
+        related-row counts, groups None (not computed)."""
         ...
 
     def stream_events(self, model: str, source: str, *, key: str, user: str, columns: list[str],

@@ -97,6 +97,25 @@ class ModelQuery:
     # source name -> column -> resources needing it ("property/x"), for error diagnostics
     needs: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     hashed: bool = False  # a record hash column follows ``kbad`` (see ``row_hash``)
+    hash_kind: str = "values"  # what that hash covers: HASH_VALUES or HASH_COUNTS
+
+
+# What a record hash covers (README "How it works", record hashes). HASH_VALUES: every
+# property value and group flag (plans that cannot read incrementally compare it and read
+# only the records whose values changed). HASH_COUNTS: how many rows each source an aggregate
+# reads holds for the record (incremental plans compare it to find the records that lost a
+# related row without any stamped row to show it: a row moved to another record, or deleted).
+HASH_VALUES = "values"
+HASH_COUNTS = "counts"
+# The counts hash of a model with no aggregate: nothing to count, the same for every record.
+NO_COUNTS = "0000000000000000"
+
+
+def counted_sources(project: Project, model: str) -> list[str]:
+    """The sources whose rows per record HASH_COUNTS counts: those an aggregate reads (every
+    related source, and the primary source when a property aggregates its rows)."""
+    return list(dict.fromkeys(p.source for p in project.model_properties(model)
+                              if p.aggregate))
 
 
 # The SQLite function computing record hashes (engine.py registers it on every connection).
@@ -208,10 +227,13 @@ class _Builder:
     # -- properties ------------------------------------------------------------------------
 
     def build(self, changed_since: datetime | None,
-              only_keys: list[str] | None = None, *, keys_only: bool = False) -> ModelQuery:
+              only_keys: list[str] | None = None, *, keys_only: bool = False,
+              hash_kind: str = HASH_VALUES) -> ModelQuery:
         self.only_keys = only_keys
         self.check_apps()
         self.collect_needs(changed_since)
+        if keys_only and hash_kind == HASH_COUNTS:
+            return self.build_counts()
         p = self.from_(self.primary, "p")
         pkey = p.c[self.primary.key]
         pkey_ref = key_ref(pkey, self.dialect)
@@ -245,12 +267,16 @@ class _Builder:
         for (source_name, sort, agg, _), props in windows.items():
             sq = self.window(self.project.sources[source_name], sort, agg, props, exprs)
             joined = joined.outerjoin(sq, binary(sq.c.k, self.dialect) == pkey_ref)
+        counts: list[ColumnElement[Any]] = []
+        if hash_kind == HASH_COUNTS:
+            joined, counts = self.row_counts(joined, pkey_ref)
 
         names = [prop.name for prop in self.props]
         inner = select(key_text(pkey, self.dialect).label("k"),
                        *(exprs[n].label(f"v{i}") for i, n in enumerate(names)),
                        bad_key(pkey, self.dialect).label("kbad"),
-                       *([pkey.label("kr")] if self.text_key else []))
+                       *([pkey.label("kr")] if self.text_key else []),
+                       *(c.label(f"n{i}") for i, c in enumerate(counts)))
         inner = inner.select_from(joined)
         if only_keys is not None:
             inner = inner.where(*self.key_filter(pkey))
@@ -265,9 +291,13 @@ class _Builder:
         for i, group in enumerate(self.groups):
             cond = self.group_condition(group, by_name, ())
             flags.append(case((cond, literal(1)), else_=literal(0)).label(f"g{i}"))
-        hashed = hashes_supported(self.dialect)
-        digest = [row_hash([*(by_name[n] for n in names), *(f.element for f in flags)],
-                           self.dialect).label("h")] if hashed else []
+        if hash_kind == HASH_COUNTS:
+            hashed = True
+            digest = [self.counts_hash([r.c[f"n{i}"] for i in range(len(counts))])]
+        else:
+            hashed = hashes_supported(self.dialect)
+            digest = [row_hash([*(by_name[n] for n in names), *(f.element for f in flags)],
+                               self.dialect).label("h")] if hashed else []
         # A unique key column that holds text and no NULL (``text_key``): its own text is
         # the key text, so ORDER BY the raw column in byte order, which its index (the primary key's)
         # already has, instead of sorting the computed text in a temporary B-tree.
@@ -278,7 +308,7 @@ class _Builder:
                     .where(or_(r.c.k.is_not(None), r.c.kbad.is_not(None)))
                     .order_by(*order))
             return ModelQuery(stmt, (), tuple(g.name for g in self.groups), self.needs,
-                              hashed)
+                              hashed, hash_kind)
         ties = [e for n in names for e in (case((by_name[n].is_(None), 1), else_=0),
                                            binary(cast(by_name[n], String()), self.dialect))]
         # (a unique text key, ``text_key``, has no duplicates to settle)
@@ -287,7 +317,45 @@ class _Builder:
         if only_keys is not None:
             stmt = stmt.where(r.c.k.in_(only_keys))
         return ModelQuery(stmt, tuple(names), tuple(g.name for g in self.groups), self.needs,
-                          hashed)
+                          hashed, hash_kind)
+
+    def row_counts(self, joined: FromClause, pkey_ref: ColumnElement[Any]
+                   ) -> tuple[FromClause, list[ColumnElement[Any]]]:
+        """``joined`` with, per counted source (``counted_sources``), its number of rows for
+        the record (0 with none): one GROUP BY over the source's key, nothing else read."""
+        counts: list[ColumnElement[Any]] = []
+        for name in counted_sources(self.project, self.model):
+            source = self.project.sources[name]
+            s = self.from_(source, "n")
+            skey = key_ref(s.c[source.key], self.dialect)
+            grouped = select(skey.label("k"), func.count().label("n"))
+            if self.only_keys is not None:
+                grouped = grouped.where(*self.key_filter(s.c[source.key]))
+            sq = grouped.group_by(skey).subquery(f"nc{self._aliases}")
+            joined = joined.outerjoin(sq, binary(sq.c.k, self.dialect) == pkey_ref)
+            counts.append(func.coalesce(sq.c.n, 0))
+        return joined, counts
+
+    def counts_hash(self, counts: list[ColumnElement[Any]]) -> ColumnElement[Any]:
+        """HASH_COUNTS over the ``row_counts`` columns; a constant when there are none (any
+        dialect: no hash function needed)."""
+        if not counts:
+            return literal_column(f"'{NO_COUNTS}'").label("h")
+        return row_hash(counts, self.dialect).label("h")
+
+    def build_counts(self) -> ModelQuery:
+        """Every record key with its HASH_COUNTS, in key byte order: the primary source's
+        keys and one GROUP BY per counted source; no property is computed. Columns: k, kbad,
+        h."""
+        p = self.from_(self.primary, "p")
+        pkey = p.c[self.primary.key]
+        joined, counts = self.row_counts(p, key_ref(pkey, self.dialect))
+        order = ([binary(pkey, self.dialect)] if self.text_key
+                 else key_order(key_text(pkey, self.dialect), self.dialect))
+        stmt = (select(key_text(pkey, self.dialect).label("k"),
+                       bad_key(pkey, self.dialect).label("kbad"), self.counts_hash(counts))
+                .select_from(joined).where(pkey.is_not(None)).order_by(*order))
+        return ModelQuery(stmt, (), (), self.needs, True, HASH_COUNTS)
 
     def key_filter(self, col: ColumnElement[Any]) -> list[ColumnElement[bool]]:
         """Rows of a source whose key is one of ``only_keys``: the canonical key text
@@ -471,28 +539,18 @@ def build_events_query(project: Project, model: str, source: str, *, key: str, u
 
 
 def build_hashes_query(project: Project, model: str, *, now: datetime,
-                       dialect: Dialect | str, text_key: bool = False) -> ModelQuery:
-    """Every record key of ``model`` with its record hash (``row_hash``), in key byte order:
-    the warehouse computes every property and group as the model query does, and only the
-    key, 8 bytes of hash and the group flags per record leave it. Columns: k, kbad, h, g0.."""
+                       dialect: Dialect | str, text_key: bool = False,
+                       kind: str = HASH_VALUES) -> ModelQuery:
+    """Every record key of ``model`` with its record hash, in key byte order. HASH_VALUES
+    (``row_hash``): the warehouse computes every property and group as the model query does,
+    and only the key, 8 bytes of hash and the group flags per record leave it (columns: k,
+    kbad, h, g0..). HASH_COUNTS: the key and the hash of its related-row counts (k, kbad,
+    h), no property computed."""
     d = get_dialect(dialect)
     if model not in project.models:
         raise WarehouseError(f"model/{model} does not exist")
-    return _Builder(project, model, d, now, text_key=text_key).build(None, keys_only=True)
-
-
-def build_keys_query(project: Project, model: str, *, dialect: Dialect | str,
-                     text_key: bool = False) -> Select[Any]:
-    """Every record key of ``model`` (its primary source's key as text), in byte order.
-    Incremental reads use it to find deletions without computing any property."""
-    d = get_dialect(dialect)
-    primary = project.primary_source(model)
-    p = source_from(primary, [primary.key], "p", d, project.settings.root)
-    k = key_text(p.c[primary.key], d)
-    return (select(k.label("k"), bad_key(p.c[primary.key], d).label("kbad"))
-            .where(p.c[primary.key].is_not(None))
-            .order_by(*([binary(p.c[primary.key], d)] if text_key and d.name == "sqlite"
-                        else key_order(k, d))))
+    return _Builder(project, model, d, now, text_key=text_key).build(
+        None, keys_only=True, hash_kind=kind)
 
 
 def build_max_updated_query(project: Project, model: str, *, dialect: Dialect | str,
@@ -526,7 +584,7 @@ def build_model_query(project: Project, model: str, *, now: datetime, dialect: D
                       numeric_stamps: frozenset[str] = frozenset(),
                       only_keys: list[str] | None = None,
                       text_stamps: frozenset[str] = frozenset(),
-                      text_key: bool = False) -> ModelQuery:
+                      text_key: bool = False, hash_kind: str = HASH_VALUES) -> ModelQuery:
     """The query for ``model`` and how to read its rows (see the module docstring).
     ``numeric_stamps``: the "source.column" ``updated_at`` columns of a numeric type (epoch
     times), which the engine finds out on warehouses typed per column; ``only_keys``: just
@@ -536,4 +594,4 @@ def build_model_query(project: Project, model: str, *, now: datetime, dialect: D
     if model not in project.models:
         raise WarehouseError(f"model/{model} does not exist")
     return _Builder(project, model, get_dialect(dialect), now, numeric_stamps, text_stamps,
-                    text_key).build(changed_since, only_keys)
+                    text_key).build(changed_since, only_keys, hash_kind=hash_kind)

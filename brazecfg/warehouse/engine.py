@@ -20,11 +20,12 @@ from brazecfg.errors import WarehouseError
 from brazecfg.model.resources import App, Project, Source
 from brazecfg.warehouse.base import EventRow, ModelRow
 from brazecfg.warehouse.compile import (
+    HASH_COUNTS,
+    HASH_VALUES,
     SQLITE_ROW_HASH,
     ModelQuery,
     build_events_query,
     build_hashes_query,
-    build_keys_query,
     build_max_updated_query,
     build_model_query,
     hashes_supported,
@@ -64,13 +65,13 @@ class SqlWarehouse:
         self._on_close = on_close
 
     def query(self, model: str, *, now: datetime, changed_since: datetime | None = None,
-              only_keys: list[str] | None = None) -> ModelQuery:
+              only_keys: list[str] | None = None, hash_kind: str = HASH_VALUES) -> ModelQuery:
         stamps = self._numeric_stamps(model) if changed_since is not None else frozenset()
         text = self._text_stamps(model) if changed_since is not None else frozenset()
         return build_model_query(self.project, model, now=now, dialect=self.engine.dialect,
                                  changed_since=changed_since, numeric_stamps=stamps,
                                  only_keys=only_keys, text_stamps=text,
-                                 text_key=self._text_key(model))
+                                 text_key=self._text_key(model), hash_kind=hash_kind)
 
     def _text_stamps(self, model: str) -> frozenset[str]:
         """SQLite: the ``updated_at`` columns (as "source.column") of table sources with no
@@ -163,7 +164,8 @@ class SqlWarehouse:
 
     def stream_model(self, model: str, *, now: datetime, batch_size: int = 5000,
                      changed_since: datetime | None = None,
-                     only_keys: list[str] | None = None) -> Iterator[ModelRow]:
+                     only_keys: list[str] | None = None,
+                     hash_kind: str = HASH_VALUES) -> Iterator[ModelRow]:
         """Every record of ``model`` ordered by key text (byte order), ``batch_size`` at a time.
 
         ``now`` anchors relative dates. ``changed_since`` (incremental reads): when every source
@@ -172,11 +174,13 @@ class SqlWarehouse:
         rows); if any source lacks ``updated_at`` it is ignored and every record is returned.
         An incremental read says nothing about records it does not return: a caller must not
         take them as deleted. ``only_keys``: just the records with these keys (key text).
+        ``hash_kind``: what each row's record hash covers (compile.HASH_VALUES, HASH_COUNTS).
 
         The query is built here (configuration errors raise at once) and runs on the first
         ``next()``.
         """
-        query = self.query(model, now=now, changed_since=changed_since, only_keys=only_keys)
+        query = self.query(model, now=now, changed_since=changed_since, only_keys=only_keys,
+                           hash_kind=hash_kind)
         return self._rows(model, query, batch_size)
 
     def stream_events(self, model: str, source: str, *, key: str, user: str,
@@ -202,34 +206,25 @@ class SqlWarehouse:
 
         return self._stream(f"source/{source}", query, batch_size, event)
 
-    def stream_keys(self, model: str, *, batch_size: int = 20000) -> Iterator[str]:
-        """Every record key of ``model``, as text in byte order (no property is computed)."""
-        primary = self.project.primary_source(model)
-        stmt = build_keys_query(self.project, model, dialect=self.engine.dialect,
-                                text_key=self._text_key(model))
-        query = ModelQuery(stmt, (), (), {primary.name: {primary.key: [primary.ref]}})
-
-        def key(row: Any) -> str:
-            if row[1] is not None:
-                raise self._bad_key(model, row[1])
-            return str(row[0])
-
-        return self._stream(f"model/{model}", query, batch_size, key)
-
     def hashes_supported(self) -> bool:
         return hashes_supported(self.engine.dialect)
 
-    def stream_hashes(self, model: str, *, now: datetime, batch_size: int = 20000
-                      ) -> Iterator[tuple[str, bytes | None, frozenset[str]]]:
-        """Every record key of ``model`` with its record hash (compile.row_hash) and its
-        groups, in key byte order; keys of duplicate primary-key rows come once per row."""
+    def stream_hashes(self, model: str, *, now: datetime, batch_size: int = 20000,
+                      kind: str = HASH_VALUES
+                      ) -> Iterator[tuple[str, bytes | None, frozenset[str] | None]]:
+        """Every record key of ``model`` with its record hash of ``kind`` and its groups
+        (None with HASH_COUNTS, which computes none), in key byte order; keys of duplicate
+        primary-key rows come once per row."""
         query = build_hashes_query(self.project, model, now=now, dialect=self.engine.dialect,
-                                   text_key=self._text_key(model))
+                                   text_key=self._text_key(model), kind=kind)
         names = query.groups
+        counts = kind == HASH_COUNTS
 
-        def pair(row: Any) -> tuple[str, bytes | None, frozenset[str]]:
+        def pair(row: Any) -> tuple[str, bytes | None, frozenset[str] | None]:
             if row[1] is not None:
                 raise self._bad_key(model, row[1])
+            if counts:
+                return str(row[0]), _hash_bytes(row[2]), None
             return str(row[0]), _hash_bytes(row[2]), frozenset(
                 n for n, flag in zip(names, row[3:], strict=True) if flag)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from brazecfg.errors import StateError, WarehouseError
-from brazecfg.plan.merge import KeyCursor, merge_join, ordered
+from brazecfg.plan.merge import HashCursor, merge_join, ordered
 
 
 def ident(k: str) -> str:
@@ -28,17 +28,19 @@ def test_merge_join_pairs_equal_keys_and_leaves_the_rest_alone() -> None:
     assert pairs == [("1", None), ("10", "10"), (None, "2"), ("3", "3"), (None, "4")]
 
 
-def test_key_cursor_reports_skipped_keys_and_the_rest_once() -> None:
-    cursor = KeyCursor(iter(["a", "b", "b", "c", "d", "e"]), what="keys")
+def test_hash_cursor_reports_skipped_keys_folds_duplicates_and_gives_the_rest() -> None:
+    h = b"\x01" * 8
+    cursor = HashCursor(iter([("a", h, None), ("b", h, None), ("b", h, None), ("c", h, None),
+                              ("d", h, frozenset({"g"})), ("e", h, None)]), what="keys")
     skipped: list[str] = []
-    assert cursor.contains("b", skipped.append)
-    assert not cursor.contains("bb", skipped.append)
-    assert cursor.contains("d", skipped.append)
+    assert cursor.find("b", skipped.append) == (True, None, None)  # a duplicate: always read
+    assert cursor.find("bb", skipped.append) == (False, None, frozenset())
+    assert cursor.find("d", skipped.append) == (True, h, frozenset({"g"}))
     assert skipped == ["a", "c"]
     assert list(cursor.rest()) == ["e"]
 
 
-def test_key_cursor_refuses_an_unordered_key_stream() -> None:
-    cursor = KeyCursor(iter(["b", "a"]), what="record keys")
+def test_hash_cursor_refuses_an_unordered_key_stream() -> None:
+    cursor = HashCursor(iter([("b", None, None), ("a", None, None)]), what="record keys")
     with pytest.raises(WarehouseError, match="record keys out of key order"):
-        cursor.contains("z")
+        cursor.find("z", lambda k: None)
