@@ -44,7 +44,7 @@ class ConfigChange:
 
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class RecordChange:
     """One record's change. ``attributes`` are the values to send (None removes the attribute);
     ``fields``/``groups`` are the ledger's state for the record once Braze confirmed it."""
@@ -58,6 +58,23 @@ class RecordChange:
     leaves: tuple[str, ...] = ()
     # the warehouse's record hash the change was made from, stored once Braze confirms it
     row_hash: bytes | None = None
+
+    def __init__(self, action: Action, external_id: str,
+                 attributes: dict[str, Any] | None = None, fields: dict[str, str] | None = None,
+                 groups: frozenset[str] = frozenset(), joins: tuple[str, ...] = (),
+                 leaves: tuple[str, ...] = (), row_hash: bytes | None = None) -> None:
+        # The dataclass's own frozen __init__ sets each field through object.__setattr__:
+        # one is built per planned record (twice with an opt-out check), and filling the
+        # instance dict directly costs less than half. Still frozen: assignment raises.
+        d = self.__dict__
+        d["action"] = action
+        d["external_id"] = external_id
+        d["attributes"] = {} if attributes is None else attributes
+        d["fields"] = {} if fields is None else fields
+        d["groups"] = groups
+        d["joins"] = joins
+        d["leaves"] = leaves
+        d["row_hash"] = row_hash
 
     def to_json(self, row_hash: bytes | None = None) -> str:
         """The spool line (sorted keys: the action comes first, so a reader can tell deletions

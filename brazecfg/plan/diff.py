@@ -198,10 +198,12 @@ class _Diff:
     def _emit_checked(self, waiting: list[RecordChange], out: dict[str, set[str]]) -> None:
         for change in waiting:
             kept = tuple(g for g in change.joins if change.external_id not in out[g])
-            for g in change.joins:
-                if g not in kept:
-                    self.plan.opted_out[g] += 1
-            self._emit(replace(change, joins=kept))
+            if len(kept) != len(change.joins):  # most joiners did not opt out: no copy
+                for g in change.joins:
+                    if g not in kept:
+                        self.plan.opted_out[g] += 1
+                change = replace(change, joins=kept)
+            self._emit(change)
 
     def _emit(self, change: RecordChange) -> None:
         plan = self.plan
