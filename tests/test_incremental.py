@@ -103,7 +103,7 @@ def _ltv(project: Path, user: str) -> object:
 def test_a_related_row_that_leaves_its_user_updates_the_old_owner(project: Path,
                                                                   change: str) -> None:
     """User 1's purchase 2 (15.50) moves to user 2, or is deleted: user 1's own rows carry no
-    new stamp, so only its record hash (in the keys pass) shows its ltv changed."""
+    new stamp, so only its related-row count (in the keys-and-counts pass) shows it changed."""
     settle_stamps(project)
     assert cli("apply", str(project), "--auto-approve", "--now", NOW).exit_code == 0
     assert _ltv(project, "1") == 135.5

@@ -130,7 +130,7 @@ class Issue:
 SAMPLE_SIZE = 5
 # The plan JSON's format (schemas/plan.json). Additive changes bump the minor version; a
 # removed or retyped key bumps the major one, which a saved plan of the old major refuses.
-FORMAT_VERSION = "2.1"  # 2.1: show_current (plan --show-current)
+FORMAT_VERSION = "2.2"  # 2.1: show_current (plan --show-current); 2.2: compared
 ISSUE_SAMPLE_SIZE = 50
 
 
