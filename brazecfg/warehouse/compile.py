@@ -184,6 +184,7 @@ class _Builder:
         self.needs: dict[str, dict[str, list[str]]] = {}
         self._aliases = 0
         self.only_keys: list[str] | None = None
+        self.changed: Select[Any] | None = None  # the keys changed since (build)
 
     # -- columns and sources -------------------------------------------------------------
 
@@ -234,6 +235,13 @@ class _Builder:
         self.collect_needs(changed_since)
         if keys_only and hash_kind == HASH_COUNTS:
             return self.build_counts()
+        # The keys changed since (incremental reads), computed once and pushed into every
+        # related source's subquery too, so only the changed records' rows are aggregated.
+        self.changed = None
+        if changed_since is not None:
+            changed = self.changed_keys(changed_since)
+            if changed is not None:
+                self.changed = select(changed.cte("changed_keys").c[0])
         p = self.from_(self.primary, "p")
         pkey = p.c[self.primary.key]
         pkey_ref = key_ref(pkey, self.dialect)
@@ -280,11 +288,9 @@ class _Builder:
         inner = inner.select_from(joined)
         if only_keys is not None:
             inner = inner.where(*self.key_filter(pkey))
-        if changed_since is not None:
-            changed = self.changed_keys(changed_since)
-            if changed is not None:
-                inner = inner.where((binary(pkey, self.dialect) if self.text_key
-                                     else pkey_ref).in_(changed))
+        if self.changed is not None:
+            inner = inner.where((binary(pkey, self.dialect) if self.text_key
+                                 else pkey_ref).in_(self.changed))
         r = inner.subquery("r")
         by_name: dict[str, ColumnElement[Any]] = {n: r.c[f"v{i}"] for i, n in enumerate(names)}
         flags = []
@@ -292,8 +298,10 @@ class _Builder:
             cond = self.group_condition(group, by_name, ())
             flags.append(case((cond, literal(1)), else_=literal(0)).label(f"g{i}"))
         if hash_kind == HASH_COUNTS:
-            hashed = True
-            digest = [self.counts_hash([r.c[f"n{i}"] for i in range(len(counts))])]
+            # a dialect without record hashes has them only when there is nothing to count
+            hashed = not counts or hashes_supported(self.dialect)
+            digest = [self.counts_hash([r.c[f"n{i}"] for i in range(len(counts))])
+                      ] if hashed else []
         else:
             hashed = hashes_supported(self.dialect)
             digest = [row_hash([*(by_name[n] for n in names), *(f.element for f in flags)],
@@ -331,6 +339,8 @@ class _Builder:
             grouped = select(skey.label("k"), func.count().label("n"))
             if self.only_keys is not None:
                 grouped = grouped.where(*self.key_filter(s.c[source.key]))
+            if self.changed is not None:
+                grouped = grouped.where(skey.in_(self.changed))
             sq = grouped.group_by(skey).subquery(f"nc{self._aliases}")
             joined = joined.outerjoin(sq, binary(sq.c.k, self.dialect) == pkey_ref)
             counts.append(func.coalesce(sq.c.n, 0))
@@ -407,6 +417,8 @@ class _Builder:
         grouped = select(*cols)
         if self.only_keys is not None:
             grouped = grouped.where(*self.key_filter(s.c[source.key]))
+        if self.changed is not None:
+            grouped = grouped.where(skey.in_(self.changed))
         sq = grouped.group_by(skey).subquery(f"a{self._aliases}")
         for prop, label in zip(props, labels, strict=True):
             value = sq.c[label]
@@ -433,7 +445,8 @@ class _Builder:
                          *(s.c[column_of(p)].label(lb) for p, lb in zip(props, labels, strict=True)), rn)
                   .where(s.c[sort].is_not(None), *self.filters(props[0], s),
                          *(self.key_filter(s.c[source.key]) if self.only_keys is not None
-                           else ()))
+                           else ()),
+                         *((skey.in_(self.changed),) if self.changed is not None else ()))
                   .subquery(f"r{self._aliases}"))
         sq = (select(ranked.c.k, *(ranked.c[lb] for lb in labels))
               .where(ranked.c.rn == 1).subquery(f"w{self._aliases}"))

@@ -64,3 +64,25 @@ def test_every_key_join_and_the_order_name_a_binary_collation(dialect: str, coll
 def test_table_names_are_quoted_part_by_part(table: str, rendered: str) -> None:
     sql = str(compile_model_query(project(table), "users", now=data.NOW, dialect="postgresql"))
     assert rendered in sql
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql", "duckdb", "mysql"])
+def test_counts_hashes_count_each_aggregated_source_and_need_a_hash_function(
+        dialect: str) -> None:
+    """HASH_COUNTS: one GROUP BY per aggregated source in the keys pass, no property; on a
+    dialect without record hashes (mysql here) no hash is asked of the warehouse at all
+    (the plan reads in full and says why), rather than an md5 it may not have."""
+    from brazecfg.warehouse.compile import HASH_COUNTS, build_hashes_query, build_model_query
+
+    keys = build_hashes_query(project(), "users", now=data.NOW, dialect=dialect,
+                              kind=HASH_COUNTS)
+    sql = str(keys.select.compile(dialect=get_dialect(dialect)))
+    assert sql.count("GROUP BY") == 1 and "row_number" not in sql.lower()
+    assert "sum(" not in sql.lower()  # no property computed
+    full = build_model_query(project(), "users", now=data.NOW, dialect=dialect,
+                             hash_kind=HASH_COUNTS)
+    text = str(full.select.compile(dialect=get_dialect(dialect))).lower()
+    if dialect == "mysql":
+        assert not full.hashed and "md5" not in text
+    else:
+        assert full.hashed and text.count("group by") == 2  # the aggregates and the counts

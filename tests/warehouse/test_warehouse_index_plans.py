@@ -76,8 +76,9 @@ def test_the_incremental_read_seeks_the_updated_at_index_and_the_key_order(
         assert "top: USE TEMP B-TREE FOR ORDER BY" in before
         # after: both stamp indexes seek a range, the changed keys seek the primary key,
         # whose order is the order wanted (no sort)
-        assert "top: SCAN p1" in before
-        assert "top: SEARCH p1 USING INDEX sqlite_autoindex_users_1 (id=?)" in after
+        assert any(s.startswith("top: SCAN p") for s in before), before
+        assert any(s.startswith("top: SEARCH p") and s.endswith(
+            "USING INDEX sqlite_autoindex_users_1 (id=?)") for s in after), after
         for index in ("users_updated", "purchases_updated"):
             assert any(s.startswith("SEARCH") and index in s and "(updated_at>?)" in s
                        for s in after), after
