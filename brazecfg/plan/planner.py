@@ -223,8 +223,9 @@ def compare_hashes(project: Project, dest: Destination, warehouse: Warehouse, le
     if mark.get("rules") != VALUE_RULES:
         return False, ("brazecfg's value rules changed since the last run (an upgrade): a full "
                        "read")
-    if mark.get("hash", HASH_VALUES) != kind:
-        return False, (f"the state's record hashes cover {_KIND_WORDS[mark.get('hash', HASH_VALUES)]}"
+    stored = str(mark.get("hash", HASH_VALUES))
+    if stored != kind:
+        return False, (f"the state's record hashes cover {_KIND_WORDS.get(stored, stored)}"
                        f" and this destination compares {_KIND_WORDS[kind]} (it "
                        f"{'can' if kind == HASH_COUNTS else 'can no longer'} read "
                        "incrementally): a full read, which records them")
