@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
-from sqlalchemy import false, func, literal, select
+from sqlalchemy import false, func, literal, not_, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
@@ -76,11 +76,13 @@ class SqlWarehouse:
     def _text_stamps(self, model: str) -> frozenset[str]:
         """SQLite: the ``updated_at`` columns (as "source.column") of table sources with no
         NULL and whose smallest and greatest value and first rows are all ISO 8601 text
-        (with an index on the column, each probe is a seek). Their incremental filter adds a
-        range on the raw column that the index seeks (compile.changed_keys). A stamp of
-        another form the probe did not see, or one written later, is read exactly where it
-        sorts in that range; elsewhere its change is found by its record hash (SQLite always
-        computes them), so it is read by key, never missed."""
+        (with an index on the column, each probe is a seek), and every value of which starts
+        with a date (YYYY-MM-DD: one pass over the index, in SQLite's C, no conversion). Their
+        incremental filter adds a range on the raw column that the index seeks
+        (compile.changed_keys): text that starts with a date sorts by that date, so the range
+        from the day before the watermark holds every row the exact test keeps. A stamp of
+        another form (an epoch number, text no warehouse reads as a time) turns the range off
+        for that column: such a row is read on every incremental run, never skipped."""
         if self.engine.dialect.name != "sqlite":
             return frozenset()
         found: set[str] = set()
@@ -95,7 +97,10 @@ class SqlWarehouse:
                     ends = conn.execute(select(func.min(col), func.max(col))).one()
                     null = conn.execute(select(literal(1)).where(col.is_(None)).limit(1))
                     first = conn.execute(select(col).limit(200))
-                    seen = [*ends, *(None for _ in null), *first.scalars()]
+                    undated = conn.execute(select(literal(1)).where(
+                        not_(col.op("GLOB")(literal(_DATE_GLOB)))).limit(1))
+                    seen = [*ends, *(None for _ in null), *first.scalars(),
+                            *(None for _ in undated)]
                     if all(isinstance(v, str) and ISO_DATETIME.match(v) for v in seen):
                         found.add(f"{src.name}.{src.updated_at}")
         except DBAPIError:
@@ -399,6 +404,10 @@ def _register_sqlite_hash(conn: Connection) -> None:
             raw._brazecfg_row_hash = True
         except AttributeError:  # sqlite3.Connection takes no attributes: register again
             pass
+
+
+# Text that starts with a date (YYYY-MM-DD), as SQLite's GLOB sees it.
+_DATE_GLOB = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*"
 
 
 def _hash_bytes(value: Any) -> bytes | None:
