@@ -81,6 +81,10 @@ class LeaseLost(StateError):
     """This process no longer holds the state's lease: it must not write."""
 
 
+# Connection.info flag: the transaction being begun only reads (SQLite: a deferred BEGIN).
+_READING = "brazecfg_reading"
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -154,7 +158,10 @@ class Ledger:
 
             @event.listens_for(engine, "begin")
             def _begin(conn: Connection) -> None:
-                conn.exec_driver_sql(begin)
+                # A read takes no write lock, even in apply: the state may share its file
+                # with the warehouse (backend warehouse), whose read of the model holds a
+                # shared lock on it while the state is read alongside.
+                conn.exec_driver_sql("BEGIN" if conn.info.get(_READING) else begin)
         return engine
 
     def _open(self) -> None:
@@ -288,6 +295,7 @@ class Ledger:
     def _read(self) -> Iterator[Connection]:
         with self._mutex:
             conn = self._c()
+            conn.info[_READING] = True
             try:
                 with conn.begin():
                     yield conn
@@ -295,6 +303,8 @@ class Ledger:
                 raise
             except SQLAlchemyError as exc:
                 raise self._error(exc, "could not be read") from None
+            finally:
+                conn.info.pop(_READING, None)
 
     # -- metadata ---------------------------------------------------------------------------
     def _meta(self, conn: Connection, key: str) -> str | None:
@@ -1255,6 +1265,12 @@ class Ledger:
             if self._engine is not None:
                 self._engine.dispose()
                 self._engine = None
+                if self.backend.dialect == "duckdb" and self.writable and self.backend.path:
+                    # the file is closed: a later read-only plan in this process (the
+                    # warehouse and the state both read-only) must not open it for writing
+                    from brazecfg.warehouse.connect import DUCKDB_READ_WRITE
+
+                    DUCKDB_READ_WRITE.discard(str(self.backend.path))
             if self._copy is not None:
                 self._copy.cleanup()
                 self._copy = None

@@ -594,3 +594,19 @@ def test_a_v3_state_is_migrated_to_packed_hashes_and_plans_no_changes(
     assert all(r["row_hash"] for r in exported[0])  # stored by the apply after migrating
     out = cli("plan", str(gen.root))
     assert out.exit_code == 0 and "No changes." in out.output, out.output
+
+
+def test_a_state_in_the_sqlite_warehouse_the_model_reads_applies_and_plans_no_changes(
+        tmp_path: Path, emu: Emulator) -> None:
+    """``state: backend: warehouse`` on the model's own SQLite app puts the state's tables in
+    the file the model is read from. Apply used to stop after 60 s with "database is
+    locked": its state reads began write transactions (BEGIN IMMEDIATE), whose commit waited
+    for the model read's shared lock on the same file, held while the two are merged. Reads
+    now begin deferred; only writes take the write lock."""
+    gen = checkout(tmp_path, "one", {"backend": "warehouse", "app": "warehouse"})
+    first = apply(gen)
+    assert first.exit_code == 0, first.output
+    assert f"{len(gen.users)} created" in first.stdout
+    again = cli("plan", str(gen.root))
+    assert again.exit_code == 0, again.output
+    assert "No changes" in again.stdout
