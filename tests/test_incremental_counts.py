@@ -50,7 +50,9 @@ def test_counts_find_a_deleted_related_row_and_trust_updated_at_for_values(
     assert d["counts"]["update"] == 1 and d["fields_set"]["lifetime_value"] == 1, d  # user 1
     assert d["read_by_key"] == len(unhashed(project) | {"1"})
     text = cli("plan", str(project), "--now", NOW).output
-    assert "compared the related-row counts of 12 records in the warehouse" in text
+    assert d["compared_in"] == "warehouse"  # the local state, attached to the SQLite file
+    assert ("compared the related-row counts of 12 records with the state's in the "
+            "warehouse") in text
     full = plan_json(project, "--full-refresh")
     assert full["read_since"] is None and full["compared"] is None
     assert full["fields_set"]["lifetime_value"] == 2  # users 1 and 3

@@ -208,7 +208,7 @@ def test_show_renders_a_saved_plan_like_plan_and_the_json_validates(project: Pat
     schema = load_schema("plan.json")
     jsonschema.Draft202012Validator.check_schema(schema)
     jsonschema.validate(doc, schema)
-    assert doc["format_version"] == "2.2"
+    assert doc["format_version"] == "2.3"
     # Every key the plan writes is documented (the schema lets readers ignore new ones).
     assert set(doc) <= set(schema["properties"])
     assert set(doc["destinations"][0]) <= set(schema["$defs"]["destination"]["properties"])

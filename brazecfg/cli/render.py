@@ -246,9 +246,11 @@ def _sample_attributes(s: RecordChange, current: DestinationCurrent | None) -> s
 def read_line(d: DestinationPlan) -> str:
     """How the warehouse was read, and why (every plan says it)."""
     if d.read_since:
+        where = ("with the state's in the warehouse" if d.compared_in == "warehouse"
+                 else "in the warehouse")
         if d.compared == "counts":
             checked = (f"; compared the related-row counts of {d.hashes_compared:,} records "
-                       "in the warehouse")
+                       f"{where}")
             why = ("a related row moved away or was deleted, not in the state, or failed "
                    "last time")
         else:

@@ -130,7 +130,8 @@ class Issue:
 SAMPLE_SIZE = 5
 # The plan JSON's format (schemas/plan.json). Additive changes bump the minor version; a
 # removed or retyped key bumps the major one, which a saved plan of the old major refuses.
-FORMAT_VERSION = "2.2"  # 2.1: show_current (plan --show-current); 2.2: compared
+FORMAT_VERSION = "2.3"  # 2.1: show_current (plan --show-current); 2.2: compared;
+# 2.3: compared_in
 ISSUE_SAMPLE_SIZE = 50
 
 
@@ -163,6 +164,9 @@ class DestinationPlan:
     # (related-row counts, along an incremental read) or "keys" (an incremental read of a
     # model without aggregates: only which keys still exist); "" when none were compared
     compared: str = ""
+    # where they were compared: "warehouse" (it read the state's records itself and only the
+    # keys whose hash differs left it) or "brazecfg" (every key and hash merged here)
+    compared_in: str = ""
     rehashed: int = 0  # records read that need no change but a new stored record hash
     rehash_spool: Path | None = field(default=None, repr=False)  # their "key\thash" lines
     state_name: str = ""  # the name the state holds this destination under (a declared move)
@@ -257,6 +261,7 @@ class DestinationPlan:
             "read_by_key": self.late_records,
             "hashes_compared": self.hashes_compared,
             "compared": self.compared or None,
+            "compared_in": self.compared_in or None,
             "data_points": self.data_points,
             "billing": self.billing,
             "requests": self.requests,

@@ -360,7 +360,8 @@ class _Diff:
     def run(self, rows: Iterable[ModelRow], ledger: Iterable[LedgerRecord],
             recheck: frozenset[str], *,
             hashes: Iterable[tuple[str, bytes | None, frozenset[str] | None]] | None = None,
-            load: Load | None = None, limit: int | None = None) -> list[Refetch]:
+            load: Load | None = None, limit: int | None = None,
+            joined: JoinedState | None = None) -> list[Refetch]:
         """The merge. Returns the records to read by key: the caller reads them and passes
         them to :meth:`finish`.
 
@@ -374,18 +375,39 @@ class _Diff:
         ``recheck`` id (records Braze rejected last time); equal hashes are unchanged; a
         state record whose key is gone from the warehouse is gone. The state may then be
         read light (``StoredKey``): ``load`` gives full records for the ones judged, a
-        batch at a time."""
+        batch at a time.
+
+        ``joined``: the warehouse compared the hashes with the state's itself (README "How
+        it works", the diff in the warehouse), so ``hashes`` and ``ledger`` hold only the keys
+        whose hashes differ; every other state record is unchanged unless a row of ``rows``
+        names it (its state record is then loaded by key), and the members per group come
+        from ``joined``."""
         skipped = [0]
         refetch: list[Refetch] = []
         cap = REFETCH_LIMIT if limit is None else limit
         digests = HashCursor(hashes, what="record hashes") if hashes is not None else None
         light_gone: list[LedgerRecord] = []
         light_rows: list[tuple[ModelRow, StoredKey]] = []
+        # joined: rows whose state record the warehouse left out (same hash), and how many
+        # of those the state has; the recheck ids met so far
+        unpaired: list[ModelRow] = []
+        loaded = [0]
+        met: set[str] = set()
 
         def again(key: str, had: LedgerRecord | None) -> None:
             refetch.append(Refetch(key, had))
+            met.add(key)
             if len(refetch) > cap:
                 raise TooManyToRefetch(len(refetch))
+
+        def judge_unpaired() -> None:
+            assert load is not None
+            full = load([row.key for row in unpaired])
+            for row in unpaired:
+                had = full.get(row.key)
+                loaded[0] += int(had is not None)
+                self.record(row, had)
+            unpaired.clear()
 
         def missed(key: str) -> None:
             again(key, None)
@@ -399,13 +421,18 @@ class _Diff:
 
         state = ordered(ledger, _ledger_key, what="records", state=True)
         members = self.plan.members
+        if joined is not None:
+            members.update(joined.members)
         synced = self.builder.synced_groups
         read = 0
         for row, had in merge_join(_unique_rows(rows, self.issues, skipped), state,
                                    _row_key, _ledger_key):
             if had is not None:
-                for g in had.groups:
-                    members[g] += 1
+                if joined is None:
+                    for g in had.groups:
+                        members[g] += 1
+                else:
+                    met.add(had.external_id)
             if row is None:
                 assert had is not None
                 found = same = False
@@ -426,8 +453,14 @@ class _Diff:
                     self.plan.counts["unchanged"] += 1  # not changed since
                 continue
             read += 1
+            met.add(row.key)
             if digests is not None:
                 digests.find(row.key, missed)
+            if had is None and joined is not None:
+                unpaired.append(row)  # in the state with the same hash, or new
+                if len(unpaired) >= REFETCH_BATCH:
+                    judge_unpaired()
+                continue
             if isinstance(had, StoredKey):
                 light_rows.append((row, had))  # judged with its full record, in batches
                 if len(light_rows) >= REFETCH_BATCH:
@@ -436,8 +469,18 @@ class _Diff:
             self.record(row, had)
         if light_rows:
             judge_light_rows()
+        if unpaired:
+            judge_unpaired()
         for k in (digests.rest() if digests is not None else ()):
             missed(k)
+        if joined is not None and recheck - met:
+            assert load is not None
+            left = sorted(recheck - met)  # same hash: the warehouse left them out
+            for i in range(0, len(left), REFETCH_BATCH):
+                full = load(left[i:i + REFETCH_BATCH])
+                for k in left[i:i + REFETCH_BATCH]:
+                    loaded[0] += int(k in full)
+                    again(k, full.get(k))
         for i in range(0, len(light_gone), REFETCH_BATCH):
             part = light_gone[i:i + REFETCH_BATCH]
             assert load is not None
@@ -446,8 +489,14 @@ class _Diff:
                 self.gone(full.get(r.external_id, r))
         self.plan.counts["skipped"] += skipped[0]
         self.plan.source_rows = digests.seen if digests is not None else read + skipped[0]
+        if joined is not None:
+            # the state records the warehouse left out: its records with the same hash
+            left_out = joined.state_count - joined.state_seen
+            self.plan.counts["unchanged"] += left_out - loaded[0]
+            self.plan.source_rows += left_out
         if digests is not None:
-            self.plan.hashes_compared = digests.seen
+            self.plan.hashes_compared = (self.plan.source_rows if joined is not None
+                                         else digests.seen)
         return refetch
 
     def record(self, row: ModelRow, had: LedgerRecord | None) -> None:
@@ -493,6 +542,48 @@ def data_points(attributes: dict[str, Any]) -> int:
     return n
 
 
+class JoinedState:
+    """The diff of record hashes run in the warehouse (``Warehouse.stream_hash_changes``),
+    split into the two streams the merge walks: the warehouse's keys whose hash differs
+    (``hashes``) and the state's records whose hash differs (``records``, light), read
+    together from one query, each as far as the other's consumer has pulled. ``state_count``:
+    every record the state holds for the destination; ``members``: per group, how many."""
+
+    def __init__(self, changes: Iterator[tuple[str | None, bytes | None, str | None, Any,
+                                               bytes | None]],
+                 light: Callable[[str, Any, bytes | None], StoredKey], *, state_count: int,
+                 members: dict[str, int]) -> None:
+        self._changes = changes
+        self._light = light
+        self._hashes: deque[tuple[str, bytes | None, frozenset[str] | None]] = deque()
+        self._records: deque[StoredKey] = deque()
+        self.state_count = state_count
+        self.state_seen = 0
+        self.members = members
+
+    def _pull(self) -> bool:
+        item = next(self._changes, None)
+        if item is None:
+            return False
+        wk, wh, sk, sg, sh = item
+        if wk is not None:
+            self._hashes.append((wk, wh, None))
+        if sk is not None:
+            self._records.append(self._light(sk, sg, sh))
+            self.state_seen += 1
+        return True
+
+    def hashes(self) -> Iterator[tuple[str, bytes | None, frozenset[str] | None]]:
+        while self._hashes or self._pull():
+            if self._hashes:
+                yield self._hashes.popleft()
+
+    def records(self) -> Iterator[StoredKey]:
+        while self._records or self._pull():
+            if self._records:
+                yield self._records.popleft()
+
+
 @dataclass(frozen=True)
 class Refetch:
     """A record to read by key after the merge, with what the state holds for it."""
@@ -509,7 +600,8 @@ def diff_destination(project: Project, destination: Destination, rows: Iterable[
                      hashes: Iterator[tuple[str, bytes | None, frozenset[str] | None]]
                      | None = None,
                      load: Load | None = None, rehash: IO[str] | None = None,
-                     limit: int | None = None) -> DestinationPlan:
+                     limit: int | None = None,
+                     joined: JoinedState | None = None) -> DestinationPlan:
     """Compare what the warehouse wants with what Braze confirmed, for one destination.
 
     A full read passes every record as ``rows``. Plans comparing record hashes also pass
@@ -523,7 +615,8 @@ def diff_destination(project: Project, destination: Destination, rows: Iterable[
     read that need no change (apply stores them)."""
     diff = _Diff(project, destination, hasher, spool, exists, opted_out)
     diff.rehash = rehash
-    refetch = diff.run(rows, ledger, recheck, hashes=hashes, load=load, limit=limit)
+    refetch = diff.run(rows, ledger, recheck, hashes=hashes, load=load, limit=limit,
+                       joined=joined)
     if refetch and fetch is None:
         raise AssertionError("a diff comparing record hashes needs a fetch function")
     if refetch:

@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
+from itertools import islice
 from pathlib import Path
 
 from brazecfg.braze.client import BrazeClient
@@ -33,6 +34,7 @@ from brazecfg.plan.definition import (
 from brazecfg.plan.diff import (
     REFETCH_LIMIT,
     ExistsCheck,
+    JoinedState,
     OptOutCheck,
     TooManyToRefetch,
     diff_destination,
@@ -511,10 +513,18 @@ def _diff_once(project: Project, dest: Destination, warehouse: Warehouse, ledger
         dest, counted(warehouse.stream_model(dest.model, now=now, changed_since=since,
                                              hash_kind=kind),
                       None if hashed else on_read))
-    hashes = counted(warehouse.stream_hashes(dest.model, now=now, kind=kind),
-                     on_read) if hashed else None
-    records: Iterator[LedgerRecord] = iter(()) if fresh else with_intents(
-        ledger.stream(state_name, light=hashed), ledger.stream_intents(state_name))
+    joined = _joined_state(dest, warehouse, ledger, state_name, now=now, limit=limit) if (
+        hashed and kind == HASH_COUNTS and not fresh) else None
+    hashes = None
+    records: Iterator[LedgerRecord]
+    if joined is not None:  # the diff runs in the warehouse: only what differs comes back
+        hashes = counted(joined.hashes(), on_read)
+        records = with_intents(joined.records(), _unconfirmed(ledger, state_name, limit))
+    else:
+        hashes = counted(warehouse.stream_hashes(dest.model, now=now, kind=kind),
+                         on_read) if hashed else None
+        records = iter(()) if fresh else with_intents(
+            ledger.stream(state_name, light=hashed), ledger.stream_intents(state_name))
     if rebound:
         records = (replace(r, groups=r.groups - rebound) for r in records)
     spool = rehash = None
@@ -530,7 +540,8 @@ def _diff_once(project: Project, dest: Destination, warehouse: Warehouse, ledger
             fetch=lambda ks: tracked_rows(dest, warehouse.stream_model(
                 dest.model, now=now, only_keys=ks, hash_kind=kind)),
             opted_out=opted_out, hashes=hashes,
-            load=lambda ids: ledger.records(state_name, ids), rehash=rehash, limit=limit)
+            load=lambda ids: ledger.records(state_name, ids), rehash=rehash, limit=limit,
+            joined=joined)
     finally:
         if spool is not None:
             spool.close()
@@ -538,7 +549,33 @@ def _diff_once(project: Project, dest: Destination, warehouse: Warehouse, ledger
             rehash.close()
     dplan.spool = spool_path
     dplan.rehash_spool = rehash_path
+    if hashed:
+        dplan.compared_in = "warehouse" if joined is not None else "brazecfg"
     return dplan
+
+
+def _joined_state(dest: Destination, warehouse: Warehouse, ledger: Ledger, state_name: str, *,
+                  now: datetime, limit: int | None) -> JoinedState | None:
+    """The comparison of related-row counts run in the warehouse, when it can read the
+    state's records itself (README "How it works"): unchanged records never leave it."""
+    table = ledger.joinable(state_name)
+    if not warehouse.joins_state(table):
+        return None
+    assert table is not None
+    return JoinedState(warehouse.stream_hash_changes(dest.model, now=now, state=table),
+                       ledger.light, state_count=ledger.count(state_name),
+                       members=ledger.member_counts(state_name))
+
+
+def _unconfirmed(ledger: Ledger, state_name: str, limit: int | None) -> list[str]:
+    """The create intents of ``state_name`` that the state has no record of (``with_intents``
+    takes any other intent for a create, and a joined diff leaves unchanged records out).
+    Each is read by key, so past ``limit`` of them one full read is cheaper."""
+    ids = list(islice(ledger.stream_intents(state_name), (limit or REFETCH_LIMIT) + 1))
+    if len(ids) > (limit or REFETCH_LIMIT):
+        raise TooManyToRefetch(len(ids))
+    known = ledger.records(state_name, ids)
+    return [i for i in ids if i not in known]
 
 
 def make_plan(project: Project, *, now: datetime | None = None,

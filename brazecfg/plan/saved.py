@@ -492,6 +492,7 @@ def _plan_from_dict(doc: dict[str, Any]) -> Plan:
         d.late_records = int(s["read_by_key"])
         d.hashes_compared = int(s.get("hashes_compared") or 0)
         d.compared = str(s.get("compared") or "")
+        d.compared_in = str(s.get("compared_in") or "")
         d.data_points = int(s["data_points"])
         d.billing = str(s.get("billing", "data_points"))
         d.requests = int(s.get("requests", 0))

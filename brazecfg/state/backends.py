@@ -42,6 +42,7 @@ class Backend:
     connect_args: dict[str, Any] = field(default_factory=dict, repr=False)
     secrets: tuple[str, ...] = field(default=(), repr=False)
     lock_ttl: float = DEFAULT_LOCK_TTL
+    app: str | None = None  # the warehouse app holding the tables (backend warehouse)
 
     @property
     def dialect(self) -> str:
@@ -107,7 +108,8 @@ def warehouse_backend(project: Project, app_name: str, schema: str = DEFAULT_SCH
     where = f"warehouse app/{app.name} ({scrub(url.render_as_string(hide_password=True), secrets)}) "\
             f"schema {schema}"
     return Backend("warehouse", url, where, schema=sql_schema, prefix=prefix, path=path,
-                   connect_args=connect_args, secrets=secrets, lock_ttl=lock_ttl)
+                   connect_args=connect_args, secrets=secrets, lock_ttl=lock_ttl,
+                   app=app.name)
 
 
 def backend_of(project: Project) -> Backend:

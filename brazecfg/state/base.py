@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
 # 1: records, events, failures, meta; 2: + state id, lease, create intents;
 # 3: event rows keep user, name, weight, time (settling); 4: records keep the warehouse's
@@ -34,6 +35,23 @@ class LedgerRecord:
 class StoredKey(LedgerRecord):
     """A record read without its field hashes (key, groups and row hash only): the light
     read of plans that compare record hashes. Load the full record before judging it."""
+
+
+@dataclass(frozen=True)
+class StateTable:
+    """Where a state's records of one destination are, for a warehouse that can read them
+    in its own SQL and compare record hashes there (README "How it works", the diff in the
+    warehouse). ``attach``: a SQLite file to attach (the local state, or a SQLite warehouse's
+    own file), else the table is in the database of warehouse app ``app``. ``groups``: the
+    column holding a record's groups (``fields`` in the compact layout, packing.py)."""
+
+    dialect: str
+    table: str
+    schema: str | None
+    destination: Any  # what the destination column holds for it (a number when compact)
+    groups: str
+    attach: Path | None = None
+    app: str | None = None
 
 
 @dataclass(frozen=True)

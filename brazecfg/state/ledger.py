@@ -34,12 +34,15 @@ from typing import Any
 from sqlalchemy import (
     Table,
     bindparam,
+    case,
     create_engine,
     delete,
     event,
     func,
     insert,
     inspect,
+    literal_column,
+    null,
     select,
     update,
 )
@@ -59,6 +62,7 @@ from brazecfg.state.base import (
     LockInfo,
     Previous,
     StateIdentity,
+    StateTable,
     StoredKey,
 )
 
@@ -112,6 +116,7 @@ class Ledger:
         self._engine: Engine | None = None
         self._conn: Connection | None = None
         self._copy: tempfile.TemporaryDirectory[str] | None = None
+        self._file = backend.path  # the SQLite file read (a private copy: see _open_copy)
         self._version = 0  # 0: no state (yet)
         self._lease: tuple[str, int] | None = None  # (lock id, fence) while held
         self._generation: int | None = None  # last committed, known while the lease is held
@@ -209,6 +214,7 @@ class Ledger:
         self.close()
         self._copy = tempfile.TemporaryDirectory(prefix="brazecfg-ledger-")
         copy = Path(self._copy.name) / "ledger.sqlite"
+        self._file = copy
         shutil.copyfile(self.backend.path, copy)
         shutil.copyfile(f"{self.backend.path}-journal", f"{copy}-journal")
         try:
@@ -501,6 +507,64 @@ class Ledger:
             else:
                 yield self._record(row[0], destination, row[-1] if not self._compact
                                    else row[1], row[1], h)
+
+    def joinable(self, destination: str) -> StateTable | None:
+        """Where the records of ``destination`` are, for a warehouse to compare record
+        hashes with them in its own SQL (README "How it works"); None for a state without
+        record hashes (before v4) or none at all."""
+        if self._empty or self._version < 4:
+            return None
+        r = self.t.records
+        with self._read() as conn:
+            self._sync(conn)
+            d = self._dkey(conn, destination)
+        return StateTable(self.backend.dialect, r.name, r.schema, d, self._gcol(),
+                          attach=self._file if self.backend.dialect == "sqlite" else None,
+                          app=self.backend.app)
+
+    def light(self, key: str, groups: Any, row_hash: bytes | None) -> StoredKey:
+        """A record read light elsewhere (a warehouse reading ``joinable``): its key, the
+        value of its groups column and its row hash."""
+        return self._light(key, groups, groups, row_hash)
+
+    def member_counts(self, destination: str) -> dict[str, int]:
+        """How many records of ``destination`` are in each synced group: one GROUP BY over
+        the records' group sets (in the compact layout, the set number that starts a packed
+        record: its first bytes, as many as that number takes), nothing else read."""
+        if self._empty:
+            return {}
+        r = self.t.records
+        col = r.c[self._gcol()]
+        if self._compact:
+            def byte(i: int) -> Any:
+                return func.substr(col, i, 1) < literal_column("X'80'")
+            what: Any = case((func.length(col) % 8 == 0, null()),
+                             (byte(1), func.substr(col, 1, 1)),
+                             (byte(2), func.substr(col, 1, 2)),
+                             (byte(3), func.substr(col, 1, 3)),
+                             else_=func.substr(col, 1, 5))
+        else:
+            what = col
+        out: dict[str, int] = {}
+        with self._read() as conn:
+            self._sync(conn)
+            d = self._dkey(conn, destination)
+            rows = conn.execute(select(what, func.count()).where(r.c.destination == d)
+                                .group_by(what)).all()
+        for value, n in rows:
+            if self._compact:
+                if value is None:
+                    continue
+                try:
+                    groups = self._codec.groups_of(bytes(value))
+                except Stale:
+                    self._resync(None)
+                    groups = self._codec.groups_of(bytes(value))
+            else:
+                groups = self._groups(value)
+            for g in groups:
+                out[g] = out.get(g, 0) + int(n)
+        return out
 
     def records(self, destination: str, external_ids: list[str]) -> dict[str, LedgerRecord]:
         """The full records of these ids (those the state has), a few queries of 500."""

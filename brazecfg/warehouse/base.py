@@ -10,7 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from brazecfg.state.base import StateTable
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,20 @@ class Warehouse(Protocol):
         byte order. "values": every property and group is computed in the warehouse; only
         the key, the hash and the group flags leave it. "counts": the hash of the record's
         related-row counts, groups None (not computed)."""
+        ...
+
+    def joins_state(self, state: StateTable | None) -> bool:
+        """Whether this warehouse can read the state's records (``Ledger.joinable``) in its
+        own SQL, and so run the diff of related-row counts there."""
+        ...
+
+    def stream_hash_changes(self, model: str, *, now: datetime, state: StateTable,
+                            batch_size: int = 20000
+                            ) -> Iterator[tuple[str | None, bytes | None, str | None, Any,
+                                                bytes | None]]:
+        """The keys whose related-row counts hash differs from the state's (new, changed,
+        gone, repeated), in key byte order: (key, hash) on the warehouse's side and (key,
+        groups column, row hash) on the state's, None where a side has no such key."""
         ...
 
     def stream_events(self, model: str, source: str, *, key: str, user: str, columns: list[str],

@@ -57,7 +57,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    Column,
+    LargeBinary,
+    MetaData,
     String,
+    Table,
     and_,
     case,
     cast,
@@ -78,6 +82,7 @@ from sqlalchemy.sql.selectable import FromClause
 
 from brazecfg.errors import WarehouseError
 from brazecfg.model.resources import Group, Project, Property, Rule, Source
+from brazecfg.state.base import StateTable
 from brazecfg.warehouse.conditions import Dates, all_of, condition
 from brazecfg.warehouse.dates import utc_naive
 from brazecfg.warehouse.keys import bad_key, binary, key_order, key_ref, key_text
@@ -564,6 +569,55 @@ def build_hashes_query(project: Project, model: str, *, now: datetime,
         raise WarehouseError(f"model/{model} does not exist")
     return _Builder(project, model, d, now, text_key=text_key).build(
         None, keys_only=True, hash_kind=kind)
+
+
+# The name a SQLite warehouse attaches the state's file under (engine.stream_hash_changes).
+STATE_ALIAS = "brazecfg_state"
+
+
+def build_hash_changes_query(project: Project, model: str, *, now: datetime,
+                             dialect: Dialect | str, state: StateTable,
+                             text_key: bool = False, unique_key: bool = False) -> Select[Any]:
+    """The diff of HASH_COUNTS in the warehouse (README "How it works"): every record key of
+    ``model`` with its counts hash, full-outer-joined on the key with the state's records of
+    one destination (``state``, where ``Ledger.joinable`` says they are), keeping only the
+    keys whose hashes differ: new records, records whose hash changed or is unknown, keys
+    gone from the model, duplicate keys (``unique_key``: the key cannot repeat). Columns: k,
+    kbad, h (the warehouse's side: NULL when it has no such key), sk, sg, sh (the state's:
+    key, groups column, row hash), in key byte order. Unchanged records never leave."""
+    d = get_dialect(dialect)
+    if model not in project.models:
+        raise WarehouseError(f"model/{model} does not exist")
+    counts = _Builder(project, model, d, now, text_key=text_key).build(
+        None, keys_only=True, hash_kind=HASH_COUNTS).select.order_by(None).subquery("wc")
+    w: FromClause = counts
+    if not unique_key:  # a repeated key is read by key every time: which row wins is settled there
+        grouped = binary(counts.c.k, d)
+        w = (select(grouped.label("k"), func.max(counts.c.kbad).label("kbad"),
+                    case((func.count() == 1, func.max(counts.c.h))).label("h"))
+             .group_by(grouped).subquery("w"))
+    schema = STATE_ALIAS if state.attach is not None else state.schema
+    records = Table(state.table, MetaData(schema=schema), Column("destination"),
+                    Column("external_id", String()), Column(state.groups),
+                    Column("row_hash", LargeBinary()))
+    s = (select(records.c.external_id.label("sk"), records.c[state.groups].label("sg"),
+                records.c.row_hash.label("sh"))
+         .where(records.c.destination == literal(state.destination)).subquery("s"))
+    wk, sk = binary(w.c.k, d), binary(s.c.sk, d)
+    # compared as 16 hex digits: SQLite's hash is 8 bytes, md5's 32 digits, NO_COUNTS text
+    if not counted_sources(project, model):
+        wh: ColumnElement[Any] = w.c.h
+    elif d.name == "sqlite":
+        wh = func.lower(func.hex(w.c.h))
+    else:
+        wh = func.substr(w.c.h, 1, 16)
+    sh = func.encode(s.c.sh, literal_column("'hex'")) if d.name == "postgresql" else (
+        func.lower(func.hex(s.c.sh)))
+    differ = or_(w.c.k.is_(None), s.c.sk.is_(None), w.c.h.is_(None), s.c.sh.is_(None),
+                 wh != sh)
+    joined = w.join(s, wk == sk, full=True)
+    return (select(w.c.k, w.c.kbad, w.c.h, s.c.sk, s.c.sg, s.c.sh).select_from(joined)
+            .where(differ).order_by(*key_order(func.coalesce(w.c.k, s.c.sk), d)))
 
 
 def build_max_updated_query(project: Project, model: str, *, dialect: Dialect | str,

@@ -7,8 +7,10 @@ on PostgreSQL, fetchmany elsewhere), so memory holds one batch whatever the mode
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import false, func, literal, not_, select
@@ -18,13 +20,16 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from brazecfg import redact
 from brazecfg.errors import WarehouseError
 from brazecfg.model.resources import App, Project, Source
+from brazecfg.state.base import StateTable
 from brazecfg.warehouse.base import EventRow, ModelRow
 from brazecfg.warehouse.compile import (
     HASH_COUNTS,
     HASH_VALUES,
     SQLITE_ROW_HASH,
+    STATE_ALIAS,
     ModelQuery,
     build_events_query,
+    build_hash_changes_query,
     build_hashes_query,
     build_max_updated_query,
     build_model_query,
@@ -112,24 +117,35 @@ class SqlWarehouse:
         declared with text affinity (SQLite then stores every non-NULL value as text) and
         NOT NULL: its raw text is then its key text, no two rows share it, and the model can
         be ordered by the column itself, in the order of the primary key's index."""
+        return self._key_column(model) == "text"
+
+    def _unique_key(self, model: str) -> bool:
+        """SQLite: whether no two rows of the primary source can share a key: a ``text_key``,
+        or an ``INTEGER PRIMARY KEY`` (the rowid: whole numbers, unique, never NULL)."""
+        return self._key_column(model) in ("text", "rowid")
+
+    def _key_column(self, model: str) -> str:
+        """SQLite: "text" (see ``_text_key``), "rowid" (an INTEGER PRIMARY KEY) or ""."""
         if self.engine.dialect.name != "sqlite":
-            return False
+            return ""
         src = self.project.primary_source(model)
         if not src.table or "(" in src.table or "." in src.table.strip('"'):
-            return False
+            return ""
         try:
             with self.engine.connect() as conn:
                 rows = conn.exec_driver_sql(
                     "SELECT name, type, \"notnull\", pk FROM pragma_table_info(?)",
                     (src.table.strip('"'),)).all()
         except DBAPIError:
-            return False
+            return ""
         if [r[0] for r in rows if r[3]] != [src.key]:
-            return False  # not the table's one primary key column (unique, indexed)
+            return ""  # not the table's one primary key column (unique, indexed)
         declared, notnull = next((str(r[1] or "").upper(), bool(r[2]))
                                  for r in rows if r[0] == src.key)
+        if declared.strip() == "INTEGER":
+            return "rowid"
         text = "INT" not in declared and any(t in declared for t in ("CHAR", "CLOB", "TEXT"))
-        return text and notnull
+        return "text" if text and notnull else ""
 
     def _sources(self, model: str) -> list[Source]:
         primary = self.project.primary_source(model)
@@ -235,6 +251,44 @@ class SqlWarehouse:
 
         return self._stream(f"model/{model}", query, batch_size, pair)
 
+    def joins_state(self, state: StateTable | None) -> bool:
+        """Whether this warehouse can read ``state`` in its own SQL (and so compare record
+        hashes there, ``stream_hash_changes``): a SQLite warehouse attaches a SQLite state
+        file (the local state, or its own file); PostgreSQL and DuckDB read a state kept in
+        their own database (state backend warehouse on this app)."""
+        if state is None:
+            return False
+        name = self.engine.dialect.name
+        if name == "sqlite":
+            return state.attach is not None and sqlite3.sqlite_version_info >= (3, 39)
+        return name in ("postgresql", "duckdb") and state.dialect == name and (
+            state.app == self.app_name)
+
+    def stream_hash_changes(self, model: str, *, now: datetime, state: StateTable,
+                            batch_size: int = 20000
+                            ) -> Iterator[tuple[str | None, bytes | None, str | None, Any,
+                                                bytes | None]]:
+        """The HASH_COUNTS diff run in the warehouse (compile.build_hash_changes_query):
+        only the keys whose counts hash differs from the state's, in key byte order, each
+        as (key, hash) on the warehouse's side (None, None when it has no such key) and
+        (key, groups column, row hash) on the state's (None, None, None when it has none).
+        Needs ``joins_state(state)``."""
+        stmt = build_hash_changes_query(
+            self.project, model, now=now, dialect=self.engine.dialect, state=state,
+            text_key=self._text_key(model), unique_key=self._unique_key(model))
+        query = ModelQuery(stmt, (), (), {}, True, HASH_COUNTS)
+
+        def row(r: Any) -> tuple[str | None, bytes | None, str | None, Any, bytes | None]:
+            if r[0] is None and r[1] is not None:
+                raise self._bad_key(model, r[1])
+            return (None if r[0] is None else str(r[0]), _hash_bytes(r[2]),
+                    None if r[3] is None else str(r[3]), r[4],
+                    None if r[5] is None else bytes(r[5]))
+
+        return self._stream(f"model/{model} with the state", query, batch_size, row,
+                            attach=state.attach if self.engine.dialect.name == "sqlite"
+                            else None)
+
     def max_updated_at(self, model: str) -> datetime | None:
         """The warehouse's own greatest ``updated_at`` over the sources of ``model`` that
         declare one, as an aware UTC datetime (None: no such source, or no stamp at all).
@@ -296,7 +350,8 @@ class SqlWarehouse:
         return self._stream(f"model/{model}", query, batch_size, record)
 
     def _stream(self, what: str, query: ModelQuery, batch_size: int,
-                make: Callable[[Any], T]) -> Iterator[T]:
+                make: Callable[[Any], T], *, attach: Path | None = None) -> Iterator[T]:
+        """``attach``: a SQLite file attached (read-only) as STATE_ALIAS while it runs."""
         try:
             conn = self.engine.connect()
         except SQLAlchemyError as exc:
@@ -304,18 +359,30 @@ class SqlWarehouse:
         with conn:
             if self.engine.dialect.name == "sqlite":
                 _register_sqlite_hash(conn)
+            if attach is not None:
+                try:
+                    conn.exec_driver_sql(f"ATTACH DATABASE ? AS {STATE_ALIAS}",
+                                         (attach.resolve().as_uri() + "?mode=ro",))
+                except DBAPIError as exc:
+                    raise self._error(f"cannot read the state file {attach} with {what}",
+                                      exc) from None
             conn = conn.execution_options(stream_results=True, yield_per=batch_size)
             try:
-                result = conn.execute(query.select)
-            except DBAPIError as exc:
-                raise self._diagnose(conn, what, query, exc) from None
-            try:
-                for row in result:
-                    yield make(row)
-            except DBAPIError as exc:
-                raise self._error(f"reading {what} failed", exc) from None
+                try:
+                    result = conn.execute(query.select)
+                except DBAPIError as exc:
+                    raise self._diagnose(conn, what, query, exc) from None
+                try:
+                    for row in result:
+                        yield make(row)
+                except DBAPIError as exc:
+                    raise self._error(f"reading {what} failed", exc) from None
+                finally:
+                    result.close()
             finally:
-                result.close()
+                if attach is not None:
+                    _rollback(conn)
+                    conn.exec_driver_sql(f"DETACH DATABASE {STATE_ALIAS}")
 
     def _error(self, what: str, exc: BaseException) -> WarehouseError:
         message = driver_message(exc, self._secrets)

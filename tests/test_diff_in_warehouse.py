@@ -1,0 +1,220 @@
+"""The diff of an incremental read run in the warehouse (README "How it works"): a SQLite
+warehouse attaches the local state's file, and a warehouse keeping the state in its own
+database reads it there, so the related-row counts of every record are compared with the
+state's in one query and only the keys whose hashes differ leave the warehouse.
+
+What it must never change is the plan: each test plans the same project both ways (the
+join in the warehouse, and the merge of every key in brazecfg) and requires the same plan,
+digest included, across the cases the join must get right: a deleted user, a row that
+arrived late with an old stamp, a related row moved between users without a stamp, a
+changed row whose counts did not change, a record Braze rejected last time, create intents
+left by a crash (with and without a confirmed record), group members, and additive mode."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from brazecfg.emulator import Emulator, EmulatorConfig
+from brazecfg.state.ledger import Ledger
+from brazecfg.warehouse.engine import SqlWarehouse
+from tests.helpers import NOW, cli, copy_example, settle_stamps, sql, unhashed
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    with Emulator(EmulatorConfig(port=0)) as emu:
+        monkeypatch.setenv("BRAZE_REST_ENDPOINT", emu.url)
+        monkeypatch.delenv("BRAZECFG_HASH_KEY", raising=False)
+        yield copy_example(tmp_path)
+
+
+def _plan(project: Path) -> tuple[dict[str, object], str]:
+    out = cli("plan", str(project), "--now", NOW, "--format", "json")
+    assert out.exit_code in (0, 2), out.output
+    text = cli("plan", str(project), "--now", NOW)
+    assert text.exit_code in (0, 2), text.output
+    return json.loads(out.stdout)["destinations"][0], text.stdout
+
+
+def both_ways(project: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
+    """The plan with the diff in the warehouse, checked equal to the merge in brazecfg."""
+    joined, joined_text = _plan(project)
+    with monkeypatch.context() as m:
+        m.setattr(SqlWarehouse, "joins_state", lambda self, state: False)
+        merged, merged_text = _plan(project)
+    assert joined["compared_in"] == "warehouse", joined
+    assert merged["compared_in"] == "brazecfg", merged
+    assert {**joined, "compared_in": None} == {**merged, "compared_in": None}
+    assert joined_text.replace("with the state's in the warehouse", "in the warehouse") == (
+        merged_text)
+    return joined
+
+
+def apply(project: Path) -> None:
+    out = cli("apply", str(project), "--auto-approve", "--now", NOW)
+    assert out.exit_code == 0, out.output
+
+
+def ledger_sql(project: Path, statement: str, params: tuple[object, ...] = ()) -> None:
+    con = sqlite3.connect(project / ".brazecfg" / "ledger.sqlite")
+    with con:
+        con.execute(statement, params)
+    con.close()
+
+
+def test_the_join_in_the_warehouse_plans_what_the_merge_plans(
+        project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    settle_stamps(project)
+    apply(project)
+    assert both_ways(project, monkeypatch)["counts"]["unchanged"] == 12  # type: ignore[index]
+
+    sql(project, "DELETE FROM users WHERE id = 2")  # gone: a deletion
+    sql(project, "INSERT INTO users VALUES (13, 'ken@example.com', 'Ken', 'Thompson', 'US', "
+                 "'2026-01-01 00:00:00')")  # late: an old stamp, found by its key
+    sql(project, "UPDATE purchases SET user_id = 3 WHERE id = 6")  # moved, stamp kept
+    sql(project, "UPDATE users SET last_name = 'Liskov-Smith', updated_at = datetime('now') "
+                 "WHERE id = 5")  # changed row, same counts: its state record is loaded
+    d = both_ways(project, monkeypatch)
+    counts = d["counts"]
+    assert counts["delete"] == 1 and counts["create"] == 1, d  # type: ignore[index]
+    assert counts["update"] == 3, d  # type: ignore[index]  # 3 and 4 (moved), 5 (renamed)
+    assert d["fields_set"]["last_name"] == 2, d  # type: ignore[index]  # 5, and 13 created
+    apply(project)
+    assert both_ways(project, monkeypatch)["counts"]["unchanged"] == 12  # type: ignore[index]
+
+
+def test_rejected_records_and_create_intents_are_read_again_when_their_hash_is_the_same(
+        project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A record Braze rejected last time and an intent left by a crash are both read by key
+    though their counts did not change; an intent for a user the state has confirmed is no
+    create (the record is the truth)."""
+    settle_stamps(project)
+    apply(project)
+    ledger_sql(project, "INSERT INTO failures VALUES ('braze_users', '7', 'rejected', "
+                        "'2026-11-30T00:00:00Z')")
+    sql(project, "INSERT INTO users VALUES (14, 'dennis@example.com', 'Dennis', 'Ritchie', "
+                 "'US', '2026-01-01 00:00:00')")
+    with Ledger(project / ".brazecfg" / "ledger.sqlite", writable=True) as led:
+        led.add_intents("braze_users", ["14", "1"])  # 1 is confirmed
+    d = both_ways(project, monkeypatch)
+    assert d["counts"]["create"] == 1, d  # type: ignore[index]  # 14, once
+    # 14 and the rejected 7, and those the state keeps no hash of (1 is confirmed: not read)
+    assert d["read_by_key"] == len(unhashed(project) | {"14", "7"}), d
+
+
+def test_group_members_and_additive_mode(project: Path, monkeypatch: pytest.MonkeyPatch
+                                         ) -> None:
+    """Members of a synced group are counted from the state's group sets (the plan shows
+    them, the leave guardrail divides by them), and additive mode keeps what left."""
+    settle_stamps(project)
+    apply(project)
+    # purchases moved without a stamp: user 7 leaves high_value, user 8 joins it
+    sql(project, "UPDATE purchases SET user_id = 8 WHERE id = 11")
+    d = both_ways(project, monkeypatch)
+    assert d["group_joins"] == {"high_value": 1} and d["group_leaves"] == {"high_value": 1}, d
+    dest = project / "destinations" / "braze_users.yml"
+    dest.write_text(re.sub(r"mode: sync\b", "mode: additive", dest.read_text()))
+    apply(project)  # the config changed: a full read, which records it
+    sql(project, "DELETE FROM users WHERE id = 10")
+    d = both_ways(project, monkeypatch)
+    assert d["counts"]["kept"] == 1 and d["counts"]["delete"] == 0, d  # type: ignore[index]
+
+
+def test_a_key_that_repeats_is_read_by_key_on_every_run(
+        project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A query source can repeat a key (no primary key constrains it): the join keeps such a
+    key as changed, so it is read by key every time (which of its rows wins is settled
+    there), as the merge does."""
+    settle_stamps(project)
+    src = project / "sources" / "users.yml"
+    text = src.read_text()
+    assert "table: users" in text
+    src.write_text(text.replace("table: users", "query: SELECT * FROM users"))
+    apply(project)
+    sql(project, "CREATE TABLE extra AS SELECT * FROM users WHERE id = 6")
+    src.write_text(src.read_text().replace("query: SELECT * FROM users",
+                                           "query: SELECT * FROM users UNION ALL "
+                                           "SELECT * FROM extra"))
+    apply(project)  # the config changed: a full read
+    d = both_ways(project, monkeypatch)
+    assert d["read_by_key"] == len(unhashed(project) | {"6"}), d  # 6: every time
+
+
+STAMPS = ["UPDATE purchases SET updated_at = '2026-01-05 09:00:00'",
+          "UPDATE users SET updated_at = '2026-01-06 00:00:00' WHERE id = 12"]
+CHANGES = ["DELETE FROM users WHERE id = 2",
+           "INSERT INTO users VALUES (13, 'ken@example.com', 'Ken', 'Thompson', 'US', "
+           "'2026-01-01 00:00:00')",
+           "UPDATE purchases SET user_id = 3 WHERE id = 6",
+           "UPDATE users SET last_name = 'Liskov-Smith', updated_at = '2026-11-30 00:00:00' "
+           "WHERE id = 5"]
+
+
+def _state_in_the_warehouse(project: Path) -> None:
+    settings = project / "brazecfg.yml"
+    settings.write_text(settings.read_text() + "state:\n  backend: warehouse\n  app: warehouse\n")
+
+
+@pytest.mark.parametrize("warehouse", ["sqlite", "duckdb", "postgres"])
+def test_a_state_kept_in_the_warehouse_itself_is_joined_there(
+        project: Path, monkeypatch: pytest.MonkeyPatch, warehouse: str,
+        request: pytest.FixtureRequest) -> None:
+    """SQLite attaches its own file (the state's tables are in it, prefixed); DuckDB and
+    PostgreSQL read the state's schema in their own database."""
+    from tests.test_warehouses_agree import portable_sql, use_warehouse
+
+    if warehouse == "sqlite":
+        def run(statements: list[str]) -> None:
+            for statement in statements:
+                sql(project, statement)
+        settle_stamps(project)
+    elif warehouse == "duckdb":
+        import duckdb
+
+        def run(statements: list[str]) -> None:
+            con = duckdb.connect(str(project / "warehouse.duckdb"))
+            for statement in statements:
+                con.execute(statement)
+            con.close()
+        run(portable_sql(project))
+        use_warehouse(project, "kind: app\nname: warehouse\ntype: duckdb\n"
+                               "options: {path: warehouse.duckdb}\n")
+    else:
+        import psycopg
+
+        url: str = request.getfixturevalue("postgres_url")
+
+        def run(statements: list[str]) -> None:
+            with psycopg.connect(url.replace("postgresql+psycopg", "postgresql")) as conn:
+                conn.execute("SET search_path TO joined")
+                for statement in statements:
+                    conn.execute(statement)  # type: ignore[arg-type]
+        with psycopg.connect(url.replace("postgresql+psycopg", "postgresql")) as conn:
+            conn.execute("DROP SCHEMA IF EXISTS joined CASCADE")
+            conn.execute("DROP SCHEMA IF EXISTS brazecfg CASCADE")
+            conn.execute("CREATE SCHEMA joined")
+        run(portable_sql(project))
+        use_warehouse(project, "kind: app\nname: warehouse\ntype: postgres\noptions:\n"
+                               "  url: \"{{ env('BRAZECFG_JOINED_PG_URL') }}\"\n")
+        monkeypatch.setenv("BRAZECFG_JOINED_PG_URL", url)
+        sources = project / "sources" / "users.yml"
+        sources.write_text(sources.read_text().replace("table: users", "table: joined.users")
+                           .replace("table: purchases", "table: joined.purchases"))
+    _state_in_the_warehouse(project)
+    monkeypatch.setenv("BRAZECFG_HASH_KEY", "a-shared-hash-key-for-this-test")
+    run(STAMPS)
+    apply(project)
+    assert both_ways(project, monkeypatch)["counts"]["unchanged"] == 12  # type: ignore[index]
+    run(CHANGES)
+    d = both_ways(project, monkeypatch)
+    counts = d["counts"]
+    assert counts["delete"] == 1 and counts["create"] == 1, d  # type: ignore[index]
+    assert counts["update"] == 3, d  # type: ignore[index]
+    apply(project)
+    assert both_ways(project, monkeypatch)["counts"]["unchanged"] == 12  # type: ignore[index]
