@@ -335,18 +335,35 @@ class _Builder:
     def row_counts(self, joined: FromClause, pkey_ref: ColumnElement[Any]
                    ) -> tuple[FromClause, list[ColumnElement[Any]]]:
         """``joined`` with, per counted source (``counted_sources``), its number of rows for
-        the record (0 with none): one GROUP BY over the source's key, nothing else read."""
+        the record (0 with none): one GROUP BY over the source's key, nothing else read.
+
+        SQLite groups twice: first by the raw key column in byte order (an index on it gives
+        that order: no sort), then those groups by key text, adding their counts. Values
+        equal in the first (the same text, or numbers of equal value: ``1`` and ``1.0``)
+        have one key text, so the counts per key text are exactly those of one GROUP BY
+        on it, which would sort every row of the source by a computed text."""
         counts: list[ColumnElement[Any]] = []
         for name in counted_sources(self.project, self.model):
             source = self.project.sources[name]
             s = self.from_(source, "n")
-            skey = key_ref(s.c[source.key], self.dialect)
-            grouped = select(skey.label("k"), func.count().label("n"))
+            raw = s.c[source.key]
+            skey = key_ref(raw, self.dialect)
+            if self.dialect.name == "sqlite":
+                first = select(binary(raw, self.dialect).label("rk"), func.count().label("n"))
+            else:
+                first = select(skey.label("k"), func.count().label("n"))
             if self.only_keys is not None:
-                grouped = grouped.where(*self.key_filter(s.c[source.key]))
+                first = first.where(*self.key_filter(raw))
             if self.changed is not None:
-                grouped = grouped.where(skey.in_(self.changed))
-            sq = grouped.group_by(skey).subquery(f"nc{self._aliases}")
+                first = first.where(skey.in_(self.changed))
+            if self.dialect.name == "sqlite":
+                by_raw = first.group_by(binary(raw, self.dialect)).subquery(
+                    f"nr{self._aliases}")
+                rkey = key_ref(by_raw.c.rk, self.dialect)
+                grouped = select(rkey.label("k"), func.sum(by_raw.c.n).label("n")).group_by(rkey)
+            else:
+                grouped = first.group_by(skey)
+            sq = grouped.subquery(f"nc{self._aliases}")
             joined = joined.outerjoin(sq, binary(sq.c.k, self.dialect) == pkey_ref)
             counts.append(func.coalesce(sq.c.n, 0))
         return joined, counts
@@ -600,10 +617,12 @@ def build_hash_changes_query(project: Project, model: str, *, now: datetime,
     records = Table(state.table, MetaData(schema=schema), Column("destination"),
                     Column("external_id", String()), Column(state.groups),
                     Column("row_hash", LargeBinary()))
-    s = (select(records.c.external_id.label("sk"), records.c[state.groups].label("sg"),
-                records.c.row_hash.label("sh"))
-         .where(records.c.destination == literal(state.destination)).subquery("s"))
-    wk, sk = binary(w.c.k, d), binary(s.c.sk, d)
+    # The records table itself, its destination in the join condition, so that each key is
+    # one seek of its primary key (destination, external_id) and the unmatched records of
+    # the full join are one pass; those of other destinations are dropped after.
+    s = records.alias("s")
+    dest = s.c.destination == literal(state.destination)
+    wk, sk = binary(w.c.k, d), binary(s.c.external_id, d)
     # compared as 16 hex digits: SQLite's hash is 8 bytes, md5's 32 digits, NO_COUNTS text
     if not counted_sources(project, model):
         wh: ColumnElement[Any] = w.c.h
@@ -611,13 +630,15 @@ def build_hash_changes_query(project: Project, model: str, *, now: datetime,
         wh = func.lower(func.hex(w.c.h))
     else:
         wh = func.substr(w.c.h, 1, 16)
-    sh = func.encode(s.c.sh, literal_column("'hex'")) if d.name == "postgresql" else (
-        func.lower(func.hex(s.c.sh)))
-    differ = or_(w.c.k.is_(None), s.c.sk.is_(None), w.c.h.is_(None), s.c.sh.is_(None),
-                 wh != sh)
-    joined = w.join(s, wk == sk, full=True)
-    return (select(w.c.k, w.c.kbad, w.c.h, s.c.sk, s.c.sg, s.c.sh).select_from(joined)
-            .where(differ).order_by(*key_order(func.coalesce(w.c.k, s.c.sk), d)))
+    sh = func.encode(s.c.row_hash, literal_column("'hex'")) if d.name == "postgresql" else (
+        func.lower(func.hex(s.c.row_hash)))
+    differ = or_(w.c.k.is_(None), s.c.external_id.is_(None), w.c.h.is_(None),
+                 s.c.row_hash.is_(None), wh != sh)
+    joined = w.join(s, and_(dest, wk == sk), full=True)
+    return (select(w.c.k, w.c.kbad, w.c.h, s.c.external_id, s.c[state.groups], s.c.row_hash)
+            .select_from(joined)
+            .where(or_(s.c.external_id.is_(None), dest), differ)
+            .order_by(*key_order(func.coalesce(w.c.k, s.c.external_id), d)))
 
 
 def build_max_updated_query(project: Project, model: str, *, dialect: Dialect | str,

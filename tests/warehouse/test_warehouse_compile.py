@@ -77,12 +77,16 @@ def test_counts_hashes_count_each_aggregated_source_and_need_a_hash_function(
     keys = build_hashes_query(project(), "users", now=data.NOW, dialect=dialect,
                               kind=HASH_COUNTS)
     sql = str(keys.select.compile(dialect=get_dialect(dialect)))
-    assert sql.count("GROUP BY") == 1 and "row_number" not in sql.lower()
-    assert "sum(" not in sql.lower()  # no property computed
+    # SQLite groups twice: by the raw key column (its index's order), then by key text,
+    # adding those counts (the one sum); the others once, by key text
+    twice = dialect == "sqlite"
+    assert sql.count("GROUP BY") == (2 if twice else 1) and "row_number" not in sql.lower()
+    assert sql.lower().count("sum(") == (1 if twice else 0)  # no property computed
     full = build_model_query(project(), "users", now=data.NOW, dialect=dialect,
                              hash_kind=HASH_COUNTS)
     text = str(full.select.compile(dialect=get_dialect(dialect))).lower()
     if dialect == "mysql":
         assert not full.hashed and "md5" not in text
     else:
-        assert full.hashed and text.count("group by") == 2  # the aggregates and the counts
+        # the aggregates and the counts
+        assert full.hashed and text.count("group by") == (3 if twice else 2)
