@@ -165,3 +165,46 @@ def test_through_the_cli_a_text_keyed_warehouse_reads_incrementally_by_index(
         assert cli("apply", str(project), "--auto-approve", "--now", CLI_NOW).exit_code == 0
         users = {u["external_id"]: u for u in emulator_get(emu.url, "users")["users"]}
         assert users["1"]["attributes"]["last_name"] == "Byron" and len(users) == 12
+
+
+def test_the_diff_in_the_warehouse_seeks_the_state_by_key_and_counts_in_index_order(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The join of the counts with the state's records seeks the state's primary key
+    (destination, external_id) once per key: the first version joined a subquery of the
+    records, which SQLite scanned once per key (68.6 s for 20,000 records, against 0.29 s).
+    The related rows are counted in the order of the index on their key column, not sorted
+    by key text."""
+    from brazecfg.state.ledger import Ledger
+    from brazecfg.warehouse.compile import STATE_ALIAS, build_hash_changes_query
+
+    with Emulator(EmulatorConfig(port=0)) as emu:
+        monkeypatch.setenv("BRAZE_REST_ENDPOINT", emu.url)
+        project = copy_example(tmp_path)
+        out = cli("apply", str(project), "--auto-approve", "--now", CLI_NOW)
+        assert out.exit_code == 0, out.output
+    con = sqlite3.connect(project / "warehouse.db")
+    with con:
+        con.execute("CREATE INDEX purchases_user ON purchases (user_id)")
+    con.close()
+    wh = open_warehouse(project)
+    with Ledger(project / ".brazecfg" / "ledger.sqlite", writable=False) as led:
+        state = led.joinable("braze_users")
+    assert state is not None and state.attach is not None
+    try:
+        stmt = build_hash_changes_query(wh.project, "users", now=NOW, dialect="sqlite",
+                                        state=state, unique_key=wh._unique_key("users"))
+        compiled = stmt.compile(dialect=wh.engine.dialect)
+        params = tuple(compiled.params[k] for k in compiled.positiontup or ())
+        with wh.engine.connect() as conn:
+            _register_sqlite_hash(conn)
+            conn.exec_driver_sql(f"ATTACH DATABASE ? AS {STATE_ALIAS}", (str(state.attach),))
+            plan = [str(r[-1]) for r in conn.exec_driver_sql(
+                f"EXPLAIN QUERY PLAN {compiled}", params).all()]
+            conn.exec_driver_sql(f"DETACH DATABASE {STATE_ALIAS}")
+    finally:
+        wh.close()
+    print(*plan, sep="\n  ")
+    assert any(s.startswith("SEARCH s USING PRIMARY KEY (destination=? AND external_id=?)")
+               for s in plan), plan
+    assert not any(s.startswith("SCAN s") and "LEFT-JOIN" in s for s in plan), plan
+    assert any("COVERING INDEX purchases_user" in s for s in plan), plan
