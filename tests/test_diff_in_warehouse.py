@@ -130,7 +130,7 @@ def test_a_key_that_repeats_is_read_by_key_on_every_run(
         project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A query source can repeat a key (no primary key constrains it): the join keeps such a
     key as changed, so it is read by key every time (which of its rows wins is settled
-    there), as the merge does."""
+    there), as the merge does; and the plan reports the duplicate as a full read does."""
     settle_stamps(project)
     src = project / "sources" / "users.yml"
     text = src.read_text()
@@ -144,6 +144,13 @@ def test_a_key_that_repeats_is_read_by_key_on_every_run(
     apply(project)  # the config changed: a full read
     d = both_ways(project, monkeypatch)
     assert d["read_by_key"] == len(unhashed(project) | {"6"}), d  # 6: every time
+    # reported and skipped as a full read reports it (read by key, it used to go unsaid)
+    out = cli("plan", str(project), "--now", NOW, "--format", "json", "--full-refresh")
+    full = json.loads(out.stdout)["destinations"][0]
+    for plan in (d, full):
+        assert plan["counts"]["skipped"] == 1, plan  # type: ignore[index]
+        assert any(i["external_id"] == "6" and "duplicate primary key" in i["reason"]
+                   for i in plan["issues"]["first"]), plan  # type: ignore[index]
 
 
 STAMPS = ["UPDATE purchases SET updated_at = '2026-01-05 09:00:00'",

@@ -49,6 +49,9 @@ class OptOutCheck(Protocol):
     def __call__(self, group_id: str, external_ids: list[str]) -> set[str]: ...
 
 
+DUPLICATE_KEY = "duplicate primary key in the primary source; only the first row is used"
+
+
 def _unique_rows(rows: Iterable[ModelRow], issues: list[Issue], skipped: list[int]
                  ) -> Iterator[ModelRow]:
     """Model rows in checked key order (:func:`ordered`); rows with no key and duplicate keys
@@ -66,8 +69,7 @@ def _unique_rows(rows: Iterable[ModelRow], issues: list[Issue], skipped: list[in
     previous: str | None = None
     for row in ordered(keyed(), _row_key, what="model rows"):
         if row.key == previous:
-            issues.append(Issue(row.key, "external_id",
-                                "duplicate primary key in the primary source; only the first row is used"))
+            issues.append(Issue(row.key, "external_id", DUPLICATE_KEY))
             skipped[0] += 1
             continue
         previous = row.key
@@ -523,6 +525,12 @@ class _Diff:
         if self.issues:
             self._flush_issues()
 
+    def duplicate(self, key: str) -> None:
+        """Another row with the key of a record read by key: reported and skipped, as a
+        full read does (the warehouse's order of the rows settles which one is used)."""
+        self.issues.append(Issue(key, "external_id", DUPLICATE_KEY))
+        self.plan.counts["skipped"] += 1
+
     def finish(self, refetched: Iterable[tuple[ModelRow, LedgerRecord | None]]) -> DestinationPlan:
         for row, had in refetched:
             self.record(row, had)
@@ -622,7 +630,8 @@ def diff_destination(project: Project, destination: Destination, rows: Iterable[
     if refetch:
         assert fetch is not None
         diff.plan.late_records = len(refetch)
-    return diff.finish(_refetched(refetch, fetch, load) if refetch and fetch else ())
+    return diff.finish(_refetched(refetch, fetch, load, diff.duplicate)
+                       if refetch and fetch else ())
 
 
 Fetch = Callable[[list[str]], Iterator[ModelRow]]
@@ -641,10 +650,12 @@ class TooManyToRefetch(Exception):
         super().__init__(n)
 
 
-def _refetched(refetch: list[Refetch], fetch: Fetch, load: Load | None = None
+def _refetched(refetch: list[Refetch], fetch: Fetch, load: Load | None = None,
+               duplicate: Callable[[str], None] | None = None
                ) -> Iterator[tuple[ModelRow, LedgerRecord | None]]:
     """The records to read again, by key, a batch at a time in key order (so a warehouse
-    seeks its key index), each with its full state record."""
+    seeks its key index), each with its full state record; ``duplicate`` hears the key of
+    every further row of a key already read (a duplicate primary key: the first row wins)."""
     refetch = sorted(refetch, key=lambda r: r.key)
     for i in range(0, len(refetch), REFETCH_BATCH):
         part = {r.key: r.had for r in refetch[i:i + REFETCH_BATCH]}
@@ -654,6 +665,10 @@ def _refetched(refetch: list[Refetch], fetch: Fetch, load: Load | None = None
             full = load(light)
             for k in light:
                 part[k] = full.get(k, part[k])
+        taken: set[str] = set()
         for row in fetch(sorted(part)):
             if row.key in part:
+                taken.add(row.key)
                 yield row, part.pop(row.key)
+            elif row.key in taken and duplicate is not None:
+                duplicate(row.key)
