@@ -40,3 +40,16 @@ def counted(rows: Iterable[T], report: Callable[[int], None] | None,
         if n % every == 0:
             report(n)
     report(n)
+
+
+class Tally:
+    """How many rows of a destination's records left the warehouse, over every read of a
+    plan (the rows, the keys and hashes, the reads by key): plan JSON ``rows_read``."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def __call__(self, rows: Iterable[T]) -> Iterator[T]:
+        for row in rows:
+            self.n += 1
+            yield row

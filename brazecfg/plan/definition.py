@@ -131,7 +131,7 @@ SAMPLE_SIZE = 5
 # The plan JSON's format (schemas/plan.json). Additive changes bump the minor version; a
 # removed or retyped key bumps the major one, which a saved plan of the old major refuses.
 FORMAT_VERSION = "2.3"  # 2.1: show_current (plan --show-current); 2.2: compared;
-# 2.3: compared_in
+# 2.3: compared_in, rows_read
 ISSUE_SAMPLE_SIZE = 50
 
 
@@ -167,6 +167,7 @@ class DestinationPlan:
     # where they were compared: "warehouse" (it read the state's records itself and only the
     # keys whose hash differs left it) or "brazecfg" (every key and hash merged here)
     compared_in: str = ""
+    rows_read: int = 0  # rows of the records that left the warehouse (every read of the plan)
     rehashed: int = 0  # records read that need no change but a new stored record hash
     rehash_spool: Path | None = field(default=None, repr=False)  # their "key\thash" lines
     state_name: str = ""  # the name the state holds this destination under (a declared move)
@@ -262,6 +263,7 @@ class DestinationPlan:
             "hashes_compared": self.hashes_compared,
             "compared": self.compared or None,
             "compared_in": self.compared_in or None,
+            "rows_read": self.rows_read,
             "data_points": self.data_points,
             "billing": self.billing,
             "requests": self.requests,

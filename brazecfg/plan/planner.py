@@ -23,7 +23,7 @@ from brazecfg.model.graph import fingerprints as resource_fingerprints
 from brazecfg.model.resources import App, Destination, Project
 from brazecfg.plan import guardrails
 from brazecfg.plan.config_diff import config_fingerprint, diff_config
-from brazecfg.plan.counting import RowsRead, counted, reporter
+from brazecfg.plan.counting import RowsRead, Tally, counted, reporter
 from brazecfg.plan.definition import (
     ISSUE_SAMPLE_SIZE,
     DestinationPlan,
@@ -378,11 +378,12 @@ def _plan_destination(project: Project, dest: Destination, warehouse: Warehouse,
     on_read = reporter(on_rows, dest.name, "records",
                        confirmed or None if hashed or not since else None)
     limit = max(REFETCH_LIMIT, confirmed // HASH_REFETCH_SHARE) if hashed else REFETCH_LIMIT
+    tally = Tally()
     try:
         dplan = _diff_once(project, dest, warehouse, ledger, hasher, state_name, now=now,
                            since=since, recheck=recheck, spool_dir=spool_dir, exists=exists,
                            fresh=fresh, rebound=rebound, opted_out=opted_out, hashed=hashed,
-                           limit=limit, on_read=on_read, kind=kind)
+                           limit=limit, on_read=on_read, kind=kind, tally=tally)
     except TooManyToRefetch:
         why_full = (f"more than {limit:,} records changed, are not in the state or failed "
                     "last time: a full read" if hashed else
@@ -392,7 +393,8 @@ def _plan_destination(project: Project, dest: Destination, warehouse: Warehouse,
         dplan = _diff_once(project, dest, warehouse, ledger, hasher, state_name, now=now,
                            since=None, recheck=frozenset(), spool_dir=spool_dir, exists=exists,
                            fresh=fresh, rebound=rebound, opted_out=opted_out,
-                           on_read=on_read, kind=kind)
+                           on_read=on_read, kind=kind, tally=tally)
+    dplan.rows_read = tally.n
     dplan.state_name = state_name
     dplan.moved_from = moved_why
     dplan.binding_changes = why_new
@@ -502,18 +504,19 @@ def _diff_once(project: Project, dest: Destination, warehouse: Warehouse, ledger
                fresh: bool, rebound: frozenset[str], opted_out: OptOutCheck | None = None,
                hashed: bool = False, limit: int | None = None,
                on_read: Callable[[int], None] | None = None,
-               kind: str = HASH_VALUES) -> DestinationPlan:
+               kind: str = HASH_VALUES, tally: Tally | None = None) -> DestinationPlan:
     """One merge of the warehouse with the state. ``hashed``: keys and record hashes of
     ``kind`` leave the warehouse (with, when ``since`` is given, the rows changed since: the
     incremental read), the state is read light (key, groups, stored hash), and only the
     records whose hash differs (or that the state lacks) are read in full, by key. Every row
     read carries its record hash of ``kind``, which apply stores. ``on_read`` counts the rows
     read: the hashes when comparing them, else the model rows."""
+    tally = tally or Tally()
     rows: Iterable[ModelRow] = iter(()) if hashed and since is None else tracked_rows(
-        dest, counted(warehouse.stream_model(dest.model, now=now, changed_since=since,
-                                             hash_kind=kind),
+        dest, counted(tally(warehouse.stream_model(dest.model, now=now, changed_since=since,
+                                                   hash_kind=kind)),
                       None if hashed else on_read))
-    joined = _joined_state(dest, warehouse, ledger, state_name, now=now, limit=limit) if (
+    joined = _joined_state(dest, warehouse, ledger, state_name, now=now, tally=tally) if (
         hashed and kind == HASH_COUNTS and not fresh) else None
     hashes = None
     records: Iterator[LedgerRecord]
@@ -521,7 +524,7 @@ def _diff_once(project: Project, dest: Destination, warehouse: Warehouse, ledger
         hashes = counted(joined.hashes(), on_read)
         records = with_intents(joined.records(), _unconfirmed(ledger, state_name, limit))
     else:
-        hashes = counted(warehouse.stream_hashes(dest.model, now=now, kind=kind),
+        hashes = counted(tally(warehouse.stream_hashes(dest.model, now=now, kind=kind)),
                          on_read) if hashed else None
         records = iter(()) if fresh else with_intents(
             ledger.stream(state_name, light=hashed), ledger.stream_intents(state_name))
@@ -537,8 +540,8 @@ def _diff_once(project: Project, dest: Destination, warehouse: Warehouse, ledger
         dplan = diff_destination(
             project, dest, rows, records, hasher, spool=spool, exists=exists,
             recheck=recheck,
-            fetch=lambda ks: tracked_rows(dest, warehouse.stream_model(
-                dest.model, now=now, only_keys=ks, hash_kind=kind)),
+            fetch=lambda ks: tracked_rows(dest, tally(warehouse.stream_model(
+                dest.model, now=now, only_keys=ks, hash_kind=kind))),
             opted_out=opted_out, hashes=hashes,
             load=lambda ids: ledger.records(state_name, ids), rehash=rehash, limit=limit,
             joined=joined)
@@ -555,14 +558,14 @@ def _diff_once(project: Project, dest: Destination, warehouse: Warehouse, ledger
 
 
 def _joined_state(dest: Destination, warehouse: Warehouse, ledger: Ledger, state_name: str, *,
-                  now: datetime, limit: int | None) -> JoinedState | None:
+                  now: datetime, tally: Tally) -> JoinedState | None:
     """The comparison of related-row counts run in the warehouse, when it can read the
     state's records itself (README "How it works"): unchanged records never leave it."""
     table = ledger.joinable(state_name)
     if not warehouse.joins_state(table):
         return None
     assert table is not None
-    return JoinedState(warehouse.stream_hash_changes(dest.model, now=now, state=table),
+    return JoinedState(tally(warehouse.stream_hash_changes(dest.model, now=now, state=table)),
                        ledger.light, state_count=ledger.count(state_name),
                        members=ledger.member_counts(state_name))
 

@@ -493,6 +493,7 @@ def _plan_from_dict(doc: dict[str, Any]) -> Plan:
         d.hashes_compared = int(s.get("hashes_compared") or 0)
         d.compared = str(s.get("compared") or "")
         d.compared_in = str(s.get("compared_in") or "")
+        d.rows_read = int(s.get("rows_read") or 0)
         d.data_points = int(s["data_points"])
         d.billing = str(s.get("billing", "data_points"))
         d.requests = int(s.get("requests", 0))
