@@ -338,3 +338,32 @@ def test_most_recent_ties_equal_but_for_case_always_pick_the_same_value(
         out = cli("plan", str(project), "--now", NOW)
         seen.append("last_product=\"pro\"" in out.output)
     assert seen == [True, True]  # the greatest in byte order, whatever the row order
+
+
+@pytest.mark.parametrize("key_ddl", ["", "INTEGER", "TEXT", "REAL"],
+                         ids=["untyped", "integer", "text", "real"])
+def test_an_incremental_read_aggregates_every_row_of_a_changed_key_whatever_its_type(
+        tmp_path: Path, emulator: Emulator, key_ddl: str) -> None:
+    """An incremental read finds the related rows of the changed keys through the raw key
+    column first (an index on it seeks them, SQLite), then the key text: a row whose key is
+    stored as 3, '3' or 3.0 (one key, '3') is aggregated with the others, in every column
+    type, so the incremental plan is the full read's."""
+    users = [user(1, "One"), user(3, "Three")]
+    purchases = [purchase(1, 3, 1.0), purchase(2, "3", 2.0), purchase(3, 3.0, 4.0),
+                 purchase(4, 1, 8.0)]
+    project = sqlite_project(tmp_path, users_ddl("INTEGER PRIMARY KEY"), users,
+                             purchases_ddl(key_ddl), purchases)
+    apply(project)
+    con = sqlite3.connect(project / "warehouse.db")
+    with con:  # one of user 3's rows changes, with a new stamp
+        con.execute("UPDATE purchases SET amount = 16.0, updated_at = '2026-11-30 00:00:00' "
+                    "WHERE id = 1")
+    con.close()
+    inc, full = plan_json(project), plan_json(project, "--full-refresh")
+    assert inc["read_since"] is not None and full["read_since"] is None
+    assert inc["counts"]["update"] == 1 and inc["fields_set"] == {"lifetime_value": 1}, inc
+    assert inc["digest"] == full["digest"], (inc, full)
+    apply(project)
+    # 16 + 2 + 4; a TEXT column stores 3.0 as the text '3.0', another key (no such user)
+    want = 18 if key_ddl == "TEXT" else 22
+    assert braze_users(emulator)["3"]["attributes"]["lifetime_value"] == want

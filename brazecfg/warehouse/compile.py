@@ -57,6 +57,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     LargeBinary,
     MetaData,
@@ -246,7 +247,9 @@ class _Builder:
         if changed_since is not None:
             changed = self.changed_keys(changed_since)
             if changed is not None:
-                self.changed = select(changed.cte("changed_keys").c[0])
+                cte = changed.cte("changed_keys")
+                self.changed = select(cte.c[0])
+                self.changed_ints = select(cast(cte.c[0], BigInteger()))
         p = self.from_(self.primary, "p")
         pkey = p.c[self.primary.key]
         pkey_ref = key_ref(pkey, self.dialect)
@@ -294,8 +297,8 @@ class _Builder:
         if only_keys is not None:
             inner = inner.where(*self.key_filter(pkey))
         if self.changed is not None:
-            inner = inner.where((binary(pkey, self.dialect) if self.text_key
-                                 else pkey_ref).in_(self.changed))
+            inner = inner.where(*([binary(pkey, self.dialect).in_(self.changed)]
+                                  if self.text_key else self.changed_filter(pkey)))
         r = inner.subquery("r")
         by_name: dict[str, ColumnElement[Any]] = {n: r.c[f"v{i}"] for i, n in enumerate(names)}
         flags = []
@@ -355,7 +358,7 @@ class _Builder:
             if self.only_keys is not None:
                 first = first.where(*self.key_filter(raw))
             if self.changed is not None:
-                first = first.where(skey.in_(self.changed))
+                first = first.where(*self.changed_filter(raw))
             if self.dialect.name == "sqlite":
                 by_raw = first.group_by(binary(raw, self.dialect)).subquery(
                     f"nr{self._aliases}")
@@ -388,6 +391,18 @@ class _Builder:
                        bad_key(pkey, self.dialect).label("kbad"), self.counts_hash(counts))
                 .select_from(joined).where(pkey.is_not(None)).order_by(*order))
         return ModelQuery(stmt, (), (), self.needs, True, HASH_COUNTS)
+
+    def changed_filter(self, col: ColumnElement[Any]) -> list[ColumnElement[bool]]:
+        """Rows of a source whose key is one of the keys changed since (``self.changed``):
+        the canonical key text compared exactly, and on SQLite first the raw column against
+        each key's text and its whole number (as ``key_filter`` does for a list of keys): a
+        superset that lets an index on the key column seek the changed keys' rows instead
+        of computing the key text of every row of the source."""
+        assert self.changed is not None
+        exact = key_ref(col, self.dialect).in_(self.changed)
+        if self.dialect.name != "sqlite":
+            return [exact]
+        return [or_(col.in_(self.changed), col.in_(self.changed_ints)), exact]
 
     def key_filter(self, col: ColumnElement[Any]) -> list[ColumnElement[bool]]:
         """Rows of a source whose key is one of ``only_keys``: the canonical key text
@@ -440,7 +455,7 @@ class _Builder:
         if self.only_keys is not None:
             grouped = grouped.where(*self.key_filter(s.c[source.key]))
         if self.changed is not None:
-            grouped = grouped.where(skey.in_(self.changed))
+            grouped = grouped.where(*self.changed_filter(s.c[source.key]))
         sq = grouped.group_by(skey).subquery(f"a{self._aliases}")
         for prop, label in zip(props, labels, strict=True):
             value = sq.c[label]
@@ -468,7 +483,8 @@ class _Builder:
                   .where(s.c[sort].is_not(None), *self.filters(props[0], s),
                          *(self.key_filter(s.c[source.key]) if self.only_keys is not None
                            else ()),
-                         *((skey.in_(self.changed),) if self.changed is not None else ()))
+                         *(self.changed_filter(s.c[source.key]) if self.changed is not None
+                           else ()))
                   .subquery(f"r{self._aliases}"))
         sq = (select(ranked.c.k, *(ranked.c[lb] for lb in labels))
               .where(ranked.c.rn == 1).subquery(f"w{self._aliases}"))
