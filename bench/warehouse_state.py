@@ -53,6 +53,10 @@ KEY = "bench-shared-hash-key-0123456789"  # the state is shared: its hash key mu
 def users_sql(n: int, *, duck: bool) -> list[str]:
     """The warehouse's tables, generated in its own SQL (deterministic)."""
     series = f"range(1, {n + 1})" if duck else f"generate_series(1, {n})"
+    seconds = "((u.id * 4 + k.k) * 7919) % 25000000"
+    stamp = (f"strftime(TIMESTAMP '2026-01-01' + to_seconds({seconds}), '%Y-%m-%d %H:%M:%S') "
+             if duck else f"to_char(TIMESTAMP '2026-01-01' + make_interval(secs => {seconds}), "
+                          "'YYYY-MM-DD HH24:MI:SS') ")
     col = "range" if duck else "generate_series"
     return [
         "CREATE TABLE users (id BIGINT PRIMARY KEY, email TEXT, first_name TEXT, "
@@ -69,7 +73,9 @@ def users_sql(n: int, *, duck: bool) -> list[str]:
         "((u.id * 7 + k.k * 13) % 395) + 5.25, "
         "CASE WHEN (u.id + k.k) % 10 = 0 THEN 'refunded' ELSE 'paid' END, "
         "'2026-' || lpad(CAST(((u.id + k.k) % 10) + 1 AS TEXT), 2, '0') || '-15 12:00:00', "
-        "'2026-' || lpad(CAST(((u.id + k.k) % 10) + 1 AS TEXT), 2, '0') || '-15 12:00:00' "
+        # updated_at: spread over 289 days to the second, as a loader's stamps are (a few
+        # rows share the newest, which the next incremental read reads again)
+        f"{stamp}"
         "FROM users AS u, (SELECT 0 AS k UNION ALL SELECT 1 UNION ALL SELECT 2 "
         "UNION ALL SELECT 3) AS k WHERE k.k < 2 + (u.id % 3)",
         "CREATE INDEX purchases_user ON purchases (user_id)",
@@ -153,7 +159,7 @@ class Round:
                 c.execute("DROP SCHEMA IF EXISTS brazecfg CASCADE")
                 c.execute("CREATE SCHEMA bench")
             app = ("kind: app\nname: warehouse\ntype: postgres\noptions:\n"
-                   "  url: \"{{ env('BENCH_PG_URL') }}\"\n")
+                   "  url: \"{{ env('BRAZECFG_BENCH_PG_URL') }}\"\n")
         write_project(self.root, app)
         if self.kind == "postgres":
             model = self.root / "model.yml"
@@ -165,7 +171,7 @@ class Round:
         self.env = bench_env(self.sink.url)
         self.env["BRAZECFG_HASH_KEY"] = KEY
         if self.kind == "postgres":
-            self.env["BENCH_PG_URL"] = self.pg_url
+            self.env["BRAZECFG_BENCH_PG_URL"] = self.pg_url
 
     def cmd(self, name: str, *argv: str) -> tuple[Any, dict[str, Any]]:
         before = self.sink.stats()
