@@ -228,3 +228,32 @@ def test_a_state_kept_in_the_warehouse_itself_is_joined_there(
     assert counts["update"] == 3, d  # type: ignore[index]
     apply(project)
     assert both_ways(project, monkeypatch)["counts"]["unchanged"] == 12  # type: ignore[index]
+
+
+def test_apply_joins_a_snapshot_of_its_local_state_and_a_plan_the_file_itself(
+        project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Apply holds the lease and renews it in the state's own file. Had the joined query read
+    that file, its shared lock would hold each renewal's commit for as long as the query
+    runs, and past the lock wait (30 s, a query of a few million records here) the renewal
+    fails and the lease expires, so apply stops at its next write. Apply's join reads a copy
+    of the file, taken inside a read transaction (no commit lands during the copy; only this
+    process writes the state, under the lease); a plan reads the file itself. This checks
+    which file each joined; the race itself needs a query longer than the lock wait."""
+    settle_stamps(project)
+    apply(project)
+    real = SqlWarehouse.stream_hash_changes
+    attached: list[Path | None] = []
+
+    def spy(self: SqlWarehouse, *args: object, **kwargs: object) -> Iterator[object]:
+        attached.append(kwargs["state"].attach)  # type: ignore[attr-defined]
+        return real(self, *args, **kwargs)  # type: ignore[arg-type]
+    monkeypatch.setattr(SqlWarehouse, "stream_hash_changes", spy)
+    sql(project, "UPDATE users SET last_name = 'Liskov-Smith', updated_at = datetime('now') "
+                 "WHERE id = 5")
+    ledger_file = (project / ".brazecfg" / "ledger.sqlite").resolve()
+    assert cli("plan", str(project), "--now", NOW).exit_code == 0
+    assert [a.resolve() for a in attached if a] == [ledger_file], attached
+    apply(project)
+    assert len(attached) == 2 and attached[1] is not None, attached
+    assert attached[1].resolve() != ledger_file and not attached[1].exists()  # removed after
+    assert "No changes" in cli("plan", str(project), "--now", NOW).stdout

@@ -85,6 +85,8 @@ class LeaseLost(StateError):
     """This process no longer holds the state's lease: it must not write."""
 
 
+# SQLite: seconds a statement waits for another connection's lock on the file.
+BUSY_TIMEOUT = 30.0
 # Connection.info flag: the transaction being begun only reads (SQLite: a deferred BEGIN).
 _READING = "brazecfg_reading"
 
@@ -117,6 +119,7 @@ class Ledger:
         self._conn: Connection | None = None
         self._copy: tempfile.TemporaryDirectory[str] | None = None
         self._file = backend.path  # the SQLite file read (a private copy: see _open_copy)
+        self._snapshots: tempfile.TemporaryDirectory[str] | None = None  # see _snapshot
         self._version = 0  # 0: no state (yet)
         self._lease: tuple[str, int] | None = None  # (lock id, fence) while held
         self._generation: int | None = None  # last committed, known while the lease is held
@@ -143,7 +146,7 @@ class Ledger:
             path = str(url.database)
             mode = "ro" if read_only else "rwc"
             url = url.set(database=f"file:{path}", query={"mode": mode, "uri": "true"})
-            args["timeout"] = 30
+            args["timeout"] = BUSY_TIMEOUT
         elif self.backend.dialect == "duckdb":
             args["read_only"] = read_only
             if self.backend.path is not None and not read_only:
@@ -515,12 +518,27 @@ class Ledger:
         if self._empty or self._version < 4:
             return None
         r = self.t.records
+        attach = self._file if self.backend.dialect == "sqlite" else None
         with self._read() as conn:
             self._sync(conn)
             d = self._dkey(conn, destination)
+            if attach is not None and self.writable and self.backend.name == "local":
+                attach = self._snapshot()
         return StateTable(self.backend.dialect, r.name, r.schema, d, self._gcol(),
-                          attach=self._file if self.backend.dialect == "sqlite" else None,
-                          app=self.backend.app)
+                          attach=attach, app=self.backend.app)
+
+    def _snapshot(self) -> Path:
+        """A copy of this local state's file, for a warehouse to read while apply holds the
+        lease (call it inside a read transaction: no commit can land during the copy). The
+        file itself must not be read by a long query then: the heartbeat renews the lease in
+        it, and its commit would wait for that query's shared lock until the lease expired.
+        Only this process writes the state meanwhile (the lease), and not its records."""
+        assert self._file is not None
+        if self._snapshots is None:
+            self._snapshots = tempfile.TemporaryDirectory(prefix="brazecfg-state-snapshot-")
+        copy = Path(self._snapshots.name) / "ledger.sqlite"
+        shutil.copyfile(self._file, copy)
+        return copy
 
     def light(self, key: str, groups: Any, row_hash: bytes | None) -> StoredKey:
         """A record read light elsewhere (a warehouse reading ``joinable``): its key, the
@@ -1338,6 +1356,9 @@ class Ledger:
             if self._copy is not None:
                 self._copy.cleanup()
                 self._copy = None
+            if self._snapshots is not None:
+                self._snapshots.cleanup()
+                self._snapshots = None
 
     def __enter__(self) -> Ledger:
         return self
