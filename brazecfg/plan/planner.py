@@ -193,7 +193,8 @@ HASH_REFETCH_SHARE = 10
 # the SQL record hash): bump when one of them changes, so that the first plan after an
 # upgrade reads every record again instead of trusting record hashes that only say the
 # warehouse did not change (which would leave Braze with values made under the old rules).
-VALUE_RULES = "1"
+# "2": SQLite's related-row counts hash is the counts' text (it was a BLAKE2b of them).
+VALUE_RULES = "2"
 
 
 def compare_hashes(project: Project, dest: Destination, warehouse: Warehouse, ledger: Ledger,

@@ -478,12 +478,13 @@ _DATE_GLOB = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*"
 
 
 def _hash_bytes(value: Any) -> bytes | None:
-    """A record hash as 8 bytes: SQLite gives them; md5 gives 32 hex digits."""
+    """A record hash as bytes: SQLite gives them (8 bytes of BLAKE2b for values; for
+    related-row counts the counts' own text, whole); md5 gives 32 hex digits (8 bytes kept)."""
     if value is None:
         return None
     if isinstance(value, str):
         return bytes.fromhex(value[:16])
-    return bytes(value)[:8]
+    return bytes(value)
 
 
 # PostgreSQL type OIDs: int2, int4, int8, float4, float8, numeric.
