@@ -391,14 +391,16 @@ class _Diff:
         light_gone: list[LedgerRecord] = []
         light_rows: list[tuple[ModelRow, StoredKey]] = []
         # joined: rows whose state record the warehouse left out (same hash), and how many
-        # of those the state has; the recheck ids met so far
+        # of those the state has; the recheck ids met so far (only those: a set of every
+        # key would grow with the model)
         unpaired: list[ModelRow] = []
         loaded = [0]
         met: set[str] = set()
 
         def again(key: str, had: LedgerRecord | None) -> None:
             refetch.append(Refetch(key, had))
-            met.add(key)
+            if key in recheck:
+                met.add(key)
             if len(refetch) > cap:
                 raise TooManyToRefetch(len(refetch))
 
@@ -433,7 +435,7 @@ class _Diff:
                 if joined is None:
                     for g in had.groups:
                         members[g] += 1
-                else:
+                elif had.external_id in recheck:
                     met.add(had.external_id)
             if row is None:
                 assert had is not None
@@ -455,7 +457,8 @@ class _Diff:
                     self.plan.counts["unchanged"] += 1  # not changed since
                 continue
             read += 1
-            met.add(row.key)
+            if row.key in recheck:
+                met.add(row.key)
             if digests is not None:
                 digests.find(row.key, missed)
             if had is None and joined is not None:
