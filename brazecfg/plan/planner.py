@@ -563,9 +563,9 @@ def _joined_state(dest: Destination, warehouse: Warehouse, ledger: Ledger, state
     """The comparison of related-row counts run in the warehouse, when it can read the
     state's records itself (README "How it works"): unchanged records never leave it."""
     table = ledger.joinable(state_name)
-    if not warehouse.joins_state(table):
+    if table is None or not warehouse.joins_state(table):
         return None
-    assert table is not None
+    table = ledger.for_a_long_read(table)
     return JoinedState(tally(warehouse.stream_hash_changes(dest.model, now=now, state=table)),
                        ledger.light, state_count=ledger.count(state_name),
                        members=ledger.member_counts(state_name))

@@ -26,6 +26,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime, timezone
 from itertools import islice
 from pathlib import Path
@@ -518,27 +519,30 @@ class Ledger:
         if self._empty or self._version < 4:
             return None
         r = self.t.records
-        attach = self._file if self.backend.dialect == "sqlite" else None
         with self._read() as conn:
             self._sync(conn)
             d = self._dkey(conn, destination)
-            if attach is not None and self.writable and self.backend.name == "local":
-                attach = self._snapshot()
         return StateTable(self.backend.dialect, r.name, r.schema, d, self._gcol(),
-                          attach=attach, app=self.backend.app)
+                          attach=self._file if self.backend.dialect == "sqlite" else None,
+                          app=self.backend.app)
 
-    def _snapshot(self) -> Path:
-        """A copy of this local state's file, for a warehouse to read while apply holds the
-        lease (call it inside a read transaction: no commit can land during the copy). The
-        file itself must not be read by a long query then: the heartbeat renews the lease in
-        it, and its commit would wait for that query's shared lock until the lease expired.
-        Only this process writes the state meanwhile (the lease), and not its records."""
+    def for_a_long_read(self, table: StateTable) -> StateTable:
+        """``table`` (from ``joinable``) as a warehouse may read it in one long query. Apply
+        (a writable local state): a copy of the file, taken inside a read transaction (no
+        commit lands during the copy); only this process writes the state meanwhile (the
+        lease), and not its records. The file itself must not be read that long: the
+        heartbeat renews the lease in it, and its commit would wait for the query's shared
+        lock until the lease expired. Otherwise ``table`` itself."""
+        if table.attach is None or not self.writable or self.backend.name != "local":
+            return table
         assert self._file is not None
         if self._snapshots is None:
             self._snapshots = tempfile.TemporaryDirectory(prefix="brazecfg-state-snapshot-")
         copy = Path(self._snapshots.name) / "ledger.sqlite"
-        shutil.copyfile(self._file, copy)
-        return copy
+        with self._read() as conn:
+            self._sync(conn)  # a statement: the read transaction holds its shared lock now
+            shutil.copyfile(self._file, copy)
+        return replace(table, attach=copy)
 
     def light(self, key: str, groups: Any, row_hash: bytes | None) -> StoredKey:
         """A record read light elsewhere (a warehouse reading ``joinable``): its key, the
