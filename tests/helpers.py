@@ -6,6 +6,7 @@ import json
 import shutil
 import sqlite3
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,3 +92,15 @@ def unhashed(project: Path) -> set[str]:
             "SELECT external_id FROM records WHERE row_hash IS NULL")}
     finally:
         con.close()
+
+
+def emulated_example(tmp_path: Path, monkeypatch: Any) -> Iterator[Path]:
+    """A copy of the example project with a running emulator its braze app points at, and
+    no hash key from the environment (the project makes its own): the body of the
+    ``project`` fixture of the incremental-read tests."""
+    from brazecfg.emulator import Emulator, EmulatorConfig
+
+    with Emulator(EmulatorConfig(port=0)) as emu:
+        monkeypatch.setenv("BRAZE_REST_ENDPOINT", emu.url)
+        monkeypatch.delenv("BRAZECFG_HASH_KEY", raising=False)
+        yield copy_example(tmp_path)

@@ -9,16 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from brazecfg.emulator import Emulator, EmulatorConfig
-from tests.helpers import NOW, cli, copy_example, settle_stamps, sql, unhashed
+from tests.helpers import NOW, cli, emulated_example, settle_stamps, sql, unhashed
 
 
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    with Emulator(EmulatorConfig(port=0)) as emu:
-        monkeypatch.setenv("BRAZE_REST_ENDPOINT", emu.url)
-        monkeypatch.delenv("BRAZECFG_HASH_KEY", raising=False)
-        yield copy_example(tmp_path)
+    yield from emulated_example(tmp_path, monkeypatch)
 
 
 def plan_json(project: Path, *extra: str) -> dict[str, object]:

@@ -208,3 +208,27 @@ def test_the_diff_in_the_warehouse_seeks_the_state_by_key_and_counts_in_index_or
                for s in plan), plan
     assert not any(s.startswith("SCAN s") and "LEFT-JOIN" in s for s in plan), plan
     assert any("COVERING INDEX purchases_user" in s for s in plan), plan
+
+
+def test_no_subquery_of_an_incremental_read_is_scanned_once_per_record(tmp_path: Path) -> None:
+    """The incremental read joins one subquery per related source to the changed records;
+    each must be read once (materialised, then seeked by key), never scanned again for every
+    record: with the raw key column's superset filter inside the most_recent window, SQLite
+    flattened that window and scanned it per record (1M users, 1% changed: 182 s for the
+    query, against 4.5 s)."""
+    project = copy_example(tmp_path)
+    con = sqlite3.connect(project / "warehouse.db")
+    con.executescript((project / "warehouse.sql").read_text())
+    with con:
+        con.execute("CREATE INDEX purchases_user ON purchases (user_id)")
+    con.close()
+    wh = open_warehouse(project)
+    try:
+        plan = explain(wh, wh.query("users", now=NOW, changed_since=SINCE,
+                                    hash_kind="counts").select)
+    finally:
+        wh.close()
+    print(*plan, sep="\n  ")
+    scanned = [s for s in plan if s.endswith("LEFT-JOIN") and s.startswith(("SCAN", "top: SCAN"))]
+    assert not scanned, plan
+    assert any("USING INDEX purchases_user (user_id=?)" in s for s in plan), plan
