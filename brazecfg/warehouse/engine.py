@@ -382,7 +382,10 @@ class SqlWarehouse:
             finally:
                 if attach is not None:
                     _rollback(conn)
-                    conn.exec_driver_sql(f"DETACH DATABASE {STATE_ALIAS}")
+                    try:
+                        conn.exec_driver_sql(f"DETACH DATABASE {STATE_ALIAS}")
+                    except DBAPIError:  # never back to the pool with the state attached
+                        conn.invalidate()
 
     def _error(self, what: str, exc: BaseException) -> WarehouseError:
         message = driver_message(exc, self._secrets)
