@@ -253,3 +253,24 @@ def test_apply_joins_a_snapshot_of_its_local_state_and_a_plan_the_file_itself(
     assert len(attached) == 2 and attached[1] is not None, attached
     assert attached[1].resolve() != ledger_file and not attached[1].exists()  # removed after
     assert "No changes" in cli("plan", str(project), "--now", NOW).stdout
+
+
+def test_apply_merges_in_brazecfg_when_the_state_cannot_be_copied(
+        project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No room for the copy of the state (the temporary directory full): apply does not stop
+    with an OSError, it compares the hashes in brazecfg instead, and plans the same."""
+    import brazecfg.state.ledger as ledger_mod
+
+    settle_stamps(project)
+    apply(project)
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+    sql(project, "UPDATE users SET last_name = 'Liskov-Smith', updated_at = datetime('now') "
+                 "WHERE id = 5")
+    with monkeypatch.context() as m:
+        m.setattr(ledger_mod.shutil, "copyfile", full)
+        out = cli("apply", str(project), "--auto-approve", "--now", NOW)
+    assert out.exit_code == 0, out.output
+    assert "1 updated" in out.stdout, out.stdout
+    assert "No changes" in cli("plan", str(project), "--now", NOW).stdout

@@ -566,6 +566,8 @@ def _joined_state(dest: Destination, warehouse: Warehouse, ledger: Ledger, state
     if table is None or not warehouse.joins_state(table):
         return None
     table = ledger.for_a_long_read(table)
+    if table is None:
+        return None
     return JoinedState(tally(warehouse.stream_hash_changes(dest.model, now=now, state=table)),
                        ledger.light, state_count=ledger.count(state_name),
                        members=ledger.member_counts(state_name))

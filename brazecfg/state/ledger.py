@@ -526,22 +526,27 @@ class Ledger:
                           attach=self._file if self.backend.dialect == "sqlite" else None,
                           app=self.backend.app)
 
-    def for_a_long_read(self, table: StateTable) -> StateTable:
+    def for_a_long_read(self, table: StateTable) -> StateTable | None:
         """``table`` (from ``joinable``) as a warehouse may read it in one long query. Apply
         (a writable local state): a copy of the file, taken inside a read transaction (no
         commit lands during the copy); only this process writes the state meanwhile (the
         lease), and not its records. The file itself must not be read that long: the
         heartbeat renews the lease in it, and its commit would wait for the query's shared
-        lock until the lease expired. Otherwise ``table`` itself."""
+        lock until the lease expired. Otherwise ``table`` itself. None when the copy cannot
+        be made (no room for it in the temporary directory): the caller merges in brazecfg."""
         if table.attach is None or not self.writable or self.backend.name != "local":
             return table
         assert self._file is not None
         if self._snapshots is None:
             self._snapshots = tempfile.TemporaryDirectory(prefix="brazecfg-state-snapshot-")
         copy = Path(self._snapshots.name) / "ledger.sqlite"
-        with self._read() as conn:
-            self._sync(conn)  # a statement: the read transaction holds its shared lock now
-            shutil.copyfile(self._file, copy)
+        try:
+            with self._read() as conn:
+                self._sync(conn)  # a statement: the read transaction holds its shared lock now
+                shutil.copyfile(self._file, copy)
+        except OSError:
+            copy.unlink(missing_ok=True)
+            return None
         return replace(table, attach=copy)
 
     def light(self, key: str, groups: Any, row_hash: bytes | None) -> StoredKey:
