@@ -104,3 +104,11 @@ def emulated_example(tmp_path: Path, monkeypatch: Any) -> Iterator[Path]:
         monkeypatch.setenv("BRAZE_REST_ENDPOINT", emu.url)
         monkeypatch.delenv("BRAZECFG_HASH_KEY", raising=False)
         yield copy_example(tmp_path)
+
+
+def plan_json(project: Path, *extra: str) -> dict[str, Any]:
+    """The first destination's plan, as ``plan --format json`` gives it at ``NOW``; the plan
+    must succeed."""
+    out = cli("plan", str(project), "--now", NOW, "--format", "json", *extra)
+    assert out.exit_code == 0, out.output
+    return json.loads(out.stdout)["destinations"][0]  # type: ignore[no-any-return]

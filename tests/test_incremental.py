@@ -9,18 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import NOW, cli, emulated_example, settle_stamps, sql, unhashed
+from tests.helpers import NOW, cli, emulated_example, plan_json, settle_stamps, sql, unhashed
 
 
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     yield from emulated_example(tmp_path, monkeypatch)
 
-
-def plan_json(project: Path, *extra: str) -> dict[str, object]:
-    out = cli("plan", str(project), "--now", NOW, "--format", "json", *extra)
-    assert out.exit_code == 0, out.output
-    return json.loads(out.stdout)["destinations"][0]  # type: ignore[no-any-return]
 
 
 def test_second_run_reads_only_changed_records_and_still_finds_deletes(project: Path) -> None:

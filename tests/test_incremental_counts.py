@@ -5,25 +5,19 @@ was deleted). No property is computed for a record whose rows did not change."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from brazecfg.state.ledger import Ledger
-from tests.helpers import NOW, cli, emulated_example, settle_stamps, sql, unhashed
+from tests.helpers import NOW, cli, emulated_example, plan_json, settle_stamps, sql, unhashed
 
 
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     yield from emulated_example(tmp_path, monkeypatch)
 
-
-def plan_json(project: Path, *extra: str) -> dict[str, object]:
-    out = cli("plan", str(project), "--now", NOW, "--format", "json", *extra)
-    assert out.exit_code == 0, out.output
-    return json.loads(out.stdout)["destinations"][0]  # type: ignore[no-any-return]
 
 
 def apply(project: Path) -> None:

@@ -4,7 +4,6 @@ Each case once silently read nothing, so an update never reached Braze."""
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -17,7 +16,7 @@ from brazecfg.config.loader import load_project
 from brazecfg.emulator import Emulator, EmulatorConfig
 from brazecfg.warehouse.connect import connect
 from tests.helpers import EXAMPLE as EXAMPLE_ROOT
-from tests.helpers import NOW, cli, copy_example, emulator_get, unhashed
+from tests.helpers import NOW, cli, copy_example, emulator_get, plan_json, unhashed
 
 
 @pytest.fixture
@@ -28,11 +27,6 @@ def emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
         monkeypatch.delenv("BRAZECFG_HASH_KEY", raising=False)
         yield emu
 
-
-def plan_json(project: Path) -> dict[str, Any]:
-    out = cli("plan", str(project), "--now", NOW, "--format", "json")
-    assert out.exit_code == 0, out.output
-    return json.loads(out.stdout)["destinations"][0]  # type: ignore[no-any-return]
 
 
 def apply(project: Path) -> None:

@@ -8,7 +8,6 @@ plan with no warehouse change says "No changes".
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 import pytest
 
 from brazecfg.emulator import Emulator, EmulatorConfig
-from tests.helpers import NOW, cli, copy_example, emulator_get
+from tests.helpers import NOW, cli, copy_example, emulator_get, plan_json
 
 USERS = ("id, email, first_name, last_name, country, updated_at")
 PURCHASES = ("id, user_id, product, amount, status, created_at, updated_at")
@@ -85,11 +84,6 @@ def apply(project: Path) -> str:
     assert out.exit_code == 0, out.output
     return out.output
 
-
-def plan_json(project: Path, *extra: str) -> dict[str, Any]:
-    out = cli("plan", str(project), "--now", NOW, "--format", "json", *extra)
-    assert out.exit_code == 0, out.output
-    return json.loads(out.stdout)["destinations"][0]  # type: ignore[no-any-return]
 
 
 def assert_no_changes(project: Path) -> None:
