@@ -92,6 +92,40 @@ BUSY_TIMEOUT = 30.0
 _READING = "brazecfg_reading"
 
 
+def _marks(conn: Connection, n: int) -> str:
+    """``n`` positional parameters in the driver's own style, for exec_driver_sql."""
+    mark = "%s" if conn.dialect.paramstyle in ("format", "pyformat") else "?"
+    return ", ".join([mark] * n)
+
+
+def _table_sql(conn: Connection, table: Table) -> str:
+    return conn.dialect.identifier_preparer.format_table(table)
+
+
+def _quote(conn: Connection, column: str) -> str:
+    return conn.dialect.identifier_preparer.quote_identifier(column)
+
+
+def _by_ids(conn: Connection, n: int) -> str:
+    """The condition "this destination, one of these n ids" (parameters: destination, ids)."""
+    return (f"{_quote(conn, 'destination')} = {_marks(conn, 1)} AND "
+            f"{_quote(conn, 'external_id')} IN ({_marks(conn, n)})")
+
+
+def _insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert rows that all have the same keys (column names) with one executemany in the
+    driver's SQL: SQLAlchemy's own turned every row's dict into parameters in Python, most of
+    an apply's ledger time (issue 9). The values are what the columns store (text, numbers,
+    bytes): no type conversion is asked of SQLAlchemy."""
+    if not rows:
+        return
+    columns = list(rows[0])
+    conn.exec_driver_sql(
+        f"INSERT INTO {_table_sql(conn, table)} ({', '.join(_quote(conn, c) for c in columns)}) "
+        f"VALUES ({_marks(conn, len(columns))})",
+        [tuple(row[c] for c in columns) for row in rows])
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -835,7 +869,7 @@ class Ledger:
             self._delete_ids(conn, r, self._dkey(conn, destination), touched)
             self._delete_ids(conn, f, destination, touched + [x["external_id"] for x in fails])
             if ups:
-                conn.execute(insert(r), ups)
+                _insert_rows(conn, r, ups)
             if fails:
                 conn.execute(insert(f), fails)
             if self._version >= 2:
@@ -904,10 +938,15 @@ class Ledger:
         return True
 
     @staticmethod
-    def _delete_ids(conn: Connection, table: Table, destination: str, ids: list[str]) -> None:
+    def _delete_ids(conn: Connection, table: Table, destination: str | int,
+                    ids: list[str]) -> None:
+        """Delete ``ids`` of ``destination`` from ``table``: 500 ids a statement, in the
+        driver's SQL (_raw_sql: SQLAlchemy compiled each expanded IN list anew)."""
+        name = _table_sql(conn, table)
         for i in range(0, len(ids), 500):
-            conn.execute(delete(table).where(table.c.destination == destination,
-                                             table.c.external_id.in_(ids[i:i + 500])))
+            part = ids[i:i + 500]
+            conn.exec_driver_sql(f"DELETE FROM {name} WHERE {_by_ids(conn, len(part))}",
+                                 (destination, *part))
 
     def update_groups(self, destination: str, external_ids: Iterable[str], group: str, *,
                       member: bool) -> None:
@@ -1038,14 +1077,17 @@ class Ledger:
         it = self.t.intents
         with self._write(bump=False) as conn:
             have: set[str] = set()
+            name = _table_sql(conn, it)
             for i in range(0, len(ids), 500):
-                have.update(str(r[0]) for r in conn.execute(select(it.c.external_id).where(
-                    it.c.destination == destination, it.c.external_id.in_(ids[i:i + 500]))))
+                part = ids[i:i + 500]
+                have.update(str(r[0]) for r in conn.exec_driver_sql(
+                    f"SELECT {_quote(conn, 'external_id')} FROM {name} "
+                    f"WHERE {_by_ids(conn, len(part))}", (destination, *part)))
             new = [i for i in ids if i not in have]
             if new:
                 at = _now()
-                conn.execute(insert(it), [{"destination": destination, "external_id": i,
-                                           "at": at} for i in new])
+                _insert_rows(conn, it, [{"destination": destination, "external_id": i,
+                                         "at": at} for i in new])
         return new
 
     def clear_intents(self, destination: str, external_ids: Iterable[str] | None = None

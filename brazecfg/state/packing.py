@@ -166,8 +166,8 @@ class Codec:
         if fields.keys() == set(names[:m]):
             values = [fields[n] for n in names[:m]]
             joined = "".join(values)
-            if len(joined) == 16 * m and _HASHES.fullmatch(joined) \
-                    and all(len(v) == 16 for v in values):
+            if len(joined) == 16 * m and {*map(len, values)} <= {16} \
+                    and _HASHES.fullmatch(joined):
                 dense = bytes.fromhex(joined)
                 return dense if g == 0 else _tag(2 * g + DENSE, len(dense)) + dense
         out = bytearray()

@@ -126,6 +126,33 @@ def test_the_same_id_twice_in_one_batch_keeps_the_last(make: object) -> None:
         assert list(led.stream_events("d", "s")) == [("k", "sent")]
 
 
+def test_batches_larger_than_one_statement_replace_delete_and_clear_every_id(
+        make: object) -> None:
+    """commit, add_intents and the deletes go 500 ids a statement in the driver's own SQL:
+    every id of a batch of 1,201 (three statements, the last short) is written, replaced,
+    cleared or deleted, a quote or a percent sign in an id included."""
+    ids = [f"u{i:04d}" for i in range(1198)] + ["o'brien", "100%", "%s"]
+    with Ledger(backend=make(), writable=True) as led:  # type: ignore[operator]
+        assert led.add_intents("d", ids[:600]) == ids[:600]
+        assert led.add_intents("d", ids) == ids[600:]  # the first 600 were intents already
+        led.commit("d", upserts=[LedgerRecord(i, {"f": "0123456789abcdef"}, frozenset({"g"}),
+                                              b"\x00\x01") for i in ids])
+        assert list(led.stream_intents("d")) == []  # cleared by the confirmation
+        led.commit("d", upserts=[LedgerRecord(i, {"f": "fedcba9876543210"}) for i in ids[1:]],
+                   failures=[Failure(ids[0], "bad email")])
+        got = {r.external_id: r for r in led.stream("d")}
+        assert sorted(got) == sorted(ids)
+        # the rejected record keeps what Braze confirmed before; the others were replaced
+        assert got.pop(ids[0]) == LedgerRecord(ids[0], {"f": "0123456789abcdef"},
+                                               frozenset({"g"}), b"\x00\x01")
+        assert {r.fields["f"] for r in got.values()} == {"fedcba9876543210"}
+        assert {(r.groups, r.row_hash) for r in got.values()} == {(frozenset(), None)}
+        assert led.failures("d")[0] == 1
+        led.commit("d", deletes=ids[1:1101])
+        assert sorted(r.external_id for r in led.stream("d")) == sorted([ids[0], *ids[1101:]])
+        assert led.count("d") == len(ids) - 1100
+
+
 def test_renames_and_forget(make: object) -> None:
     with Ledger(backend=make(), writable=True) as led:  # type: ignore[operator]
         led.commit("old", upserts=[LedgerRecord("1")], failures=[Failure("2", "x")])
