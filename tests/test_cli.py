@@ -115,3 +115,27 @@ def test_emulator_command_takes_the_contract(tmp_path: Path) -> None:
         proc.wait(timeout=10)
         if proc.stdout:
             proc.stdout.close()
+
+
+def test_validate_loads_neither_the_warehouse_nor_the_http_nor_the_apply_machinery(
+        tmp_path: Path) -> None:
+    """`validate` (and `fmt`, the editor's loop) reads files only: it must not pay for
+    importing SQLAlchemy, requests or apply (half of its 1 s on a small project, 24 MB),
+    nor check the shipped schemas against the metaschema on every run (the tests do)."""
+    project = copy_example(tmp_path)
+    probe = (
+        "import sys, runpy, jsonschema\n"
+        "def checked(cls, schema, *a, **k):\n"
+        "    raise AssertionError('a shipped schema was checked against the metaschema')\n"
+        "jsonschema.Draft202012Validator.check_schema = classmethod(checked)\n"
+        f"sys.argv = ['brazecfg', 'validate', {str(project)!r}]\n"
+        "try:\n"
+        "    runpy.run_module('brazecfg', run_name='__main__')\n"
+        "except SystemExit as exc:\n"
+        "    assert not exc.code, exc.code\n"
+        "print(' '.join(m for m in ('sqlalchemy', 'requests', 'brazecfg.apply.applier',\n"
+        "                           'brazecfg.warehouse.engine') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True, timeout=60).stdout.splitlines()
+    assert "valid" in out[0]
+    assert out[1] == ""  # none of them was imported

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 import string
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.errors import MarkupError
@@ -18,11 +18,13 @@ from rich.markup import render as render_markup
 from rich.theme import Theme
 
 from brazecfg import redact
-from brazecfg.apply.applier import DestinationResult
-from brazecfg.apply.settle import SettleResult, undecided_lines
 from brazecfg.errors import Diagnostic
-from brazecfg.plan.current import CurrentValues, DestinationCurrent
 from brazecfg.plan.definition import Action, DestinationPlan, Plan, RecordChange
+
+if TYPE_CHECKING:  # types only: `validate` and `fmt` need not import apply's machinery
+    from brazecfg.apply.applier import DestinationResult
+    from brazecfg.apply.settle import SettleResult
+    from brazecfg.plan.current import CurrentValues, DestinationCurrent
 
 THEME = Theme({
     "create": "green", "update": "yellow", "delete": "red", "unchanged": "dim",
@@ -384,6 +386,8 @@ def render_results(console: Console, results: list[DestinationResult]) -> None:
 
 def render_settled(console: Console, results: list[SettleResult]) -> None:
     """What --settle-unknown found, before the plan it leads to."""
+    from brazecfg.apply import settle
+
     for r in results:
         if not r.looked_at:
             console.print(f"[heading]Settled[/] app/{r.app}: no event of unknown delivery.")
@@ -391,7 +395,7 @@ def render_settled(console: Console, results: list[SettleResult]) -> None:
         console.print(f"[heading]Settled[/] app/{r.app}: {r.arrived:,} of {r.looked_at:,} events of "
                       f"unknown delivery reached Braze (now sent), {r.missing:,} did not (sent "
                       "by this apply)")
-        for n, why in undecided_lines([r]):
+        for n, why in settle.undecided_lines([r]):
             console.print(f"  [warn]{_n(n, 'event')} stay unknown[/]: {safe(why)}")
 
 
