@@ -5,6 +5,7 @@ one query there, and only the keys whose hash differs leave it.
 
     .venv/bin/python bench/warehouse_state.py                          # N = 100,000, both
     .venv/bin/python bench/warehouse_state.py --users 1000000 --warehouse duckdb
+    .venv/bin/python bench/warehouse_state.py --hashes values   # no updated_at: full reads
 
 Per warehouse, against bench/sink.py (the fast Braze stand-in), every command its own
 process measured with os.wait4 (wall, peak RSS of the whole process, DuckDB included):
@@ -14,8 +15,9 @@ process measured with os.wait4 (wall, peak RSS of the whole process, DuckDB incl
             PostgreSQL: a throwaway server (tests/pg.py, initdb/pg_ctl)
   apply 1   the first sync (not the subject here; checked: N users at the sink)
   mutate    1% of users change last_name and get a new updated_at, 0.1% deleted, 0.1% added
-  plan 2    the incremental plan: rows_read (plan JSON: every row of the records that left
-            the warehouse), compared_in == warehouse, and the counts of the mutation
+  plan 2    the incremental plan (``--hashes values``: a full read comparing value hashes):
+            rows_read (plan JSON: every row of the records that left the warehouse),
+            compared_in == warehouse, and the counts of the mutation
   apply 2   checked from the sink: exactly changed + added objects, the deleted ids deleted
   plan 3    nothing changed: "No changes", rows_read
 
@@ -97,11 +99,11 @@ def mutation_sql(n: int) -> tuple[list[str], dict[str, int]]:
     ], {"changed": changed, "deleted": deleted, "added": added}
 
 
-def write_project(root: Path, app: str) -> None:
+def write_project(root: Path, app: str, *, updated_at: bool = True) -> None:
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     for name, text in PROJECT_FILES.items():
-        if name == "model.yml":
+        if name == "model.yml" and updated_at:
             text = text.replace("\nkey: id\n", "\nkey: id\nupdated_at: updated_at\n").replace(
                 "\nkey: user_id\n", "\nkey: user_id\nupdated_at: updated_at\n")
         if name == "apps.yml":
@@ -113,10 +115,11 @@ def write_project(root: Path, app: str) -> None:
 
 class Round:
     def __init__(self, args: argparse.Namespace, kind: str) -> None:
-        self.kind, self.n = kind, args.users
+        self.kind, self.n, self.hashes = kind, args.users, args.hashes
         self.out = args.out.resolve()
-        self.root = self.out / f"warehouse-state-{kind}-{self.n}"
-        self.logs = self.out / f"warehouse-state-{kind}-{self.n}-logs"
+        tag = f"{kind}-{self.n}" + ("-values" if self.hashes == "values" else "")
+        self.root = self.out / f"warehouse-state-{tag}"
+        self.logs = self.out / f"warehouse-state-{tag}-logs"
         shutil.rmtree(self.logs, ignore_errors=True)
         self.logs.mkdir(parents=True)
         self.checks: list[dict[str, Any]] = []
@@ -160,7 +163,7 @@ class Round:
                 c.execute("CREATE SCHEMA bench")
             app = ("kind: app\nname: warehouse\ntype: postgres\noptions:\n"
                    "  url: \"{{ env('BRAZECFG_BENCH_PG_URL') }}\"\n")
-        write_project(self.root, app)
+        write_project(self.root, app, updated_at=self.hashes == "counts")
         if self.kind == "postgres":
             model = self.root / "model.yml"
             model.write_text(model.read_text().replace("table: users", "table: bench.users")
@@ -242,9 +245,14 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=100_000)
     ap.add_argument("--warehouse", choices=("duckdb", "postgres", "both"), default="both")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
+    ap.add_argument("--hashes", choices=("counts", "values"), default="counts",
+                    help="counts: the sources declare updated_at, plan 2 reads incrementally "
+                         "and compares related-row counts; values: no updated_at, plan 2 is a "
+                         "full read comparing every record's value hash")
     args = ap.parse_args()
     kinds = ["duckdb", "postgres"] if args.warehouse == "both" else [args.warehouse]
-    result: dict[str, Any] = {"users": args.users, "revision": revision(),
+    result: dict[str, Any] = {"users": args.users, "hashes": args.hashes,
+                              "revision": revision(),
                               "machine": machine(), "warehouses": {}}
     ok = True
     for kind in kinds:
@@ -253,7 +261,8 @@ def main() -> None:
         r.go()
         result["warehouses"][kind] = {"runs": r.runs, "checks": r.checks}
         ok = ok and all(c["ok"] for c in r.checks)
-    out = args.out.resolve() / f"warehouse-state-{args.users}.json"
+    out = args.out.resolve() / (f"warehouse-state-{args.users}"
+                                f"{'-values' if args.hashes == 'values' else ''}.json")
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}")
     sys.exit(0 if ok else 1)

@@ -8,7 +8,11 @@ join in the warehouse, and the merge of every key in brazecfg) and requires the 
 digest included, across the cases the join must get right: a deleted user, a row that
 arrived late with an old stamp, a related row moved between users without a stamp, a
 changed row whose counts did not change, a record Braze rejected last time, create intents
-left by a crash (with and without a confirmed record), group members, and additive mode."""
+left by a crash (with and without a confirmed record), group members, and additive mode.
+
+A model that cannot read incrementally (no ``updated_at``) compares the hashes of every
+record's values on each full read; that diff runs in the warehouse the same way (the last
+tests here)."""
 
 from __future__ import annotations
 
@@ -274,3 +278,97 @@ def test_apply_merges_in_brazecfg_when_the_state_cannot_be_copied(
     assert out.exit_code == 0, out.output
     assert "1 updated" in out.stdout, out.stdout
     assert "No changes" in cli("plan", str(project), "--now", NOW).stdout
+
+
+def _no_stamps(project: Path) -> None:
+    """No source declares updated_at: every plan is a full read, comparing value hashes."""
+    src = project / "sources" / "users.yml"
+    src.write_text("\n".join(line for line in src.read_text().splitlines()
+                             if not line.strip().startswith("updated_at:")) + "\n")
+
+
+VALUE_CHANGES = [
+    "DELETE FROM users WHERE id = 2",  # gone
+    "INSERT INTO users VALUES (13, 'ken@example.com', 'Ken', 'Thompson', 'US', "
+    "'2026-01-01 00:00:00')",  # new
+    "UPDATE users SET last_name = 'Liskov-Smith' WHERE id = 5",  # a value, no stamp needed
+    "UPDATE purchases SET user_id = 3 WHERE id = 6",  # moved: both users' aggregates
+    "UPDATE purchases SET amount = amount + 1000 WHERE id = 12",  # 9's ltv: joins high_value
+]
+
+
+@pytest.mark.parametrize("warehouse", ["sqlite", "duckdb", "postgres"])
+def test_a_full_read_compares_value_hashes_in_the_warehouse(
+        project: Path, monkeypatch: pytest.MonkeyPatch, warehouse: str,
+        request: pytest.FixtureRequest) -> None:
+    """Without updated_at, each plan reads in full and compares every record's value hash
+    (values and group flags) with the state's. In the warehouse only the keys whose hash
+    differs leave it, and the plan is the merge's, digest included: a deletion, a new user,
+    a changed value, aggregates moved between users, a user joining a group; then no change
+    at all, where nothing leaves the warehouse. SQLite joins the local state's file; DuckDB
+    and PostgreSQL a state kept in their own database."""
+    from tests.test_warehouses_agree import portable_sql, use_warehouse
+
+    _no_stamps(project)
+    if warehouse == "sqlite":
+        def run(statements: list[str]) -> None:
+            for statement in statements:
+                sql(project, statement)
+        settle_stamps(project)  # drops the stamping triggers: nothing here reads stamps
+    elif warehouse == "duckdb":
+        import duckdb
+
+        def run(statements: list[str]) -> None:
+            con = duckdb.connect(str(project / "warehouse.duckdb"))
+            for statement in statements:
+                con.execute(statement)
+            con.close()
+        run(portable_sql(project))
+        use_warehouse(project, "kind: app\nname: warehouse\ntype: duckdb\n"
+                               "options: {path: warehouse.duckdb}\n")
+        _state_in_the_warehouse(project)
+    else:
+        import psycopg
+
+        url: str = request.getfixturevalue("postgres_url")
+
+        def run(statements: list[str]) -> None:
+            with psycopg.connect(url.replace("postgresql+psycopg", "postgresql")) as conn:
+                conn.execute("SET search_path TO joined")
+                for statement in statements:
+                    conn.execute(statement)  # type: ignore[arg-type]
+        with psycopg.connect(url.replace("postgresql+psycopg", "postgresql")) as conn:
+            conn.execute("DROP SCHEMA IF EXISTS joined CASCADE")
+            conn.execute("DROP SCHEMA IF EXISTS brazecfg CASCADE")
+            conn.execute("CREATE SCHEMA joined")
+        run(portable_sql(project))
+        use_warehouse(project, "kind: app\nname: warehouse\ntype: postgres\noptions:\n"
+                               "  url: \"{{ env('BRAZECFG_JOINED_PG_URL') }}\"\n")
+        monkeypatch.setenv("BRAZECFG_JOINED_PG_URL", url)
+        sources = project / "sources" / "users.yml"
+        sources.write_text(sources.read_text().replace("table: users", "table: joined.users")
+                           .replace("table: purchases", "table: joined.purchases"))
+        _state_in_the_warehouse(project)
+    monkeypatch.setenv("BRAZECFG_HASH_KEY", "a-shared-hash-key-for-this-test")
+    apply(project)  # the first run: reads everything, records every value hash
+    apply(project)  # records the hashes of records confirmed before they had one, if any
+    quiet = both_ways(project, monkeypatch)
+    assert quiet["compared"] == "values" and quiet["read_since"] is None, quiet
+    assert quiet["counts"]["unchanged"] == 12, quiet  # type: ignore[index]
+    # only user 11 leaves the warehouse, twice (its key, then its row): its email is not
+    # valid, so it keeps no hash and is read by key on every run
+    assert (quiet["read_by_key"], quiet["rows_read"]) == (1, 2), quiet
+    run(VALUE_CHANGES)
+    d = both_ways(project, monkeypatch)
+    counts = d["counts"]
+    assert (counts["delete"], counts["create"]) == (1, 1), d  # type: ignore[index]
+    assert counts["update"] == 4, d  # type: ignore[index]  # 3 and 4 (moved), 5, 9
+    assert counts["unchanged"] == 12 - 1 - 4, d  # type: ignore[index]
+    assert d["group_joins"] == {"high_value": 1}, d
+    # what left the warehouse: the 7 keys whose hash differs (2, 3, 4, 5, 9, 13, and 11
+    # without a hash), then the 6 of them still in the model, read by key; not the other 6
+    assert (d["read_by_key"], d["rows_read"]) == (6, 7 + 6), d
+    apply(project)
+    after = both_ways(project, monkeypatch)
+    assert after["counts"]["unchanged"] == 12, after  # type: ignore[index]
+    assert (after["read_by_key"], after["rows_read"]) == (1, 2), after

@@ -262,7 +262,9 @@ def read_line(d: DestinationPlan) -> str:
         return (f"incremental read: records changed since {d.read_since}{checked}{late} "
                 "(trusts updated_at: --full-refresh reads everything)")
     if d.hashes_compared:
-        return (f"compared {d.hashes_compared:,} record hashes in the warehouse; read "
+        where = ("with the state's in the warehouse" if d.compared_in == "warehouse"
+                 else "in the warehouse")
+        return (f"compared {d.hashes_compared:,} record hashes {where}; read "
                 f"{_n(d.late_records, 'record')} by key (changed, new, or rejected by Braze) "
                 "(--full-refresh reads everything)")
     return f"full read: {d.full_read_reason or 'every record'}"

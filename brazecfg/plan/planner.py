@@ -517,8 +517,8 @@ def _diff_once(project: Project, dest: Destination, warehouse: Warehouse, ledger
         dest, counted(tally(warehouse.stream_model(dest.model, now=now, changed_since=since,
                                                    hash_kind=kind)),
                       None if hashed else on_read))
-    joined = _joined_state(dest, warehouse, ledger, state_name, now=now, tally=tally) if (
-        hashed and kind == HASH_COUNTS and not fresh) else None
+    joined = _joined_state(dest, warehouse, ledger, state_name, now=now, tally=tally,
+                           kind=kind) if hashed and not fresh else None
     hashes = None
     records: Iterator[LedgerRecord]
     if joined is not None:  # the diff runs in the warehouse: only what differs comes back
@@ -559,16 +559,18 @@ def _diff_once(project: Project, dest: Destination, warehouse: Warehouse, ledger
 
 
 def _joined_state(dest: Destination, warehouse: Warehouse, ledger: Ledger, state_name: str, *,
-                  now: datetime, tally: Tally) -> JoinedState | None:
-    """The comparison of related-row counts run in the warehouse, when it can read the
-    state's records itself (README "How it works"): unchanged records never leave it."""
+                  now: datetime, tally: Tally, kind: str) -> JoinedState | None:
+    """The comparison of record hashes (of ``kind``: related-row counts on an incremental
+    read, values on a full one) run in the warehouse, when it can read the state's records
+    itself (README "How it works"): unchanged records never leave it."""
     table = ledger.joinable(state_name)
     if table is None or not warehouse.joins_state(table):
         return None
     table = ledger.for_a_long_read(table)
     if table is None:
         return None
-    return JoinedState(tally(warehouse.stream_hash_changes(dest.model, now=now, state=table)),
+    return JoinedState(tally(warehouse.stream_hash_changes(dest.model, now=now, state=table,
+                                                           kind=kind)),
                        ledger.light, state_count=ledger.count(state_name),
                        members=ledger.member_counts(state_name))
 

@@ -63,16 +63,17 @@ class Warehouse(Protocol):
 
     def joins_state(self, state: StateTable | None) -> bool:
         """Whether this warehouse can read the state's records (``Ledger.joinable``) in its
-        own SQL, and so run the diff of related-row counts there."""
+        own SQL, and so run the diff of record hashes there."""
         ...
 
     def stream_hash_changes(self, model: str, *, now: datetime, state: StateTable,
-                            batch_size: int = 20000
+                            batch_size: int = 20000, kind: str = "counts"
                             ) -> Iterator[tuple[str | None, bytes | None, str | None, Any,
                                                 bytes | None]]:
-        """The keys whose related-row counts hash differs from the state's (new, changed,
-        gone, repeated), in key byte order: (key, hash) on the warehouse's side and (key,
-        groups column, row hash) on the state's, None where a side has no such key."""
+        """The keys whose record hash of ``kind`` ("counts": related-row counts; "values")
+        differs from the state's (new, changed, gone, repeated), in key byte order: (key,
+        hash) on the warehouse's side and (key, groups column, row hash) on the state's,
+        None where a side has no such key."""
         ...
 
     def stream_events(self, model: str, source: str, *, key: str, user: str, columns: list[str],

@@ -617,19 +617,22 @@ STATE_ALIAS = "brazecfg_state"
 
 def build_hash_changes_query(project: Project, model: str, *, now: datetime,
                              dialect: Dialect | str, state: StateTable,
-                             text_key: bool = False, unique_key: bool = False) -> Select[Any]:
-    """The diff of HASH_COUNTS in the warehouse (README "How it works"): every record key of
-    ``model`` with its counts hash, full-outer-joined on the key with the state's records of
-    one destination (``state``, where ``Ledger.joinable`` says they are), keeping only the
-    keys whose hashes differ: new records, records whose hash changed or is unknown, keys
-    gone from the model, duplicate keys (``unique_key``: the key cannot repeat). Columns: k,
-    kbad, h (the warehouse's side: NULL when it has no such key), sk, sg, sh (the state's:
-    key, groups column, row hash), in key byte order. Unchanged records never leave."""
+                             text_key: bool = False, unique_key: bool = False,
+                             kind: str = HASH_COUNTS) -> Select[Any]:
+    """The diff of record hashes in the warehouse (README "How it works"): every record key
+    of ``model`` with its record hash of ``kind`` (HASH_COUNTS: its related-row counts, for
+    incremental reads; HASH_VALUES: every property value and group flag, for full reads),
+    full-outer-joined on the key with the state's records of one destination (``state``,
+    where ``Ledger.joinable`` says they are), keeping only the keys whose hashes differ: new
+    records, records whose hash changed or is unknown, keys gone from the model, duplicate
+    keys (``unique_key``: the key cannot repeat). Columns: k, kbad, h (the warehouse's side:
+    NULL when it has no such key), sk, sg, sh (the state's: key, groups column, row hash),
+    in key byte order. Unchanged records never leave."""
     d = get_dialect(dialect)
     if model not in project.models:
         raise WarehouseError(f"model/{model} does not exist")
     counts = _Builder(project, model, d, now, text_key=text_key).build(
-        None, keys_only=True, hash_kind=HASH_COUNTS).select.order_by(None).subquery("wc")
+        None, keys_only=True, hash_kind=kind).select.order_by(None).subquery("wc")
     w: FromClause = counts
     if not unique_key:  # a repeated key is read by key every time: which row wins is settled there
         grouped = binary(counts.c.k, d)
@@ -647,7 +650,7 @@ def build_hash_changes_query(project: Project, model: str, *, now: datetime,
     dest = s.c.destination == literal(state.destination)
     wk, sk = binary(w.c.k, d), binary(s.c.external_id, d)
     # compared as 16 hex digits: SQLite's hash is 8 bytes, md5's 32 digits, NO_COUNTS text
-    if not counted_sources(project, model):
+    if kind == HASH_COUNTS and not counted_sources(project, model):
         wh: ColumnElement[Any] = w.c.h
     elif d.name == "sqlite":
         wh = func.lower(func.hex(w.c.h))

@@ -265,18 +265,18 @@ class SqlWarehouse:
             state.app == self.app_name)
 
     def stream_hash_changes(self, model: str, *, now: datetime, state: StateTable,
-                            batch_size: int = 20000
+                            batch_size: int = 20000, kind: str = HASH_COUNTS
                             ) -> Iterator[tuple[str | None, bytes | None, str | None, Any,
                                                 bytes | None]]:
-        """The HASH_COUNTS diff run in the warehouse (compile.build_hash_changes_query):
-        only the keys whose counts hash differs from the state's, in key byte order, each
-        as (key, hash) on the warehouse's side (None, None when it has no such key) and
-        (key, groups column, row hash) on the state's (None, None, None when it has none).
-        Needs ``joins_state(state)``."""
+        """The diff of record hashes of ``kind`` run in the warehouse
+        (compile.build_hash_changes_query): only the keys whose hash differs from the
+        state's, in key byte order, each as (key, hash) on the warehouse's side (None, None
+        when it has no such key) and (key, groups column, row hash) on the state's (None,
+        None, None when it has none). Needs ``joins_state(state)``."""
         stmt = build_hash_changes_query(
             self.project, model, now=now, dialect=self.engine.dialect, state=state,
-            text_key=self._text_key(model), unique_key=self._unique_key(model))
-        query = ModelQuery(stmt, (), (), {}, True, HASH_COUNTS)
+            text_key=self._text_key(model), unique_key=self._unique_key(model), kind=kind)
+        query = ModelQuery(stmt, (), (), {}, True, kind)
 
         def row(r: Any) -> tuple[str | None, bytes | None, str | None, Any, bytes | None]:
             if r[0] is None and r[1] is not None:
