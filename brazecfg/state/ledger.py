@@ -112,18 +112,33 @@ def _by_ids(conn: Connection, n: int) -> str:
             f"{_quote(conn, 'external_id')} IN ({_marks(conn, n)})")
 
 
+# Parameters per multi-row INSERT (PostgreSQL allows 65,535 a statement).
+INSERT_PARAMETERS = 2000
+
+
 def _insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
-    """Insert rows that all have the same keys (column names) with one executemany in the
-    driver's SQL: SQLAlchemy's own turned every row's dict into parameters in Python, most of
-    an apply's ledger time (issue 9). The values are what the columns store (text, numbers,
-    bytes): no type conversion is asked of SQLAlchemy."""
+    """Insert rows that all have the same keys (column names), in the driver's SQL.
+    SQLAlchemy's executemany turned every row's dict into parameters in Python, most of an
+    apply's ledger time on SQLite (issue 9); DuckDB runs an executemany as one statement per
+    row (about 300 us each: most of a first apply with the state in DuckDB). So: SQLite, one
+    executemany (its loop is in C); elsewhere, multi-row INSERTs of INSERT_PARAMETERS values.
+    The values are what the columns store (text, numbers, bytes): no type conversion is asked
+    of SQLAlchemy."""
     if not rows:
         return
     columns = list(rows[0])
-    conn.exec_driver_sql(
-        f"INSERT INTO {_table_sql(conn, table)} ({', '.join(_quote(conn, c) for c in columns)}) "
-        f"VALUES ({_marks(conn, len(columns))})",
-        [tuple(row[c] for c in columns) for row in rows])
+    head = (f"INSERT INTO {_table_sql(conn, table)} "
+            f"({', '.join(_quote(conn, c) for c in columns)}) VALUES ")
+    one = f"({_marks(conn, len(columns))})"
+    values = [tuple(row[c] for c in columns) for row in rows]
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql(head + one, values)
+        return
+    per = max(1, INSERT_PARAMETERS // len(columns))
+    for i in range(0, len(values), per):
+        part = values[i:i + per]
+        conn.exec_driver_sql(head + ", ".join([one] * len(part)),
+                             tuple(v for row in part for v in row))
 
 
 def _now() -> str:
@@ -871,7 +886,7 @@ class Ledger:
             if ups:
                 _insert_rows(conn, r, ups)
             if fails:
-                conn.execute(insert(f), fails)
+                _insert_rows(conn, f, fails)
             if self._version >= 2:
                 self._delete_ids(conn, self.t.intents, destination,
                                  touched + [x["external_id"] for x in fails])
@@ -941,8 +956,18 @@ class Ledger:
     def _delete_ids(conn: Connection, table: Table, destination: str | int,
                     ids: list[str]) -> None:
         """Delete ``ids`` of ``destination`` from ``table``: 500 ids a statement, in the
-        driver's SQL (_raw_sql: SQLAlchemy compiled each expanded IN list anew)."""
+        driver's SQL (SQLAlchemy compiled each expanded IN list anew, per statement). On
+        PostgreSQL one statement per id, sent together (executemany: psycopg pipelines
+        them): an equality on the whole primary key is an index lookup whatever the
+        table's statistics say, while a table that grew since it was last analyzed (a first
+        apply) had each IN list answered by reading every record of the destination."""
         name = _table_sql(conn, table)
+        if conn.dialect.name == "postgresql":
+            if ids:
+                conn.exec_driver_sql(
+                    f"DELETE FROM {name} WHERE {_quote(conn, 'destination')} = %s AND "
+                    f"{_quote(conn, 'external_id')} = %s", [(destination, i) for i in ids])
+            return
         for i in range(0, len(ids), 500):
             part = ids[i:i + 500]
             conn.exec_driver_sql(f"DELETE FROM {name} WHERE {_by_ids(conn, len(part))}",
@@ -1002,7 +1027,7 @@ class Ledger:
                     "state": latest[k][0], "reason": latest[k][1], "at": at}
                    for k in keys if k not in have]
             if new:
-                conn.execute(insert(e), new)
+                _insert_rows(conn, e, new)
 
     # -- delivery: events in flight and create intents (apply only) -----------------------
     def mark_sending(self, destination: str, marks: Iterable[EventMark]) -> Previous:
@@ -1025,7 +1050,7 @@ class Ledger:
                         previous[(stream, str(key))] = (str(state), reason)
                     conn.execute(delete(e).where(*where))
             if marks:
-                conn.execute(insert(e), [
+                _insert_rows(conn, e, [
                     {"destination": destination, "stream": m.stream, "row_key": m.row_key,
                      "state": "sending", "reason": None, "at": at, "user": m.user,
                      "name": m.name, "weight": m.weight, "time": m.time} for m in marks])
