@@ -24,6 +24,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -114,6 +115,13 @@ def _by_ids(conn: Connection, n: int) -> str:
 
 # Parameters per multi-row INSERT (PostgreSQL allows 65,535 a statement).
 INSERT_PARAMETERS = 2000
+# PostgreSQL plans a read by ids from the table's statistics. A table that grew since it was
+# last analyzed (a first apply: every record, intent and event row is new) has each IN list
+# of ids answered by reading every row of the destination, so each batch costs more than the
+# one before; autovacuum catches up only a minute or so later. A writing process analyzes a
+# state table it inserted this many rows into, and at least as many as it held at the last
+# analyze (so a few times per apply, however large: 10k, 20k, 40k, ... rows).
+ANALYZE_AFTER_ROWS = 10_000
 
 
 def _insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
@@ -167,6 +175,10 @@ class Ledger:
         self._mutex = threading.RLock()
         self._engine: Engine | None = None
         self._conn: Connection | None = None
+        # PostgreSQL: rows this process inserted per state table since it last analyzed it,
+        # and the rows it had inserted by then (_analyze_grown)
+        self._grown: Counter[str] = Counter()
+        self._analyzed: dict[str, int] = {}
         self._copy: tempfile.TemporaryDirectory[str] | None = None
         self._file = backend.path  # the SQLite file read (a private copy: see _open_copy)
         self._snapshots: tempfile.TemporaryDirectory[str] | None = None  # see _snapshot
@@ -821,10 +833,33 @@ class Ledger:
                         generation = self._bump(conn)
                 if self._lease is not None:  # the only writer: remember it (committed)
                     self._generation = generation
+                if self._grown:
+                    self._analyze_grown()
             except StateError:
                 raise
             except SQLAlchemyError as exc:
                 raise self._error(exc, "refused a write (nothing of it was kept)") from None
+
+    def _insert(self, conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+        _insert_rows(conn, table, rows)
+        if rows and conn.dialect.name == "postgresql":
+            self._grown[table.name] += len(rows)
+
+    def _analyze_grown(self) -> None:
+        """PostgreSQL: ANALYZE the state tables this process grew (ANALYZE_AFTER_ROWS), after
+        the transaction that grew them committed. Best effort: statistics only."""
+        assert self._conn is not None
+        for table in self.t.all():
+            grown = self._grown.get(table.name, 0)
+            if grown < max(ANALYZE_AFTER_ROWS, self._analyzed.get(table.name, 0)):
+                continue
+            try:
+                with self._conn.begin():
+                    self._conn.exec_driver_sql(f"ANALYZE {_table_sql(self._conn, table)}")
+            except SQLAlchemyError:
+                pass  # another role owns the table, or it is busy: autovacuum will do it
+            self._analyzed[table.name] = self._analyzed.get(table.name, 0) + grown
+            self._grown[table.name] = 0
 
     def _bump(self, conn: Connection) -> int:
         """Generation + 1. Under a lease this process is the only writer, so the value it
@@ -884,9 +919,9 @@ class Ledger:
             self._delete_ids(conn, r, self._dkey(conn, destination), touched)
             self._delete_ids(conn, f, destination, touched + [x["external_id"] for x in fails])
             if ups:
-                _insert_rows(conn, r, ups)
+                self._insert(conn, r, ups)
             if fails:
-                _insert_rows(conn, f, fails)
+                self._insert(conn, f, fails)
             if self._version >= 2:
                 self._delete_ids(conn, self.t.intents, destination,
                                  touched + [x["external_id"] for x in fails])
@@ -1027,7 +1062,7 @@ class Ledger:
                     "state": latest[k][0], "reason": latest[k][1], "at": at}
                    for k in keys if k not in have]
             if new:
-                _insert_rows(conn, e, new)
+                self._insert(conn, e, new)
 
     # -- delivery: events in flight and create intents (apply only) -----------------------
     def mark_sending(self, destination: str, marks: Iterable[EventMark]) -> Previous:
@@ -1050,7 +1085,7 @@ class Ledger:
                         previous[(stream, str(key))] = (str(state), reason)
                     conn.execute(delete(e).where(*where))
             if marks:
-                _insert_rows(conn, e, [
+                self._insert(conn, e, [
                     {"destination": destination, "stream": m.stream, "row_key": m.row_key,
                      "state": "sending", "reason": None, "at": at, "user": m.user,
                      "name": m.name, "weight": m.weight, "time": m.time} for m in marks])
@@ -1111,7 +1146,7 @@ class Ledger:
             new = [i for i in ids if i not in have]
             if new:
                 at = _now()
-                _insert_rows(conn, it, [{"destination": destination, "external_id": i,
+                self._insert(conn, it, [{"destination": destination, "external_id": i,
                                          "at": at} for i in new])
         return new
 

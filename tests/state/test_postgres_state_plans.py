@@ -53,3 +53,39 @@ def test_deletes_by_id_look_each_id_up_in_the_primary_key(
             assert "Filter" not in plan, plan
         conn.rollback()
         assert led.count("d") == 20000
+
+
+@pytest.mark.parametrize("kind", ["postgres", "warehouse-postgres"])
+def test_a_state_table_grown_by_this_process_is_analyzed(
+        kind: str, tmp_path: Path, postgres_url: str) -> None:
+    """Reads by id (the records a plan loads by key, the event rows apply marks) stay IN
+    lists, which PostgreSQL plans from the table's statistics: a process that inserted
+    ANALYZE_AFTER_ROWS rows into a state table analyzes it (autovacuum is off here, as it is
+    in effect during a first apply: it runs a minute or so after the rows came)."""
+    from brazecfg.state.ledger import ANALYZE_AFTER_ROWS
+
+    records = [LedgerRecord(str(i), {"f": f"{i:016x}"}, frozenset(), os.urandom(8))
+               for i in range(2 * ANALYZE_AFTER_ROWS)]
+    with Ledger(backend=backend(kind, tmp_path, postgres_url,
+                                schema=f"s_{uuid.uuid4().hex[:10]}"), writable=True) as led:
+        conn = led._conn
+        assert conn is not None
+        table = conn.dialect.identifier_preparer.format_table(led.t.records)
+        conn.exec_driver_sql(f"ALTER TABLE {table} SET (autovacuum_enabled = false)")
+        conn.commit()
+
+        def rows_known() -> float:
+            value = conn.exec_driver_sql(
+                f"SELECT reltuples FROM pg_class WHERE oid = '{table}'::regclass").scalar()
+            conn.rollback()
+            return float(value)
+        n = ANALYZE_AFTER_ROWS
+        led.commit("d", upserts=records[:n - 1])
+        assert rows_known() <= 0  # never analyzed (-1; 0 before PostgreSQL 14)
+        led.commit("d", upserts=records[n - 1:n])
+        assert rows_known() == n  # analyzed once the process had inserted n rows
+        led.commit("d", upserts=records[n:n + n // 2])
+        assert rows_known() == n  # not again until it inserted as many again
+        led.commit("d", upserts=records[n + n // 2:])
+        assert rows_known() == 2 * n
+        assert len(led.records("d", [str(i) for i in range(7000, 7500)])) == 500
