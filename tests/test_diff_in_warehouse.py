@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -171,12 +171,11 @@ def _state_in_the_warehouse(project: Path) -> None:
     settings.write_text(settings.read_text() + "state:\n  backend: warehouse\n  app: warehouse\n")
 
 
-@pytest.mark.parametrize("warehouse", ["sqlite", "duckdb", "postgres"])
-def test_a_state_kept_in_the_warehouse_itself_is_joined_there(
-        project: Path, monkeypatch: pytest.MonkeyPatch, warehouse: str,
-        request: pytest.FixtureRequest) -> None:
-    """SQLite attaches its own file (the state's tables are in it, prefixed); DuckDB and
-    PostgreSQL read the state's schema in their own database."""
+def _warehouse(project: Path, warehouse: str, monkeypatch: pytest.MonkeyPatch,
+               request: pytest.FixtureRequest) -> Callable[[list[str]], None]:
+    """The example's tables in ``warehouse`` (sqlite: its own file, stamps settled; duckdb:
+    a DuckDB file; postgres: schema ``joined`` of the test server), the project pointed at
+    it; returns what runs SQL statements there."""
     from tests.test_warehouses_agree import portable_sql, use_warehouse
 
     if warehouse == "sqlite":
@@ -216,6 +215,16 @@ def test_a_state_kept_in_the_warehouse_itself_is_joined_there(
         sources = project / "sources" / "users.yml"
         sources.write_text(sources.read_text().replace("table: users", "table: joined.users")
                            .replace("table: purchases", "table: joined.purchases"))
+    return run
+
+
+@pytest.mark.parametrize("warehouse", ["sqlite", "duckdb", "postgres"])
+def test_a_state_kept_in_the_warehouse_itself_is_joined_there(
+        project: Path, monkeypatch: pytest.MonkeyPatch, warehouse: str,
+        request: pytest.FixtureRequest) -> None:
+    """SQLite attaches its own file (the state's tables are in it, prefixed); DuckDB and
+    PostgreSQL read the state's schema in their own database."""
+    run = _warehouse(project, warehouse, monkeypatch, request)
     _state_in_the_warehouse(project)
     monkeypatch.setenv("BRAZECFG_HASH_KEY", "a-shared-hash-key-for-this-test")
     run(STAMPS)
@@ -307,47 +316,9 @@ def test_a_full_read_compares_value_hashes_in_the_warehouse(
     a changed value, aggregates moved between users, a user joining a group; then no change
     at all, where nothing leaves the warehouse. SQLite joins the local state's file; DuckDB
     and PostgreSQL a state kept in their own database."""
-    from tests.test_warehouses_agree import portable_sql, use_warehouse
-
     _no_stamps(project)
-    if warehouse == "sqlite":
-        def run(statements: list[str]) -> None:
-            for statement in statements:
-                sql(project, statement)
-        settle_stamps(project)  # drops the stamping triggers: nothing here reads stamps
-    elif warehouse == "duckdb":
-        import duckdb
-
-        def run(statements: list[str]) -> None:
-            con = duckdb.connect(str(project / "warehouse.duckdb"))
-            for statement in statements:
-                con.execute(statement)
-            con.close()
-        run(portable_sql(project))
-        use_warehouse(project, "kind: app\nname: warehouse\ntype: duckdb\n"
-                               "options: {path: warehouse.duckdb}\n")
-        _state_in_the_warehouse(project)
-    else:
-        import psycopg
-
-        url: str = request.getfixturevalue("postgres_url")
-
-        def run(statements: list[str]) -> None:
-            with psycopg.connect(url.replace("postgresql+psycopg", "postgresql")) as conn:
-                conn.execute("SET search_path TO joined")
-                for statement in statements:
-                    conn.execute(statement)  # type: ignore[arg-type]
-        with psycopg.connect(url.replace("postgresql+psycopg", "postgresql")) as conn:
-            conn.execute("DROP SCHEMA IF EXISTS joined CASCADE")
-            conn.execute("DROP SCHEMA IF EXISTS brazecfg CASCADE")
-            conn.execute("CREATE SCHEMA joined")
-        run(portable_sql(project))
-        use_warehouse(project, "kind: app\nname: warehouse\ntype: postgres\noptions:\n"
-                               "  url: \"{{ env('BRAZECFG_JOINED_PG_URL') }}\"\n")
-        monkeypatch.setenv("BRAZECFG_JOINED_PG_URL", url)
-        sources = project / "sources" / "users.yml"
-        sources.write_text(sources.read_text().replace("table: users", "table: joined.users")
-                           .replace("table: purchases", "table: joined.purchases"))
+    run = _warehouse(project, warehouse, monkeypatch, request)
+    if warehouse != "sqlite":  # SQLite: the local state's file, attached
         _state_in_the_warehouse(project)
     monkeypatch.setenv("BRAZECFG_HASH_KEY", "a-shared-hash-key-for-this-test")
     apply(project)  # the first run: reads everything, records every value hash

@@ -9,14 +9,31 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import event
+from sqlalchemy.engine import Connection
 
 from brazecfg.state.ledger import Ledger, LedgerRecord
 from tests.state.backends import backend
+
+
+@contextmanager
+def _ledger(kind: str, tmp_path: Path, url: str) -> Iterator[tuple[Ledger, Connection, str]]:
+    """A fresh state of ``kind`` in its own schema, autovacuum off for its records table (so
+    only brazecfg analyzes it), with the ledger's connection and the table's quoted name."""
+    with Ledger(backend=backend(kind, tmp_path, url, schema=f"s_{uuid.uuid4().hex[:10]}"),
+                writable=True) as led:
+        conn = led._conn
+        assert conn is not None
+        table = conn.dialect.identifier_preparer.format_table(led.t.records)
+        conn.exec_driver_sql(f"ALTER TABLE {table} SET (autovacuum_enabled = false)")
+        conn.commit()
+        yield led, conn, table
 
 
 @pytest.mark.parametrize("kind", ["postgres", "warehouse-postgres"])
@@ -25,13 +42,7 @@ def test_deletes_by_id_look_each_id_up_in_the_primary_key(
     records = [LedgerRecord(str(i), {"f": f"{i:016x}"}, frozenset(), os.urandom(8))
                for i in range(20000)]
     statements: list[tuple[str, Any]] = []
-    with Ledger(backend=backend(kind, tmp_path, postgres_url,
-                                schema=f"s_{uuid.uuid4().hex[:10]}"), writable=True) as led:
-        conn = led._conn
-        assert conn is not None
-        table = conn.dialect.identifier_preparer.format_table(led.t.records)
-        conn.exec_driver_sql(f"ALTER TABLE {table} SET (autovacuum_enabled = false)")
-        conn.commit()
+    with _ledger(kind, tmp_path, postgres_url) as (led, conn, table):
         for i in range(0, len(records), 5000):
             led.commit("d", upserts=records[i:i + 5000])
 
@@ -66,14 +77,7 @@ def test_a_state_table_grown_by_this_process_is_analyzed(
 
     records = [LedgerRecord(str(i), {"f": f"{i:016x}"}, frozenset(), os.urandom(8))
                for i in range(2 * ANALYZE_AFTER_ROWS)]
-    with Ledger(backend=backend(kind, tmp_path, postgres_url,
-                                schema=f"s_{uuid.uuid4().hex[:10]}"), writable=True) as led:
-        conn = led._conn
-        assert conn is not None
-        table = conn.dialect.identifier_preparer.format_table(led.t.records)
-        conn.exec_driver_sql(f"ALTER TABLE {table} SET (autovacuum_enabled = false)")
-        conn.commit()
-
+    with _ledger(kind, tmp_path, postgres_url) as (led, conn, table):
         def rows_known() -> float:
             value = conn.exec_driver_sql(
                 f"SELECT reltuples FROM pg_class WHERE oid = '{table}'::regclass").scalar()
