@@ -131,10 +131,8 @@ def test_a_full_plan_reads_only_the_records_whose_hash_changed(project: Path) ->
     assert d["fields_set"]["last_name"] == 2 and d["counts"]["unchanged"] == 10
     assert d["issues"]["count"] == first["issues"]["count"] > 0
     text = cli("plan", str(project), "--now", NOW).output
-    # the local state's file attached to the SQLite warehouse: the diff ran there
-    assert d["compared_in"] == "warehouse"
-    assert ("compared 12 record hashes with the state's in the warehouse; read 3 records by "
-            "key") in text
+    assert d["compared_in"] == "brazecfg"  # SQLite: value hashes are merged here
+    assert "compared 12 record hashes in the warehouse; read 3 records by key" in text
     full = plan_json(project, "--full-refresh")
     assert full["hashes_compared"] == 0 and full["full_read_reason"] == "full refresh requested"
     assert full["counts"] == d["counts"]

@@ -564,7 +564,7 @@ def _joined_state(dest: Destination, warehouse: Warehouse, ledger: Ledger, state
     read, values on a full one) run in the warehouse, when it can read the state's records
     itself (README "How it works"): unchanged records never leave it."""
     table = ledger.joinable(state_name)
-    if table is None or not warehouse.joins_state(table):
+    if table is None or not warehouse.joins_state(table, kind):
         return None
     table = ledger.for_a_long_read(table)
     if table is None:

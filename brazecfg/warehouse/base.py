@@ -61,9 +61,9 @@ class Warehouse(Protocol):
         related-row counts, groups None (not computed)."""
         ...
 
-    def joins_state(self, state: StateTable | None) -> bool:
-        """Whether this warehouse can read the state's records (``Ledger.joinable``) in its
-        own SQL, and so run the diff of record hashes there."""
+    def joins_state(self, state: StateTable | None, kind: str = "counts") -> bool:
+        """Whether this warehouse reads the state's records (``Ledger.joinable``) in its own
+        SQL to run the diff of record hashes of ``kind`` there."""
         ...
 
     def stream_hash_changes(self, model: str, *, now: datetime, state: StateTable,

@@ -251,16 +251,21 @@ class SqlWarehouse:
 
         return self._stream(f"model/{model}", query, batch_size, pair)
 
-    def joins_state(self, state: StateTable | None) -> bool:
-        """Whether this warehouse can read ``state`` in its own SQL (and so compare record
-        hashes there, ``stream_hash_changes``): a SQLite warehouse attaches a SQLite state
-        file (the local state, or its own file); PostgreSQL and DuckDB read a state kept in
-        their own database (state backend warehouse on this app)."""
+    def joins_state(self, state: StateTable | None, kind: str = HASH_COUNTS) -> bool:
+        """Whether this warehouse compares record hashes of ``kind`` with ``state`` in its
+        own SQL (``stream_hash_changes``): a SQLite warehouse attaches a SQLite state file
+        (the local state, or its own file), for related-row counts only; PostgreSQL and
+        DuckDB read a state kept in their own database (state backend warehouse on this
+        app). SQLite's value hashes stay merged in brazecfg: the join was measured slower
+        there (1M users, nothing changed: 39.3 s against 30.1 s; bench/README.md), as its
+        file is read in this process anyway and most of the time is SQLite computing every
+        record's values and hash, which both ways do."""
         if state is None:
             return False
         name = self.engine.dialect.name
         if name == "sqlite":
-            return state.attach is not None and sqlite3.sqlite_version_info >= (3, 39)
+            return (kind == HASH_COUNTS and state.attach is not None
+                    and sqlite3.sqlite_version_info >= (3, 39))
         return name in ("postgresql", "duckdb") and state.dialect == name and (
             state.app == self.app_name)
 
