@@ -127,9 +127,9 @@ ANALYZE_AFTER_ROWS = 10_000
 def _insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
     """Insert rows that all have the same keys (column names), in the driver's SQL.
     SQLAlchemy's executemany turned every row's dict into parameters in Python, most of an
-    apply's ledger time on SQLite (issue 9); DuckDB runs an executemany as one statement per
-    row (about 300 us each: most of a first apply with the state in DuckDB). So: SQLite, one
-    executemany (its loop is in C); elsewhere, multi-row INSERTs of INSERT_PARAMETERS values.
+    apply's ledger time on SQLite (issue 9); DuckDB runs a driver executemany as one
+    statement per row (about 300 us each). So: SQLite, one executemany (its loop is in C);
+    elsewhere, multi-row INSERTs of INSERT_PARAMETERS values.
     The values are what the columns store (text, numbers, bytes): no type conversion is asked
     of SQLAlchemy."""
     if not rows:
