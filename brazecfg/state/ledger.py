@@ -94,7 +94,8 @@ _READING = "brazecfg_reading"
 
 
 def _marks(conn: Connection, n: int) -> str:
-    """``n`` positional parameters in the driver's own style, for exec_driver_sql."""
+    """``n`` positional parameters for exec_driver_sql: ``%s`` for psycopg (pyformat), ``?``
+    for the others (SQLite's qmark; DuckDB, whose declared style is $1, takes ``?`` too)."""
     mark = "%s" if conn.dialect.paramstyle in ("format", "pyformat") else "?"
     return ", ".join([mark] * n)
 
