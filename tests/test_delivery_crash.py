@@ -13,6 +13,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -51,11 +52,19 @@ def emulators(start: Any) -> Any:
 def spawn(gen: Generated, emu: Emulator, *extra: str) -> subprocess.Popen[str]:
     short_lease(gen)
     env = {k: v for k, v in os.environ.items() if k not in ("BRAZE_API_KEY", "BRAZECFG_HASH_KEY")}
-    env.update(BRAZE_REST_ENDPOINT=emu.url, NO_COLOR="1", PYTHONPATH=str(ROOT))
+    env.update(BRAZE_REST_ENDPOINT=emu.url, NO_COLOR="1", PYTHONPATH=str(ROOT),
+               TMPDIR=str(scratch_dir(gen)))
     return subprocess.Popen(
         [sys.executable, "-m", "brazecfg", "--no-color", "apply", str(gen.root),
          "--auto-approve", *extra],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def scratch_dir(gen: Generated) -> Path:
+    """The subprocess's temporary directory: its own, so a test can see what it leaves."""
+    path = gen.root.parent / "tmp"
+    path.mkdir(exist_ok=True)
+    return path
 
 
 def wait_for(condition: Any, proc: subprocess.Popen[str], timeout: float = 30) -> None:
@@ -191,6 +200,47 @@ def test_kill_9_at_any_point_then_settle_sends_each_event_once(
     assert_ledger_agrees_with_braze(gen, held)
 
 
+# -- what a killed process leaves --------------------------------------------------------------
+
+def test_a_killed_apply_leaves_no_personal_data_behind(tmp_path: Path, emulators: Any,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """kill -9 runs no cleanup, so the killed apply's spool (its users' attributes) stays in
+    the temporary directory; the next brazecfg that makes a scratch directory removes it,
+    and never one whose process is alive."""
+    from brazecfg.scratch import Scratch
+
+    gen = make_project(tmp_path, 150, events=False, braze_options=FAST)
+    emu = emulators(EmulatorConfig(port=0, latency_ms=1500))
+    proc = spawn(gen, emu)
+    wait_for(lambda: intents(gen) > 0, proc)  # planned and spooled: sending now
+    proc.kill()
+    proc.communicate(timeout=10)
+    left = list(scratch_dir(gen).glob("brazecfg-spool-*"))
+    assert len(left) == 1, left
+    assert "@example.com" in (left[0] / "braze_users.jsonl").read_text()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch_dir(gen)))
+    live = Scratch("spool")  # another brazecfg, alive, in the same directory
+    making = scratch_dir(gen) / "brazecfg-spool-beingmade"  # no lock file yet
+    making.mkdir()
+    try:
+        emu.config.latency_ms = 0
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("BRAZE_API_KEY", "BRAZECFG_HASH_KEY")}
+        env.update(BRAZE_REST_ENDPOINT=emu.url, NO_COLOR="1", PYTHONPATH=str(ROOT),
+                   TMPDIR=str(scratch_dir(gen)))
+        done = subprocess.run(
+            [sys.executable, "-m", "brazecfg", "--no-color", "apply", str(gen.root),
+             "--auto-approve", "--lock-timeout", "10s"],
+            env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert not left[0].exists()
+        assert live.path.is_dir() and making.is_dir()
+        assert sorted(scratch_dir(gen).iterdir()) == sorted([live.path, making])
+    finally:
+        live.cleanup()
+    assert not live.path.exists()
+
+
 # -- a crash between a confirmed create and its commit ---------------------------------------
 
 def intents(gen: Generated) -> int:
@@ -253,6 +303,9 @@ def test_a_second_signal_abandons_requests_in_flight_honestly(tmp_path: Path,
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, (out, err)
     assert "abandoned" in err and "Traceback" not in out + err
+    # it exited at once, without the cleanup a normal exit runs: the spools (users'
+    # attributes) were removed first all the same
+    assert not list(scratch_dir(gen).iterdir())
     emu.config.latency_ms = 0
     time.sleep(0.5)
     settle_down(emu)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -23,6 +22,7 @@ from brazecfg.plan.counting import RowsRead
 from brazecfg.plan.definition import DestinationPlan, Plan
 from brazecfg.plan.planner import hasher_for, make_plan, read_binding
 from brazecfg.plan.saved import SavedPlan, drift_message, keep_only_matching
+from brazecfg.scratch import Scratch
 from brazecfg.state.hashing import Hasher, load_key
 from brazecfg.state.ledger import Ledger
 from brazecfg.state.lockfile import Lockfile, read_lockfile, write_lockfile
@@ -161,7 +161,7 @@ def apply_project(project: Project, *, confirm: Callable[[Plan], bool],
     try:
         with locked_state(project, "brazecfg apply", timeout=lock_timeout,
                           on_wait=on_wait) as ledger, \
-                tempfile.TemporaryDirectory(prefix="brazecfg-spool-") as spool:
+                Scratch("spool") as spool:
             # A state written with a key that is gone is an error (hasher_for says so), never
             # a fresh random key, which would make every hash differ. A new shared state needs
             # the same key everywhere: never a key file on one runner.

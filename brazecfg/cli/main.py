@@ -165,6 +165,9 @@ def _stoppable(stop: Any) -> Iterator[None]:
                              "flight are abandoned; their events stay 'delivery unknown'\n")
             sys.stderr.flush()
             sys.stdout.flush()
+            from brazecfg.scratch import remove_all
+
+            remove_all()  # os._exit runs no cleanup: the spools hold personal data
             os._exit(128 + signum)
         stop.request(signum)
         if not stop.sending:

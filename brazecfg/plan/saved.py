@@ -52,6 +52,7 @@ from brazecfg.plan.definition import (
 )
 from brazecfg.plan.guardrails import Tripped
 from brazecfg.plan.planner import ClientFactory, make_plan
+from brazecfg.scratch import Scratch
 from brazecfg.state.hashing import KEY_FILE, Hasher, load_key
 from brazecfg.state.paths import StatePaths
 
@@ -170,7 +171,7 @@ def plan_and_save(project: Project, path: Path, flags: PlanFlags,
     BRAZECFG_HASH_KEY): the saved hashes must be keyed with the key apply will use, and a
     ledger written with a key that is missing is refused by make_plan before that."""
     paths = StatePaths.of(project.settings)
-    with tempfile.TemporaryDirectory(prefix="brazecfg-plan-") as spool:
+    with Scratch("plan") as spool:
         plan = make_plan(project, now=flags.anchor, clients=clients, spool_dir=Path(spool),
                          resend_unknown=flags.resend_unknown, full_refresh=flags.full_refresh,
                          start_over=flags.start_over,

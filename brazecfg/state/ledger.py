@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
-import tempfile
 import threading
 import time
 import uuid
@@ -54,6 +53,7 @@ from sqlalchemy.schema import CreateSchema
 from sqlalchemy.sql.elements import ColumnElement
 
 from brazecfg.errors import StateError
+from brazecfg.scratch import Scratch
 from brazecfg.state.backends import Backend, local_backend
 from brazecfg.state.base import (
     SCHEMA_VERSION,
@@ -180,9 +180,9 @@ class Ledger:
         # and the rows it had inserted by then (_analyze_grown)
         self._grown: Counter[str] = Counter()
         self._analyzed: dict[str, int] = {}
-        self._copy: tempfile.TemporaryDirectory[str] | None = None
+        self._copy: Scratch | None = None
         self._file = backend.path  # the SQLite file read (a private copy: see _open_copy)
-        self._snapshots: tempfile.TemporaryDirectory[str] | None = None  # see _snapshot
+        self._snapshots: Scratch | None = None  # see _snapshot
         self._version = 0  # 0: no state (yet)
         self._lease: tuple[str, int] | None = None  # (lock id, fence) while held
         self._generation: int | None = None  # last committed, known while the lease is held
@@ -278,8 +278,8 @@ class Ledger:
         which is exactly the last committed state. The next apply repairs the real file."""
         assert self.backend.path is not None
         self.close()
-        self._copy = tempfile.TemporaryDirectory(prefix="brazecfg-ledger-")
-        copy = Path(self._copy.name) / "ledger.sqlite"
+        self._copy = Scratch("ledger")
+        copy = self._copy.path / "ledger.sqlite"
         self._file = copy
         shutil.copyfile(self.backend.path, copy)
         shutil.copyfile(f"{self.backend.path}-journal", f"{copy}-journal")
@@ -600,8 +600,8 @@ class Ledger:
             return table
         assert self._file is not None
         if self._snapshots is None:
-            self._snapshots = tempfile.TemporaryDirectory(prefix="brazecfg-state-snapshot-")
-        copy = Path(self._snapshots.name) / "ledger.sqlite"
+            self._snapshots = Scratch("state-snapshot")
+        copy = self._snapshots.path / "ledger.sqlite"
         try:
             with self._read() as conn:
                 self._sync(conn)  # a statement: the read transaction holds its shared lock now

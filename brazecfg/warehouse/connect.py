@@ -27,9 +27,7 @@ read as the same instant everywhere, and incremental reads compare like with lik
 from __future__ import annotations
 
 import re
-import shutil
 import stat
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -40,6 +38,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from brazecfg.errors import WarehouseError
 from brazecfg.model.resources import App, Project
+from brazecfg.scratch import Scratch
 from brazecfg.warehouse.base import Warehouse
 from brazecfg.warehouse.engine import SqlWarehouse, driver_message, scrub
 
@@ -83,8 +82,8 @@ def connect(app: App, project: Project) -> Warehouse:
         backend = url.get_backend_name()
         engine = create_engine(url, **kwargs)
         if backend == "duckdb":
-            temp_dir = Path(tempfile.mkdtemp(prefix="brazecfg-duckdb-"))
-            cleanup = _remover(temp_dir)
+            scratch = Scratch("duckdb")
+            temp_dir, cleanup = scratch.path, scratch.cleanup
             event.listen(engine, "connect",
                          _duckdb_session(_memory_limit(app, options), temp_dir))
         elif backend in _UTC_SESSION:
@@ -134,12 +133,6 @@ def connect(app: App, project: Project) -> Warehouse:
 
 def _nothing() -> None:
     return None
-
-
-def _remover(path: Path) -> Callable[[], None]:
-    def remove() -> None:
-        shutil.rmtree(path, ignore_errors=True)
-    return remove
 
 
 def _memory_limit(app: App, options: Mapping[str, Any]) -> str:
