@@ -361,3 +361,38 @@ def test_sqlite_merges_value_hashes_in_brazecfg_and_joins_counts(project: Path) 
     full = plan_json(project)
     assert (full["compared"], full["compared_in"]) == ("values", "brazecfg"), full
     assert full["counts"]["update"] == 1 and full["read_by_key"] == 2, full  # 3, and 11
+
+
+def test_progress_counts_the_rows_that_leave_the_warehouse_without_the_state_s_total(
+        project: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A diff in the warehouse sends only the keys that differ, so the rows read have no
+    total. The state's record count was given as one, so a plan of 20 s at a million users
+    showed "1,000 of ~1,000,000 rows read (89/s, about 3:06:31 left)". The progress counts
+    (as --log-file records them) say so; the merge in brazecfg, which reads one hash a
+    record, keeps the estimate."""
+    import brazecfg.cli.progress
+
+    monkeypatch.setattr(brazecfg.cli.progress, "LOG_EVERY", 0)  # a progress line a count
+    settle_stamps(project)
+    apply(project)
+    sql(project, "UPDATE users SET last_name = 'Liskov-Smith', updated_at = datetime('now') "
+                 "WHERE id = 5")
+
+    def plan(log: Path) -> tuple[str, list[dict[str, object]]]:
+        out = cli("--log-file", str(log), "plan", str(project), "--now", NOW,
+                  "--format", "json")
+        assert out.exit_code in (0, 2), out.output
+        dest = json.loads(out.stdout)["destinations"][0]
+        assert dest["counts"]["update"] == 1, dest
+        entries = [json.loads(line) for line in log.read_text().splitlines()]
+        return dest["compared_in"], [e for e in entries if e["event"] == "progress"
+                                     and (e["phase"], e["kind"]) == ("plan", "records")]
+
+    compared_in, counts = plan(tmp_path / "joined.jsonl")
+    assert compared_in == "warehouse" and counts, counts
+    assert {e["total"] for e in counts} == {None}, counts
+    with monkeypatch.context() as m:
+        m.setattr(SqlWarehouse, "joins_state", lambda self, state, kind="counts": False)
+        compared_in, counts = plan(tmp_path / "merged.jsonl")
+    assert compared_in == "brazecfg" and counts, counts
+    assert {e["total"] for e in counts} == {12}, counts

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from itertools import islice
 from pathlib import Path
@@ -376,15 +376,17 @@ def _plan_destination(project: Project, dest: Destination, warehouse: Warehouse,
     # updated_at, read before the rows (a row this read misses has a stamp above it), minus
     # an overlap for rows committed a little after their stamp. Never this machine's clock.
     high = warehouse.max_updated_at(dest.model) if _stamped(project, dest) else None
-    on_read = reporter(on_rows, dest.name, "records",
-                       confirmed or None if hashed or not since else None)
+    # rows expected: the state's records when their hashes are compared in brazecfg (one a
+    # record) or read in full; None for an incremental read of rows (how many changed is
+    # what it finds out) and for a diff in the warehouse (only the records that differ leave)
+    on_read = Reading(on_rows, dest.name, confirmed or None if hashed or not since else None)
     limit = max(REFETCH_LIMIT, confirmed // HASH_REFETCH_SHARE) if hashed else REFETCH_LIMIT
     tally = Tally()
     try:
         dplan = _diff_once(project, dest, warehouse, ledger, hasher, state_name, now=now,
                            since=since, recheck=recheck, spool_dir=spool_dir, exists=exists,
                            fresh=fresh, rebound=rebound, opted_out=opted_out, hashed=hashed,
-                           limit=limit, on_read=on_read, kind=kind, tally=tally)
+                           limit=limit, reading=on_read, kind=kind, tally=tally)
     except TooManyToRefetch:
         why_full = (f"more than {limit:,} records changed, are not in the state or failed "
                     "last time: a full read" if hashed else
@@ -394,7 +396,7 @@ def _plan_destination(project: Project, dest: Destination, warehouse: Warehouse,
         dplan = _diff_once(project, dest, warehouse, ledger, hasher, state_name, now=now,
                            since=None, recheck=frozenset(), spool_dir=spool_dir, exists=exists,
                            fresh=fresh, rebound=rebound, opted_out=opted_out,
-                           on_read=on_read, kind=kind, tally=tally)
+                           reading=on_read, kind=kind, tally=tally)
     dplan.rows_read = tally.n
     dplan.state_name = state_name
     dplan.moved_from = moved_why
@@ -499,20 +501,38 @@ def tracked_rows(dest: Destination, rows: Iterable[ModelRow]) -> Iterator[ModelR
             yield row
 
 
+@dataclass(frozen=True)
+class Reading:
+    """Who hears the rows a plan reads (``on_rows``, bound to a destination), and how many it
+    expects."""
+
+    on_rows: RowsRead | None
+    destination: str
+    expected: int | None
+
+    def report(self, *, expected: bool = True) -> Callable[[int], None] | None:
+        """The counter's callback; ``expected=False``: no total is known (a diff in the
+        warehouse sends only the keys that differ, however many records it compares)."""
+        return reporter(self.on_rows, self.destination, "records",
+                        self.expected if expected else None)
+
+
 def _diff_once(project: Project, dest: Destination, warehouse: Warehouse, ledger: Ledger,
                hasher: Hasher, state_name: str, *, now: datetime, since: datetime | None,
                recheck: frozenset[str], spool_dir: Path | None, exists: ExistsCheck | None,
                fresh: bool, rebound: frozenset[str], opted_out: OptOutCheck | None = None,
                hashed: bool = False, limit: int | None = None,
-               on_read: Callable[[int], None] | None = None,
+               reading: Reading | None = None,
                kind: str = HASH_VALUES, tally: Tally | None = None) -> DestinationPlan:
     """One merge of the warehouse with the state. ``hashed``: keys and record hashes of
     ``kind`` leave the warehouse (with, when ``since`` is given, the rows changed since: the
     incremental read), the state is read light (key, groups, stored hash), and only the
     records whose hash differs (or that the state lacks) are read in full, by key. Every row
-    read carries its record hash of ``kind``, which apply stores. ``on_read`` counts the rows
+    read carries its record hash of ``kind``, which apply stores. ``reading`` counts the rows
     read: the hashes when comparing them, else the model rows."""
     tally = tally or Tally()
+    reading = reading or Reading(None, dest.name, None)
+    on_read = reading.report()
     rows: Iterable[ModelRow] = iter(()) if hashed and since is None else tracked_rows(
         dest, counted(tally(warehouse.stream_model(dest.model, now=now, changed_since=since,
                                                    hash_kind=kind)),
@@ -522,7 +542,7 @@ def _diff_once(project: Project, dest: Destination, warehouse: Warehouse, ledger
     hashes = None
     records: Iterator[LedgerRecord]
     if joined is not None:  # the diff runs in the warehouse: only what differs comes back
-        hashes = counted(joined.hashes(), on_read)
+        hashes = counted(joined.hashes(), reading.report(expected=False))
         records = with_intents(joined.records(), _unconfirmed(ledger, state_name, limit))
     else:
         hashes = counted(tally(warehouse.stream_hashes(dest.model, now=now, kind=kind)),
