@@ -290,21 +290,25 @@ def test_postgres_a_re_parented_related_row_updates_the_old_owner(
     assert got["1"]["attributes"]["lifetime_value"] == 120
 
 
+@pytest.mark.parametrize("unreadable", ["2025/06/01 00:00", "2025-13-01 00:00:00",
+                                        "2025-06-01 00:00:00-15:00"],
+                         ids=["no-date", "month-13", "offset-beyond-14h"])
 def test_an_unreadable_stamp_among_iso_text_is_read_on_every_incremental_run(
-        tmp_path: Path, emulator: Emulator) -> None:
-    """300 more users with ISO stamps and one whose stamp no warehouse reads as a time
-    ('2025/06/01 00:00'), past the first rows the SQLite probe looks at and between its
-    smallest and greatest stamps. Its text sorts below the range the index would seek, so that
-    seek would skip it; with no value hash to fall back on (incremental reads compare counts),
-    its change was missed. Every value is checked to start with a date before the seek is
-    used, so the exact filter reads it (an unreadable stamp: read every time)."""
+        tmp_path: Path, emulator: Emulator, unreadable: str) -> None:
+    """300 more users with ISO stamps and one whose stamp no warehouse reads as a time,
+    past the first rows the SQLite probe looks at and between its smallest and greatest
+    stamps. Its text sorts below the range the index would seek, so that seek would skip it;
+    with no value hash to fall back on (incremental reads compare counts), its change was
+    missed. Every value is checked to be a time SQLite reads (not only text that starts with
+    a date: month 13 and an offset past 14 hours do too) before the seek is used, so the
+    exact filter reads it (an unreadable stamp: read every time)."""
     project = stamped_project(tmp_path, "2026-01-05 09:00:00")
     con = sqlite3.connect(project / "warehouse.db")
     with con:
         con.executemany("INSERT INTO users (id, email, first_name, last_name, country, "
                         "updated_at) VALUES (?, ?, 'F', 'L', 'GB', '2026-01-05 09:00:00')",
                         [(i, f"u{i}@example.com") for i in range(100, 400)])
-        con.execute("UPDATE users SET updated_at = '2025/06/01 00:00' WHERE id = 399")
+        con.execute("UPDATE users SET updated_at = ? WHERE id = 399", (unreadable,))
         con.execute("UPDATE users SET updated_at = '2025-01-01 00:00:00' WHERE id = 1")
     con.close()
     newest(project, "UPDATE users SET updated_at = '2026-01-06 00:00:00' WHERE id = 12")

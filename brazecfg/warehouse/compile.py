@@ -689,6 +689,49 @@ def build_max_updated_query(project: Project, model: str, *, dialect: Dialect | 
     return select(func.max(u.c.m).label("m"))
 
 
+DATE_GLOB = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*"
+
+
+@dataclass(frozen=True)
+class StampSurvey:
+    """One source's ``updated_at`` (SQLite): ``select`` reads the column in one pass, for its
+    ends (``low``, ``high``), how many values it holds (``values``), are NULL (``nulls``), do
+    not start with a date (``undated``) and are times SQLite reads (``readable``), and the
+    greatest of those times (``dated``); ``greatest`` is the greatest stamp as the
+    incremental filter reads any value (epoch numbers too), which equals ``dated`` when every
+    value is readable text that starts with a date (SQLite reads those with datetime())."""
+
+    source: Source
+    select: Select[Any]
+    greatest: Select[Any]
+
+
+def build_stamp_surveys(project: Project, model: str, *, dialect: Dialect | str,
+                        numeric_stamps: frozenset[str] = frozenset()) -> list[StampSurvey]:
+    """Per source of ``model`` that declares ``updated_at``, its StampSurvey: one scan of the
+    column gives both the checks that let an incremental read add a range to its filter and,
+    for such columns, the greatest stamp (four scans before, one of them converting every
+    value with the filter's own CASE)."""
+    d = get_dialect(dialect)
+    builder = _Builder(project, model, d, datetime(1970, 1, 1), numeric_stamps)
+    out: list[StampSurvey] = []
+    for name in builder.source_names():
+        src = project.sources[name]
+        if not src.updated_at:
+            continue
+        f = source_from(src, [src.updated_at], f"m{len(out)}", d, project.settings.root)
+        col = f.c[src.updated_at]
+        dt = func.datetime(col)
+        undated = case((col.op("GLOB")(literal(DATE_GLOB)), literal(0)), else_=literal(1))
+        out.append(StampSurvey(src, select(
+            func.min(col).label("low"), func.max(col).label("high"),
+            func.count(col).label("values"), (func.count() - func.count(col)).label("nulls"),
+            func.coalesce(func.sum(undated), literal(0)).label("undated"),
+            func.count(dt).label("readable"), func.max(dt).label("dated")),
+            select(func.max(builder.stamp(src, f)))))
+    return out
+
+
 def column_of(prop: Property) -> str:
     return prop.column or prop.name
 

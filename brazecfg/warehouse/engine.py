@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import false, func, literal, not_, select
+from sqlalchemy import false, literal, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
@@ -33,6 +33,7 @@ from brazecfg.warehouse.compile import (
     build_hashes_query,
     build_max_updated_query,
     build_model_query,
+    build_stamp_surveys,
     hashes_supported,
 )
 from brazecfg.warehouse.dates import ISO_DATETIME
@@ -68,6 +69,10 @@ class SqlWarehouse:
         self.engine = engine
         self._secrets = secrets
         self._on_close = on_close
+        # SQLite: per model, its updated_at columns read in one pass (_survey_stamps): the
+        # greatest stamp and the columns whose incremental filter may add a range. Read once
+        # per plan (a warehouse is connected per plan), before the model is read.
+        self._surveys: dict[str, tuple[Any, frozenset[str]]] = {}
 
     def query(self, model: str, *, now: datetime, changed_since: datetime | None = None,
               only_keys: list[str] | None = None, hash_kind: str = HASH_VALUES) -> ModelQuery:
@@ -80,37 +85,48 @@ class SqlWarehouse:
 
     def _text_stamps(self, model: str) -> frozenset[str]:
         """SQLite: the ``updated_at`` columns (as "source.column") of table sources with no
-        NULL and whose smallest and greatest value and first rows are all ISO 8601 text
-        (with an index on the column, each probe is a seek), and every value of which starts
-        with a date (YYYY-MM-DD: one pass over the index, in SQLite's C, no conversion). Their
-        incremental filter adds a range on the raw column that the index seeks
+        NULL, every value of which starts with a date (YYYY-MM-DD) and is a time SQLite reads,
+        and whose smallest and greatest value and first rows are ISO 8601 text. Their
+        incremental filter adds a range on the raw column that an index on it seeks
         (compile.changed_keys): text that starts with a date sorts by that date, so the range
         from the day before the watermark holds every row the exact test keeps. A stamp of
-        another form (an epoch number, text no warehouse reads as a time) turns the range off
-        for that column: such a row is read on every incremental run, never skipped."""
+        another form (an epoch number, text no warehouse reads as a time, or text that only
+        looks like one: month 13, an offset past 14 hours) turns the range off for that column:
+        such a row is read on every incremental run, never skipped."""
         if self.engine.dialect.name != "sqlite":
             return frozenset()
-        found: set[str] = set()
-        root = self.project.settings.root
         try:
-            with self.engine.connect() as conn:
-                for src in self._sources(model):
-                    if not src.updated_at or not src.table:
-                        continue
-                    frm = source_from(src, [src.updated_at], "t", self.engine.dialect, root)
-                    col = frm.c[src.updated_at]
-                    ends = conn.execute(select(func.min(col), func.max(col))).one()
-                    null = conn.execute(select(literal(1)).where(col.is_(None)).limit(1))
-                    first = conn.execute(select(col).limit(200))
-                    undated = conn.execute(select(literal(1)).where(
-                        not_(col.op("GLOB")(literal(_DATE_GLOB)))).limit(1))
-                    seen = [*ends, *(None for _ in null), *first.scalars(),
-                            *(None for _ in undated)]
-                    if all(isinstance(v, str) and ISO_DATETIME.match(v) for v in seen):
-                        found.add(f"{src.name}.{src.updated_at}")
+            return self._survey_stamps(model)[1]
         except DBAPIError:
             return frozenset()  # the read itself will name the source that cannot be read
-        return frozenset(found)
+
+    def _survey_stamps(self, model: str) -> tuple[Any, frozenset[str]]:
+        """SQLite: (the greatest stamp as the filter reads it, ``_text_stamps``), from one
+        aggregate per source (compile.build_stamp_surveys) and its first 200 rows."""
+        if model in self._surveys:
+            return self._surveys[model]
+        greatest: Any = None
+        found: set[str] = set()
+        root = self.project.settings.root
+        with self.engine.connect() as conn:
+            for survey in build_stamp_surveys(self.project, model, dialect=self.engine.dialect,
+                                              numeric_stamps=self._numeric_stamps(model)):
+                src = survey.source
+                assert src.updated_at is not None
+                row = conn.execute(survey.select).one()
+                dated = (not row.nulls and not row.undated and row.readable == row.values)
+                if dated and src.table:
+                    frm = source_from(src, [src.updated_at], "t", self.engine.dialect, root)
+                    first = conn.execute(select(frm.c[src.updated_at]).limit(200)).scalars()
+                    if all(isinstance(v, str) and ISO_DATETIME.match(v)
+                           for v in (row.low, row.high, *first)):
+                        found.add(f"{src.name}.{src.updated_at}")
+                # readable text that starts with a date: what the filter reads is datetime()
+                top = row.dated if dated else conn.execute(survey.greatest).scalar()
+                if top is not None and (greatest is None or top > greatest):
+                    greatest = top
+        self._surveys[model] = (greatest, frozenset(found))
+        return self._surveys[model]
 
     def _text_key(self, model: str) -> bool:
         """SQLite: whether the primary source is a table whose one primary key column is
@@ -310,7 +326,10 @@ class SqlWarehouse:
         try:
             with self.engine.connect() as conn:
                 try:
-                    value = conn.execute(stmt).scalar()
+                    if self.engine.dialect.name == "sqlite":  # with the checks, in one pass
+                        value = self._survey_stamps(model)[0]
+                    else:
+                        value = conn.execute(stmt).scalar()
                 except DBAPIError as exc:
                     # Name the source or column it could not read, at its file and line,
                     # as a read of the model would.
@@ -479,10 +498,6 @@ def _register_sqlite_hash(conn: Connection) -> None:
             raw._brazecfg_row_hash = True
         except AttributeError:  # sqlite3.Connection takes no attributes: register again
             pass
-
-
-# Text that starts with a date (YYYY-MM-DD), as SQLite's GLOB sees it.
-_DATE_GLOB = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*"
 
 
 def _hash_bytes(value: Any) -> bytes | None:
