@@ -92,6 +92,75 @@ def test_the_join_in_the_warehouse_plans_what_the_merge_plans(
     assert both_ways(project, monkeypatch)["counts"]["unchanged"] == 12  # type: ignore[index]
 
 
+@pytest.mark.parametrize("blob", [False, True], ids=["text", "a-blob-among-them"])
+def test_a_text_primary_key_is_joined_as_an_integer_one_is(
+        project: Path, monkeypatch: pytest.MonkeyPatch, blob: bool) -> None:
+    """A primary table whose key is its one primary key column (an INTEGER PRIMARY KEY, as
+    above, or text NOT NULL) is read in the order of that key's index, and joined in two
+    halves on SQLite: its keys against the state, and the state's keys that no row has, each
+    found by seeking the table's key. A key stored as a BLOB (text affinity keeps one) has
+    the key text of its bytes, but SQLite orders BLOBs after every text: with one, every
+    plan failed ("rows out of key order ('4' after '9')"); the table is now read as any
+    other, and the BLOB-keyed user is one user, not one deleted and one created."""
+    settle_stamps(project)
+    four = "CAST('4' AS BLOB)" if blob else "'4'"
+    sql(project, "ALTER TABLE users RENAME TO old_users")
+    sql(project, "CREATE TABLE users (id TEXT NOT NULL PRIMARY KEY, email TEXT, "
+                 "first_name TEXT, last_name TEXT, country TEXT, updated_at TEXT NOT NULL)")
+    sql(project, "INSERT INTO users SELECT CAST(id AS TEXT), email, first_name, last_name, "
+                 "country, updated_at FROM old_users WHERE id != 4")
+    sql(project, f"INSERT INTO users SELECT {four}, email, first_name, last_name, "
+                 "country, updated_at FROM old_users WHERE id = 4")
+    sql(project, "DROP TABLE old_users")
+    apply(project)
+    assert both_ways(project, monkeypatch)["counts"]["unchanged"] == 12  # type: ignore[index]
+
+    sql(project, "DELETE FROM users WHERE id = '2'")
+    sql(project, "INSERT INTO users VALUES ('13', 'ken@example.com', 'Ken', 'Thompson', 'US', "
+                 "'2026-01-01 00:00:00')")
+    sql(project, "UPDATE purchases SET user_id = 4 WHERE id = 9")  # from 6 to the user "4"
+    d = both_ways(project, monkeypatch)
+    counts = d["counts"]
+    assert (counts["delete"], counts["create"]) == (1, 1), d  # type: ignore[index]
+    assert counts["update"] == 2, d  # type: ignore[index]  # 4, and the user 6 left
+    apply(project)
+    assert both_ways(project, monkeypatch)["counts"]["unchanged"] == 12  # type: ignore[index]
+    full = cli("plan", str(project), "--now", NOW, "--full-refresh", "--format", "json")
+    assert full.exit_code == 0, full.output  # nothing changed, read in full
+
+
+@pytest.mark.parametrize("column", ["purchases.user_id", "users.id"])
+def test_a_key_stored_as_a_blob_is_read_as_its_text_by_the_incremental_read(
+        project: Path, monkeypatch: pytest.MonkeyPatch, column: str) -> None:
+    """A key whose value SQLite keeps as a BLOB (no affinity converts one) has the key text
+    of its bytes, as a full read computes it. The incremental read finds the rows of the
+    changed keys by seeking their text and whole number first; a BLOB is neither, so a
+    purchase moved to user 4 as the BLOB '4' was left out of user 4's aggregates (the plan
+    said nothing of its new purchase count) and, read by key, a user keyed by the BLOB '4'
+    was not read at all. The incremental plan now says what a full read says."""
+    settle_stamps(project)
+    if column == "users.id":  # a column of no affinity keeps the BLOB as a BLOB
+        sql(project, "ALTER TABLE users RENAME TO old_users")
+        sql(project, "CREATE TABLE users (id NOT NULL, email TEXT, first_name TEXT, "
+                     "last_name TEXT, country TEXT, updated_at TEXT NOT NULL)")
+        sql(project, "INSERT INTO users SELECT CASE id WHEN 4 THEN CAST('4' AS BLOB) "
+                     "ELSE id END, email, first_name, last_name, country, updated_at "
+                     "FROM old_users")
+        sql(project, "DROP TABLE old_users")
+    apply(project)
+    if column == "users.id":
+        sql(project, "UPDATE purchases SET user_id = 4, updated_at = '2026-11-30 00:00:00' "
+                     "WHERE id = 9")
+    else:
+        sql(project, "UPDATE purchases SET user_id = CAST('4' AS BLOB), "
+                     "updated_at = '2026-11-30 00:00:00' WHERE id = 9")
+    d = both_ways(project, monkeypatch)
+    full = plan_json(project, "--full-refresh")
+    assert d["counts"]["update"] == 2, d  # type: ignore[index]  # 4 gained what 6 lost
+    for key in ("counts", "fields_set", "fields_removed", "group_joins", "group_leaves"):
+        assert d[key] == full[key], (key, d[key], full[key])
+
+
 def test_rejected_records_and_create_intents_are_read_again_when_their_hash_is_the_same(
         project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A record Braze rejected last time and an intent left by a crash are both read by key

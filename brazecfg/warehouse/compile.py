@@ -250,6 +250,7 @@ class _Builder:
                 cte = changed.cte("changed_keys")
                 self.changed = select(cte.c[0])
                 self.changed_ints = select(cast(cte.c[0], BigInteger()))
+                self.changed_bytes = select(cast(cte.c[0], LargeBinary()))
         p = self.from_(self.primary, "p")
         pkey = p.c[self.primary.key]
         pkey_ref = key_ref(pkey, self.dialect)
@@ -401,20 +402,22 @@ class _Builder:
     def changed_filter(self, col: ColumnElement[Any]) -> list[ColumnElement[bool]]:
         """Rows of a source whose key is one of the keys changed since (``self.changed``):
         the canonical key text compared exactly, and on SQLite first the raw column against
-        each key's text and its whole number (as ``key_filter`` does for a list of keys): a
-        superset that lets an index on the key column seek the changed keys' rows instead
-        of computing the key text of every row of the source."""
+        each key's text, its whole number and its bytes (as ``key_filter`` does for a list
+        of keys): a superset that lets an index on the key column seek the changed keys'
+        rows instead of computing the key text of every row of the source."""
         assert self.changed is not None
         exact = key_ref(col, self.dialect).in_(self.changed)
         if self.dialect.name != "sqlite":
             return [exact]
-        return [or_(col.in_(self.changed), col.in_(self.changed_ints)), exact]
+        return [or_(col.in_(self.changed), col.in_(self.changed_ints),
+                    col.in_(self.changed_bytes)), exact]
 
     def key_filter(self, col: ColumnElement[Any]) -> list[ColumnElement[bool]]:
         """Rows of a source whose key is one of ``only_keys``: the canonical key text
         compared exactly, and on SQLite first the raw column against each key's text and
-        whole number, a superset that lets an index on the key column seek instead of
-        scanning (a value whose key text is k equals k's text or k's integer there).
+        whole number and its bytes, a superset that lets an index on the key column seek
+        instead of scanning (a value whose key text is k equals k's text, k's integer or,
+        a BLOB, k's UTF-8 bytes there: key_text casts a BLOB to text).
         Reading by key pushes this into every source's subquery, so a related source is
         read for these keys only, not aggregated whole per batch."""
         keys = self.only_keys or []
@@ -425,7 +428,9 @@ class _Builder:
         for k in keys:
             if k.lstrip("-").isdigit() and str(int(k)) == k and abs(int(k)) < 2 ** 63:
                 ints.append(int(k))
-        return [or_(col.in_(keys), col.in_(ints)) if ints else col.in_(keys), exact]
+        blobs = [k.encode() for k in keys]
+        return [or_(col.in_(keys), col.in_(ints), col.in_(blobs)) if ints else
+                or_(col.in_(keys), col.in_(blobs)), exact]
 
     def check_apps(self) -> None:
         app = self.primary.app

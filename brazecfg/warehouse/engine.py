@@ -161,7 +161,19 @@ class SqlWarehouse:
         if declared.strip() == "INTEGER":
             return "rowid"
         text = "INT" not in declared and any(t in declared for t in ("CHAR", "CLOB", "TEXT"))
-        return "text" if text and notnull else ""
+        if not (text and notnull):
+            return ""
+        # Text affinity stores numbers as text, but a BLOB as a BLOB, and SQLite orders every
+        # BLOB after every text whatever its bytes: the index's order is then not the key
+        # texts'. BLOBs sort last, so the greatest key (one seek of the index) says.
+        table, key = src.table.strip('"').replace('"', '""'), src.key.replace('"', '""')
+        try:
+            with self.engine.connect() as conn:
+                greatest = conn.exec_driver_sql(
+                    f'SELECT typeof(max("{key}")) FROM "{table}"').scalar()
+        except DBAPIError:
+            return ""
+        return "" if greatest == "blob" else "text"
 
     def _sources(self, model: str) -> list[Source]:
         primary = self.project.primary_source(model)
