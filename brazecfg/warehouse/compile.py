@@ -71,6 +71,7 @@ from sqlalchemy import (
     literal,
     literal_column,
     not_,
+    null,
     or_,
     select,
     union,
@@ -665,11 +666,50 @@ def build_hash_changes_query(project: Project, model: str, *, now: datetime,
         func.lower(func.hex(s.c.row_hash)))
     differ = or_(w.c.k.is_(None), s.c.external_id.is_(None), w.c.h.is_(None),
                  s.c.row_hash.is_(None), wh != sh)
+    if d.name == "sqlite" and unique_key:
+        return _split_hash_changes(project, model, d, w, s, records, state,
+                                   and_(dest, wk == sk), differ, text_key=text_key)
     joined = w.join(s, and_(dest, wk == sk), full=True)
     return (select(w.c.k, w.c.kbad, w.c.h, s.c.external_id, s.c[state.groups], s.c.row_hash)
             .select_from(joined)
             .where(or_(s.c.external_id.is_(None), dest), differ)
             .order_by(*key_order(func.coalesce(w.c.k, s.c.external_id), d)))
+
+
+def _split_hash_changes(project: Project, model: str, d: Dialect, w: FromClause,
+                        s: FromClause, records: Table, state: StateTable,
+                        on: ColumnElement[bool], differ: ColumnElement[bool], *,
+                        text_key: bool) -> Select[Any]:
+    """``build_hash_changes_query`` on SQLite when no two rows of the primary source share a
+    key (a table whose one primary key column is an INTEGER PRIMARY KEY or text NOT NULL):
+    the full join as two halves. The warehouse's keys, each seeking the state's primary key
+    (a LEFT JOIN SQLite streams), and the state's keys that no row of the primary table has
+    (each a seek of that table's key: its rowid, or its text and the same bytes as a BLOB,
+    then the exact key text). SQLite runs a FULL JOIN by first writing every record of the
+    left side to a temporary table (1M users: 5.5 to 8.3 s for the query, against 4.2 to
+    4.9 s for the halves, measured on one file and state)."""
+    primary = project.primary_source(model)
+    p = source_from(primary, [primary.key], "x", d, project.settings.root)
+    pkey = p.c[primary.key]
+    gone = records.alias("g")
+    text = gone.c.external_id
+    if text_key:  # text, or a BLOB of its bytes (key_text casts one to text)
+        seek = or_(pkey == text, pkey == cast(text, LargeBinary()))
+    else:  # the rowid: whole numbers
+        seek = pkey == cast(text, BigInteger())
+    has_row = (select(literal(1)).select_from(p)
+               .where(seek, binary(key_text(pkey, d), d) == binary(text, d)).exists())
+    kept = (select(w.c.k.label("k"), w.c.kbad.label("kbad"), w.c.h.label("h"),
+                   s.c.external_id.label("sk"), s.c[state.groups].label("sg"),
+                   s.c.row_hash.label("sh"))
+            .select_from(w.outerjoin(s, on)).where(differ))
+    missing = (select(null().label("k"), null().label("kbad"), null().label("h"),
+                      text.label("sk"), gone.c[state.groups].label("sg"),
+                      gone.c.row_hash.label("sh"))
+               .where(gone.c.destination == literal(state.destination), not_(has_row)))
+    u = union_all(kept, missing).subquery("d")
+    return (select(u.c.k, u.c.kbad, u.c.h, u.c.sk, u.c.sg, u.c.sh)
+            .order_by(*key_order(func.coalesce(u.c.k, u.c.sk), d)))
 
 
 def build_max_updated_query(project: Project, model: str, *, dialect: Dialect | str,
