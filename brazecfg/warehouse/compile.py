@@ -686,8 +686,8 @@ def _split_hash_changes(project: Project, model: str, d: Dialect, w: FromClause,
     (a LEFT JOIN SQLite streams), and the state's keys that no row of the primary table has
     (each a seek of that table's key: its rowid, or its text and the same bytes as a BLOB,
     then the exact key text). SQLite runs a FULL JOIN by first writing every record of the
-    left side to a temporary table (1M users: 5.5 to 8.3 s for the query, against 4.2 to
-    4.9 s for the halves, measured on one file and state)."""
+    left side to a temporary table (1M users, interleaved on one file and state: 7.4 to 8.0 s
+    for the query, against 5.2 to 5.6 s for the halves; bench/README.md)."""
     primary = project.primary_source(model)
     p = source_from(primary, [primary.key], "x", d, project.settings.root)
     pkey = p.c[primary.key]
