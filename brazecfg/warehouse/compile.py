@@ -740,11 +740,13 @@ DATE_GLOB = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*"
 @dataclass(frozen=True)
 class StampSurvey:
     """One source's ``updated_at`` (SQLite): ``select`` reads the column in one pass, for its
-    ends (``low``, ``high``), how many values it holds (``values``), are NULL (``nulls``), do
-    not start with a date (``undated``) and are times SQLite reads (``readable``), and the
-    greatest of those times (``dated``); ``greatest`` is the greatest stamp as the
-    incremental filter reads any value (epoch numbers too), which equals ``dated`` when every
-    value is readable text that starts with a date (SQLite reads those with datetime())."""
+    ends (``low``, ``high``), how many values it holds (``values``), are NULL (``nulls``) or
+    do not start with a date (``undated``), and ``dated``: the greatest time SQLite reads
+    (datetime()) when it reads every value, else a BLOB (one datetime() a row: a value it
+    cannot read counts as X'00', and SQLite orders a BLOB after every text; NULL for no
+    rows). ``greatest`` is the greatest stamp as the incremental filter reads any value
+    (epoch numbers too), which equals ``dated`` when every value is readable text that
+    starts with a date."""
 
     source: Source
     select: Select[Any]
@@ -772,7 +774,7 @@ def build_stamp_surveys(project: Project, model: str, *, dialect: Dialect | str,
             func.min(col).label("low"), func.max(col).label("high"),
             func.count(col).label("values"), (func.count() - func.count(col)).label("nulls"),
             func.coalesce(func.sum(undated), literal(0)).label("undated"),
-            func.count(dt).label("readable"), func.max(dt).label("dated")),
+            func.max(func.coalesce(dt, literal_column("X'00'"))).label("dated")),
             select(func.max(builder.stamp(src, f)))))
     return out
 

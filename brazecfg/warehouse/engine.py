@@ -114,7 +114,7 @@ class SqlWarehouse:
                 src = survey.source
                 assert src.updated_at is not None
                 row = conn.execute(survey.select).one()
-                dated = (not row.nulls and not row.undated and row.readable == row.values)
+                dated = (not row.nulls and not row.undated and not isinstance(row.dated, bytes))
                 if dated and src.table:
                     frm = source_from(src, [src.updated_at], "t", self.engine.dialect, root)
                     first = conn.execute(select(frm.c[src.updated_at]).limit(200)).scalars()
