@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from brazecfg.emulator import Emulator, EmulatorConfig
+from brazecfg.warehouse.engine import SqlWarehouse
 from tests.helpers import NOW, cli, copy_example, emulator_get, plan_json
 
 USERS = ("id, email, first_name, last_name, country, updated_at")
@@ -357,6 +358,13 @@ def test_an_incremental_read_aggregates_every_row_of_a_changed_key_whatever_its_
     assert inc["read_since"] is not None and full["read_since"] is None
     assert inc["counts"]["update"] == 1 and inc["fields_set"] == {"lifetime_value": 1}, inc
     assert inc["digest"] == full["digest"], (inc, full)
+    # The counts the diff in the warehouse computes, joined on the raw values for a column
+    # of numbers, are those apply stored (a GROUP BY on key text): as many rows leave it as
+    # with that join turned off (a counts hash that differed would add every key)
+    assert inc["compared_in"] == "warehouse", inc
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(SqlWarehouse, "_numeric_keys", lambda self, model: frozenset())
+        assert plan_json(project)["rows_read"] == inc["rows_read"], inc
     apply(project)
     # 16 + 2 + 4; a TEXT column stores 3.0 as the text '3.0', another key (no such user)
     want = 18 if key_ddl == "TEXT" else 22

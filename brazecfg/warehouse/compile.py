@@ -177,8 +177,12 @@ def compile_model_query(project: Project, model: str, *, now: datetime,
 class _Builder:
     def __init__(self, project: Project, model: str, dialect: Dialect, now: datetime,
                  numeric_stamps: frozenset[str] = frozenset(),
-                 text_stamps: frozenset[str] = frozenset(), text_key: bool = False) -> None:
+                 text_stamps: frozenset[str] = frozenset(), text_key: bool = False,
+                 numeric_keys: frozenset[str] = frozenset()) -> None:
         self.numeric_stamps = numeric_stamps
+        # SQLite, the primary key a rowid: the counted sources whose key column holds only
+        # numbers (``row_counts`` joins their counts on the raw values)
+        self.numeric_keys = numeric_keys if dialect.name == "sqlite" else frozenset()
         self.text_stamps = text_stamps if dialect.name == "sqlite" else frozenset()
         self.text_key = text_key and dialect.name == "sqlite"
         self.project = project
@@ -337,7 +341,8 @@ class _Builder:
         return ModelQuery(stmt, tuple(names), tuple(g.name for g in self.groups), self.needs,
                           hashed, hash_kind)
 
-    def row_counts(self, joined: FromClause, pkey_ref: ColumnElement[Any]
+    def row_counts(self, joined: FromClause, pkey_ref: ColumnElement[Any],
+                   rowid: ColumnElement[Any] | None = None
                    ) -> tuple[FromClause, list[ColumnElement[Any]]]:
         """``joined`` with, per counted source (``counted_sources``), its number of rows for
         the record (0 with none): one GROUP BY over the source's key, nothing else read.
@@ -346,7 +351,12 @@ class _Builder:
         that order: no sort), then those groups by key text, adding their counts. Values
         equal in the first (the same text, or numbers of equal value: ``1`` and ``1.0``)
         have one key text, so the counts per key text are exactly those of one GROUP BY
-        on it, which would sort every row of the source by a computed text."""
+        on it, which would sort every row of the source by a computed text. When the
+        record's key is a ``rowid`` (an INTEGER PRIMARY KEY) and the source is one of
+        ``numeric_keys`` (its key column holds numbers only), a number and a rowid are equal
+        exactly when their key texts are (a fractional number has none and equals no
+        rowid), so the first groups join the record on the raw values: no second GROUP BY
+        and no key text computed per group (1M users, 3M purchases: 1.8 s against 3.5 s)."""
         counts: list[ColumnElement[Any]] = []
         for name in counted_sources(self.project, self.model):
             source = self.project.sources[name]
@@ -361,6 +371,11 @@ class _Builder:
                 first = first.where(*self.key_filter(raw))
             if self.changed is not None:
                 first = first.where(*self.changed_filter(raw))
+            if rowid is not None and name in self.numeric_keys:
+                sq = first.group_by(binary(raw, self.dialect)).subquery(f"nc{self._aliases}")
+                joined = joined.outerjoin(sq, sq.c.rk == rowid)
+                counts.append(func.coalesce(sq.c.n, 0))
+                continue
             if self.dialect.name == "sqlite":
                 by_raw = first.group_by(binary(raw, self.dialect)).subquery(
                     f"nr{self._aliases}")
@@ -392,7 +407,8 @@ class _Builder:
         h."""
         p = self.from_(self.primary, "p")
         pkey = p.c[self.primary.key]
-        joined, counts = self.row_counts(p, key_ref(pkey, self.dialect))
+        joined, counts = self.row_counts(p, key_ref(pkey, self.dialect),
+                                         pkey if self.numeric_keys else None)
         order = ([binary(pkey, self.dialect)] if self.text_key
                  else key_order(key_text(pkey, self.dialect), self.dialect))
         stmt = (select(key_text(pkey, self.dialect).label("k"),
@@ -624,7 +640,8 @@ STATE_ALIAS = "brazecfg_state"
 def build_hash_changes_query(project: Project, model: str, *, now: datetime,
                              dialect: Dialect | str, state: StateTable,
                              text_key: bool = False, unique_key: bool = False,
-                             kind: str = HASH_COUNTS) -> Select[Any]:
+                             kind: str = HASH_COUNTS,
+                             numeric_keys: frozenset[str] = frozenset()) -> Select[Any]:
     """The diff of record hashes in the warehouse (README "How it works"): every record key
     of ``model`` with its record hash of ``kind`` (HASH_COUNTS: its related-row counts, for
     incremental reads; HASH_VALUES: every property value and group flag, for full reads),
@@ -637,8 +654,10 @@ def build_hash_changes_query(project: Project, model: str, *, now: datetime,
     d = get_dialect(dialect)
     if model not in project.models:
         raise WarehouseError(f"model/{model} does not exist")
-    counts = _Builder(project, model, d, now, text_key=text_key).build(
-        None, keys_only=True, hash_kind=kind).select.order_by(None).subquery("wc")
+    counts = _Builder(project, model, d, now, text_key=text_key,
+                      numeric_keys=numeric_keys if unique_key and not text_key else frozenset()
+                      ).build(None, keys_only=True, hash_kind=kind
+                              ).select.order_by(None).subquery("wc")
     w: FromClause = counts
     if not unique_key:  # a repeated key is read by key every time: which row wins is settled there
         grouped = binary(counts.c.k, d)

@@ -34,6 +34,7 @@ from brazecfg.warehouse.compile import (
     build_max_updated_query,
     build_model_query,
     build_stamp_surveys,
+    counted_sources,
     hashes_supported,
 )
 from brazecfg.warehouse.dates import ISO_DATETIME
@@ -139,6 +140,30 @@ class SqlWarehouse:
         """SQLite: whether no two rows of the primary source can share a key: a ``text_key``,
         or an ``INTEGER PRIMARY KEY`` (the rowid: whole numbers, unique, never NULL)."""
         return self._key_column(model) in ("text", "rowid")
+
+    def _numeric_keys(self, model: str) -> frozenset[str]:
+        """SQLite, a model keyed by an INTEGER PRIMARY KEY: the sources whose rows per record
+        its counts hash counts (compile.counted_sources) that are tables whose key column
+        holds numbers only. SQLite orders every number before every text and BLOB, so the
+        greatest value says (one seek of an index on the column, else one pass)."""
+        if self._key_column(model) != "rowid":
+            return frozenset()
+        out = set()
+        with self.engine.connect() as conn:
+            for name in counted_sources(self.project, model):
+                src = self.project.sources[name]
+                if not src.table or "(" in src.table or "." in src.table.strip('"'):
+                    continue
+                table = src.table.strip('"').replace('"', '""')
+                key = src.key.replace('"', '""')
+                try:
+                    greatest = conn.exec_driver_sql(
+                        f'SELECT typeof(max("{key}")) FROM "{table}"').scalar()
+                except DBAPIError:
+                    continue
+                if greatest in ("integer", "real", "null"):
+                    out.add(name)
+        return frozenset(out)
 
     def _key_column(self, model: str) -> str:
         """SQLite: "text" (see ``_text_key``), "rowid" (an INTEGER PRIMARY KEY) or ""."""
@@ -308,7 +333,8 @@ class SqlWarehouse:
         None, None when it has none). Needs ``joins_state(state)``."""
         stmt = build_hash_changes_query(
             self.project, model, now=now, dialect=self.engine.dialect, state=state,
-            text_key=self._text_key(model), unique_key=self._unique_key(model), kind=kind)
+            text_key=self._text_key(model), unique_key=self._unique_key(model), kind=kind,
+            numeric_keys=self._numeric_keys(model))
         query = ModelQuery(stmt, (), (), {}, True, kind)
 
         def row(r: Any) -> tuple[str | None, bytes | None, str | None, Any, bytes | None]:
