@@ -472,9 +472,11 @@ def apply(
         if not sys.stdin.isatty():
             raise BrazecfgError("apply needs a yes: pass --auto-approve when no one can answer "
                                 "(CI, scripts)")
+        from brazecfg.cli.ask import yes_or_no
+
         try:
-            return typer.confirm("Apply these changes to Braze?", default=False)
-        except typer.Abort:  # the prompt turns Ctrl-C and EOF into Abort
+            return yes_or_no("Apply these changes to Braze?")
+        except (KeyboardInterrupt, EOFError):
             if stop.signum is not None:
                 raise Interrupted(stop.signum) from None
             raise AbortedError("apply cancelled; nothing was sent") from None

@@ -145,8 +145,14 @@ def state_rm(
         if not yes:
             if not sys.stdin.isatty():
                 raise BrazecfgError("state rm needs a yes: pass --yes when no one can answer")
-            if not typer.confirm(f"Forget everything the state knows about {addr}? Its event "
-                                 "rows would be sent again if it comes back", default=False):
+            from brazecfg.cli.ask import yes_or_no
+
+            try:
+                forget = yes_or_no(f"Forget everything the state knows about {addr}? Its "
+                                   "event rows would be sent again if it comes back")
+            except (KeyboardInterrupt, EOFError):
+                forget = False
+            if not forget:
                 raise BrazecfgError("cancelled; the state is unchanged")
         with _write_command(project, "rm", lock_timeout) as led:
             remove(led, addr)
