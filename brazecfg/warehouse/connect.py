@@ -307,8 +307,21 @@ def _duckdb_session(memory_limit: str, temp_dir: Path) -> Callable[[Any, Any], N
     spill to, and UTC."""
     def setup(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.execute(f"SET memory_limit = '{memory_limit}'")
-        path = str(temp_dir).replace("'", "''")
-        dbapi_connection.execute(f"SET temp_directory = '{path}'")
+        # The setting is the database instance's, which every connection to the file in this
+        # process shares (the state's own, a second pooled one): once DuckDB has spilled
+        # into a directory it refuses to switch, even to the same path, and that refusal
+        # failed every later connection ("Cannot switch temporary directory after the
+        # current one has been used": plans of 3M users with the state in DuckDB).
+        current = dbapi_connection.execute(
+            "SELECT current_setting('temp_directory')").fetchone()[0]
+        if current != str(temp_dir):
+            path = str(temp_dir).replace("'", "''")
+            try:
+                dbapi_connection.execute(f"SET temp_directory = '{path}'")
+            except Exception as exc:  # noqa: BLE001 - duckdb's NotImplementedException
+                if "Cannot switch temporary directory" not in str(exc):
+                    raise
+                # it keeps spilling where it began to: the instance's first directory
         # every query brazecfg sends says its ORDER BY: keeping scan order only costs memory
         dbapi_connection.execute("SET preserve_insertion_order = false")
         # Timestamps with a time zone are compared in UTC, like everywhere else.
