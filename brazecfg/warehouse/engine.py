@@ -148,22 +148,23 @@ class SqlWarehouse:
         greatest value says (one seek of an index on the column, else one pass)."""
         if self._key_column(model) != "rowid":
             return frozenset()
-        out = set()
-        with self.engine.connect() as conn:
-            for name in counted_sources(self.project, model):
-                src = self.project.sources[name]
-                if not src.table or "(" in src.table or "." in src.table.strip('"'):
-                    continue
-                table = src.table.strip('"').replace('"', '""')
-                key = src.key.replace('"', '""')
-                try:
-                    greatest = conn.exec_driver_sql(
-                        f'SELECT typeof(max("{key}")) FROM "{table}"').scalar()
-                except DBAPIError:
-                    continue
-                if greatest in ("integer", "real", "null"):
-                    out.add(name)
-        return frozenset(out)
+        sources = [self.project.sources[n] for n in counted_sources(self.project, model)]
+        return frozenset(s.name for s in sources
+                         if self._greatest_key_type(s) in ("integer", "real", "null"))
+
+    def _greatest_key_type(self, src: Source) -> str | None:
+        """SQLite: ``typeof(max(key))`` of a table source (None: not a plain table, or not
+        readable). SQLite orders NULL < numbers < text < BLOBs, so this says the kinds of
+        value the column holds at most: one seek of an index on it, else one pass."""
+        if not src.table or "(" in src.table or "." in src.table.strip('"'):
+            return None
+        table, key = src.table.strip('"').replace('"', '""'), src.key.replace('"', '""')
+        try:
+            with self.engine.connect() as conn:
+                return conn.exec_driver_sql(
+                    f'SELECT typeof(max("{key}")) FROM "{table}"').scalar()
+        except DBAPIError:
+            return None
 
     def _key_column(self, model: str) -> str:
         """SQLite: "text" (see ``_text_key``), "rowid" (an INTEGER PRIMARY KEY) or ""."""
@@ -191,14 +192,7 @@ class SqlWarehouse:
         # Text affinity stores numbers as text, but a BLOB as a BLOB, and SQLite orders every
         # BLOB after every text whatever its bytes: the index's order is then not the key
         # texts'. BLOBs sort last, so the greatest key (one seek of the index) says.
-        table, key = src.table.strip('"').replace('"', '""'), src.key.replace('"', '""')
-        try:
-            with self.engine.connect() as conn:
-                greatest = conn.exec_driver_sql(
-                    f'SELECT typeof(max("{key}")) FROM "{table}"').scalar()
-        except DBAPIError:
-            return ""
-        return "" if greatest == "blob" else "text"
+        return "text" if self._greatest_key_type(src) in ("text", "null") else ""
 
     def _sources(self, model: str) -> list[Source]:
         primary = self.project.primary_source(model)
