@@ -24,7 +24,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -183,6 +183,7 @@ class Ledger:
         self._copy: Scratch | None = None
         self._file = backend.path  # the SQLite file read (a private copy: see _open_copy)
         self._snapshots: Scratch | None = None  # see _snapshot
+        self._spill_releases: list[Callable[[], None]] = []  # DuckDB: see _make_engine
         self._version = 0  # 0: no state (yet)
         self._lease: tuple[str, int] | None = None  # (lock id, fence) while held
         self._generation: int | None = None  # last committed, known while the lease is held
@@ -217,6 +218,14 @@ class Ledger:
 
                 DUCKDB_READ_WRITE.add(str(self.backend.path))
         engine = create_engine(url, connect_args=args)
+        if self.backend.dialect == "duckdb" and self.backend.path is not None:
+            # the warehouse's spill directory, shared while either engine is open (the
+            # instance is one): removed under this engine, its next spill would fail
+            from brazecfg.warehouse.connect import DUCKDB_SPILL, spill_to
+
+            spill_dir, release = DUCKDB_SPILL.acquire(str(self.backend.path))
+            self._spill_releases.append(release)
+            event.listen(engine, "connect", lambda dbapi, _rec: spill_to(dbapi, spill_dir))
         if self.backend.dialect == "sqlite":
             begin = "BEGIN" if read_only else "BEGIN IMMEDIATE"
 
@@ -1465,6 +1474,9 @@ class Ledger:
                     from brazecfg.warehouse.connect import DUCKDB_READ_WRITE
 
                     DUCKDB_READ_WRITE.discard(str(self.backend.path))
+            for release in self._spill_releases:
+                release()
+            self._spill_releases.clear()
             if self._copy is not None:
                 self._copy.cleanup()
                 self._copy = None

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import re
 import stat
+import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -82,8 +83,7 @@ def connect(app: App, project: Project) -> Warehouse:
         backend = url.get_backend_name()
         engine = create_engine(url, **kwargs)
         if backend == "duckdb":
-            scratch = Scratch("duckdb")
-            temp_dir, cleanup = scratch.path, scratch.cleanup
+            temp_dir, cleanup = DUCKDB_SPILL.acquire(str(url.database or ""))
             event.listen(engine, "connect",
                          _duckdb_session(_memory_limit(app, options), temp_dir))
         elif backend in _UTC_SESSION:
@@ -133,6 +133,65 @@ def connect(app: App, project: Project) -> Warehouse:
 
 def _nothing() -> None:
     return None
+
+
+class _SpillDirectories:
+    """Where DuckDB spills. ``temp_directory`` is a database instance's setting, and a
+    process has one instance per file, which every engine on it shares (the warehouse's, the
+    state's own when it lives there): they share one directory, removed when the last of
+    them closes. A directory removed while another engine still used the instance failed
+    that engine's next spill ("Cannot open file .../duckdb_temp_..."). An in-memory database
+    is an instance of its own, with a directory of its own (two instances spilling into one
+    directory would give their files the same names)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._dirs: dict[str, tuple[Scratch, int]] = {}
+
+    def acquire(self, database: str) -> tuple[Path, Callable[[], None]]:
+        """The directory for ``database`` (a file's path) and what releases it, once."""
+        if database in ("", ":memory:"):
+            own = Scratch("duckdb")
+            return own.path, own.cleanup
+        with self._lock:
+            scratch, users = self._dirs.get(database) or (Scratch("duckdb"), 0)
+            self._dirs[database] = (scratch, users + 1)
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            with self._lock:
+                if released:
+                    return
+                released = True
+                held, left = self._dirs[database]
+                if left > 1:
+                    self._dirs[database] = (held, left - 1)
+                    return
+                del self._dirs[database]
+            held.cleanup()
+
+        return scratch.path, release
+
+
+DUCKDB_SPILL = _SpillDirectories()
+
+
+def spill_to(dbapi_connection: Any, temp_dir: Path) -> None:
+    """Point a new DuckDB connection's instance at ``temp_dir``, unless it is there already
+    or has begun spilling elsewhere: DuckDB refuses to change the setting once the directory
+    was used, even to the same path, and that refusal failed every later connection
+    ("Cannot switch temporary directory after the current one has been used": plans of 3M
+    users with the state in DuckDB)."""
+    current = dbapi_connection.execute("SELECT current_setting('temp_directory')").fetchone()[0]
+    if current == str(temp_dir):
+        return
+    path = str(temp_dir).replace("'", "''")
+    try:
+        dbapi_connection.execute(f"SET temp_directory = '{path}'")
+    except Exception as exc:  # noqa: BLE001 - duckdb's NotImplementedException
+        if "Cannot switch temporary directory" not in str(exc):
+            raise
 
 
 def _memory_limit(app: App, options: Mapping[str, Any]) -> str:
@@ -307,21 +366,7 @@ def _duckdb_session(memory_limit: str, temp_dir: Path) -> Callable[[Any, Any], N
     spill to, and UTC."""
     def setup(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.execute(f"SET memory_limit = '{memory_limit}'")
-        # The setting is the database instance's, which every connection to the file in this
-        # process shares (the state's own, a second pooled one): once DuckDB has spilled
-        # into a directory it refuses to switch, even to the same path, and that refusal
-        # failed every later connection ("Cannot switch temporary directory after the
-        # current one has been used": plans of 3M users with the state in DuckDB).
-        current = dbapi_connection.execute(
-            "SELECT current_setting('temp_directory')").fetchone()[0]
-        if current != str(temp_dir):
-            path = str(temp_dir).replace("'", "''")
-            try:
-                dbapi_connection.execute(f"SET temp_directory = '{path}'")
-            except Exception as exc:  # noqa: BLE001 - duckdb's NotImplementedException
-                if "Cannot switch temporary directory" not in str(exc):
-                    raise
-                # it keeps spilling where it began to: the instance's first directory
+        spill_to(dbapi_connection, temp_dir)
         # every query brazecfg sends says its ORDER BY: keeping scan order only costs memory
         dbapi_connection.execute("SET preserve_insertion_order = false")
         # Timestamps with a time zone are compared in UTC, like everywhere else.
