@@ -511,9 +511,8 @@ class _Builder:
                   .where(s.c[sort].is_not(None), *self.filters(props[0], s),
                          *(self.key_filter(s.c[source.key]) if self.only_keys is not None
                            else ()),
-                         # the exact test only: with the raw column's superset SQLite no
-                         # longer materialises this window and scans it once per record
-                         *((skey.in_(self.changed),) if self.changed is not None else ()))
+                         *(self.changed_filter(s.c[source.key]) if self.changed is not None
+                           else ()))
                   .subquery(f"r{self._aliases}"))
         sq = (select(ranked.c.k, *(ranked.c[lb] for lb in labels))
               .where(ranked.c.rn == 1).subquery(f"w{self._aliases}"))
