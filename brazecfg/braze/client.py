@@ -22,6 +22,7 @@ from __future__ import annotations
 import email.utils
 import json
 import math
+import os
 import random
 import threading
 import time
@@ -193,6 +194,20 @@ def _wait_from_headers(headers: requests.structures.CaseInsensitiveDict[str], no
     return max(0.0, reset - now) if reset > 1_000_000_000 else max(0.0, reset)
 
 
+def _environment_once(session: requests.Session, base: str) -> None:
+    """What requests takes from the environment, taken once, and never credentials: with
+    ``trust_env`` (its default) every request also looks up ``~/.netrc`` (or $NETRC), and an
+    entry for the host, or a ``default`` entry, replaces the Bearer key with that login and
+    password, sent to Braze. The proxies (HTTP(S)_PROXY, ALL_PROXY, NO_PROXY) and the CA
+    bundle (REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE) are still honoured, read here instead of on
+    every request."""
+    session.trust_env = False
+    session.proxies.update(requests.utils.get_environ_proxies(base))
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if bundle and session.verify is True:
+        session.verify = bundle
+
+
 class BrazeClient:
     def __init__(self, settings: BrazeSettings, *, sleep: Callable[[float], None] = time.sleep,
                  clock: Callable[[], float] = time.monotonic,
@@ -205,6 +220,7 @@ class BrazeClient:
         self._clock = clock
         self._wall = wall  # clock-hour windows follow the wall clock, as Braze's do
         self._session = session or requests.Session()
+        _environment_once(self._session, self._base)
         # One kept-alive connection per worker: none is opened and closed per request.
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(4, settings.workers),
                               max_retries=0)
