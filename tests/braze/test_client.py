@@ -284,6 +284,20 @@ def test_400_is_returned_not_retried(stub: Stub, fake: FakeTime) -> None:
     assert r.status == 400 and len(stub.seen) == 1
 
 
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_a_redirect_is_an_error_and_never_followed(stub: Stub, fake: FakeTime,
+                                                   status: int) -> None:
+    """A redirect means Braze did not process the call. requests followed it: a 307/308
+    resent the profiles to wherever it pointed and returned that server's 201 as Braze's;
+    a 301/302 turned the POST into a GET elsewhere."""
+    with Stub() as elsewhere:
+        stub.answer(Answer(status, {}, {"Location": f"{elsewhere.url}/users/track"}))
+        with pytest.raises(BrazeError, match=f"answered {status}, a redirect to") as err:
+            make(stub, fake).track(attributes=[ATTRS])
+        assert "rest_endpoint" in str(err.value)
+        assert elsewhere.seen == [] and len(stub.seen) == 1
+
+
 def test_delete_bodies(stub: Stub, fake: FakeTime) -> None:
     client = make(stub, fake)
     client.delete(["3"])
