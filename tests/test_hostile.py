@@ -209,6 +209,20 @@ def test_sqlite_path_too_long_names_the_app(project: Path) -> None:
     assert out.exit_code == 1 and "app/warehouse" in out.stderr
 
 
+@pytest.mark.parametrize("endpoint", ["http://rest braze.example", "http://[::1",
+                                      "https://rest.iad-01.braze.com?token=abcd1234"])
+def test_a_malformed_rest_endpoint_is_a_clear_error(project: Path, endpoint: str,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: "unexpected error (InvalidURL). This is a bug in brazecfg" for the first two;
+    the value, rendered from the environment, is never quoted."""
+    monkeypatch.setenv("BRAZE_REST_ENDPOINT", endpoint)
+    out = cli("plan", str(project), "--now", NOW)
+    clean(out)
+    assert out.exit_code == 1, out.output
+    assert "app/braze: rest_endpoint must be an http(s) URL" in out.stderr, out.output
+    assert "abcd1234" not in out.output and "rest braze" not in out.output
+
+
 @pytest.mark.parametrize("seed", ["/dev/zero", "/etc/passwd", "../outside.sql"])
 def test_seed_must_be_a_regular_file_in_the_project(project: Path, seed: str) -> None:
     (project.parent / "outside.sql").write_text("CREATE TABLE t (x);")

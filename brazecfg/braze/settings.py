@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 import orjson
+import urllib3
 
 from brazecfg.braze.client import BrazeSettings
 from brazecfg.braze.limits import DEFAULT_LIMITS
@@ -16,6 +17,18 @@ from brazecfg.model.resources import App
 T = TypeVar("T")
 
 
+def _is_endpoint(url: str) -> bool:
+    """An http(s) URL the client can send to: a host, and nothing that parse_url rejects
+    (a space, an unclosed IPv6 bracket) or that a path cannot follow (a query, a fragment)."""
+    if not url.startswith(("http://", "https://")) or any(c.isspace() for c in url):
+        return False
+    try:
+        parts = urllib3.util.parse_url(url)
+    except (urllib3.exceptions.LocationParseError, ValueError):
+        return False
+    return bool(parts.host) and parts.query is None and parts.fragment is None
+
+
 def braze_settings(app: App) -> BrazeSettings:
     opts: dict[str, Any] = dict(app.options)
     key = str(opts.get("api_key") or "")
@@ -23,8 +36,9 @@ def braze_settings(app: App) -> BrazeSettings:
     if not key:
         raise BrazecfgError(f"app/{app.name}: api_key is empty; set BRAZE_API_KEY "
                             "(or the variable its template names)")
-    if not endpoint.startswith(("http://", "https://")):
-        raise BrazecfgError(f"app/{app.name}: rest_endpoint must be an http(s) URL such as "
+    if not _is_endpoint(endpoint):  # never quoted: rendered from the environment, maybe secret
+        raise BrazecfgError(f"app/{app.name}: rest_endpoint must be an http(s) URL with a host "
+                            "and no spaces, query or fragment, such as "
                             "https://rest.iad-01.braze.com")
     contract: dict[str, Any] = dict(opts.get("contract") or {})
     limits = dict(DEFAULT_LIMITS)
