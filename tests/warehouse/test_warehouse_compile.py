@@ -52,7 +52,8 @@ def test_every_key_join_and_the_order_name_a_binary_collation(dialect: str, coll
     start = sql.index("GROUP BY")
     assert collation in sql[start:sql.index(" AS a", start)]
     on = sql.index(" ON ", sql.index("LEFT OUTER JOIN"))
-    assert sql[on:sql.index("LEFT OUTER JOIN", on)].count(collation) == 2
+    end = sql.find("LEFT OUTER JOIN", on)  # DuckDB picks the most recent in the same join
+    assert sql[on:end if end > 0 else sql.index(") AS r", on)].count(collation) == 2
 
 
 @pytest.mark.parametrize(("table", "rendered"), [
@@ -88,5 +89,6 @@ def test_counts_hashes_count_each_aggregated_source_and_need_a_hash_function(
     if dialect == "mysql":
         assert not full.hashed and "md5" not in text
     else:
-        # the aggregates and the counts
-        assert full.hashed and text.count("group by") == (3 if twice else 2)
+        # the aggregates and the counts in one GROUP BY: the source's rows are counted
+        # where they are aggregated, not grouped a second time
+        assert full.hashed and text.count("group by") == 1 and "count(*) as n" in text
