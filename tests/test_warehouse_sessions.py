@@ -5,6 +5,7 @@ session reads time stamps in UTC whatever the app's type."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,29 @@ def test_duckdb_memory_limit_is_an_option(tmp_path: Path, emulator: Emulator) ->
     app = "kind: app\nname: warehouse\ntype: duckdb\noptions: {memory_limit: 1GB}\n"
     got = attributes(settings_project(tmp_path, app, DUCK_SOURCE), emulator)
     assert got["setting_a"] in ("953.6 MiB", "1.0 GiB", "1GB")
+
+
+THREADS_SOURCE = DUCK_SOURCE.replace("current_setting('temp_directory')",
+                                    "CAST(current_setting('threads') AS VARCHAR)")
+
+
+@pytest.mark.parametrize(("options", "threads"), [
+    ("{}", 1),  # the default 256MB: one thread (two ran out of it at 10M users)
+    ("{memory_limit: 1GB}", min(os.cpu_count() or 1, 3)),  # one per 256MB, up to the cores
+    ("{memory_limit: 64MB, threads: 2}", 2),  # said: as said
+])
+def test_duckdb_runs_one_thread_per_256mb_of_its_memory_limit(
+        tmp_path: Path, emulator: Emulator, options: str, threads: int) -> None:
+    app = f"kind: app\nname: warehouse\ntype: duckdb\noptions: {options}\n"
+    got = attributes(settings_project(tmp_path, app, THREADS_SOURCE), emulator)
+    assert got["setting_b"] == str(threads)
+
+
+def test_a_bad_duckdb_threads_is_a_located_config_error(tmp_path: Path) -> None:
+    app = "kind: app\nname: warehouse\ntype: duckdb\noptions:\n  threads: 0\n"
+    out = cli("validate", str(settings_project(tmp_path, app, DUCK_SOURCE)))
+    assert out.exit_code == 1
+    assert "apps/warehouse.yml:5" in out.output and "threads" in out.output, out.output
 
 
 def test_a_bad_duckdb_memory_limit_is_a_located_config_error(tmp_path: Path) -> None:

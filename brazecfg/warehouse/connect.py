@@ -13,7 +13,9 @@ Options by type:
   ``memory_limit`` (default ``256MB``): DuckDB runs inside the brazecfg process and sorts the
   model there, by default with up to 80% of the machine's memory; with a limit and a private
   temporary directory (created on connect, removed on close) it spills to disk instead, so
-  the process stays flat whatever the model's size.
+  the process stays flat whatever the model's size. ``threads`` (default: one per 256MB of
+  ``memory_limit``, at most one per core): each thread sorts and joins its own share within
+  the one limit, so more threads need more memory (``duckdb_threads``).
 - ``postgres``: ``host``, ``port`` (5432), ``database``, ``user``, ``password``, ``sslmode``,
   ``connect_timeout`` (10 s); or ``url``. Driver: psycopg 3.
 - ``sqlalchemy``: ``url`` (any dialect; install its driver, e.g. ``brazecfg[snowflake]``),
@@ -26,6 +28,7 @@ read as the same instant everywhere, and incremental reads compare like with lik
 
 from __future__ import annotations
 
+import os
 import re
 import stat
 import threading
@@ -85,7 +88,8 @@ def connect(app: App, project: Project) -> Warehouse:
         if backend == "duckdb":
             temp_dir, cleanup = DUCKDB_SPILL.acquire(str(url.database or ""))
             event.listen(engine, "connect",
-                         _duckdb_session(_memory_limit(app, options), temp_dir))
+                         _duckdb_session(_memory_limit(app, options), temp_dir,
+                                         duckdb_threads(app, options)))
         elif backend in _UTC_SESSION:
             event.listen(engine, "connect", _utc_session(_UTC_SESSION[backend]))
     except WarehouseError:
@@ -200,6 +204,33 @@ def _memory_limit(app: App, options: Mapping[str, Any]) -> str:
         raise WarehouseError(f"app/{app.name}: options.memory_limit {limit!r} is not a size; "
                              "write a number and a unit, e.g. 256MB or 2GB")
     return limit
+
+
+# The share of memory_limit each DuckDB thread gets by default (duckdb_threads): 256MB, in
+# DuckDB's own units (MB = 10^6 bytes, MiB = 2^20).
+DUCKDB_MEMORY_PER_THREAD = 256 * 10 ** 6
+_SIZE_PARTS = re.compile(r"^([0-9]+(?:[.][0-9]+)?)\s*([KMGT]I?)?B$", re.IGNORECASE)
+_UNITS = {"": 1, "K": 10 ** 3, "M": 10 ** 6, "G": 10 ** 9, "T": 10 ** 12,
+          "KI": 2 ** 10, "MI": 2 ** 20, "GI": 2 ** 30, "TI": 2 ** 40}
+
+
+def duckdb_threads(app: App, options: Mapping[str, Any]) -> int:
+    """The threads DuckDB runs on: ``options.threads``, else one per
+    DUCKDB_MEMORY_PER_THREAD of the memory limit (at least one, at most the cores). The
+    limit holds for all threads together, and each sorts and joins its own share: with the
+    default 256MB, 10M users (30M purchases) ran out of memory on 2 threads and finished on
+    one (bench/README.md); at 1M one thread costs the plan little, its Python being the
+    bottleneck."""
+    threads = options.get("threads")
+    if threads is not None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise WarehouseError(f"app/{app.name}: options.threads must be a whole number "
+                                 "of at least 1")
+        return threads
+    m = _SIZE_PARTS.match(_memory_limit(app, options))
+    assert m is not None  # _memory_limit checked it
+    size = float(m.group(1)) * _UNITS[(m.group(2) or "").upper()]
+    return max(1, min(os.cpu_count() or 1, int(size // DUCKDB_MEMORY_PER_THREAD)))
 
 
 def _engine_args(app: App, options: Mapping[str, Any], root: str
@@ -361,11 +392,13 @@ def _postgres_url(options: Mapping[str, Any]) -> URL:
     )
 
 
-def _duckdb_session(memory_limit: str, temp_dir: Path) -> Callable[[Any, Any], None]:
-    """Set up each DuckDB connection: a memory limit, a temporary directory of our own to
-    spill to, and UTC."""
+def _duckdb_session(memory_limit: str, temp_dir: Path, threads: int
+                    ) -> Callable[[Any, Any], None]:
+    """Set up each DuckDB connection: a memory limit and its threads, a temporary
+    directory of our own to spill to, and UTC."""
     def setup(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.execute(f"SET memory_limit = '{memory_limit}'")
+        dbapi_connection.execute(f"SET threads = {int(threads)}")
         spill_to(dbapi_connection, temp_dir)
         # every query brazecfg sends says its ORDER BY: keeping scan order only costs memory
         dbapi_connection.execute("SET preserve_insertion_order = false")
