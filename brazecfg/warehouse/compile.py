@@ -56,9 +56,11 @@ others). So the same row wins whatever order a loader wrote the table in.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from sqlalchemy import (
@@ -98,8 +100,20 @@ from brazecfg.warehouse.sources import source_from
 _SIMPLE = {"count", "sum", "avg", "min", "max"}
 _WINDOW = {"most_recent", "least_recent"}
 # Dialects that pick the most/least recent row with an aggregate in the grouped subquery
-# (``_Builder.pick``) instead of a window subquery.
+# (``_Builder.pick``) instead of a window subquery, when ``_picks_match_windows``.
 PICK_DIALECTS = frozenset({"duckdb"})
+
+
+@functools.cache
+def _picks_match_windows() -> bool:
+    """Whether the installed DuckDB compares a tuple's text fields under their column's
+    collation, as ORDER BY does: 2.0 does; 1.1 to 1.5 compare them in byte order (a
+    ``COLLATE NOCASE`` column's 'Pro' then loses to 'apple', which the window ranks first), and
+    1.0 has no ``arg_max_null`` over a tuple. Older ones keep the window."""
+    try:
+        return int(version("duckdb").split(".")[0]) >= 2
+    except (PackageNotFoundError, ValueError):
+        return False
 
 
 @dataclass
@@ -294,7 +308,7 @@ class _Builder:
         # DuckDB picks the most/least recent row with an aggregate (``pick``), so those
         # join the source's grouped subquery; elsewhere each is a window subquery.
         picks: dict[str, list[tuple[str, str, list[Property]]]] = {}
-        if self.dialect.name in PICK_DIALECTS:
+        if self.dialect.name in PICK_DIALECTS and _picks_match_windows():
             for (source_name, sort, agg, _), props in windows.items():
                 picks.setdefault(source_name, []).append((sort, agg, props))
             windows = {}

@@ -92,6 +92,8 @@ def test_the_pick_gives_what_the_window_gives(tmp_path: Path, monkeypatch: pytes
     assert picked == windowed and [k for k, *_ in picked] == ["2", "4"]
 
 
+@pytest.mark.skipif(not compile_module._picks_match_windows(),
+                    reason="DuckDB before 2.0 keeps the window")
 def test_the_pick_is_one_grouped_subquery_without_a_window(tmp_path: Path) -> None:
     sql = str(compile_module.compile_model_query(the_project(tmp_path), b.MODEL, now=NOW,
                                                  dialect="duckdb")).lower()
