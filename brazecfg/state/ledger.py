@@ -114,6 +114,11 @@ def _by_ids(conn: Connection, n: int) -> str:
             f"{_quote(conn, 'external_id')} IN ({_marks(conn, n)})")
 
 
+# DuckDB: the share of its memory_limit its loaded primary-key indexes may hold before a
+# write checkpoints (Ledger._checkpoint_loaded_indexes).
+DUCKDB_INDEX_SHARE = 4
+_DUCKDB_UNITS = {"bytes": 1, "KiB": 2 ** 10, "MiB": 2 ** 20, "GiB": 2 ** 30, "TiB": 2 ** 40,
+                 "KB": 10 ** 3, "MB": 10 ** 6, "GB": 10 ** 9, "TB": 10 ** 12}
 # Parameters per multi-row INSERT (PostgreSQL allows 65,535 a statement).
 INSERT_PARAMETERS = 2000
 # PostgreSQL plans a read by ids from the table's statistics. A table that grew since it was
@@ -845,10 +850,37 @@ class Ledger:
                     self._generation = generation
                 if self._grown:
                     self._analyze_grown()
+                if conn.dialect.name == "duckdb":
+                    self._checkpoint_loaded_indexes(conn)
             except StateError:
                 raise
             except SQLAlchemyError as exc:
                 raise self._error(exc, "refused a write (nothing of it was kept)") from None
+
+    def _checkpoint_loaded_indexes(self, conn: Connection) -> None:
+        """DuckDB: CHECKPOINT once the primary-key indexes it loaded and changed hold a
+        DUCKDB_INDEX_SHARE of its ``memory_limit``. Each write seeks its ids in the key's
+        index, which DuckDB loads into memory as it is used and keeps there, changed, until
+        a checkpoint writes it out; with the state of 10M records, 250 commits of 75 ids
+        filled the whole 256MB limit and the next write failed ("could not allocate
+        block"), an apply left half done. Its own checkpoint comes only when the log
+        reaches 16MB. Best effort: another transaction may hold it back, and the next write
+        tries again."""
+        try:
+            loaded, limit = conn.exec_driver_sql(
+                "SELECT (SELECT coalesce(sum(memory_usage_bytes), 0) FROM duckdb_memory() "
+                "WHERE tag = 'ART_INDEX'), current_setting('memory_limit')").one()
+            conn.commit()
+            number, _, unit = str(limit).partition(" ")
+            cap = float(number) * _DUCKDB_UNITS.get(unit, 2 ** 20) / DUCKDB_INDEX_SHARE
+            if int(loaded or 0) >= cap:
+                conn.exec_driver_sql("CHECKPOINT")
+                conn.commit()
+        except (SQLAlchemyError, ValueError):
+            try:
+                conn.rollback()
+            except SQLAlchemyError:
+                pass
 
     def _insert(self, conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
         _insert_rows(conn, table, rows)
