@@ -103,7 +103,7 @@ def main() -> int:
                 row = {"users": args.users, "shape": shape, "memory_limit": args.memory,
                        "threads": threads, "exit": r.returncode, "wall_s": r.wall_s,
                        "peak_rss_mb": r.peak_rss_mb, "cpu_s": r.cpu_s,
-                       "rows": int(r.stdout.strip() or 0) if done else None,
+                       "rows": int(r.stdout.split()[-1]) if done else None,
                        "out_of_memory": oom}
                 results.append(row)
                 print(f"{shape:6} memory_limit {args.memory or 'default'} threads "

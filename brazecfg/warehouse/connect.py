@@ -402,6 +402,8 @@ def _duckdb_session(memory_limit: str, temp_dir: Path, threads: int
         spill_to(dbapi_connection, temp_dir)
         # every query brazecfg sends says its ORDER BY: keeping scan order only costs memory
         dbapi_connection.execute("SET preserve_insertion_order = false")
+        # DuckDB draws a progress bar on stdout for a query over 2 s: into a JSON plan
+        dbapi_connection.execute("SET enable_progress_bar = false")
         # Timestamps with a time zone are compared in UTC, like everywhere else.
         try:
             dbapi_connection.execute("SET TimeZone = 'UTC'")
