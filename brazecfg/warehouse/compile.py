@@ -552,9 +552,9 @@ class _Builder:
         in byte order), for most_recent, ``arg_min_null`` with (sort, has no value, value,
         text) for least_recent, over the rows with a sort and the filters. The same row as
         the window's ROW_NUMBER() = 1 (the column's collation compares the value in both),
-        without materialising the source's rows partitioned: at 10M users, 30M purchases,
-        the window's output joined and sorted ran out of DuckDB's 256MB where this does not
-        (bench/README.md)."""
+        without materialising the source's rows partitioned and joining them on their own:
+        at 10M users, 30M purchases, the model read through brazecfg 11 to 14% faster and
+        45 to 47 MB smaller (bench/README.md)."""
         first = s.c[column_of(props[0])]
         exact = binary(cast(first, String()), self.dialect)
         if agg == "most_recent":
