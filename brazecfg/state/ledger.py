@@ -117,8 +117,6 @@ def _by_ids(conn: Connection, n: int) -> str:
 # DuckDB: the share of its memory_limit its loaded primary-key indexes may hold before a
 # write checkpoints (Ledger._checkpoint_loaded_indexes).
 DUCKDB_INDEX_SHARE = 4
-_DUCKDB_UNITS = {"bytes": 1, "KiB": 2 ** 10, "MiB": 2 ** 20, "GiB": 2 ** 30, "TiB": 2 ** 40,
-                 "KB": 10 ** 3, "MB": 10 ** 6, "GB": 10 ** 9, "TB": 10 ** 12}
 # Parameters per multi-row INSERT (PostgreSQL allows 65,535 a statement).
 INSERT_PARAMETERS = 2000
 # PostgreSQL plans a read by ids from the table's statistics. A table that grew since it was
@@ -871,12 +869,14 @@ class Ledger:
                 "SELECT (SELECT coalesce(sum(memory_usage_bytes), 0) FROM duckdb_memory() "
                 "WHERE tag = 'ART_INDEX'), current_setting('memory_limit')").one()
             conn.commit()
-            number, _, unit = str(limit).partition(" ")
-            cap = float(number) * _DUCKDB_UNITS.get(unit, 2 ** 20) / DUCKDB_INDEX_SHARE
-            if int(loaded or 0) >= cap:
+            from brazecfg.warehouse.connect import DUCKDB_MEMORY_LIMIT, duckdb_bytes
+
+            limit_bytes = duckdb_bytes(str(limit)) or duckdb_bytes(DUCKDB_MEMORY_LIMIT)
+            assert limit_bytes is not None
+            if int(loaded or 0) >= limit_bytes / DUCKDB_INDEX_SHARE:
                 conn.exec_driver_sql("CHECKPOINT")
                 conn.commit()
-        except (SQLAlchemyError, ValueError):
+        except SQLAlchemyError:
             try:
                 conn.rollback()
             except SQLAlchemyError:

@@ -48,7 +48,8 @@ from brazecfg.warehouse.engine import SqlWarehouse, driver_message, scrub
 
 DUCKDB_MEMORY_LIMIT = "256MB"
 # DuckDB's own size syntax; the app schema (defs.json, duckdb_options) checks the same.
-_DUCKDB_SIZE = re.compile(r"^[0-9]+([.][0-9]+)?\s*([KMGT]I?)?B$", re.IGNORECASE)
+# A size as DuckDB reads one ("256MB", "1.5GiB") and renders one ("244.1 MiB").
+_DUCKDB_SIZE = re.compile(r"^([0-9]+(?:[.][0-9]+)?)\s*([KMGT]I?)?B$", re.IGNORECASE)
 # One statement per backend that puts the session in UTC (BigQuery and SQLite always are).
 _UTC_SESSION = {
     "postgresql": "SET TIME ZONE 'UTC'",
@@ -209,9 +210,18 @@ def _memory_limit(app: App, options: Mapping[str, Any]) -> str:
 # The share of memory_limit each DuckDB thread gets by default (duckdb_threads): 256MB, in
 # DuckDB's own units (MB = 10^6 bytes, MiB = 2^20).
 DUCKDB_MEMORY_PER_THREAD = 256 * 10 ** 6
-_SIZE_PARTS = re.compile(r"^([0-9]+(?:[.][0-9]+)?)\s*([KMGT]I?)?B$", re.IGNORECASE)
 _UNITS = {"": 1, "K": 10 ** 3, "M": 10 ** 6, "G": 10 ** 9, "T": 10 ** 12,
           "KI": 2 ** 10, "MI": 2 ** 20, "GI": 2 ** 30, "TI": 2 ** 40}
+
+
+def duckdb_bytes(size: str) -> float | None:
+    """Bytes in a DuckDB size: one written in options.memory_limit or one DuckDB renders
+    (``current_setting('memory_limit')``: "244.1 MiB", "12 bytes"); None for anything else."""
+    text = size.strip()
+    if text.endswith(" bytes"):
+        text = text[:-len(" bytes")] + "B"
+    m = _DUCKDB_SIZE.match(text)
+    return None if m is None else float(m.group(1)) * _UNITS[(m.group(2) or "").upper()]
 
 
 def duckdb_threads(app: App, options: Mapping[str, Any]) -> int:
@@ -227,9 +237,8 @@ def duckdb_threads(app: App, options: Mapping[str, Any]) -> int:
             raise WarehouseError(f"app/{app.name}: options.threads must be a whole number "
                                  "of at least 1")
         return threads
-    m = _SIZE_PARTS.match(_memory_limit(app, options))
-    assert m is not None  # _memory_limit checked it
-    size = float(m.group(1)) * _UNITS[(m.group(2) or "").upper()]
+    size = duckdb_bytes(_memory_limit(app, options))
+    assert size is not None  # _memory_limit checked it
     return max(1, min(os.cpu_count() or 1, int(size // DUCKDB_MEMORY_PER_THREAD)))
 
 
