@@ -200,13 +200,16 @@ class _Builder:
     def __init__(self, project: Project, model: str, dialect: Dialect, now: datetime,
                  numeric_stamps: frozenset[str] = frozenset(),
                  text_stamps: frozenset[str] = frozenset(), text_key: bool = False,
-                 numeric_keys: frozenset[str] = frozenset()) -> None:
+                 numeric_keys: frozenset[str] = frozenset(), unique_key: bool = False) -> None:
         self.numeric_stamps = numeric_stamps
         # SQLite, the primary key a rowid: the counted sources whose key column holds only
         # numbers (``row_counts`` joins their counts on the raw values)
         self.numeric_keys = numeric_keys if dialect.name == "sqlite" else frozenset()
         self.text_stamps = text_stamps if dialect.name == "sqlite" else frozenset()
         self.text_key = text_key and dialect.name == "sqlite"
+        # SQLite: no two rows of the primary source share a key (a text key, or an INTEGER
+        # PRIMARY KEY), and every other source joins one row per key: no duplicate to settle
+        self.unique_key = (unique_key or text_key) and dialect.name == "sqlite"
         self.project = project
         self.model = model
         self.dialect = dialect
@@ -369,9 +372,11 @@ class _Builder:
                               hashed, hash_kind)
         ties = [e for n in names for e in (case((by_name[n].is_(None), 1), else_=0),
                                            binary(cast(by_name[n], String()), self.dialect))]
-        # (a unique text key, ``text_key``, has no duplicates to settle)
+        # The values break ties between rows of one key, so that the same duplicate always
+        # wins; a unique key has none to settle, and sorting by it alone is a smaller sort
+        # (at 1M users, 2 s against 8 s of a 30 s query on SQLite).
         stmt = (select(r.c.k, *(by_name[n] for n in names), *flags, r.c.kbad, *digest)
-                .order_by(*order, *([] if self.text_key else ties)))
+                .order_by(*order, *([] if self.unique_key else ties)))
         if only_keys is not None:
             stmt = stmt.where(r.c.k.in_(only_keys))
         return ModelQuery(stmt, tuple(names), tuple(g.name for g in self.groups), self.needs,
@@ -883,14 +888,17 @@ def build_model_query(project: Project, model: str, *, now: datetime, dialect: D
                       numeric_stamps: frozenset[str] = frozenset(),
                       only_keys: list[str] | None = None,
                       text_stamps: frozenset[str] = frozenset(),
-                      text_key: bool = False, hash_kind: str = HASH_VALUES) -> ModelQuery:
+                      text_key: bool = False, unique_key: bool = False,
+                      hash_kind: str = HASH_VALUES) -> ModelQuery:
     """The query for ``model`` and how to read its rows (see the module docstring).
     ``numeric_stamps``: the "source.column" ``updated_at`` columns of a numeric type (epoch
     times), which the engine finds out on warehouses typed per column; ``only_keys``: just
     the records with these keys (key text). SQLite only: ``text_stamps``, the "source.column"
     ``updated_at`` columns seen to hold ISO text (the incremental read seeks their index);
-    ``text_key``, the primary key column holds text and never NULL (ordered by itself)."""
+    ``text_key``, the primary key column holds text and never NULL (ordered by itself);
+    ``unique_key``, no two rows of the primary source share a key (no duplicates to order)."""
     if model not in project.models:
         raise WarehouseError(f"model/{model} does not exist")
     return _Builder(project, model, get_dialect(dialect), now, numeric_stamps, text_stamps,
-                    text_key).build(changed_since, only_keys, hash_kind=hash_kind)
+                    text_key, unique_key=unique_key).build(changed_since, only_keys,
+                                                           hash_kind=hash_kind)

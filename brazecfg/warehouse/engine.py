@@ -74,6 +74,8 @@ class SqlWarehouse:
         # greatest stamp and the columns whose incremental filter may add a range. Read once
         # per plan (a warehouse is connected per plan), before the model is read.
         self._surveys: dict[str, tuple[Any, frozenset[str]]] = {}
+        # SQLite: per model, what its key column is (_key_column), read once per plan
+        self._key_columns: dict[str, str] = {}
 
     def query(self, model: str, *, now: datetime, changed_since: datetime | None = None,
               only_keys: list[str] | None = None, hash_kind: str = HASH_VALUES) -> ModelQuery:
@@ -82,7 +84,8 @@ class SqlWarehouse:
         return build_model_query(self.project, model, now=now, dialect=self.engine.dialect,
                                  changed_since=changed_since, numeric_stamps=stamps,
                                  only_keys=only_keys, text_stamps=text,
-                                 text_key=self._text_key(model), hash_kind=hash_kind)
+                                 text_key=self._text_key(model),
+                                 unique_key=self._unique_key(model), hash_kind=hash_kind)
 
     def _text_stamps(self, model: str) -> frozenset[str]:
         """SQLite: the ``updated_at`` columns (as "source.column") of table sources with no
@@ -168,6 +171,11 @@ class SqlWarehouse:
 
     def _key_column(self, model: str) -> str:
         """SQLite: "text" (see ``_text_key``), "rowid" (an INTEGER PRIMARY KEY) or ""."""
+        if model not in self._key_columns:
+            self._key_columns[model] = self._read_key_column(model)
+        return self._key_columns[model]
+
+    def _read_key_column(self, model: str) -> str:
         if self.engine.dialect.name != "sqlite":
             return ""
         src = self.project.primary_source(model)

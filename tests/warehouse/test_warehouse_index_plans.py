@@ -254,3 +254,57 @@ def test_no_subquery_of_an_incremental_read_is_scanned_once_per_record(tmp_path:
     tables = [s for s in plan if re.match(r"(top: )?SCAN [spn]\d+\b", s)]
     assert not tables, plan
     assert any(re.match(r"SEARCH s\d+ USING INDEX purchases_user", s) for s in plan), plan
+
+
+def _order_by(wh: SqlWarehouse, stmt: Any) -> str:
+    return str(stmt.compile(dialect=wh.engine.dialect)).rsplit("ORDER BY", 1)[1]
+
+
+def _rows(wh: SqlWarehouse, stmt: Any) -> list[tuple[Any, ...]]:
+    with wh.engine.connect() as conn:
+        _register_sqlite_hash(conn)
+        return [tuple(r) for r in conn.execute(stmt)]
+
+
+def test_a_unique_key_orders_the_model_by_the_key_alone(tmp_path: Path) -> None:
+    """An INTEGER PRIMARY KEY cannot repeat, so the values that order duplicates of a key
+    (the same row always wins) are left out of the model's sort: the same rows, in the same
+    order, from a sort of the key alone."""
+    project = copy_example(tmp_path)
+    con = sqlite3.connect(project / "warehouse.db")
+    con.executescript((project / "warehouse.sql").read_text())
+    con.close()
+    wh = open_warehouse(project)
+    try:
+        assert wh._unique_key("users")
+        ties = build_model_query(wh.project, "users", now=NOW, dialect="sqlite").select
+        alone = wh.query("users", now=NOW).select
+        assert "r.v0" in _order_by(wh, ties)
+        assert "r.v" not in _order_by(wh, alone), _order_by(wh, alone)
+        want = _rows(wh, ties)
+        assert len(want) > 5 and _rows(wh, alone) == want
+    finally:
+        wh.close()
+
+
+def test_a_key_that_can_repeat_keeps_the_values_in_its_order(tmp_path: Path) -> None:
+    """A key column with no constraint: two rows of one key, and the tie is settled by the
+    values, whichever row the table holds first."""
+    project = copy_example(tmp_path)
+    script = (project / "warehouse.sql").read_text().replace(
+        "CREATE TABLE users (\n  id INTEGER PRIMARY KEY,", "CREATE TABLE users (\n  id INTEGER,")
+    assert "  id INTEGER,\n  email" in script
+    con = sqlite3.connect(project / "warehouse.db")
+    con.executescript(script)
+    with con:
+        con.execute("DROP TRIGGER IF EXISTS users_touch")
+        con.execute("INSERT INTO users SELECT id, 'a' || email, first_name, last_name, "
+                    "country, updated_at FROM users WHERE id = 1")
+    con.close()
+    wh = open_warehouse(project)
+    try:
+        assert not wh._unique_key("users")
+        order = _order_by(wh, wh.query("users", now=NOW).select)
+        assert "r.v0" in order and "r.v1" in order
+    finally:
+        wh.close()
