@@ -766,6 +766,13 @@ def build_hash_changes_query(project: Project, model: str, *, now: datetime,
         func.lower(func.hex(s.c.row_hash)))
     differ = or_(w.c.k.is_(None), s.c.external_id.is_(None), w.c.h.is_(None),
                  s.c.row_hash.is_(None), wh != sh)
+    if d.name == "sqlite" and wh is not w.c.h:
+        # Both hashes are BLOBs on SQLite (the state writes bytes; the warehouse's is a BLOB
+        # or a duplicate's NULL): compared as they are, NULL-safe, so that the record's hash
+        # is computed once per record, not once per test of it (1M users: the diff 3.6 to
+        # 4.1 s -> 3.0 to 3.4 s). Equal bytes are equal hex, so no change is missed.
+        differ = or_(w.c.k.is_(None), s.c.external_id.is_(None), s.c.row_hash.is_(None),
+                     w.c.h.is_distinct_from(s.c.row_hash))
     if d.name == "sqlite" and unique_key:
         return _split_hash_changes(project, model, d, w, s, records, state,
                                    and_(dest, wk == sk), differ, text_key=text_key)
