@@ -24,7 +24,9 @@ from pathlib import Path
 
 import pytest
 
+from brazecfg.config.loader import load_project
 from brazecfg.state.ledger import Ledger
+from brazecfg.warehouse.connect import connect
 from brazecfg.warehouse.engine import SqlWarehouse
 from tests.helpers import NOW, cli, emulated_example, plan_json, settle_stamps, sql, unhashed
 
@@ -71,8 +73,18 @@ def ledger_sql(project: Path, statement: str, params: tuple[object, ...] = ()) -
     con.close()
 
 
+@pytest.mark.parametrize("index", [False, True], ids=["counts-grouped", "counts-seeked"])
 def test_the_join_in_the_warehouse_plans_what_the_merge_plans(
-        project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        project: Path, monkeypatch: pytest.MonkeyPatch, index: bool) -> None:
+    """With an index on the related rows' key column, each user's purchases are counted by
+    one seek of it (a correlated count); without, all of them are grouped once."""
+    if index:
+        sql(project, "CREATE INDEX purchases_user ON purchases (user_id)")
+    p = load_project(project)
+    wh = connect(p.apps["warehouse"], p)
+    assert isinstance(wh, SqlWarehouse)
+    assert wh._indexed_keys("users") == ({"purchases"} if index else frozenset())
+    wh.close()
     settle_stamps(project)
     apply(project)
     assert both_ways(project, monkeypatch)["counts"]["unchanged"] == 12  # type: ignore[index]

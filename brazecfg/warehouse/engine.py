@@ -155,6 +155,30 @@ class SqlWarehouse:
         return frozenset(s.name for s in sources
                          if self._greatest_key_type(s) in ("integer", "real", "null"))
 
+    def _indexed_keys(self, model: str) -> frozenset[str]:
+        """SQLite: of ``_numeric_keys``, the sources whose key column is the first column of
+        an index (not partial, in BINARY order): each record's rows are one seek of it."""
+        return frozenset(n for n in self._numeric_keys(model)
+                         if self._key_indexed(self.project.sources[n]))
+
+    def _key_indexed(self, src: Source) -> bool:
+        if not src.table or "(" in src.table or "." in src.table.strip('"'):
+            return False
+        try:
+            with self.engine.connect() as conn:
+                for name, partial in conn.exec_driver_sql(
+                        'SELECT name, "partial" FROM pragma_index_list(?)',
+                        (src.table.strip('"'),)).all():
+                    first = conn.exec_driver_sql(
+                        "SELECT name, coll FROM pragma_index_xinfo(?) WHERE seqno = 0",
+                        (name,)).first()
+                    if (not partial and first is not None and first[0] == src.key
+                            and str(first[1]).upper() == "BINARY"):
+                        return True
+        except DBAPIError:
+            return False
+        return False
+
     def _greatest_key_type(self, src: Source) -> str | None:
         """SQLite: ``typeof(max(key))`` of a table source (None: not a plain table, or not
         readable). SQLite orders NULL < numbers < text < BLOBs, so this says the kinds of
@@ -336,7 +360,7 @@ class SqlWarehouse:
         stmt = build_hash_changes_query(
             self.project, model, now=now, dialect=self.engine.dialect, state=state,
             text_key=self._text_key(model), unique_key=self._unique_key(model), kind=kind,
-            numeric_keys=self._numeric_keys(model))
+            numeric_keys=self._numeric_keys(model), indexed_keys=self._indexed_keys(model))
         query = ModelQuery(stmt, (), (), {}, True, kind)
 
         def row(r: Any) -> tuple[str | None, bytes | None, str | None, Any, bytes | None]:
