@@ -56,6 +56,21 @@ def explain(wh: SqlWarehouse, stmt: Any) -> list[str]:
     return [("top: " if r[1] == 0 else "") + str(r[-1]) for r in rows]
 
 
+def explain_with_state(wh: SqlWarehouse, stmt: Any, state_file: Path) -> list[str]:
+    """The query plan's lines of ``stmt``, the state's file attached as the engine does."""
+    from brazecfg.warehouse.compile import STATE_ALIAS
+
+    compiled = stmt.compile(dialect=wh.engine.dialect)
+    params = tuple(compiled.params[k] for k in compiled.positiontup or ())
+    with wh.engine.connect() as conn:
+        _register_sqlite_hash(conn)
+        conn.exec_driver_sql(f"ATTACH DATABASE ? AS {STATE_ALIAS}", (str(state_file),))
+        plan = [str(r[-1]) for r in conn.exec_driver_sql(
+            f"EXPLAIN QUERY PLAN {compiled}", params).all()]
+        conn.exec_driver_sql(f"DETACH DATABASE {STATE_ALIAS}")
+    return plan
+
+
 def open_warehouse(project: Path) -> SqlWarehouse:
     p = load_project(project)
     wh = connect(p.apps["warehouse"], p)
@@ -176,7 +191,7 @@ def test_the_diff_in_the_warehouse_seeks_the_state_by_key_and_counts_in_index_or
     The related rows are counted in the order of the index on their key column, not sorted
     by key text."""
     from brazecfg.state.ledger import Ledger
-    from brazecfg.warehouse.compile import STATE_ALIAS, build_hash_changes_query
+    from brazecfg.warehouse.compile import build_hash_changes_query
 
     with Emulator(EmulatorConfig(port=0)) as emu:
         monkeypatch.setenv("BRAZE_REST_ENDPOINT", emu.url)
@@ -198,13 +213,7 @@ def test_the_diff_in_the_warehouse_seeks_the_state_by_key_and_counts_in_index_or
                                         state=state, unique_key=wh._unique_key("users"),
                                         numeric_keys=numeric)
         compiled = stmt.compile(dialect=wh.engine.dialect)
-        params = tuple(compiled.params[k] for k in compiled.positiontup or ())
-        with wh.engine.connect() as conn:
-            _register_sqlite_hash(conn)
-            conn.exec_driver_sql(f"ATTACH DATABASE ? AS {STATE_ALIAS}", (str(state.attach),))
-            plan = [str(r[-1]) for r in conn.exec_driver_sql(
-                f"EXPLAIN QUERY PLAN {compiled}", params).all()]
-            conn.exec_driver_sql(f"DETACH DATABASE {STATE_ALIAS}")
+        plan = explain_with_state(wh, stmt, state.attach)
     finally:
         wh.close()
     print(*plan, sep="\n  ")
@@ -236,13 +245,7 @@ def test_the_diff_in_the_warehouse_seeks_the_state_by_key_and_counts_in_index_or
         stmt = build_hash_changes_query(wh.project, "users", now=NOW, dialect="sqlite",
                                         state=state, unique_key=True, numeric_keys=numeric,
                                         indexed_keys=wh._indexed_keys("users"))
-        compiled = stmt.compile(dialect=wh.engine.dialect)
-        params = tuple(compiled.params[k] for k in compiled.positiontup or ())
-        with wh.engine.connect() as conn:
-            conn.exec_driver_sql(f"ATTACH DATABASE ? AS {STATE_ALIAS}", (str(state.attach),))
-            plan = [str(r[-1]) for r in conn.exec_driver_sql(
-                f"EXPLAIN QUERY PLAN {compiled}", params).all()]
-            conn.exec_driver_sql(f"DETACH DATABASE {STATE_ALIAS}")
+        plan = explain_with_state(wh, stmt, state.attach)
     finally:
         wh.close()
     assert any(s.startswith("SEARCH n") and "USING COVERING INDEX purchases_user (user_id=?)"
