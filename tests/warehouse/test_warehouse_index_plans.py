@@ -354,7 +354,12 @@ def test_a_key_that_can_repeat_keeps_the_values_in_its_order(tmp_path: Path) -> 
     wh = open_warehouse(project)
     try:
         assert not wh._unique_key("users")
-        order = _order_by(wh, wh.query("users", now=NOW).select)
+        query = wh.query("users", now=NOW)
+        order = _order_by(wh, query.select)
         assert "r.v0" in order and "r.v1" in order
+        email = 1 + query.properties.index("email")
+        ones = [r[email] for r in _rows(wh, query.select) if r[0] == "1"]
+        # the copy, inserted last, sorts first by its value ('aada@' < 'ada@')
+        assert ones == ["aada@example.com", "ada@example.com"], ones
     finally:
         wh.close()
