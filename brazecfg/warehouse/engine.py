@@ -155,11 +155,13 @@ class SqlWarehouse:
         return frozenset(s.name for s in sources
                          if self._greatest_key_type(s) in ("integer", "real", "null"))
 
-    def _indexed_keys(self, model: str) -> frozenset[str]:
-        """SQLite: of ``_numeric_keys``, the sources whose key column is the first column of
+    def _indexed_keys(self, model: str, numeric: frozenset[str] | None = None
+                      ) -> frozenset[str]:
+        """SQLite: of ``_numeric_keys`` (``numeric``, when the caller has them: finding them
+        can be a pass over each source), the sources whose key column is the first column of
         an index (not partial, in BINARY order): each record's rows are one seek of it."""
-        return frozenset(n for n in self._numeric_keys(model)
-                         if self._key_indexed(self.project.sources[n]))
+        numeric = self._numeric_keys(model) if numeric is None else numeric
+        return frozenset(n for n in numeric if self._key_indexed(self.project.sources[n]))
 
     def _key_indexed(self, src: Source) -> bool:
         if not src.table or "(" in src.table or "." in src.table.strip('"'):
@@ -357,10 +359,11 @@ class SqlWarehouse:
         state's, in key byte order, each as (key, hash) on the warehouse's side (None, None
         when it has no such key) and (key, groups column, row hash) on the state's (None,
         None, None when it has none). Needs ``joins_state(state)``."""
+        numeric = self._numeric_keys(model)
         stmt = build_hash_changes_query(
             self.project, model, now=now, dialect=self.engine.dialect, state=state,
             text_key=self._text_key(model), unique_key=self._unique_key(model), kind=kind,
-            numeric_keys=self._numeric_keys(model), indexed_keys=self._indexed_keys(model))
+            numeric_keys=numeric, indexed_keys=self._indexed_keys(model, numeric))
         query = ModelQuery(stmt, (), (), {}, True, kind)
 
         def row(r: Any) -> tuple[str | None, bytes | None, str | None, Any, bytes | None]:
