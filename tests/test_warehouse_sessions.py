@@ -1,11 +1,13 @@
 """How brazecfg sets up each warehouse session, seen through the CLI (issue 8, items 6 and 14):
-DuckDB gets a memory limit and a private temporary directory (removed afterwards), and every
-session reads time stamps in UTC whatever the app's type."""
+DuckDB gets a memory limit and a private temporary directory (removed afterwards), SQLite a
+small page cache (issue 9), and every session reads time stamps in UTC whatever the app's
+type."""
 
 from __future__ import annotations
 
 import json
 import os
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -174,3 +176,48 @@ def test_a_model_too_big_for_the_duckdb_memory_limit_says_which_option_to_raise(
     assert "Out of Memory" in out.output
     assert "Raise options.memory_limit of app/warehouse" in out.output
     assert "SET memory_limit" not in out.output  # DuckDB's advice is not for our users
+
+
+SQLITE_APP = "kind: app\nname: warehouse\ntype: sqlite\noptions: {path: w.db}\n"
+SQLITE_SOURCE = DUCK_SOURCE.replace(
+    "current_setting('memory_limit')",
+    "CAST((SELECT cache_size FROM pragma_cache_size) AS TEXT)").replace(
+    "current_setting('temp_directory')", "'-'")
+
+
+def test_sqlite_reads_with_a_small_page_cache(tmp_path: Path, emulator: Emulator) -> None:
+    # issue 9 (peak memory): SQLite's default page cache is 2,000 KiB per database, per
+    # connection, and a sort gets as much again before it spills
+    project = settings_project(tmp_path, SQLITE_APP, SQLITE_SOURCE)
+    sqlite3.connect(project / "w.db").close()
+    assert attributes(project, emulator)["setting_a"] == "-256"
+
+
+def test_a_state_file_attached_to_a_sqlite_read_gets_the_same_small_cache(
+        tmp_path: Path) -> None:
+    # the incremental read joins the local state's file, attached: SQLite gives an attached
+    # file its default cache, not the connection's
+    import sqlalchemy as sa
+
+    from brazecfg.config.loader import load_project
+    from brazecfg.warehouse.compile import STATE_ALIAS, ModelQuery
+    from brazecfg.warehouse.connect import connect
+    from brazecfg.warehouse.engine import SqlWarehouse
+
+    project = settings_project(tmp_path, SQLITE_APP, SQLITE_SOURCE)
+    sqlite3.connect(project / "w.db").close()
+    state = tmp_path / "state.sqlite"
+    with sqlite3.connect(state) as con:
+        con.execute("CREATE TABLE t (x)")
+    loaded = load_project(project)
+    wh = connect(loaded.apps["warehouse"], loaded)
+    assert isinstance(wh, SqlWarehouse)
+    try:
+        caches = [sa.select(sa.text("cache_size"))
+                  .select_from(sa.text(f"{schema}pragma_cache_size"))
+                  for schema in ("", f"{STATE_ALIAS}.")]
+        got = [list(wh._stream("test", ModelQuery(select=q, properties=(), groups=()), 10,
+                               tuple, attach=state)) for q in caches]
+    finally:
+        wh.close()
+    assert got == [[(-256,)], [(-256,)]]

@@ -44,7 +44,7 @@ from brazecfg.errors import WarehouseError
 from brazecfg.model.resources import App, Project
 from brazecfg.scratch import Scratch
 from brazecfg.warehouse.base import Warehouse
-from brazecfg.warehouse.engine import SqlWarehouse, driver_message, scrub
+from brazecfg.warehouse.engine import SQLITE_CACHE_KIB, SqlWarehouse, driver_message, scrub
 
 DUCKDB_MEMORY_LIMIT = "256MB"
 # DuckDB's own size syntax; the app schema (defs.json, duckdb_options) checks the same.
@@ -91,6 +91,8 @@ def connect(app: App, project: Project) -> Warehouse:
             event.listen(engine, "connect",
                          _duckdb_session(_memory_limit(app, options), temp_dir,
                                          duckdb_threads(app, options)))
+        elif backend == "sqlite":
+            event.listen(engine, "connect", _sqlite_session)
         elif backend in _UTC_SESSION:
             event.listen(engine, "connect", _utc_session(_UTC_SESSION[backend]))
     except WarehouseError:
@@ -419,6 +421,11 @@ def _duckdb_session(memory_limit: str, temp_dir: Path, threads: int
         except Exception:  # noqa: BLE001 - without ICU, DuckDB is in UTC already
             pass
     return setup
+
+
+def _sqlite_session(dbapi_connection: Any, _record: Any) -> None:
+    """Each SQLite warehouse connection's page cache: engine.SQLITE_CACHE_KIB."""
+    dbapi_connection.execute(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
 
 
 def _utc_session(statement: str) -> Callable[[Any, Any], None]:

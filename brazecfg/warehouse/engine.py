@@ -59,6 +59,16 @@ def driver_message(exc: BaseException, secrets: tuple[str, ...] = ()) -> str:
     return scrub(" ".join(text.split()), secrets).rstrip(" .")
 
 
+# SQLite's page cache per database of a warehouse connection, in KiB (its default: 2,000).
+# The model is read once, front to back, and the state's records by key: the operating
+# system's file cache serves the pages again, so a larger cache saves no time (measured at
+# 1M users: the first plan and an incremental plan took the same time with 256 KiB and with
+# the default) and costs memory. Its sorts (ORDER BY, GROUP BY) get as much before they
+# spill to a temporary file. Set on every connection (connect._sqlite_session) and on the
+# state file attached to one (_stream), which otherwise gets SQLite's default.
+SQLITE_CACHE_KIB = 256
+
+
 class SqlWarehouse:
     """A warehouse reached through SQLAlchemy. ``connect()`` builds it; ``close()`` frees it."""
 
@@ -457,6 +467,8 @@ class SqlWarehouse:
                 except DBAPIError as exc:
                     raise self._error(f"cannot read the state file {attach} with {what}",
                                       exc) from None
+                # an attached file has SQLite's default cache, not the connection's
+                conn.exec_driver_sql(f"PRAGMA {STATE_ALIAS}.cache_size = -{SQLITE_CACHE_KIB}")
             conn = conn.execution_options(stream_results=True, yield_per=batch_size)
             try:
                 try:
