@@ -291,17 +291,22 @@ def test_postgres_a_re_parented_related_row_updates_the_old_owner(
 
 
 @pytest.mark.parametrize("unreadable", ["2025/06/01 00:00", "2025-13-01 00:00:00",
-                                        "2025-06-01 00:00:00-15:00"],
-                         ids=["no-date", "month-13", "offset-beyond-14h"])
+                                        "2025-06-01 00:00:00-15:00", "+025-06-01 00:00:00",
+                                        "2O25-06-01 00:00:00", 2461046.5, "02461046.5"],
+                         ids=["no-date", "month-13", "offset-beyond-14h", "sign-for-a-digit",
+                              "letter-for-a-digit", "julian-day-number", "julian-day-text"])
 def test_an_unreadable_stamp_among_iso_text_is_read_on_every_incremental_run(
-        tmp_path: Path, emulator: Emulator, unreadable: str) -> None:
+        tmp_path: Path, emulator: Emulator, unreadable: str | float) -> None:
     """300 more users with ISO stamps and one whose stamp no warehouse reads as a time,
     past the first rows the SQLite probe looks at and between its smallest and greatest
     stamps. Its text sorts below the range the index would seek, so that seek would skip it;
     with no value hash to fall back on (incremental reads compare counts), its change was
     missed. Every value is checked to be a time SQLite reads (not only text that starts with
     a date: month 13 and an offset past 14 hours do too) before the seek is used, so the
-    exact filter reads it (an unreadable stamp: read every time)."""
+    exact filter reads it (an unreadable stamp: read every time). A Julian day SQLite reads
+    (2026-01-06, the newest stamp, which the exact filter reads again) as a number sorts
+    below every text, and as the text "02461046.5" below "2026": the survey's check of each
+    value's shape keeps the seek off."""
     project = stamped_project(tmp_path, "2026-01-05 09:00:00")
     con = sqlite3.connect(project / "warehouse.db")
     with con:

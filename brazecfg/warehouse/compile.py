@@ -848,7 +848,13 @@ def build_max_updated_query(project: Project, model: str, *, dialect: Dialect | 
     return select(func.max(u.c.m).label("m"))
 
 
-DATE_GLOB = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*"
+# A value shaped like a date: '-' fifth and eighth, ten characters at least. LIKE, not GLOB
+# '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*' (over 3M stamps, the bench's purchases at 1M
+# users: 0.24 s against 0.55 s, the whole survey 0.8 s against 1.1 s): the survey trusts
+# ``undated`` only when SQLite's datetime() read every value (``dated`` not a BLOB), and
+# datetime() reads a text with those two '-' only as YYYY-MM-DD, with digits in the eight
+# other places, so there the two tests agree.
+DATE_SHAPE = "____-__-__%"
 
 
 @dataclass(frozen=True)
@@ -883,7 +889,7 @@ def build_stamp_surveys(project: Project, model: str, *, dialect: Dialect | str,
         f = source_from(src, [src.updated_at], f"m{len(out)}", d, project.settings.root)
         col = f.c[src.updated_at]
         dt = func.datetime(col)
-        undated = case((col.op("GLOB")(literal(DATE_GLOB)), literal(0)), else_=literal(1))
+        undated = case((col.like(literal(DATE_SHAPE)), literal(0)), else_=literal(1))
         out.append(StampSurvey(src, select(
             func.min(col).label("low"), func.max(col).label("high"),
             func.count(col).label("values"), (func.count() - func.count(col)).label("nulls"),
