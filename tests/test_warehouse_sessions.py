@@ -182,15 +182,41 @@ SQLITE_APP = "kind: app\nname: warehouse\ntype: sqlite\noptions: {path: w.db}\n"
 SQLITE_SOURCE = DUCK_SOURCE.replace(
     "current_setting('memory_limit')",
     "CAST((SELECT cache_size FROM pragma_cache_size) AS TEXT)").replace(
-    "current_setting('temp_directory')", "'-'")
+    "current_setting('temp_directory')",
+    "CAST((SELECT soft_heap_limit FROM pragma_soft_heap_limit) AS TEXT)")
 
 
-def test_sqlite_reads_with_a_small_page_cache(tmp_path: Path, emulator: Emulator) -> None:
+def soft_heap_limit() -> int:
+    """SQLite's soft heap limit in this process (one for every connection)."""
+    with sqlite3.connect(":memory:") as con:
+        return int(con.execute("PRAGMA soft_heap_limit").fetchone()[0])
+
+
+@pytest.fixture
+def no_soft_heap_limit() -> Iterator[None]:
+    with sqlite3.connect(":memory:") as con:
+        con.execute("PRAGMA soft_heap_limit = 0")  # as a fresh process starts
+    yield
+    with sqlite3.connect(":memory:") as con:
+        con.execute("PRAGMA soft_heap_limit = 0")
+
+
+def test_sqlite_reads_with_a_small_page_cache_and_heap(
+        tmp_path: Path, emulator: Emulator, no_soft_heap_limit: None) -> None:
     # issue 9 (peak memory): SQLite's default page cache is 2,000 KiB per database, per
     # connection, and a sort gets as much again before it spills
     project = settings_project(tmp_path, SQLITE_APP, SQLITE_SOURCE)
     sqlite3.connect(project / "w.db").close()
-    assert attributes(project, emulator)["setting_a"] == "-256"
+    got = attributes(project, emulator)
+    assert (got["setting_a"], got["setting_b"]) == ("-256", "4000000")
+
+
+def test_the_local_state_sets_the_soft_heap_limit_whatever_the_warehouse(
+        tmp_path: Path, emulator: Emulator, no_soft_heap_limit: None) -> None:
+    # a DuckDB warehouse: only the local state's SQLite file opens SQLite connections
+    app = "kind: app\nname: warehouse\ntype: duckdb\n"
+    attributes(settings_project(tmp_path, app, DUCK_SOURCE), emulator)
+    assert soft_heap_limit() == 4_000_000
 
 
 def test_a_state_file_attached_to_a_sqlite_read_gets_the_same_small_cache(

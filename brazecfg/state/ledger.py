@@ -72,7 +72,7 @@ __all__ = ["EventMark", "EventState", "Failure", "LeaseLost", "Ledger", "LedgerR
            "Previous", "StateIdentity"]
 from brazecfg.state.packing import FIELDS, Codec, Stale, layout_key
 from brazecfg.state.tables import MIGRATIONS, V1_SQLITE, Tables
-from brazecfg.warehouse.engine import driver_message
+from brazecfg.warehouse.engine import driver_message, limit_sqlite_heap
 
 __all__ = ["Failure", "Ledger", "LedgerRecord", "LeaseLost", "SCHEMA_VERSION"]
 
@@ -235,6 +235,7 @@ class Ledger:
             @event.listens_for(engine, "connect")
             def _connect(dbapi: Any, _rec: Any) -> None:
                 dbapi.isolation_level = None  # we say BEGIN ourselves
+                limit_sqlite_heap(dbapi)
                 if not read_only:
                     # Rollback journal, not WAL: a read-only plan must not create -wal/-shm.
                     dbapi.execute("PRAGMA synchronous=FULL")

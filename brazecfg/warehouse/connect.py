@@ -44,7 +44,13 @@ from brazecfg.errors import WarehouseError
 from brazecfg.model.resources import App, Project
 from brazecfg.scratch import Scratch
 from brazecfg.warehouse.base import Warehouse
-from brazecfg.warehouse.engine import SQLITE_CACHE_KIB, SqlWarehouse, driver_message, scrub
+from brazecfg.warehouse.engine import (
+    SQLITE_CACHE_KIB,
+    SqlWarehouse,
+    driver_message,
+    limit_sqlite_heap,
+    scrub,
+)
 
 DUCKDB_MEMORY_LIMIT = "256MB"
 # DuckDB's own size syntax; the app schema (defs.json, duckdb_options) checks the same.
@@ -424,8 +430,10 @@ def _duckdb_session(memory_limit: str, temp_dir: Path, threads: int
 
 
 def _sqlite_session(dbapi_connection: Any, _record: Any) -> None:
-    """Each SQLite warehouse connection's page cache: engine.SQLITE_CACHE_KIB."""
+    """Each SQLite warehouse connection's page cache (engine.SQLITE_CACHE_KIB) and the
+    process's soft heap limit."""
     dbapi_connection.execute(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
+    limit_sqlite_heap(dbapi_connection)
 
 
 def _utc_session(statement: str) -> Callable[[Any, Any], None]:

@@ -67,6 +67,18 @@ def driver_message(exc: BaseException, secrets: tuple[str, ...] = ()) -> str:
 # spill to a temporary file. Set on every connection (connect._sqlite_session) and on the
 # state file attached to one (_stream), which otherwise gets SQLite's default.
 SQLITE_CACHE_KIB = 256
+# SQLite's soft heap limit, one for the whole process (every SQLite connection shares it:
+# the warehouse's and the local state's; set by each, ``limit_sqlite_heap``): past it SQLite
+# reuses its caches' pages and its sorts spill sooner instead of allocating more. Advisory:
+# no allocation ever fails for it. At 1M users, interleaved: the first apply 100.8 to 94.4 MB
+# (71.0 s both), the incremental plan 95.7 to 90.7 MB (4.8 s both), the first plan 90.4 to
+# 84.6 MB and 37.2 to 38.8 s (the sorts; 8 MB: 87.2 MB, 38.1 s).
+SQLITE_SOFT_HEAP_BYTES = 4_000_000
+
+
+def limit_sqlite_heap(dbapi_connection: Any) -> None:
+    """Put SQLite's process-wide soft heap limit at SQLITE_SOFT_HEAP_BYTES (idempotent)."""
+    dbapi_connection.execute(f"PRAGMA soft_heap_limit = {SQLITE_SOFT_HEAP_BYTES}")
 
 
 class SqlWarehouse:
