@@ -861,10 +861,10 @@ DATE_SHAPE = "____-__-__%"
 class StampSurvey:
     """One source's ``updated_at`` (SQLite): ``select`` reads the column in one pass, for its
     ends (``low``, ``high``), how many values it holds (``values``), are NULL (``nulls``) or
-    do not start with a date (``undated``), and ``dated``: the greatest time SQLite reads
-    (datetime()) when it reads every value, else a BLOB (one datetime() a row: a value it
-    cannot read counts as X'00', and SQLite orders a BLOB after every text; NULL for no
-    rows). ``greatest`` is the greatest stamp as the incremental filter reads any value
+    are not shaped like a date (``undated``, DATE_SHAPE), and ``dated``: the greatest time
+    SQLite reads (datetime()) when it reads every value, else a BLOB (one datetime() a row:
+    a value it cannot read counts as X'00', and SQLite orders a BLOB after every text; NULL
+    for no rows). ``greatest`` is the greatest stamp as the incremental filter reads any value
     (epoch numbers too), which equals ``dated`` when every value is readable text that
     starts with a date."""
 

@@ -479,11 +479,12 @@ class SqlWarehouse:
                 except DBAPIError as exc:
                     raise self._error(f"cannot read the state file {attach} with {what}",
                                       exc) from None
-                # an attached file has SQLite's default cache, not the connection's
-                conn.exec_driver_sql(f"PRAGMA {STATE_ALIAS}.cache_size = -{SQLITE_CACHE_KIB}")
             conn = conn.execution_options(stream_results=True, yield_per=batch_size)
             try:
                 try:
+                    if attach is not None:  # an attached file gets SQLite's default cache
+                        conn.exec_driver_sql(
+                            f"PRAGMA {STATE_ALIAS}.cache_size = -{SQLITE_CACHE_KIB}")
                     result = conn.execute(query.select)
                 except DBAPIError as exc:
                     raise self._diagnose(conn, what, query, exc) from None
