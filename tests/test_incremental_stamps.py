@@ -303,10 +303,12 @@ def test_an_unreadable_stamp_among_iso_text_is_read_on_every_incremental_run(
     with no value hash to fall back on (incremental reads compare counts), its change was
     missed. Every value is checked to be a time SQLite reads (not only text that starts with
     a date: month 13 and an offset past 14 hours do too) before the seek is used, so the
-    exact filter reads it (an unreadable stamp: read every time). A Julian day SQLite reads
-    (2026-01-06, the newest stamp, which the exact filter reads again) as a number sorts
-    below every text, and as the text "02461046.5" below "2026": the survey's check of each
-    value's shape keeps the seek off."""
+    exact filter reads it (an unreadable stamp: read every time). The last two are stamps
+    SQLite does read, as the Julian day of 2026-01-06 (the newest stamp, which the exact
+    filter reads again): as a number it sorts below every text, and as the text
+    "02461046.5" below "2026", so the seek would skip it too. The column's smallest value
+    (no longer ISO text) and the survey's count of values not shaped like a date each keep
+    the seek off."""
     project = stamped_project(tmp_path, "2026-01-05 09:00:00")
     con = sqlite3.connect(project / "warehouse.db")
     with con:
