@@ -1,7 +1,7 @@
 """How brazecfg sets up each warehouse session, seen through the CLI (issue 8, items 6 and 14):
 DuckDB gets a memory limit and a private temporary directory (removed afterwards), SQLite a
-small page cache (issue 9), and every session reads time stamps in UTC whatever the app's
-type."""
+small page cache and a soft heap limit (issue 9), and every session reads time stamps in UTC
+whatever the app's type."""
 
 from __future__ import annotations
 
