@@ -22,6 +22,11 @@ The shape (``r`` is the inner query, one row per row of the primary source)::
     ORDER BY (r.k IS NULL), r.k COLLATE <binary>,
              (r.v0 IS NULL), CAST(r.v0 AS VARCHAR) COLLATE <binary>, ..   -- duplicate keys
 
+On SQLite an incremental read is two steps instead (``SqlWarehouse.stream_model``): the
+changed keys in byte order (``build_changed_keys_query``), then this query for a batch of them
+at a time, the ``IN`` over ``key_slots`` bound parameters (``slotted_keys``), all in one read
+transaction: the same rows in the same order, with the memory of one batch.
+
 A *key ref* is the canonical key text in byte-order collation (``keys.key_ref``): every join,
 ``GROUP BY``, ``PARTITION BY``, ``IN`` and ``ORDER BY`` on a key uses it, never the raw
 column, so a column's own collation (``COLLATE NOCASE``, an ICU collation) or SQLite's type
@@ -71,8 +76,10 @@ from sqlalchemy import (
     String,
     Table,
     and_,
+    bindparam,
     case,
     cast,
+    column,
     false,
     func,
     literal,
@@ -81,6 +88,7 @@ from sqlalchemy import (
     null,
     or_,
     select,
+    text,
     union,
     union_all,
 )
@@ -268,7 +276,7 @@ class _Builder:
 
     def build(self, changed_since: datetime | None,
               only_keys: list[str] | None = None, *, keys_only: bool = False,
-              hash_kind: str = HASH_VALUES) -> ModelQuery:
+              hash_kind: str = HASH_VALUES, key_slots: int = 0) -> ModelQuery:
         self.only_keys = only_keys
         self.check_apps()
         self.collect_needs(changed_since)
@@ -276,9 +284,13 @@ class _Builder:
             return self.build_counts()
         # The keys changed since (incremental reads), computed once and pushed into every
         # related source's subquery too, so only the changed records' rows are aggregated.
+        # ``key_slots``: the changed keys are instead ``key_slots`` parameters (KEY_SLOT),
+        # a batch of build_changed_keys_query's keys at a time (SqlWarehouse.stream_model).
         self.changed = None
-        if changed_since is not None:
-            changed = self.changed_keys(changed_since)
+        if changed_since is not None or key_slots:
+            changed = (slotted_keys(key_slots, self.dialect) if key_slots
+                       else self.changed_keys(changed_since) if changed_since is not None
+                       else None)
             if changed is not None:
                 cte = changed.cte("changed_keys")
                 self.changed = select(cte.c[0])
@@ -899,6 +911,44 @@ def build_stamp_surveys(project: Project, model: str, *, dialect: Dialect | str,
     return out
 
 
+# The parameter names of a slotted query's keys (``key_slots``): KEY_SLOT.format(i) for i
+# from 0. A slot without a key is None, which no key equals.
+KEY_SLOT = "changed_{}"
+
+
+def slotted_keys(slots: int, dialect: Dialect) -> Select[Any]:
+    """``slots`` bound parameters as a one-column select of key texts in byte order
+    collation (``keys.binary``), as ``changed_keys`` gives them: ``VALUES`` rows, whose
+    column SQLite (the one dialect that reads in batches) names ``column1``."""
+    rows = ", ".join(f"(:{KEY_SLOT.format(i)})" for i in range(slots))
+    values = (text(f"SELECT column1 AS k FROM (VALUES {rows})")
+              .bindparams(*(bindparam(KEY_SLOT.format(i), type_=String())
+                            for i in range(slots)))
+              .columns(column("k", String())).subquery("slots"))
+    return select(binary(values.c.k, dialect))
+
+
+def build_changed_keys_query(project: Project, model: str, *, now: datetime,
+                             changed_since: datetime, dialect: Dialect | str,
+                             numeric_stamps: frozenset[str] = frozenset(),
+                             text_stamps: frozenset[str] = frozenset()) -> ModelQuery | None:
+    """The key texts of the records an incremental read of ``model`` since ``changed_since``
+    returns (``changed_keys``: a row of some source stamped since, or with a stamp the
+    warehouse cannot read), NULL keys left out (no key equals NULL), in byte order, one row
+    each but for a source's duplicate keys; None when some source has no ``updated_at`` (an
+    incremental read then reads everything)."""
+    d = get_dialect(dialect)
+    builder = _Builder(project, model, d, now, numeric_stamps, text_stamps)
+    builder.check_apps()
+    builder.collect_needs(changed_since)
+    changed = builder.changed_keys(changed_since)
+    if changed is None:
+        return None
+    k = changed.subquery("changed_keys")
+    stmt = select(k.c[0]).where(k.c[0].is_not(None)).order_by(binary(k.c[0], d))
+    return ModelQuery(stmt, (), (), builder.needs)
+
+
 def column_of(prop: Property) -> str:
     return prop.column or prop.name
 
@@ -909,16 +959,19 @@ def build_model_query(project: Project, model: str, *, now: datetime, dialect: D
                       only_keys: list[str] | None = None,
                       text_stamps: frozenset[str] = frozenset(),
                       text_key: bool = False, unique_key: bool = False,
-                      hash_kind: str = HASH_VALUES) -> ModelQuery:
+                      hash_kind: str = HASH_VALUES, key_slots: int = 0) -> ModelQuery:
     """The query for ``model`` and how to read its rows (see the module docstring).
     ``numeric_stamps``: the "source.column" ``updated_at`` columns of a numeric type (epoch
     times), which the engine finds out on warehouses typed per column; ``only_keys``: just
     the records with these keys (key text). SQLite only: ``text_stamps``, the "source.column"
     ``updated_at`` columns seen to hold ISO text (the incremental read seeks their index);
     ``text_key``, the primary key column holds text and never NULL (ordered by itself);
-    ``unique_key``, no two rows of the primary source share a key (no duplicates to order)."""
+    ``unique_key``, no two rows of the primary source share a key (no duplicates to order).
+    ``key_slots``: the records whose key is one of that many bound parameters (KEY_SLOT), as
+    an incremental read filters its changed keys."""
     if model not in project.models:
         raise WarehouseError(f"model/{model} does not exist")
     return _Builder(project, model, get_dialect(dialect), now, numeric_stamps, text_stamps,
                     text_key, unique_key=unique_key).build(changed_since, only_keys,
-                                                           hash_kind=hash_kind)
+                                                           hash_kind=hash_kind,
+                                                           key_slots=key_slots)

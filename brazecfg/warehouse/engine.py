@@ -25,9 +25,11 @@ from brazecfg.warehouse.base import EventRow, ModelRow
 from brazecfg.warehouse.compile import (
     HASH_COUNTS,
     HASH_VALUES,
+    KEY_SLOT,
     SQLITE_ROW_HASH,
     STATE_ALIAS,
     ModelQuery,
+    build_changed_keys_query,
     build_events_query,
     build_hash_changes_query,
     build_hashes_query,
@@ -74,6 +76,12 @@ SQLITE_CACHE_KIB = 256
 # (71.0 s both), the incremental plan 95.7 to 90.7 MB (4.8 s both), the first plan 90.4 to
 # 84.6 MB and 37.2 to 38.8 s (the sorts; 8 MB: 87.2 MB, 38.1 s).
 SQLITE_SOFT_HEAP_BYTES = 4_000_000
+# SQLite, an incremental read: how many changed keys each of its queries reads
+# (``_changed_rows``). One query over every changed key holds, for each source whose key
+# column SQLite seeks with an OR of IN lists, a RowSet of the rowids it met, which the soft
+# heap limit does not bound: 17 MB at 10M users, 110,000 records read again. A batch bounds
+# it. Fewer only when SQLite takes fewer parameters (999 before 3.32).
+SQLITE_CHANGED_BATCH = 1000
 
 
 def limit_sqlite_heap(dbapi_connection: Any) -> None:
@@ -100,14 +108,16 @@ class SqlWarehouse:
         self._key_columns: dict[str, str] = {}
 
     def query(self, model: str, *, now: datetime, changed_since: datetime | None = None,
-              only_keys: list[str] | None = None, hash_kind: str = HASH_VALUES) -> ModelQuery:
+              only_keys: list[str] | None = None, hash_kind: str = HASH_VALUES,
+              key_slots: int = 0) -> ModelQuery:
         stamps = self._numeric_stamps(model) if changed_since is not None else frozenset()
         text = self._text_stamps(model) if changed_since is not None else frozenset()
         return build_model_query(self.project, model, now=now, dialect=self.engine.dialect,
                                  changed_since=changed_since, numeric_stamps=stamps,
                                  only_keys=only_keys, text_stamps=text,
                                  text_key=self._text_key(model),
-                                 unique_key=self._unique_key(model), hash_kind=hash_kind)
+                                 unique_key=self._unique_key(model), hash_kind=hash_kind,
+                                 key_slots=key_slots)
 
     def _text_stamps(self, model: str) -> frozenset[str]:
         """SQLite: the ``updated_at`` columns (as "source.column") of table sources with no
@@ -303,9 +313,56 @@ class SqlWarehouse:
         The query is built here (configuration errors raise at once) and runs on the first
         ``next()``.
         """
+        if changed_since is not None and only_keys is None \
+                and self.engine.dialect.name == "sqlite":
+            keys = build_changed_keys_query(
+                self.project, model, now=now, changed_since=changed_since,
+                dialect=self.engine.dialect, numeric_stamps=self._numeric_stamps(model),
+                text_stamps=self._text_stamps(model))
+            if keys is not None:
+                return self._changed_rows(model, keys, batch_size, lambda slots: self.query(
+                    model, now=now, hash_kind=hash_kind, key_slots=slots))
         query = self.query(model, now=now, changed_since=changed_since, only_keys=only_keys,
                            hash_kind=hash_kind)
         return self._rows(model, query, batch_size)
+
+    def _changed_rows(self, model: str, keys: ModelQuery, batch_size: int,
+                      slotted: Callable[[int], ModelQuery]) -> Iterator[ModelRow]:
+        """SQLite, an incremental read: the changed keys (``keys``, in byte order), then the
+        records of SQLITE_CHANGED_BATCH of them at a time (``slotted(n)``: the query for n
+        keys bound as compile.KEY_SLOT parameters), all in one read transaction: the same
+        rows in the same order as one query over every changed key, with the memory of one
+        batch. The queries are built here (configuration errors raise at once)."""
+        what = f"model/{model}"
+        query = slotted(SQLITE_CHANGED_BATCH)
+        return self._read(what, self._batched(what, keys, query, batch_size, slotted,
+                                              self._record(model, query)))
+
+    def _batched(self, what: str, keys: ModelQuery, query: ModelQuery, batch_size: int,
+                 slotted: Callable[[int], ModelQuery], record: Callable[[Any], ModelRow]
+                 ) -> Callable[[Connection], Iterator[ModelRow]]:
+        def run(conn: Connection) -> Iterator[ModelRow]:
+            nonlocal query
+            room = _sqlite_parameters(conn)
+            params = len(query.select.compile(dialect=self.engine.dialect).params)
+            slots = SQLITE_CHANGED_BATCH
+            if params > room:  # the other parameters, and as many keys as fit
+                slots = max(1, room - (params - slots))
+                query = slotted(slots)
+            conn.exec_driver_sql("BEGIN")  # one snapshot for the keys and every batch
+            batch: list[str | None] = []
+            last = None
+            for key in self._results(conn, what, keys, lambda row: row[0]):
+                if key == last:
+                    continue  # a duplicate key of one source
+                batch.append(last := key)
+                if len(batch) == slots:
+                    yield from self._results(conn, what, query, record, _slots(batch))
+                    batch = []
+            if batch:
+                batch.extend([None] * (slots - len(batch)))
+                yield from self._results(conn, what, query, record, _slots(batch))
+        return run
 
     def stream_events(self, model: str, source: str, *, key: str, user: str,
                       columns: list[str], since: datetime | None = None,
@@ -438,6 +495,10 @@ class SqlWarehouse:
             "an integer in the warehouse (a query source with CAST)")
 
     def _rows(self, model: str, query: ModelQuery, batch_size: int) -> Iterator[ModelRow]:
+        return self._stream(f"model/{model}", query, batch_size, self._record(model, query))
+
+    def _record(self, model: str, query: ModelQuery) -> Callable[[Any], ModelRow]:
+        """A row of ``query`` -> its ModelRow (a refused key raises)."""
         names = tuple(query.properties)
         groups = tuple(query.groups)
         n, g = len(names), len(groups)
@@ -460,11 +521,25 @@ class SqlWarehouse:
                             dict(zip(names, row[1:n + 1], strict=True)), member,
                             _hash_bytes(row[bad + 1]) if hashed else None)
 
-        return self._stream(f"model/{model}", query, batch_size, record)
+        return record
 
     def _stream(self, what: str, query: ModelQuery, batch_size: int,
                 make: Callable[[Any], T], *, attach: Path | None = None) -> Iterator[T]:
         """``attach``: a SQLite file attached (read-only) as STATE_ALIAS while it runs."""
+        def run(conn: Connection) -> Iterator[T]:
+            if attach is not None:  # an attached file gets SQLite's default cache
+                try:
+                    conn.exec_driver_sql(
+                        f"PRAGMA {STATE_ALIAS}.cache_size = -{SQLITE_CACHE_KIB}")
+                except DBAPIError as exc:
+                    raise self._diagnose(conn, what, query, exc) from None
+            return self._results(conn, what, query, make)
+        return self._read(what, run, batch_size=batch_size, attach=attach)
+
+    def _read(self, what: str, run: Callable[[Connection], Iterator[T]], *,
+              batch_size: int = 5000, attach: Path | None = None) -> Iterator[T]:
+        """What ``run`` yields, on a connection of its own that streams ``batch_size`` rows
+        at a time, rolled back (and ``attach`` detached) when done."""
         try:
             conn = self.engine.connect()
         except SQLAlchemyError as exc:
@@ -481,27 +556,30 @@ class SqlWarehouse:
                                       exc) from None
             conn = conn.execution_options(stream_results=True, yield_per=batch_size)
             try:
-                try:
-                    if attach is not None:  # an attached file gets SQLite's default cache
-                        conn.exec_driver_sql(
-                            f"PRAGMA {STATE_ALIAS}.cache_size = -{SQLITE_CACHE_KIB}")
-                    result = conn.execute(query.select)
-                except DBAPIError as exc:
-                    raise self._diagnose(conn, what, query, exc) from None
-                try:
-                    for row in result:
-                        yield make(row)
-                except DBAPIError as exc:
-                    raise self._error(f"reading {what} failed", exc) from None
-                finally:
-                    result.close()
+                yield from run(conn)
             finally:
+                _rollback(conn)
                 if attach is not None:
-                    _rollback(conn)
                     try:
                         conn.exec_driver_sql(f"DETACH DATABASE {STATE_ALIAS}")
                     except DBAPIError:  # never back to the pool with the state attached
                         conn.invalidate()
+
+    def _results(self, conn: Connection, what: str, query: ModelQuery,
+                 make: Callable[[Any], T], params: dict[str, Any] | None = None
+                 ) -> Iterator[T]:
+        """The rows of ``query`` on ``conn``, each through ``make``."""
+        try:
+            result = conn.execute(query.select, params)
+        except DBAPIError as exc:
+            raise self._diagnose(conn, what, query, exc) from None
+        try:
+            for row in result:
+                yield make(row)
+        except DBAPIError as exc:
+            raise self._error(f"reading {what} failed", exc) from None
+        finally:
+            result.close()
 
     def _error(self, what: str, exc: BaseException) -> WarehouseError:
         message = driver_message(exc, self._secrets)
@@ -636,6 +714,21 @@ def as_utc(value: Any) -> datetime | None:
 def _at(resource: Any, key: str) -> str:
     where = resource.where(key) if hasattr(resource, "where") else None
     return f"{where}: " if where is not None and where.line else ""
+
+
+def _slots(keys: list[str | None]) -> dict[str, str | None]:
+    """A batch of keys as the parameters of a slotted query (compile.KEY_SLOT)."""
+    return {KEY_SLOT.format(i): k for i, k in enumerate(keys)}
+
+
+def _sqlite_parameters(conn: Connection) -> int:
+    """How many parameters one SQLite statement takes on ``conn`` (999 where Python cannot
+    ask: before 3.11; SQLite's own default before 3.32)."""
+    raw = conn.connection.driver_connection
+    getlimit = getattr(raw, "getlimit", None)
+    if getlimit is None:
+        return 999
+    return int(getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
 
 
 def _rollback(conn: Connection) -> None:
