@@ -37,6 +37,13 @@ from brazecfg.warehouse.base import ModelRow
 # Given up to 50 external ids, which of them Braze has (enrich mode). Read-only.
 ExistsCheck = Callable[[list[str]], set[str]]
 EXISTS_BATCH = 50
+# Changes held behind opt-out checks in flight (their joins, and every change that came
+# after them), at most: past it the merge waits for the oldest check. Answers are taken
+# every DRAIN_EVERY held changes too. Before, an answer was only taken when the next check
+# started, so every change between two checks waited in memory (with a joiner every 400
+# records, 20,000 changes; tests/plan/test_opt_outs_concurrent.py).
+HELD_LIMIT = 2000
+DRAIN_EVERY = 100
 
 
 class OptOutCheck(Protocol):
@@ -108,6 +115,7 @@ class _Diff:
         self._checks: deque[tuple[list[RecordChange], Future[dict[str, set[str]]],
                                   list[RecordChange]]] = deque()
         self._pool: ThreadPoolExecutor | None = None
+        self._held = 0  # changes in self._checks (HELD_LIMIT)
         self._group_ids = {s.group: s.subscription_group_id
                            for s in destination.subscription_groups}
         self.mode = destination.mode
@@ -134,8 +142,13 @@ class _Diff:
             if len(self._joins_waiting) >= EXISTS_BATCH:
                 self._start_opt_out_check()
             return
+        if self._checks and self._held % DRAIN_EVERY == 0:
+            self._drain(block=False)  # the answers in: their changes go out now
         if self._checks:
             self._checks[-1][2].append(change)  # after the joins being checked, as it came
+            self._held += 1
+            if self._held > HELD_LIMIT:
+                self._drain(block=True)
             return
         self._emit(change)
 
@@ -165,7 +178,9 @@ class _Diff:
                                             initializer=leave_signals_to_the_main_thread)
         self._checks.append((waiting, self._pool.submit(self._ask_opt_outs, check, waiting),
                              []))
-        self._drain(block=len(self._checks) > max(1, check.workers))
+        self._held += len(waiting)
+        self._drain(block=len(self._checks) > max(1, check.workers)
+                    or self._held > HELD_LIMIT)
 
     def _ask_opt_outs(self, check: OptOutCheck, waiting: list[RecordChange]
                       ) -> dict[str, set[str]]:
@@ -190,8 +205,10 @@ class _Diff:
                     self._pool.shutdown(wait=False, cancel_futures=True)
                     self._pool = None
                 self._checks.clear()
+                self._held = 0
                 raise
             self._checks.popleft()
+            self._held -= len(waiting) + len(after)
             self._emit_checked(waiting, out)
             for change in after:
                 self._emit(change)

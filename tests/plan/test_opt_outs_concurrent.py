@@ -77,3 +77,48 @@ def test_an_error_in_one_call_stops_the_plan() -> None:
 
     with pytest.raises(RuntimeError, match="500"):
         plan_with(Failing(4))
+
+
+class Counted(io.StringIO):
+    """A spool that counts the changes written (one line each)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines = 0
+
+    def write(self, s: str) -> int:
+        self.lines += s.count("\n")
+        return super().write(s)
+
+
+@pytest.mark.parametrize("latency", [0.0, 0.2], ids=["instant", "slow"])
+def test_the_changes_held_behind_opt_out_checks_stay_bounded(latency: float) -> None:
+    """Changes after a join wait for its opt-out answer, to keep their order. Before, an
+    answer was only taken when the next check started: with a joiner every 400 records, the
+    20,000 changes between two checks waited in memory. Now at most HELD_LIMIT (and a
+    batch of joins) wait, however slowly Braze answers."""
+    import time
+
+    from brazecfg.plan.diff import EXISTS_BATCH, HELD_LIMIT
+
+    class Slow(Check):
+        def __call__(self, group_id: str, external_ids: list[str]) -> set[str]:
+            time.sleep(latency)
+            return super().__call__(group_id, external_ids)
+
+    p, d = project()
+    spool = Counted()
+    most = [0]
+
+    def rows() -> object:
+        for i in range(60_000):
+            most[0] = max(most[0], i - spool.lines)  # read, not yet in the plan
+            yield row(f"{i:05d}", ("vip",) if i % 400 == 7 else (),
+                      ltv=150 if i % 400 == 7 else 10)
+
+    check = Slow(16)
+    plan = diff_destination(p, d, rows(), iter([]), HASHER, spool=spool,  # type: ignore[arg-type]
+                            opted_out=check)
+    assert spool.lines == 60_000 and len(check.calls) == 3
+    assert plan.opted_out == {"vip": 150}  # type: ignore[attr-defined]
+    assert most[0] <= HELD_LIMIT + EXISTS_BATCH + 1, most[0]
