@@ -80,8 +80,12 @@ SQLITE_SOFT_HEAP_BYTES = 4_000_000
 # (``_changed_rows``). One query over every changed key holds, for each source whose key
 # column SQLite seeks with an OR of IN lists, a RowSet of the rowids it met, which the soft
 # heap limit does not bound: 17 MB at 10M users, 110,000 records read again. A batch bounds
-# it. Fewer only when SQLite takes fewer parameters (999 before 3.32).
-SQLITE_CHANGED_BATCH = 1000
+# it; a small one also keeps the statement small (its VALUES). Peak RSS of an incremental
+# bench plan at 10M / 1M / 100k users (bench/README.md, 2026-12-04 evening): 112.3 / 90.5 /
+# 78.9 MB in one query, 96.9 / 91.3 / 86.0 MB with batches of 1,000, 90.7 / 83.6 / 78.0 MB
+# with 250, 90.1 / 82.8 / 77.6 MB with 100, all in the same time. Fewer when SQLite takes
+# fewer parameters (999 before 3.32).
+SQLITE_CHANGED_BATCH = 250
 
 
 def limit_sqlite_heap(dbapi_connection: Any) -> None:
