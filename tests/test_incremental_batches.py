@@ -134,17 +134,25 @@ def test_an_incremental_read_binds_bounded_batches_of_keys_and_plans_as_one_read
 def test_a_batch_holds_fewer_keys_where_sqlite_takes_fewer_parameters(
         project: Path, batches: list[tuple[int, list[str]]]) -> None:
     """SQLite takes at most SQLITE_LIMIT_VARIABLE_NUMBER parameters a statement (999 before
-    3.32): a batch binds as many keys as fit beside the query's other parameters."""
+    3.32): a batch binds as many keys as fit beside the query's other parameters, a rule's
+    list of values counted value by value."""
     if not hasattr(sqlite3.Connection, "setlimit"):
         pytest.skip("Python before 3.11 cannot lower SQLite's limit")
+    countries = [f"C{i}" for i in range(40)] + ["GB"]
+    (project / "groups" / "listed.yml").write_text(
+        "kind: group\nname: listed\nmodel: users\nmatch: all\nrules:\n"
+        f"  - {{property: country, op: in, value: [{', '.join(countries)}]}}\n")
     loaded = load_project(project)
     wh = connect(loaded.apps["warehouse"], loaded)
     try:
         one = wh.query("users", now=datetime.fromisoformat(NOW), hash_kind=HASH_COUNTS,
                        key_slots=1)
-        others = len(one.select.compile(dialect=wh.engine.dialect).params) - 1
+        others = len(one.select.compile(
+            dialect=wh.engine.dialect,
+            compile_kwargs={"render_postcompile": True}).positiontup or ()) - 1
     finally:
         wh.close()
+    assert others > len(countries)  # the list's values are parameters each
     limit = others + 3
     warehouse = str((project / "warehouse.db").resolve())
 

@@ -922,7 +922,7 @@ def slotted_keys(slots: int, dialect: Dialect) -> Select[Any]:
     column SQLite (the one dialect that reads in batches) names ``column1``."""
     rows = ", ".join(f"(:{KEY_SLOT.format(i)})" for i in range(slots))
     values = (text(f"SELECT column1 AS k FROM (VALUES {rows})")
-              .bindparams(*(bindparam(KEY_SLOT.format(i), type_=String())
+              .bindparams(*(bindparam(KEY_SLOT.format(i), None, type_=String())
                             for i in range(slots)))
               .columns(column("k", String())).subquery("slots"))
     return select(binary(values.c.k, dialect))

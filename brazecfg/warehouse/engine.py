@@ -339,16 +339,20 @@ class SqlWarehouse:
         batch. The queries are built here (configuration errors raise at once)."""
         what = f"model/{model}"
         query = slotted(SQLITE_CHANGED_BATCH)
-        return self._read(what, self._batched(what, keys, query, batch_size, slotted,
-                                              self._record(model, query)))
+        return self._read(what, self._batched(what, keys, query, slotted,
+                                              self._record(model, query)),
+                          batch_size=batch_size)
 
-    def _batched(self, what: str, keys: ModelQuery, query: ModelQuery, batch_size: int,
+    def _batched(self, what: str, keys: ModelQuery, query: ModelQuery,
                  slotted: Callable[[int], ModelQuery], record: Callable[[Any], ModelRow]
                  ) -> Callable[[Connection], Iterator[ModelRow]]:
         def run(conn: Connection) -> Iterator[ModelRow]:
             nonlocal query
             room = _sqlite_parameters(conn)
-            params = len(query.select.compile(dialect=self.engine.dialect).params)
+            # every parameter the statement binds, a list of a rule's values expanded
+            params = len(query.select.compile(
+                dialect=self.engine.dialect,
+                compile_kwargs={"render_postcompile": True}).positiontup or ())
             slots = SQLITE_CHANGED_BATCH
             if params > room:  # the other parameters, and as many keys as fit
                 slots = max(1, room - (params - slots))
