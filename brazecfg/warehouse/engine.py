@@ -339,25 +339,22 @@ class SqlWarehouse:
         batch. The queries are built here (configuration errors raise at once)."""
         what = f"model/{model}"
         query = slotted(SQLITE_CHANGED_BATCH)
-        return self._read(what, self._batched(what, keys, query, slotted,
-                                              self._record(model, query)),
-                          batch_size=batch_size)
+        record = self._record(model, query)
 
-    def _batched(self, what: str, keys: ModelQuery, query: ModelQuery,
-                 slotted: Callable[[int], ModelQuery], record: Callable[[Any], ModelRow]
-                 ) -> Callable[[Connection], Iterator[ModelRow]]:
         def run(conn: Connection) -> Iterator[ModelRow]:
             nonlocal query
-            room = _sqlite_parameters(conn)
             # every parameter the statement binds, a list of a rule's values expanded
             params = len(query.select.compile(
                 dialect=self.engine.dialect,
                 compile_kwargs={"render_postcompile": True}).positiontup or ())
-            slots = SQLITE_CHANGED_BATCH
+            slots, room = SQLITE_CHANGED_BATCH, _sqlite_parameters(conn)
             if params > room:  # the other parameters, and as many keys as fit
                 slots = max(1, room - (params - slots))
                 query = slotted(slots)
-            conn.exec_driver_sql("BEGIN")  # one snapshot for the keys and every batch
+            try:
+                conn.exec_driver_sql("BEGIN")  # one snapshot for the keys and every batch
+            except DBAPIError as exc:
+                raise self._error(f"cannot start reading {what}", exc) from None
             batch: list[str | None] = []
             last = None
             for key in self._results(conn, what, keys, lambda row: row[0]):
@@ -370,7 +367,8 @@ class SqlWarehouse:
             if batch:
                 batch.extend([None] * (slots - len(batch)))
                 yield from self._results(conn, what, query, record, _slots(batch))
-        return run
+
+        return self._read(what, run, batch_size=batch_size)
 
     def stream_events(self, model: str, source: str, *, key: str, user: str,
                       columns: list[str], since: datetime | None = None,
