@@ -6,6 +6,7 @@ project's braze app points at (a plan asks it about opt-outs of joiners).
 
     .venv/bin/python bench/plan_queries.py PROJECT              # statements over 0.2 s
     .venv/bin/python bench/plan_queries.py PROJECT --min 0 --sql  # all, with their SQL
+    .venv/bin/python bench/plan_queries.py PROJECT --full-refresh # a full read
 
 Prints each statement's first line (or, with --sql, its text) and never its parameters,
 which can hold keys.
@@ -33,6 +34,8 @@ def main() -> None:
     ap.add_argument("project", type=Path)
     ap.add_argument("--min", type=float, default=0.2, help="seconds; shorter ones are summed")
     ap.add_argument("--sql", action="store_true", help="print each statement's text")
+    ap.add_argument("--full-refresh", action="store_true", help="read every record, as the "
+                    "plan's --full-refresh")
     args = ap.parse_args()
     timed: list[tuple[float, str]] = []
 
@@ -45,7 +48,7 @@ def main() -> None:
         timed.append((time.perf_counter() - conn.info.pop("brazecfg_bench_t"), statement))
 
     start = time.perf_counter()
-    plan = make_plan(load_project(args.project))
+    plan = make_plan(load_project(args.project), full_refresh=args.full_refresh)
     total = time.perf_counter() - start
     short = [s for s, _ in timed if s < args.min]
     for seconds, statement in timed:

@@ -194,7 +194,8 @@ HASH_REFETCH_SHARE = 10
 # upgrade reads every record again instead of trusting record hashes that only say the
 # warehouse did not change (which would leave Braze with values made under the old rules).
 # "2": SQLite's related-row counts hash is the counts' text (it was a BLAKE2b of them).
-VALUE_RULES = "2"
+# "3": SQLite's value hash is a BLAKE2b of the values' marshal encoding (engine.sqlite_row_hash).
+VALUE_RULES = "3"
 
 
 def compare_hashes(project: Project, dest: Destination, warehouse: Warehouse, ledger: Ledger,

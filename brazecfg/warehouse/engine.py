@@ -7,6 +7,7 @@ on PostgreSQL, fetchmany elsewhere), so memory holds one batch whatever the mode
 from __future__ import annotations
 
 import hashlib
+import marshal
 import sqlite3
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
@@ -645,25 +646,25 @@ class SqlWarehouse:
             self._on_close = None
 
 
+# marshal's format version for the record hash: 2 is the last without references (3 and
+# later write an object met twice in one call as a reference to the first, so the bytes
+# would depend on which values are the same object, not only on the values).
+_MARSHAL_VERSION = 2
+
+
 def sqlite_row_hash(*values: Any) -> bytes:
-    """SQLite's record hash (compile.row_hash): each value by its SQLite type and exact
-    text (floats in hex: binary, locale-independent), with its length, NULL as ``~``;
-    BLAKE2b, 8 bytes. Deterministic: the same values always give the same hash."""
-    parts = []
-    for v in values:
-        if v is None:
-            parts.append(b"~")
-        elif isinstance(v, int):
-            parts.append(b"i%d" % v)
-        elif isinstance(v, float):
-            parts.append(b"f" + v.hex().encode())
-        elif isinstance(v, str):
-            b = v.encode("utf-8", "surrogatepass")
-            parts.append(b"s%d:" % len(b) + b)
-        else:
-            b = bytes(v)
-            parts.append(b"b%d:" % len(b) + b)
-    return hashlib.blake2b(b",".join(parts), digest_size=8).digest()
+    """SQLite's record hash (compile.row_hash): BLAKE2b, 8 bytes, of the values' ``marshal``
+    encoding (format version 2), written in C: each value with its type and length (an
+    integer whole, a float as its 8 IEEE-754 bytes, text as UTF-8, a BLOB as its bytes,
+    NULL as None). Two different lists of values never share it, and the same values
+    always give it. 1.2 us a row in SQLite, against 3.0 us for the same kind of typed text
+    built in Python (bench/README.md). A Python whose marshal wrote other bytes would only
+    make plans read those records in full again, never skip a change."""
+    return _blake2b(_marshal(values, _MARSHAL_VERSION), digest_size=8).digest()
+
+
+_blake2b = hashlib.blake2b
+_marshal = marshal.dumps
 
 
 def _register_sqlite_hash(conn: Connection) -> None:
