@@ -17,7 +17,7 @@ from brazecfg.plan.merge import merge_join, ordered
 from brazecfg.state.ledger import LedgerRecord
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)  # LedgerRecord's __init__
 class Intent(LedgerRecord):
     """A create that may have reached Braze, never confirmed: no fields, no groups."""
 

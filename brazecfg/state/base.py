@@ -19,7 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 SCHEMA_VERSION = 4
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class LedgerRecord:
     """What Braze confirmed for one record: a keyed hash per field sent, its synced groups."""
 
@@ -30,8 +30,18 @@ class LedgerRecord:
     # "How it works"): a filter for what to read, never what decides a send. None: unknown.
     row_hash: bytes | None = None
 
+    def __init__(self, external_id: str, fields: dict[str, str] | None = None,
+                 groups: frozenset[str] = frozenset(), row_hash: bytes | None = None) -> None:
+        # One is read per record of the state on every plan: filling the instance dict costs
+        # half of the frozen dataclass's object.__setattr__ per field. Still frozen.
+        d = self.__dict__
+        d["external_id"] = external_id
+        d["fields"] = {} if fields is None else fields
+        d["groups"] = groups
+        d["row_hash"] = row_hash
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, init=False)  # LedgerRecord's __init__
 class StoredKey(LedgerRecord):
     """A record read without its field hashes (key, groups and row hash only): the light
     read of plans that compare record hashes. Load the full record before judging it."""

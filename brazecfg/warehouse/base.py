@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from brazecfg.state.base import StateTable
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class ModelRow:
     """One record of a model as the warehouse computed it.
 
@@ -29,6 +29,16 @@ class ModelRow:
     values: dict[str, Any]
     groups: frozenset[str]
     row_hash: bytes | None = None  # the warehouse's record hash (None: not computed here)
+
+    def __init__(self, key: str, values: dict[str, Any], groups: frozenset[str],
+                 row_hash: bytes | None = None) -> None:
+        # One per row read: the instance dict filled directly costs half of the frozen
+        # dataclass's object.__setattr__ per field. Still frozen.
+        d = self.__dict__
+        d["key"] = key
+        d["values"] = values
+        d["groups"] = groups
+        d["row_hash"] = row_hash
 
 
 class Warehouse(Protocol):

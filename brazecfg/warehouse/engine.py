@@ -407,14 +407,23 @@ class SqlWarehouse:
                                    text_key=self._text_key(model), kind=kind)
         names = query.groups
         counts = kind == HASH_COUNTS
+        # a row's group flags -> its frozenset of names, built once per combination (few)
+        memberships: dict[tuple[Any, ...], frozenset[str]] = {}
 
         def pair(row: Any) -> tuple[str, bytes | None, frozenset[str] | None]:
             if row[1] is not None:
                 raise self._bad_key(model, row[1])
+            key = row[0]
+            if type(key) is not str:
+                key = str(key)
             if counts:
-                return str(row[0]), _hash_bytes(row[2]), None
-            return str(row[0]), _hash_bytes(row[2]), frozenset(
-                n for n, flag in zip(names, row[3:], strict=True) if flag)
+                return key, _hash_bytes(row[2]), None
+            flags = tuple(row[3:])
+            member = memberships.get(flags)
+            if member is None:
+                member = memberships[flags] = frozenset(
+                    n for n, flag in zip(names, flags, strict=True) if flag)
+            return key, _hash_bytes(row[2]), member
 
         return self._stream(f"model/{model}", query, batch_size, pair)
 
