@@ -159,3 +159,36 @@ def test_an_upgrade_that_changes_value_rules_reads_every_record_once(project: Pa
     assert "value rules changed" in str(d["full_read_reason"])
     assert cli("apply", str(project), "--auto-approve", "--now", NOW).exit_code == 0
     assert plan_json(project)["hashes_compared"] == 12
+
+
+def test_an_upgrade_that_changed_only_the_value_hash_keeps_incremental_reads(
+        project: Path) -> None:
+    """VALUE_RULES 3 changed only SQLite's value hash: an incremental destination, whose
+    state holds related-row counts recorded under rules 2, still reads incrementally after
+    the upgrade (a full read of every record would buy nothing); rules older than that, or
+    unknown, still read everything once."""
+    from brazecfg.state.ledger import Ledger
+
+    settle_stamps(project)
+    assert cli("apply", str(project), "--auto-approve", "--now", NOW).exit_code == 0
+
+    def recorded_under(rules: str) -> None:
+        with Ledger(project / ".brazecfg" / "ledger.sqlite", writable=True) as led:
+            for name in led.destinations():
+                mark = led.watermark(name)
+                assert mark is not None and mark["hash"] == "counts"
+                led.set_watermark(name, {**mark, "rules": rules})
+
+    sql(project, "UPDATE users SET last_name = 'Byron', updated_at = datetime('now') WHERE id = 1")
+    recorded_under("2")
+    d = plan_json(project)
+    assert d["read_since"] is not None and d["full_read_reason"] is None, d["full_read_reason"]
+    assert d["compared"] == "counts" and d["counts"]["update"] == 1
+    for older in ("1", "0"):
+        recorded_under(older)
+        d = plan_json(project)
+        assert d["read_since"] is None
+        assert "value rules changed" in str(d["full_read_reason"])
+        assert d["counts"]["update"] == 1
+    assert cli("apply", str(project), "--auto-approve", "--now", NOW).exit_code == 0
+    assert plan_json(project)["read_since"] is not None

@@ -196,6 +196,10 @@ HASH_REFETCH_SHARE = 10
 # "2": SQLite's related-row counts hash is the counts' text (it was a BLAKE2b of them).
 # "3": SQLite's value hash is a BLAKE2b of the values' marshal encoding (engine.sqlite_row_hash).
 VALUE_RULES = "3"
+# Per kind of record hash, the earlier rules whose hashes of that kind this one still trusts:
+# a bump that changed only one kind costs the other kind no full read. "3" changed only the
+# value hash, so related-row counts recorded under "2" still hold.
+STILL_TRUSTED: dict[str, frozenset[str]] = {HASH_COUNTS: frozenset({"2"})}
 
 
 def compare_hashes(project: Project, dest: Destination, warehouse: Warehouse, ledger: Ledger,
@@ -224,7 +228,8 @@ def compare_hashes(project: Project, dest: Destination, warehouse: Warehouse, le
     mark = ledger.watermark(state_name)
     if mark is None or mark.get("fingerprint") != fingerprint:
         return False, "the destination's config changed since the last run (or was never recorded)"
-    if mark.get("rules") != VALUE_RULES:
+    rules = mark.get("rules")
+    if rules != VALUE_RULES and rules not in STILL_TRUSTED.get(kind, frozenset()):
         return False, ("brazecfg's value rules changed since the last run (an upgrade): a full "
                        "read")
     stored = str(mark.get("hash", HASH_VALUES))
