@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timezone
 from itertools import islice
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -128,21 +129,28 @@ INSERT_PARAMETERS = 2000
 ANALYZE_AFTER_ROWS = 10_000
 
 
-def _insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+def _insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]], *,
+                 or_replace: bool = False) -> None:
     """Insert rows that all have the same keys (column names), in the driver's SQL.
     SQLAlchemy's executemany turned every row's dict into parameters in Python, most of an
     apply's ledger time on SQLite (issue 9); DuckDB runs a driver executemany as one
     statement per row (about 300 us each). So: SQLite, one executemany (its loop is in C);
     elsewhere, multi-row INSERTs of INSERT_PARAMETERS values.
     The values are what the columns store (text, numbers, bytes): no type conversion is asked
-    of SQLAlchemy."""
+    of SQLAlchemy. ``or_replace`` (SQLite only): a row with the primary key of one the table
+    holds replaces it (INSERT OR REPLACE), so no DELETE of those keys is needed first."""
     if not rows:
         return
     columns = list(rows[0])
-    head = (f"INSERT INTO {_table_sql(conn, table)} "
+    verb = "INSERT"
+    if or_replace:
+        assert conn.dialect.name == "sqlite", "INSERT OR REPLACE is SQLite's"
+        verb = "INSERT OR REPLACE"
+    head = (f"{verb} INTO {_table_sql(conn, table)} "
             f"({', '.join(_quote(conn, c) for c in columns)}) VALUES ")
     one = f"({_marks(conn, len(columns))})"
-    values = [tuple(row[c] for c in columns) for row in rows]
+    values = [tuple(row[c] for c in columns) for row in rows] if len(columns) < 2 else \
+        list(map(itemgetter(*columns), rows))
     if conn.dialect.name == "sqlite":
         conn.exec_driver_sql(head + one, values)
         return
@@ -896,8 +904,9 @@ class Ledger:
             except SQLAlchemyError:
                 pass
 
-    def _insert(self, conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
-        _insert_rows(conn, table, rows)
+    def _insert(self, conn: Connection, table: Table, rows: list[dict[str, Any]], *,
+                or_replace: bool = False) -> None:
+        _insert_rows(conn, table, rows, or_replace=or_replace)
         if rows and conn.dialect.name == "postgresql":
             self._grown[table.name] += len(rows)
 
@@ -972,10 +981,15 @@ class Ledger:
             self._sync(conn)
             ups = self._rows_of(conn, destination, latest, at)
             touched = [u["external_id"] for u in ups] + dels
-            self._delete_ids(conn, r, self._dkey(conn, destination), touched)
-            self._delete_ids(conn, f, destination, touched + [x["external_id"] for x in fails])
+            # SQLite replaces a record on its primary key as it inserts it: only the deleted
+            # ids need a DELETE there (a first apply's commits delete nothing).
+            or_replace = conn.dialect.name == "sqlite"
+            self._delete_ids(conn, r, self._dkey(conn, destination),
+                             dels if or_replace else touched)
+            if fails or self._has_failures(conn, destination):
+                self._delete_ids(conn, f, destination, touched + [x["external_id"] for x in fails])
             if ups:
-                self._insert(conn, r, ups)
+                self._insert(conn, r, ups, or_replace=or_replace)
             if fails:
                 self._insert(conn, f, fails)
             if self._version >= 2:
@@ -1042,6 +1056,13 @@ class Ledger:
             except sqlite3.Error:
                 return False
         return True
+
+    def _has_failures(self, conn: Connection, destination: str) -> bool:
+        """Whether the state holds a failure of ``destination`` (one primary-key seek): a
+        commit with none to clear skips their DELETEs."""
+        f = self.t.failures
+        return conn.execute(select(f.c.external_id).where(f.c.destination == destination)
+                            .limit(1)).first() is not None
 
     @staticmethod
     def _delete_ids(conn: Connection, table: Table, destination: str | int,

@@ -36,6 +36,9 @@ FIELDS = "fields:"  # meta per destination: its field names, in number order
 LEGACY = ("field_names",)  # meta of earlier layouts: dropped by the migration
 
 _HASHES = re.compile(r"[0-9a-f]*")
+# m hashes joined by spaces (bytes.fromhex skips them): one match checks every value's
+# length and digits at once.
+_SPACED = re.compile(r"(?:[0-9a-f]{16}(?: [0-9a-f]{16})*)?")
 DENSE, TAGGED = 0, 1
 
 
@@ -87,6 +90,11 @@ class Codec:
         self.names: dict[str, list[str]] = {}
         self.index: dict[str, dict[str, int]] = {}
         self.dirty: set[str] = set()  # meta keys to write
+        # dest -> {m: its first m field names, as a set and in order}: names are only
+        # appended to a list, so its first m stay (pack's usual case); dropped with the list.
+        self._prefixes: dict[str, dict[int, tuple[frozenset[str], tuple[str, ...]]]] = {}
+        self._set_of: dict[frozenset[str], int] = {frozenset(): 0}  # group_id's cache
+        self._tags: dict[tuple[int, int], bytes] = {}  # _tag's, by (value, rest)
 
     def load(self, meta: dict[str, str]) -> None:
         """(Re)read the lists from the layout's meta entries (``layout_key``)."""
@@ -98,6 +106,9 @@ class Codec:
                       if k.startswith(FIELDS)}
         self.index = {d: {n: i for i, n in enumerate(names)} for d, names in self.names.items()}
         self.dirty = set()
+        self._prefixes = {}
+        self._set_of = {frozenset(): 0}
+        self._tags = {}
 
     def dest_name(self, number: int) -> str | None:
         for name, n in self.dests.items():
@@ -116,6 +127,8 @@ class Codec:
         """``old``'s number (and field names) now belong to ``new``."""
         n = self.dests.pop(old, None)
         self.dests.pop(new, None)
+        self._prefixes.pop(old, None)
+        self._prefixes.pop(new, None)
         if n is not None:
             self.dests[new] = n
         self.dirty.add(DESTINATIONS)
@@ -125,6 +138,11 @@ class Codec:
             self.names[new], self.index[new] = names, index
 
     def group_id(self, groups: Iterable[str]) -> int:
+        if isinstance(groups, frozenset):
+            n = self._set_of.get(groups)
+            if n is None:
+                n = self._set_of[groups] = self.group_id(tuple(groups))
+            return n
         key = tuple(sorted(set(groups)))
         n = self.set_ids.get(key)
         if n is None:
@@ -149,27 +167,37 @@ class Codec:
         """The destination's field names go (its records went); its number stays."""
         self.names.pop(dest, None)
         self.index.pop(dest, None)
+        self._prefixes.pop(dest, None)
 
     def pack(self, dest: str, fields: dict[str, str], groups: Iterable[str] = ()) -> bytes:
         """A record's field hashes and groups as one blob (new names and group sets are
         numbered: ``dump`` writes them)."""
-        names = self.field_names(dest)
-        index = self.index[dest]
-        if not index.keys() >= fields.keys():
-            for name in sorted(fields):
-                if name not in index:
-                    index[name] = len(names)
-                    names.append(name)
-                    self.dirty.add(FIELDS + dest)
-        g = self.group_id(groups) if groups else 0
         m = len(fields)
-        if fields.keys() == set(names[:m]):
-            values = [fields[n] for n in names[:m]]
-            joined = "".join(values)
-            if len(joined) == 16 * m and {*map(len, values)} <= {16} \
-                    and _HASHES.fullmatch(joined):
-                dense = bytes.fromhex(joined)
-                return dense if g == 0 else _tag(2 * g + DENSE, len(dense)) + dense
+        prefix = self._prefixes.setdefault(dest, {}).get(m)
+        if prefix is None or fields.keys() != prefix[0]:
+            names = self.field_names(dest)
+            index = self.index[dest]
+            if not index.keys() >= fields.keys():
+                for name in sorted(fields):
+                    if name not in index:
+                        index[name] = len(names)
+                        names.append(name)
+                        self.dirty.add(FIELDS + dest)
+            if prefix is None:
+                first = tuple(names[:m])
+                prefix = self._prefixes[dest][m] = (frozenset(first), first)
+        g = self.group_id(groups) if groups else 0
+        if fields.keys() == prefix[0]:  # the destination's first m names: 8 bytes each
+            spaced = " ".join([fields[n] for n in prefix[1]])
+            if _SPACED.fullmatch(spaced):
+                dense = bytes.fromhex(spaced)
+                if g == 0:
+                    return dense
+                tag = self._tags.get((g, m))
+                if tag is None:
+                    tag = self._tags[(g, m)] = _tag(2 * g + DENSE, 8 * m)
+                return tag + dense
+        index = self.index[dest]
         out = bytearray()
         for name in sorted(fields, key=index.__getitem__):
             value, i = fields[name], index[name]
