@@ -192,3 +192,25 @@ def test_an_upgrade_that_changed_only_the_value_hash_keeps_incremental_reads(
         assert d["counts"]["update"] == 1
     assert cli("apply", str(project), "--auto-approve", "--now", NOW).exit_code == 0
     assert plan_json(project)["read_since"] is not None
+
+
+def test_a_later_bump_that_names_nothing_still_trusted_reads_every_record_once(
+        project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What rules 3 still trusts of rules 2 is written for rules 3 (STILL_TRUSTED): a later
+    bump that adds no entry of its own trusts no earlier hash, so counts recorded under 2 or 3
+    are read again in full, not kept because rules 3 once trusted them."""
+    from brazecfg.plan import planner
+    from brazecfg.state.ledger import Ledger
+
+    settle_stamps(project)
+    assert cli("apply", str(project), "--auto-approve", "--now", NOW).exit_code == 0
+    monkeypatch.setattr(planner, "VALUE_RULES", "4")  # a bump that changed something else
+    for rules in ("2", "3"):
+        with Ledger(project / ".brazecfg" / "ledger.sqlite", writable=True) as led:
+            for name in led.destinations():
+                mark = led.watermark(name)
+                assert mark is not None and mark["hash"] == "counts"
+                led.set_watermark(name, {**mark, "rules": rules})
+        d = plan_json(project)
+        assert d["read_since"] is None, rules
+        assert "value rules changed" in str(d["full_read_reason"])

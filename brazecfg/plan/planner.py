@@ -196,10 +196,11 @@ HASH_REFETCH_SHARE = 10
 # "2": SQLite's related-row counts hash is the counts' text (it was a BLAKE2b of them).
 # "3": SQLite's value hash is a BLAKE2b of the values' marshal encoding (engine.sqlite_row_hash).
 VALUE_RULES = "3"
-# Per kind of record hash, the earlier rules whose hashes of that kind this one still trusts:
-# a bump that changed only one kind costs the other kind no full read. "3" changed only the
-# value hash, so related-row counts recorded under "2" still hold.
-STILL_TRUSTED: dict[str, frozenset[str]] = {HASH_COUNTS: frozenset({"2"})}
+# Per rules, per kind of record hash, the earlier rules whose hashes of that kind these
+# still trust: a bump that changed only one kind costs the other kind no full read. "3"
+# changed only the value hash, so related-row counts recorded under "2" still hold. Keyed
+# by the rules it was written for: a bump that adds no entry trusts no earlier hash.
+STILL_TRUSTED: dict[str, dict[str, frozenset[str]]] = {"3": {HASH_COUNTS: frozenset({"2"})}}
 
 
 def compare_hashes(project: Project, dest: Destination, warehouse: Warehouse, ledger: Ledger,
@@ -229,7 +230,8 @@ def compare_hashes(project: Project, dest: Destination, warehouse: Warehouse, le
     if mark is None or mark.get("fingerprint") != fingerprint:
         return False, "the destination's config changed since the last run (or was never recorded)"
     rules = mark.get("rules")
-    if rules != VALUE_RULES and rules not in STILL_TRUSTED.get(kind, frozenset()):
+    trusted = STILL_TRUSTED.get(VALUE_RULES, {}).get(kind, frozenset())
+    if rules != VALUE_RULES and rules not in trusted:
         return False, ("brazecfg's value rules changed since the last run (an upgrade): a full "
                        "read")
     stored = str(mark.get("hash", HASH_VALUES))
