@@ -79,7 +79,7 @@ def test_packing_is_the_same_bytes_however_often_a_shape_recurs() -> None:
     fresh codec with the same lists packs it to."""
     rng = random.Random(9)
     names = [f"f{i}" for i in range(6)]
-    codec, meta = Codec(), {}
+    codec, meta = Codec(), dict[str, str]()
     for n in range(2000):
         fields = {name: rng.randbytes(8).hex() for name in names[:rng.randrange(0, 7)]}
         if n % 7 == 0 and fields:
