@@ -36,8 +36,8 @@ FIELDS = "fields:"  # meta per destination: its field names, in number order
 LEGACY = ("field_names",)  # meta of earlier layouts: dropped by the migration
 
 _HASHES = re.compile(r"[0-9a-f]*")
-# m hashes joined by spaces (bytes.fromhex skips them): one match checks every value's
-# length and digits at once.
+# m values joined by spaces (bytes.fromhex skips them), 17 * m - 1 characters long: one
+# match says each is a 16-digit hash (the length leaves no room for a space inside one).
 _SPACED = re.compile(r"(?:[0-9a-f]{16}(?: [0-9a-f]{16})*)?")
 DENSE, TAGGED = 0, 1
 
@@ -189,7 +189,7 @@ class Codec:
         g = self.group_id(groups) if groups else 0
         if fields.keys() == prefix[0]:  # the destination's first m names: 8 bytes each
             spaced = " ".join([fields[n] for n in prefix[1]])
-            if _SPACED.fullmatch(spaced):
+            if len(spaced) == max(0, 17 * m - 1) and _SPACED.fullmatch(spaced):
                 dense = bytes.fromhex(spaced)
                 if g == 0:
                     return dense

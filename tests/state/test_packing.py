@@ -91,3 +91,18 @@ def test_packing_is_the_same_bytes_however_often_a_shape_recurs() -> None:
         fresh.load(meta)
         assert fresh.pack("d", fields, sorted(groups)) == blob
         assert codec.unpack("d", blob) == (fields, groups)
+
+
+@pytest.mark.parametrize("values", [
+    ["0123456789abcdef 0123456789abcdef"],  # two hashes' worth in one value
+    ["0123456789abcdef 0123456789abcdef", ""],
+    ["0123456789abcdef", "0123456789abcde", "f"],
+    [" 0123456789abcdef", "0123456789abcdef"],
+])
+def test_a_value_that_is_not_one_hash_is_kept_as_text(values: list[str]) -> None:
+    """Only values that are each exactly one 16-digit hash go in the dense layout: text
+    with a space, or split across values, that joins into hashes is kept as its text."""
+    codec = Codec()
+    fields = {f"f{i}": v for i, v in enumerate(values)}
+    blob = codec.pack("d", fields)
+    assert codec.unpack("d", blob) == (fields, frozenset())
