@@ -93,7 +93,7 @@ class Codec:
         # dest -> {m: its first m field names, as a set and in order}: names are only
         # appended to a list, so its first m stay (pack's usual case); dropped with the list.
         self._prefixes: dict[str, dict[int, tuple[frozenset[str], tuple[str, ...]]]] = {}
-        self._set_of: dict[frozenset[str], int] = {frozenset(): 0}  # group_id's cache
+        self._set_of: dict[frozenset[str], int] = {}  # group_id's answers, by set
         self._tags: dict[tuple[int, int], bytes] = {}  # _tag's, by (value, rest)
 
     def load(self, meta: dict[str, str]) -> None:
@@ -107,7 +107,7 @@ class Codec:
         self.index = {d: {n: i for i, n in enumerate(names)} for d, names in self.names.items()}
         self.dirty = set()
         self._prefixes = {}
-        self._set_of = {frozenset(): 0}
+        self._set_of = {}
         self._tags = {}
 
     def dest_name(self, number: int) -> str | None:
