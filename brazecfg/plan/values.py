@@ -321,9 +321,28 @@ _WHITESPACE = re.compile(r"\s")  # str.isspace() for every code point (tested)
 _MICROSOFT_RE = re.compile("|".join(_MICROSOFT))
 
 
+# The common address in one match: an ASCII local part of two or more characters that
+# _EMAIL_LOCAL takes, one "@", a host that _EMAIL_HOST takes whose last label starts with a
+# letter (so it is not all digits) and holds none of _MICROSOFT. Every text it matches,
+# _email_rules accepts (tests/plan/test_compiled_values.py checks it on random text); any
+# other text goes through _email_rules. 1.2 us against 1.9 us an address (bench/README.md).
+# re.ASCII: without it IGNORECASE lets [a-z] match the Kelvin sign and the long s.
+_EMAIL_COMMON = re.compile(
+    r"[a-z\d_-][.+'a-z\d_&#/-]*[a-z\d_-]@(?![^@]*(?:" + "|".join(_MICROSOFT) + r"))"
+    r"(?:[a-z\d](?:[a-z\d-]{0,61}[a-z\d])?\.)+[a-z](?:[a-z\d-]{0,61}[a-z\d])?",
+    re.IGNORECASE | re.ASCII).fullmatch
+
+
 def email(text: str) -> str:
     """``text`` if Braze's own syntax rules take it for an email address; else ValueProblem
     (the per-character scans are regular expressions: this runs once per email value)."""
+    if _EMAIL_COMMON(text) is not None:
+        return text
+    return _email_rules(text)
+
+
+def _email_rules(text: str) -> str:
+    """Braze's syntax rules for an email address, each checked in turn (see email)."""
     local, at, host = text.rpartition("@")
     if not at or not local or not host or _WHITESPACE.search(text):
         raise ValueProblem("not a valid email address")

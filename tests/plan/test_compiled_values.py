@@ -109,3 +109,41 @@ def test_dates_and_datetimes_through_the_compiled_check() -> None:
     assert converter("date", "dob")(datetime(2024, 2, 29, 13)) == "2024-02-29"
     assert converter("datetime", None)(date(2024, 1, 2)) == "2024-01-02T00:00:00Z"
     assert converter("float", None)(Decimal("10.50")) == 10.5
+
+
+# Text near the edges of the one-match email path: the characters its classes take and
+# those they must not (Kelvin sign, long s, dotless i: IGNORECASE without re.ASCII would
+# take them for letters), the Microsoft and Gmail hosts, labels of 63 and 64 characters.
+_edge = st.text(alphabet="aZ9_-.+'&#/@!éKſı\n \tmsnhotmaillive", max_size=14)
+_edge_emails = st.builds(
+    lambda a, h, top: a + "@" + h + top, _edge,
+    st.one_of(st.sampled_from(["", "example.", "gmail.", "x.", "Hotmail.", "a-b.", "1.",
+                               "LIVE.", "sub.outlook.", "m" * 63 + ".", "m" * 64 + ".", "-a.",
+                               "a-.", "a..b."]),
+              _edge.map(lambda label: label + ".")),
+    st.sampled_from(["com", "COM", "123", "c0m", "c", "k" * 63, "k" * 64, "com-", "", "c\n"]))
+
+
+@settings(max_examples=3000, deadline=None)
+@given(text=st.one_of(_edge, _edge_emails, emails))
+def test_the_common_email_match_takes_only_what_the_full_rules_take(text: str) -> None:
+    full = outcome(values._email_rules, text)
+    if values._EMAIL_COMMON(text) is not None:
+        assert full == ("str", repr(text))
+    assert outcome(values.email, text) == full
+
+
+@pytest.mark.parametrize("text", [
+    "ab@example.com", "o'neil.x+tag@sub.ex-ample.co.uk", "AB@EXAMPLE.COM", "a_b@x.io",
+    "ab@" + "m" * 63 + ".com"])
+def test_the_common_email_match_takes_the_usual_addresses(text: str) -> None:
+    assert values._EMAIL_COMMON(text) is not None
+    assert values._email_rules(text) == text
+
+
+@pytest.mark.parametrize("text", [
+    "x@gmail.com", "ab@hotmail.fr", "ab@LIVE.nl", "ab@example.123", "ab@example",
+    "ab@" + "m" * 64 + ".com", "ab@example.com\n", "a\u212a@example.com", "ab@ex\u017fmple.com",
+    "ab.@example.com", "ab@-example.com", "josé@example.com"])
+def test_the_common_email_match_leaves_the_rest_to_the_full_rules(text: str) -> None:
+    assert values._EMAIL_COMMON(text) is None
