@@ -118,9 +118,17 @@ def check(project: Path) -> None:
 
 
 def main() -> None:
-    if sys.argv[1:2] == ["--check"]:
+    if len(sys.argv) < 2 or (sys.argv[1] == "--check" and len(sys.argv) != 3):
+        sys.exit("usage: model_query_parts.py DB [VARIANT ...] | --check PROJECT\n"
+                 f"variants: {' '.join(VARIANTS)}")
+    unknown = [n for n in sys.argv[2:] if n not in VARIANTS] if sys.argv[1] != "--check" else []
+    if unknown:
+        sys.exit(f"unknown variant {unknown[0]!r}; variants: {' '.join(VARIANTS)}")
+    if sys.argv[1] == "--check":
         check(Path(sys.argv[2]))
     db, names = sys.argv[1], sys.argv[2:] or list(VARIANTS)
+    if not Path(db).is_file():
+        sys.exit(f"no SQLite file at {db}: give a generate.py project's warehouse.db")
     for name in names:
         con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
         con.execute(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
