@@ -12,9 +12,13 @@ import http.server
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from brazecfg.braze import client
 from brazecfg.braze.client import BrazeClient, BrazeSettings
 from brazecfg.emulator import Emulator, EmulatorConfig
 from brazecfg.errors import BrazeError
@@ -156,3 +160,44 @@ def test_apply_never_follows_a_redirect(tmp_path: Path, recorder: str,
         assert "Traceback" not in run.output
         assert _Recorder.targets, "nothing was sent: the test proves nothing"
         assert emulator_get(emu.url, "users")["users"] == []
+
+
+# The request target as urllib3 would send it: brazecfg passes an already encoded target on
+# as it is (brazecfg/braze/client.py, _encode_target), which must never change a byte sent.
+_TARGET_CHARS = ("/?#%[] &=+-._~!$'()*,;:@\n\x00aAfFgz09é\u2028"
+                 + "".join(f"%{b:02X}" for b in (0x5B, 0x25, 0xC3)) + "%5b%zz%")
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(st.sampled_from([*_TARGET_CHARS, "%5B", "%5b", "%2", "%e9"]), max_size=40))
+def test_a_target_is_sent_as_urllib3_would_encode_it(parts: list[str]) -> None:
+    target = "/" + "".join(parts)
+    assert client._urllib3_encode_target is not None
+    try:
+        want: str | type[BaseException] = client._urllib3_encode_target(target)
+    except Exception as exc:  # noqa: BLE001 -- both must refuse it the same way
+        want = type(exc)
+    try:
+        got: str | type[BaseException] = client._encode_target(target)
+    except Exception as exc:  # noqa: BLE001
+        got = type(exc)
+    assert got == want, target
+
+
+def test_the_opt_out_check_sends_its_ids_as_urllib3_encodes_them(recorder: str) -> None:
+    """Ids that need quoting, and the common ones that take the shortcut: the server reads
+    back the very ids asked about."""
+    import urllib3.connectionpool
+    assert urllib3.connectionpool._encode_target is client._encode_target  # type: ignore[attr-defined]
+    ids = ["user-0000001", "a b", "x&y=z", "50%", "é", "#frag", "a[1]", "%41"]
+    for asked in (ids, ids[:1]):
+        _Recorder.targets = []
+        with pytest.raises(BrazeError, match="refused the API key"):
+            _client(recorder).subscription_status("6f0b5c0e-0001", asked)
+        query = "subscription_group_id=6f0b5c0e-0001&" + "&".join(
+            "external_id%5B%5D=" + quote(i, safe="") for i in asked)
+        assert client._urllib3_encode_target is not None
+        assert _Recorder.targets == [
+            client._urllib3_encode_target("/subscription/status/get?" + query)]
+        sent = parse_qs(urlsplit(_Recorder.targets[0]).query)
+        assert sent == {"subscription_group_id": ["6f0b5c0e-0001"], "external_id[]": asked}
