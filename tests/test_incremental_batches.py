@@ -24,7 +24,7 @@ from sqlalchemy.engine import Engine
 
 from brazecfg.config.loader import load_project
 from brazecfg.warehouse import engine as engine_module
-from brazecfg.warehouse.compile import HASH_COUNTS, KEY_SLOT
+from brazecfg.warehouse.compile import HASH_COUNTS, HASH_NONE, KEY_SLOT
 from brazecfg.warehouse.connect import connect
 from tests.helpers import NOW, cli, plan_json
 from tests.test_key_identity import (
@@ -145,30 +145,37 @@ def test_a_batch_holds_fewer_keys_where_sqlite_takes_fewer_parameters(
     loaded = load_project(project)
     wh = connect(loaded.apps["warehouse"], loaded)
     try:
-        one = wh.query("users", now=datetime.fromisoformat(NOW), hash_kind=HASH_COUNTS,
-                       key_slots=1)
-        others = len(one.select.compile(
-            dialect=wh.engine.dialect,
-            compile_kwargs={"render_postcompile": True}).positiontup or ()) - 1
+        # parameters beside one key: `brazecfg plan` reads without a record hash (nothing
+        # stores it, HASH_NONE), `plan --out` and apply with the related-row counts' hash
+        others = {kind: len(wh.query(
+            "users", now=datetime.fromisoformat(NOW), hash_kind=kind, key_slots=1
+        ).select.compile(dialect=wh.engine.dialect,
+                         compile_kwargs={"render_postcompile": True}).positiontup or ()) - 1
+            for kind in (HASH_NONE, HASH_COUNTS)}
     finally:
         wh.close()
-    assert others > len(countries)  # the list's values are parameters each
-    limit = others + 3
+    assert others[HASH_NONE] > len(countries)  # the list's values are parameters each
+    assert others[HASH_COUNTS] > others[HASH_NONE]
     warehouse = str((project / "warehouse.db").resolve())
+    plans = {}
+    for kind, extra in ((HASH_NONE, ()), (HASH_COUNTS, ("--out", str(project / "p.json")))):
+        limit = others[kind] + 3
 
-    def lower(dbapi_connection: Any, _record: Any) -> None:
-        files = [r[2] for r in dbapi_connection.execute("PRAGMA database_list")]
-        if warehouse in files:
-            dbapi_connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, limit)
+        def lower(dbapi_connection: Any, _record: Any, limit: int = limit) -> None:
+            files = [r[2] for r in dbapi_connection.execute("PRAGMA database_list")]
+            if warehouse in files:
+                dbapi_connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, limit)
 
-    event.listen(Engine, "connect", lower)
-    try:
-        inc = plan_json(project)
-    finally:
-        event.remove(Engine, "connect", lower)
-    check_batches(batches, 3)
+        batches.clear()
+        event.listen(Engine, "connect", lower)
+        try:
+            plans[kind] = plan_json(project, *extra)
+        finally:
+            event.remove(Engine, "connect", lower)
+        check_batches(batches, 3)
     full = plan_json(project, "--full-refresh")
-    assert inc["digest"] == full["digest"], (inc, full)
+    assert plans[HASH_NONE]["digest"] == plans[HASH_COUNTS]["digest"] == full["digest"], (
+        plans, full)
     out = cli("apply", str(project), "--auto-approve", "--now", NOW)
     assert out.exit_code == 0, out.output
     assert_no_changes(project)

@@ -47,7 +47,7 @@ from brazecfg.state.lockfile import Lockfile, read_lockfile
 from brazecfg.state.paths import StatePaths
 from brazecfg.state.store import open_state
 from brazecfg.warehouse.base import ModelRow, Warehouse
-from brazecfg.warehouse.compile import HASH_COUNTS, HASH_VALUES, counted_sources
+from brazecfg.warehouse.compile import HASH_COUNTS, HASH_NONE, HASH_VALUES, counted_sources
 from brazecfg.warehouse.connect import connect
 
 ClientFactory = Callable[[App], BrazeClient]
@@ -541,9 +541,13 @@ def _diff_once(project: Project, dest: Destination, warehouse: Warehouse, ledger
     tally = tally or Tally()
     reading = reading or Reading(None, dest.name, None)
     on_read = reading.report()
+    # The record hash a row read carries is only ever stored (by the apply of the spooled
+    # changes): a plan with no spool (``brazecfg plan`` without --out) has the warehouse
+    # skip it. The hashes compared (stream_hashes, the joined diff) are another query.
+    row_kind = kind if spool_dir is not None else HASH_NONE
     rows: Iterable[ModelRow] = iter(()) if hashed and since is None else tracked_rows(
         dest, counted(tally(warehouse.stream_model(dest.model, now=now, changed_since=since,
-                                                   hash_kind=kind)),
+                                                   hash_kind=row_kind)),
                       None if hashed else on_read))
     joined = _joined_state(dest, warehouse, ledger, state_name, now=now, tally=tally,
                            kind=kind) if hashed and not fresh else None
@@ -570,7 +574,7 @@ def _diff_once(project: Project, dest: Destination, warehouse: Warehouse, ledger
             project, dest, rows, records, hasher, spool=spool, exists=exists,
             recheck=recheck,
             fetch=lambda ks: tracked_rows(dest, tally(warehouse.stream_model(
-                dest.model, now=now, only_keys=ks, hash_kind=kind))),
+                dest.model, now=now, only_keys=ks, hash_kind=row_kind))),
             opted_out=opted_out, hashes=hashes,
             load=lambda ids: ledger.records(state_name, ids), rehash=rehash, limit=limit,
             joined=joined)

@@ -54,8 +54,8 @@ class Warehouse(Protocol):
         ``now`` anchors relative dates ("within 30 days"), so a plan is reproducible.
         ``changed_since`` (incremental reads) limits rows to records whose sources changed since;
         ``only_keys`` to the records with these keys (as text). ``hash_kind``: what each
-        row's record hash covers ("values" or "counts", compile.HASH_VALUES/HASH_COUNTS).
-        """
+        row's record hash covers ("values" or "counts", compile.HASH_VALUES/HASH_COUNTS), or
+        "none" (HASH_NONE): no record hash, ``row_hash`` None."""
         ...
 
     def hashes_supported(self) -> bool:

@@ -134,7 +134,7 @@ class ModelQuery:
     # source name -> column -> resources needing it ("property/x"), for error diagnostics
     needs: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     hashed: bool = False  # a record hash column follows ``kbad`` (see ``row_hash``)
-    hash_kind: str = "values"  # what that hash covers: HASH_VALUES or HASH_COUNTS
+    hash_kind: str = "values"  # what that hash covers: HASH_VALUES, HASH_COUNTS (HASH_NONE: none)
 
 
 # What a record hash covers (README "How it works", record hashes). HASH_VALUES: every
@@ -144,6 +144,9 @@ class ModelQuery:
 # related row without any stamped row to show it: a row moved to another record, or deleted).
 HASH_VALUES = "values"
 HASH_COUNTS = "counts"
+# No record hash at all: for a plan whose changes nothing will store (``brazecfg plan``
+# without --out), the hash would be computed for every row and dropped.
+HASH_NONE = "none"
 # The counts hash of a model with no aggregate: nothing to count, the same for every record.
 NO_COUNTS = "0000000000000000"
 
@@ -370,6 +373,8 @@ class _Builder:
             hashed = not counts or hashes_supported(self.dialect)
             digest = [self.counts_hash([r.c[f"n{i}"] for i in range(len(counts))])
                       ] if hashed else []
+        elif hash_kind == HASH_NONE:
+            hashed, digest = False, []
         else:
             hashed = hashes_supported(self.dialect)
             digest = [row_hash([*(by_name[n] for n in names), *(f.element for f in flags)],

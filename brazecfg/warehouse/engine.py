@@ -313,7 +313,8 @@ class SqlWarehouse:
         rows); if any source lacks ``updated_at`` it is ignored and every record is returned.
         An incremental read says nothing about records it does not return: a caller must not
         take them as deleted. ``only_keys``: just the records with these keys (key text).
-        ``hash_kind``: what each row's record hash covers (compile.HASH_VALUES, HASH_COUNTS).
+        ``hash_kind``: what each row's record hash covers (compile.HASH_VALUES, HASH_COUNTS;
+        HASH_NONE: none).
 
         The query is built here (configuration errors raise at once) and runs on the first
         ``next()``.
