@@ -175,8 +175,7 @@ def row_hash(values: list[ColumnElement[Any]], dialect: Dialect) -> ColumnElemen
     which no two different lists of values share. SQLite: ``brazecfg_row_hash`` (typed
     values, engine.sqlite_row_hash); DuckDB and PostgreSQL: md5 of the canonical text."""
     if dialect.name == "sqlite":
-        fn: ColumnElement[Any] = getattr(func, SQLITE_ROW_HASH)(*values)
-        return fn
+        return _sqlite_hash(values)
     parts: list[ColumnElement[Any]] = []
     for i, v in enumerate(values):
         as_text = cast(v, String())
@@ -185,7 +184,38 @@ def row_hash(values: list[ColumnElement[Any]], dialect: Dialect) -> ColumnElemen
         parts.append(case((v.is_(None), literal_column("'~'")),
                           else_=func.concat(cast(func.length(as_text), String()),
                                             literal_column("':'"), as_text)))
-    return func.md5(func.concat(*parts) if len(parts) > 1 else parts[0])
+    return func.md5(_concat(parts))
+
+
+# A function call takes at most this many arguments: SQLite's SQLITE_MAX_FUNCTION_ARG is 127
+# by default, PostgreSQL's FUNC_MAX_ARGS 100. Past them a record hash is computed in parts:
+# one call over every value failed the plan of a model of more than 127 properties and group
+# flags on SQLite, more than 50 on PostgreSQL (two arguments a value there;
+# tests/test_wide_models.py).
+MAX_FUNCTION_ARGS = 100
+SQLITE_MAX_FUNCTION_ARGS = 127
+
+
+def _concat(parts: list[ColumnElement[Any]]) -> ColumnElement[Any]:
+    """concat(*parts), nested in calls of at most MAX_FUNCTION_ARGS: the same text."""
+    if len(parts) == 1:
+        return parts[0]
+    while len(parts) > MAX_FUNCTION_ARGS:
+        parts = [func.concat(*parts[i:i + MAX_FUNCTION_ARGS]) if len(parts[i:i + 2]) > 1
+                 else parts[i] for i in range(0, len(parts), MAX_FUNCTION_ARGS)]
+    return func.concat(*parts) if len(parts) > 1 else parts[0]
+
+
+def _sqlite_hash(values: list[ColumnElement[Any]]) -> ColumnElement[Any]:
+    """brazecfg_row_hash(*values); past SQLITE_MAX_FUNCTION_ARGS values, the hash of the
+    hashes of parts of MAX_FUNCTION_ARGS values (the values' order kept; a model that
+    narrow keeps its one call, so its stored hashes stay valid)."""
+    fn = getattr(func, SQLITE_ROW_HASH)
+    if len(values) <= SQLITE_MAX_FUNCTION_ARGS:
+        one: ColumnElement[Any] = fn(*values)
+        return one
+    return _sqlite_hash([fn(*values[i:i + MAX_FUNCTION_ARGS])
+                         for i in range(0, len(values), MAX_FUNCTION_ARGS)])
 
 
 def get_dialect(dialect: Dialect | str) -> Dialect:
