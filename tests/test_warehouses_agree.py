@@ -28,6 +28,30 @@ def use_warehouse(project: Path, app_yaml: str) -> None:
     (project / "apps" / "warehouse.yml").write_text(app_yaml)
 
 
+def on_postgres(project: Path, postgres_url: str, schema: str,
+                monkeypatch: pytest.MonkeyPatch) -> str:
+    """The example's tables and rows in a fresh ``schema`` of the test server, and the
+    project's warehouse app and sources pointed there (the URL through an env() template).
+    Returns the URL psycopg takes."""
+    import psycopg
+
+    url = postgres_url.replace("postgresql+psycopg", "postgresql")
+    with psycopg.connect(url) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        conn.execute(f"CREATE SCHEMA {schema}")
+        conn.execute(f"SET search_path TO {schema}")
+        for statement in portable_sql(project):
+            conn.execute(statement)
+    env = f"BRAZECFG_{schema.upper()}_PG_URL"
+    use_warehouse(project, "kind: app\nname: warehouse\ntype: postgres\noptions:\n"
+                           f"  url: \"{{{{ env('{env}') }}}}\"\n")
+    tables = project / "sources" / "users.yml"
+    tables.write_text(tables.read_text().replace("table: users", f"table: {schema}.users")
+                      .replace("table: purchases", f"table: {schema}.purchases"))
+    monkeypatch.setenv(env, postgres_url)
+    return url
+
+
 @pytest.fixture
 def emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
     with Emulator(EmulatorConfig(port=0)) as emu:
@@ -49,7 +73,6 @@ def test_sqlite_duckdb_postgres_give_identical_plans(tmp_path: Path, emulator: E
                                                     postgres_url: str,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     import duckdb
-    import psycopg
 
     sqlite_project = copy_example(tmp_path / "sqlite")
     plans = {"sqlite": plan(sqlite_project)}
@@ -63,18 +86,7 @@ def test_sqlite_duckdb_postgres_give_identical_plans(tmp_path: Path, emulator: E
     plans["duckdb"] = plan(duck)
 
     pg = copy_example(tmp_path / "postgres")
-    with psycopg.connect(postgres_url.replace("postgresql+psycopg", "postgresql")) as conn:
-        conn.execute("DROP SCHEMA IF EXISTS example CASCADE")
-        conn.execute("CREATE SCHEMA example")
-        conn.execute("SET search_path TO example")
-        for statement in portable_sql(pg):
-            conn.execute(statement)  # type: ignore[arg-type]
-    use_warehouse(pg, "kind: app\nname: warehouse\ntype: postgres\noptions:\n"
-                      "  url: \"{{ env('BRAZECFG_EXAMPLE_PG_URL') }}\"\n")
-    pg_tables = pg / "sources" / "users.yml"
-    pg_tables.write_text(pg_tables.read_text().replace("table: users", "table: example.users")
-                         .replace("table: purchases", "table: example.purchases"))
-    monkeypatch.setenv("BRAZECFG_EXAMPLE_PG_URL", postgres_url)
+    on_postgres(pg, postgres_url, "example", monkeypatch)
     plans["postgres"] = plan(pg)
 
     assert plans["sqlite"]["destinations"][0]["counts"]["create"] == 12  # type: ignore[index]

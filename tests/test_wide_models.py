@@ -16,7 +16,7 @@ import pytest
 
 from brazecfg.emulator import Emulator, EmulatorConfig
 from tests.helpers import NOW, cli, copy_example, sql
-from tests.test_warehouses_agree import portable_sql, use_warehouse
+from tests.test_warehouses_agree import on_postgres, portable_sql, use_warehouse
 
 WIDE = 130  # past SQLite's 127 arguments a call, and PostgreSQL's 100 (2 per value there)
 
@@ -89,19 +89,7 @@ def test_a_wide_model_on_postgres(tmp_path: Path, emulator: Emulator, postgres_u
     import psycopg
 
     project = copy_example(tmp_path)
-    url = postgres_url.replace("postgresql+psycopg", "postgresql")
-    with psycopg.connect(url) as conn:
-        conn.execute("DROP SCHEMA IF EXISTS wide CASCADE")
-        conn.execute("CREATE SCHEMA wide")
-        conn.execute("SET search_path TO wide")
-        for statement in portable_sql(project):
-            conn.execute(statement)
-    use_warehouse(project, "kind: app\nname: warehouse\ntype: postgres\noptions:\n"
-                           "  url: \"{{ env('BRAZECFG_WIDE_PG_URL') }}\"\n")
-    tables = project / "sources" / "users.yml"
-    tables.write_text(tables.read_text().replace("table: users", "table: wide.users")
-                      .replace("table: purchases", "table: wide.purchases"))
-    monkeypatch.setenv("BRAZECFG_WIDE_PG_URL", postgres_url)
+    url = on_postgres(project, postgres_url, "wide", monkeypatch)
     _wide(project)
 
     def run(statement: str) -> None:
