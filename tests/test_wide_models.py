@@ -1,9 +1,9 @@
 """A model of many properties: its record hash is one function call in the warehouse, and a
 call takes at most 127 arguments on SQLite and 100 on PostgreSQL. A destination that
-compares value hashes (no ``updated_at``) over 130 properties failed its first apply on
-every warehouse ("too many arguments on function"); now the hash is computed in parts past
-those limits. Each warehouse applies such a model, says "No changes" after, and plans the
-one change a user then gets."""
+compares value hashes (no ``updated_at``) over 130 properties failed its first plan and
+apply on SQLite and PostgreSQL ("too many arguments on function"); now the hash is computed
+in parts past those limits. Each warehouse (DuckDB, which has no such limit, too) applies
+such a model, says "No changes" after, and plans the one change a user then gets."""
 
 from __future__ import annotations
 
