@@ -211,7 +211,7 @@ def _query(params: dict[str, Any]) -> str:
 # urllib3 re-encodes every request target it is given (urlopen's ``_encode_target``). A query
 # holding a '%' (``external_id%5B%5D=``: every opt-out check's 50 ids) goes through its
 # per-byte Python loop, which returns such a target unchanged when it is already encoded:
-# 160 us of the call's 510 us of CPU, about 1.7 s of a first plan at 1M (bench/README.md). A
+# 160 us of the call's 520 us of CPU, about 1.9 s of a first plan at 1M (bench/README.md). A
 # target in that form (urllib3's allowed characters, '%' only as %XX in upper case, no '#')
 # is passed on as it is; any other goes through urllib3's own encoding. A test holds the two
 # to the same answer for any target (tests/braze/test_transport.py).
