@@ -1,6 +1,7 @@
 """What the first plan's model query costs in SQLite, part by part, for generate.py's project:
-the statement a first plan runs (its SQL as `plan_queries.py --sql` printed it at commit
-aacb870, the parameters written in), then the same without the record hash, without the
+the statement a first plan runs when its changes are spooled (apply, plan --out; its SQL as
+`plan_queries.py --sql` printed it at commit aacb870, the parameters written in), then the
+same without the record hash (what `brazecfg plan` alone sends since d672b3b), without the
 ORDER BY, with a cheaper key text, and its parts alone (the aggregates, the most_recent
 window, the users in key order), against the floor's query. Each is executed in Python's
 sqlite3 with brazecfg's pragmas and fetched to its last row, one after the other.
@@ -11,7 +12,8 @@ sqlite3 with brazecfg's pragmas and fetched to its last row, one after the other
 If the SQL compiler changes, refresh the SQL here from `plan_queries.py --sql`: these
 figures are for the SQL written here. `--check PROJECT` (a small generate.py project; the
 braze app must answer, e.g. bench/sink.py) runs a plan of it, captures the statement
-brazecfg sent and says whether its rows equal the `asis` variant's, exit 1 if not:
+brazecfg sent and says whether its rows equal the `asis` variant's (and a plain plan's the
+`no_hash` variant's), exit 1 if not:
 
     .venv/bin/python bench/model_query_parts.py --check bench/out/1000
 """
@@ -93,6 +95,8 @@ VARIANTS = {
 
 
 def check(project: Path) -> None:
+    import tempfile
+
     from sqlalchemy import event
     from sqlalchemy.engine import Engine
 
@@ -104,16 +108,23 @@ def check(project: Path) -> None:
     @event.listens_for(Engine, "before_cursor_execute")
     def capture(conn: object, cursor: object, statement: str, parameters: object,
                 context: object, executemany: bool) -> None:
-        if "brazecfg_row_hash" in statement and "FROM users" in statement:
+        if "AS kbad" in statement and "FROM users AS p1" in statement:
             sent.append((statement, parameters))
 
-    make_plan(load_project(project))
     con = sqlite3.connect(project / "warehouse.db")
     con.create_function("brazecfg_row_hash", -1, sqlite_row_hash, deterministic=True)
-    same = bool(sent) and con.execute(*sent[0]).fetchall() == con.execute(
-        VARIANTS["asis"]).fetchall()
-    print("the plan's model query and asis give the same rows" if same else
-          "asis differs from the plan's model query: refresh this file's SQL")
+    same = True
+    # a plan whose changes are spooled (apply, plan --out) reads the record hash: asis; a
+    # plain plan does not (nothing stores it): no_hash
+    for variant, spooled in (("asis", True), ("no_hash", False)):
+        sent.clear()
+        with tempfile.TemporaryDirectory() as spool:
+            make_plan(load_project(project), spool_dir=Path(spool) if spooled else None)
+        ok = bool(sent) and con.execute(*sent[0]).fetchall() == con.execute(
+            VARIANTS[variant]).fetchall()
+        print(f"{'a spooled' if spooled else 'a plain'} plan's model query and {variant} "
+              + ("give the same rows" if ok else "differ: refresh this file's SQL"))
+        same = same and ok
     sys.exit(0 if same else 1)
 
 
