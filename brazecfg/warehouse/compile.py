@@ -198,11 +198,9 @@ SQLITE_MAX_FUNCTION_ARGS = 127
 
 def _concat(parts: list[ColumnElement[Any]]) -> ColumnElement[Any]:
     """concat(*parts), nested in calls of at most MAX_FUNCTION_ARGS: the same text."""
-    if len(parts) == 1:
-        return parts[0]
     while len(parts) > MAX_FUNCTION_ARGS:
-        parts = [func.concat(*parts[i:i + MAX_FUNCTION_ARGS]) if len(parts[i:i + 2]) > 1
-                 else parts[i] for i in range(0, len(parts), MAX_FUNCTION_ARGS)]
+        groups = [parts[i:i + MAX_FUNCTION_ARGS] for i in range(0, len(parts), MAX_FUNCTION_ARGS)]
+        parts = [func.concat(*g) if len(g) > 1 else g[0] for g in groups]
     return func.concat(*parts) if len(parts) > 1 else parts[0]
 
 
