@@ -116,3 +116,20 @@ def plan_json(project: Path, *extra: str) -> dict[str, Any]:
     out = cli("plan", str(project), "--now", NOW, "--format", "json", *extra)
     assert out.exit_code == 0, out.output
     return json.loads(out.stdout)["destinations"][0]  # type: ignore[no-any-return]
+
+
+def count_split_reads(monkeypatch: Any) -> list[int]:
+    """SQLite's full reads with every row sampled for their range bounds, and the number of
+    ranges of each read that was split (engine.SQLITE_SPLIT_ROWS decides whether one is)."""
+    from brazecfg.warehouse import engine
+
+    seen: list[int] = []
+    real = engine.read_ahead
+
+    def spy(makers: Any, **kw: Any) -> Iterator[Any]:
+        seen.append(len(makers))
+        return real(makers, **kw)
+
+    monkeypatch.setattr(engine, "read_ahead", spy)
+    monkeypatch.setattr(engine, "SQLITE_SPLIT_SAMPLE", 1)
+    return seen

@@ -262,6 +262,7 @@ class _Builder:
         self.needs: dict[str, dict[str, list[str]]] = {}
         self._aliases = 0
         self.only_keys: list[str] | None = None
+        self.key_range: KeyRange | None = None
         self.changed: Select[Any] | None = None  # the keys changed since (build)
 
     # -- columns and sources -------------------------------------------------------------
@@ -307,8 +308,10 @@ class _Builder:
 
     def build(self, changed_since: datetime | None,
               only_keys: list[str] | None = None, *, keys_only: bool = False,
-              hash_kind: str = HASH_VALUES, key_slots: int = 0) -> ModelQuery:
+              hash_kind: str = HASH_VALUES, key_slots: int = 0,
+              key_range: KeyRange | None = None) -> ModelQuery:
         self.only_keys = only_keys
+        self.key_range = key_range
         self.check_apps()
         self.collect_needs(changed_since)
         if keys_only and hash_kind == HASH_COUNTS:
@@ -385,8 +388,7 @@ class _Builder:
                        *([pkey.label("kr")] if self.text_key else []),
                        *(c.label(f"n{i}") for i, c in enumerate(counts)))
         inner = inner.select_from(joined)
-        if only_keys is not None:
-            inner = inner.where(*self.key_filter(pkey))
+        inner = inner.where(*self.key_scope(pkey, primary=True))
         if self.changed is not None:
             inner = inner.where(*([binary(pkey, self.dialect).in_(self.changed)]
                                   if self.text_key else self.changed_filter(pkey)))
@@ -466,7 +468,7 @@ class _Builder:
                 first = select(binary(raw, self.dialect).label("rk"), func.count().label("n"))
             else:
                 first = select(skey.label("k"), func.count().label("n"))
-            conds = [*(self.key_filter(raw) if self.only_keys is not None else []),
+            conds = [*self.key_scope(raw),
                      *(self.changed_filter(raw) if self.changed is not None else [])]
             first = first.where(*conds)
             if rowid is not None and name in self.indexed_keys:
@@ -532,6 +534,26 @@ class _Builder:
         return [or_(col.in_(self.changed), col.in_(self.changed_ints),
                     col.in_(self.changed_bytes)), exact]
 
+    def key_scope(self, col: ColumnElement[Any], *, primary: bool = False
+                  ) -> list[ColumnElement[bool]]:
+        """The rows of a source (its key column ``col``) that the query reads: those of
+        ``only_keys`` (``key_filter``), or of ``key_range``, or all. A range [lo, hi) of key
+        text in byte order, the model's order, takes every row of a key or none; the last
+        (no hi) also takes the primary source's rows without a key text, which sort last and
+        which no related row joins. A text key's column is its key text (``text_key``), and a
+        range of it is a range of the primary key's index."""
+        if self.only_keys is not None:
+            return self.key_filter(col)
+        if self.key_range is None:
+            return []
+        lo, hi = self.key_range
+        k = binary(col, self.dialect) if primary and self.text_key else key_ref(col, self.dialect)
+        conds = [*([k >= literal(lo, String())] if lo is not None else []),
+                 *([k < literal(hi, String())] if hi is not None else [])]
+        if primary and hi is None and not self.text_key:
+            return [or_(and_(*conds), k.is_(None))] if conds else []
+        return conds
+
     def key_filter(self, col: ColumnElement[Any]) -> list[ColumnElement[bool]]:
         """Rows of a source whose key is one of ``only_keys``: the canonical key text
         compared exactly, and on SQLite first the raw column against each key's text and
@@ -592,8 +614,7 @@ class _Builder:
         if count:
             cols.append(func.count().label("n"))
         grouped = select(*cols)
-        if self.only_keys is not None:
-            grouped = grouped.where(*self.key_filter(s.c[source.key]))
+        grouped = grouped.where(*self.key_scope(s.c[source.key]))
         if self.changed is not None:
             grouped = grouped.where(*self.changed_filter(s.c[source.key]))
         sq = grouped.group_by(skey).subquery(f"a{self._aliases}")
@@ -647,8 +668,7 @@ class _Builder:
         ranked = (select(skey.label("k"),
                          *(s.c[column_of(p)].label(lb) for p, lb in zip(props, labels, strict=True)), rn)
                   .where(s.c[sort].is_not(None), *self.filters(props[0], s),
-                         *(self.key_filter(s.c[source.key]) if self.only_keys is not None
-                           else ()),
+                         *self.key_scope(s.c[source.key]),
                          *(self.changed_filter(s.c[source.key]) if self.changed is not None
                            else ()))
                   .subquery(f"r{self._aliases}"))
@@ -982,6 +1002,23 @@ def build_changed_keys_query(project: Project, model: str, *, now: datetime,
     return ModelQuery(stmt, (), (), builder.needs)
 
 
+# [lo, hi) of key text in byte order; None: unbounded on that side
+KeyRange = tuple[str | None, str | None]
+
+
+def build_key_sample(project: Project, model: str, *, dialect: Dialect | str,
+                     one_in: int) -> Select[Any]:
+    """SQLite: the key texts of about one in ``one_in`` rows of the model's primary source,
+    chosen at random, in byte order (NULLs left out): where a full read's ranges split."""
+    d = get_dialect(dialect)
+    src = project.primary_source(model)
+    p = source_from(src, [src.key], "p1", d, project.settings.root)
+    k = key_ref(p.c[src.key], d)
+    sample = (select(k.label("k")).select_from(p)
+              .where(func.abs(func.random()) % literal(one_in) == 0).subquery("s"))
+    return select(sample.c.k).where(sample.c.k.is_not(None)).order_by(binary(sample.c.k, d))
+
+
 def column_of(prop: Property) -> str:
     return prop.column or prop.name
 
@@ -992,7 +1029,8 @@ def build_model_query(project: Project, model: str, *, now: datetime, dialect: D
                       only_keys: list[str] | None = None,
                       text_stamps: frozenset[str] = frozenset(),
                       text_key: bool = False, unique_key: bool = False,
-                      hash_kind: str = HASH_VALUES, key_slots: int = 0) -> ModelQuery:
+                      hash_kind: str = HASH_VALUES, key_slots: int = 0,
+                      key_range: KeyRange | None = None) -> ModelQuery:
     """The query for ``model`` and how to read its rows (see the module docstring).
     ``numeric_stamps``: the "source.column" ``updated_at`` columns of a numeric type (epoch
     times), which the engine finds out on warehouses typed per column; ``only_keys``: just
@@ -1001,10 +1039,13 @@ def build_model_query(project: Project, model: str, *, now: datetime, dialect: D
     ``text_key``, the primary key column holds text and never NULL (ordered by itself);
     ``unique_key``, no two rows of the primary source share a key (no duplicates to order).
     ``key_slots``: the records whose key is one of that many bound parameters (KEY_SLOT), as
-    an incremental read filters its changed keys."""
+    an incremental read filters its changed keys. ``key_range``: the records whose key text
+    is in [lo, hi) in byte order (None: unbounded), the last range with the keyless rows,
+    as a full read is split (SqlWarehouse.stream_model)."""
     if model not in project.models:
         raise WarehouseError(f"model/{model} does not exist")
     return _Builder(project, model, get_dialect(dialect), now, numeric_stamps, text_stamps,
                     text_key, unique_key=unique_key).build(changed_since, only_keys,
                                                            hash_kind=hash_kind,
-                                                           key_slots=key_slots)
+                                                           key_slots=key_slots,
+                                                           key_range=key_range)

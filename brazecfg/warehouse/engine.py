@@ -6,6 +6,7 @@ on PostgreSQL, fetchmany elsewhere), so memory holds one batch whatever the mode
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import marshal
 import sqlite3
@@ -22,18 +23,22 @@ from brazecfg import redact
 from brazecfg.errors import WarehouseError
 from brazecfg.model.resources import App, Project, Source
 from brazecfg.state.base import StateTable
+from brazecfg.threads import read_ahead
 from brazecfg.warehouse.base import EventRow, ModelRow
 from brazecfg.warehouse.compile import (
     HASH_COUNTS,
+    HASH_NONE,
     HASH_VALUES,
     KEY_SLOT,
     SQLITE_ROW_HASH,
     STATE_ALIAS,
+    KeyRange,
     ModelQuery,
     build_changed_keys_query,
     build_events_query,
     build_hash_changes_query,
     build_hashes_query,
+    build_key_sample,
     build_max_updated_query,
     build_model_query,
     build_stamp_surveys,
@@ -87,6 +92,21 @@ SQLITE_SOFT_HEAP_BYTES = 4_000_000
 # with 250, 90.1 / 82.8 / 77.6 MB with 100, all in the same time. Fewer when SQLite takes
 # fewer parameters (999 before 3.32).
 SQLITE_CHANGED_BATCH = 250
+# SQLite, a full read of a model (a first plan, --full-refresh): SQLite computes a
+# statement's whole sorted result (aggregates, windows, the ORDER BY) before its first row,
+# 14 to 16 s of a 1M first plan with nothing else running and the second core idle. So
+# the read is split into ranges of key text, each its own statement on its own connection,
+# the next one computed on a second thread while this one's rows are used (``read_ahead``).
+# Each range reads every source again (a scan, one per range), so only models whose sources
+# are all tables are split, into one range per SQLITE_SPLIT_ROWS rows of the primary
+# source (estimated from a sample of one row in SQLITE_SPLIT_SAMPLE), at most
+# SQLITE_SPLIT_MAX. The bench model at 1M, the SQL alone (bench/README.md, "Results of
+# 2026-12-07, late"): one statement 13.9 s to its first row and 15.8 s to its last; four
+# ranges 4.4 to 4.9 s each to their first row, 20.4 s in all; `brazecfg plan` 56 to 59 s
+# before, 48 to 51 s after.
+SQLITE_SPLIT_ROWS = 250_000
+SQLITE_SPLIT_MAX = 8
+SQLITE_SPLIT_SAMPLE = 500
 
 
 def limit_sqlite_heap(dbapi_connection: Any) -> None:
@@ -114,7 +134,7 @@ class SqlWarehouse:
 
     def query(self, model: str, *, now: datetime, changed_since: datetime | None = None,
               only_keys: list[str] | None = None, hash_kind: str = HASH_VALUES,
-              key_slots: int = 0) -> ModelQuery:
+              key_slots: int = 0, key_range: KeyRange | None = None) -> ModelQuery:
         stamps = self._numeric_stamps(model) if changed_since is not None else frozenset()
         text = self._text_stamps(model) if changed_since is not None else frozenset()
         return build_model_query(self.project, model, now=now, dialect=self.engine.dialect,
@@ -122,7 +142,7 @@ class SqlWarehouse:
                                  only_keys=only_keys, text_stamps=text,
                                  text_key=self._text_key(model),
                                  unique_key=self._unique_key(model), hash_kind=hash_kind,
-                                 key_slots=key_slots)
+                                 key_slots=key_slots, key_range=key_range)
 
     def _text_stamps(self, model: str) -> frozenset[str]:
         """SQLite: the ``updated_at`` columns (as "source.column") of table sources with no
@@ -330,7 +350,65 @@ class SqlWarehouse:
                     model, now=now, hash_kind=hash_kind, key_slots=slots))
         query = self.query(model, now=now, changed_since=changed_since, only_keys=only_keys,
                            hash_kind=hash_kind)
+        if changed_since is None and only_keys is None and self._splits(model):
+            # SQLite's record hash is a Python function, which the statement computing ahead
+            # would call for every row while the reader holds Python's lock: each range
+            # has it computed from the row as it is read instead (the same bytes).
+            part_hash = HASH_NONE if hash_kind == HASH_VALUES else hash_kind
+            return self._split_rows(model, query, batch_size, lambda key_range: self.query(
+                model, now=now, hash_kind=part_hash, key_range=key_range),
+                row_hash=hash_kind == HASH_VALUES and query.hashed)
         return self._rows(model, query, batch_size)
+
+    def _splits(self, model: str) -> bool:
+        """SQLite: whether a full read of the model may be split (SQLITE_SPLIT_ROWS): every
+        source it reads is a table of the main database."""
+        if self.engine.dialect.name != "sqlite":
+            return False
+        names = []
+        for src in self._sources(model):
+            if not src.table or "(" in src.table or "." in src.table.strip('"'):
+                return False
+            names.append(src.table.strip('"'))
+        try:
+            with self.engine.connect() as conn:
+                return all(conn.exec_driver_sql(
+                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ? "
+                    "COLLATE NOCASE", (name,)).first() is not None for name in names)
+        except DBAPIError:
+            return False  # the read itself will say what is wrong
+
+    def _key_bounds(self, model: str) -> list[str]:
+        """Where a full read's ranges of key text split (none: one statement), from a sample
+        of the primary source's keys. Any bounds give the same rows in the same order; a
+        sample only balances the ranges."""
+        stmt = build_key_sample(self.project, model, dialect=self.engine.dialect,
+                                one_in=SQLITE_SPLIT_SAMPLE)
+        try:
+            with self.engine.connect() as conn:
+                sample = [str(k) for (k,) in conn.execute(stmt)]
+        except DBAPIError:
+            return []  # the read itself will say what is wrong
+        ranges = min(SQLITE_SPLIT_MAX, len(sample) * SQLITE_SPLIT_SAMPLE // SQLITE_SPLIT_ROWS)
+        if ranges < 2:
+            return []
+        return sorted(set(sample[len(sample) * i // ranges] for i in range(1, ranges)))
+
+    def _split_rows(self, model: str, whole: ModelQuery, batch_size: int,
+                    query: Callable[[KeyRange], ModelQuery], *, row_hash: bool
+                    ) -> Iterator[ModelRow]:
+        """The rows of ``whole``, read as ranges of key text (SQLITE_SPLIT_ROWS) when the
+        primary source is large enough, in the same order. ``row_hash``: the ranges' query
+        has no record hash, each row's is computed as it is read."""
+        bounds = self._key_bounds(model)
+        if not bounds:
+            yield from self._rows(model, whole, batch_size)
+            return
+        edges: list[str | None] = [None, *bounds, None]
+        parts = [query((lo, hi)) for lo, hi in zip(edges, edges[1:], strict=False)]
+        yield from read_ahead([functools.partial(self._rows, model, part, batch_size,
+                                                 row_hash=row_hash) for part in parts],
+                              name=f"model/{model}")
 
     def _changed_rows(self, model: str, keys: ModelQuery, batch_size: int,
                       slotted: Callable[[int], ModelQuery]) -> Iterator[ModelRow]:
@@ -511,11 +589,16 @@ class SqlWarehouse:
             "and must be text or a whole number. Fix the row, or turn the column into text or "
             "an integer in the warehouse (a query source with CAST)")
 
-    def _rows(self, model: str, query: ModelQuery, batch_size: int) -> Iterator[ModelRow]:
-        return self._stream(f"model/{model}", query, batch_size, self._record(model, query))
+    def _rows(self, model: str, query: ModelQuery, batch_size: int, *,
+              row_hash: bool = False) -> Iterator[ModelRow]:
+        return self._stream(f"model/{model}", query, batch_size,
+                            self._record(model, query, row_hash=row_hash))
 
-    def _record(self, model: str, query: ModelQuery) -> Callable[[Any], ModelRow]:
-        """A row of ``query`` -> its ModelRow (a refused key raises)."""
+    def _record(self, model: str, query: ModelQuery, *, row_hash: bool = False
+                ) -> Callable[[Any], ModelRow]:
+        """A row of ``query`` -> its ModelRow (a refused key raises). ``row_hash``: the
+        record hash SQLite's would be (its values, then its group flags: the row's columns
+        between the key and ``kbad``), computed here from the row."""
         names = tuple(query.properties)
         groups = tuple(query.groups)
         n, g = len(names), len(groups)
@@ -536,7 +619,8 @@ class SqlWarehouse:
                     name for name, flag in zip(groups, flags, strict=True) if flag)
             return ModelRow("" if key is None else key if type(key) is str else str(key),
                             dict(zip(names, row[1:n + 1], strict=True)), member,
-                            _hash_bytes(row[bad + 1]) if hashed else None)
+                            sqlite_row_hash(*row[1:bad]) if row_hash
+                            else _hash_bytes(row[bad + 1]) if hashed else None)
 
         return record
 
