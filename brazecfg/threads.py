@@ -51,17 +51,21 @@ class _Started(Generic[T]):
                 self._it, self._first = it, first
                 abandoned = self._abandoned
             if abandoned:
-                _close(it)
+                try:
+                    _close(it)
+                except Exception:  # noqa: BLE001, S110 (nobody reads it: the read had stopped)
+                    pass
         finally:
             self._done.set()
 
-    def take(self) -> Iterator[T]:
-        """Its items (waits for the first); the rest are taken on the caller's thread."""
+    def take(self) -> tuple[T | object, Iterator[T]]:
+        """Its first item (_END: none; waits for it) and the iterator of the others, to be
+        read on the caller's thread."""
         self._done.wait()
         if self._exc is not None:
             raise self._exc
         assert self._it is not None
-        return _items(self._first, self._it)
+        return self._first, self._it
 
     def abandon(self) -> None:
         """Never read: closed now, or by its thread when it has started."""
@@ -70,15 +74,6 @@ class _Started(Generic[T]):
             it = self._it
         if it is not None:
             _close(it)
-
-
-def _items(first: T | object, it: Iterator[T]) -> Iterator[T]:
-    try:
-        if first is not _END:
-            yield first  # type: ignore[misc]
-        yield from it
-    finally:
-        _close(it)
 
 
 def _close(it: Iterator[Any]) -> None:
@@ -97,13 +92,19 @@ def read_ahead(makers: Sequence[Callable[[], Iterator[T]]], *,
     at every row while the reader holds it). One is started ahead at most. An exception is
     raised here when its iterator's turn comes; stopping early closes the one ahead."""
     ahead: _Started[T] | None = _Started(makers[0], f"{name} 1") if makers else None
+    current: Iterator[T] | None = None
     try:
         for i in range(len(makers)):
             assert ahead is not None
-            items, ahead = ahead.take(), None
+            first, current = ahead.take()
+            ahead = None
             if i + 1 < len(makers):
                 ahead = _Started(makers[i + 1], f"{name} {i + 2}")
-            yield from items
+            if first is not _END:
+                yield first  # type: ignore[misc]
+            yield from current
     finally:
         if ahead is not None:
             ahead.abandon()
+        if current is not None:
+            _close(current)  # the one being read, if stopped early (a no-op once exhausted)

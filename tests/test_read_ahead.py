@@ -110,3 +110,28 @@ def test_stopping_early_closes_the_part_started_ahead() -> None:
 
 def test_nothing_to_read() -> None:
     assert list(read_ahead([])) == []
+
+
+def test_an_error_taking_the_first_item_ahead_is_raised_in_its_turn() -> None:
+    parts = [Part([1, 2]), Part([3], fail_at=0), Part([4])]
+    got: list[int] = []
+    with pytest.raises(ValueError, match="part failed at 3"):
+        got.extend(read_ahead(makers(parts)))
+    assert got == [1, 2]
+    assert parts[1].closed.is_set()
+    assert parts[2].made_on is None  # nothing after the failed part is started
+
+
+def test_stopping_after_the_part_ahead_took_its_first_item_closes_it() -> None:
+    ahead = Part([3, 4])
+    parts = [Part([1, 2]), ahead]
+    it = read_ahead(makers(parts))
+    assert next(it) == 1
+    deadline = time.monotonic() + 5
+    while not ahead.taken_on and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert ahead.taken_on, "the part ahead never took its first item"
+    it.close()
+    assert ahead.closed.wait(5), "the part ahead was not closed when the read stopped"
+    assert parts[0].closed.is_set()
+    assert len(ahead.taken_on) == 1

@@ -207,7 +207,8 @@ def _concat(parts: list[ColumnElement[Any]]) -> ColumnElement[Any]:
 def _sqlite_hash(values: list[ColumnElement[Any]]) -> ColumnElement[Any]:
     """brazecfg_row_hash(*values); past SQLITE_MAX_FUNCTION_ARGS values, the hash of the
     hashes of parts of MAX_FUNCTION_ARGS values (the values' order kept; a model that
-    narrow keeps its one call, so its stored hashes stay valid)."""
+    narrow keeps its one call, so its stored hashes stay valid). engine.sqlite_record_hash
+    computes the same from a row's values."""
     fn = getattr(func, SQLITE_ROW_HASH)
     if len(values) <= SQLITE_MAX_FUNCTION_ARGS:
         one: ColumnElement[Any] = fn(*values)
@@ -541,7 +542,7 @@ class _Builder:
         text in byte order, the model's order, takes every row of a key or none; the last
         (no hi) also takes the primary source's rows without a key text, which sort last and
         which no related row joins. A text key's column is its key text (``text_key``), and a
-        range of it is a range of the primary key's index."""
+        range of it can seek the primary key's index (when that is in BINARY order)."""
         if self.only_keys is not None:
             return self.key_filter(col)
         if self.key_range is None:
@@ -1015,7 +1016,7 @@ def build_key_sample(project: Project, model: str, *, dialect: Dialect | str,
     p = source_from(src, [src.key], "p1", d, project.settings.root)
     k = key_ref(p.c[src.key], d)
     sample = (select(k.label("k")).select_from(p)
-              .where(func.abs(func.random()) % literal(one_in) == 0).subquery("s"))
+              .where(func.random() % literal(one_in) == 0).subquery("s"))
     return select(sample.c.k).where(sample.c.k.is_not(None)).order_by(binary(sample.c.k, d))
 
 

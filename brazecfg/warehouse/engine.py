@@ -10,7 +10,7 @@ import functools
 import hashlib
 import marshal
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from sqlalchemy import false, literal, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.pool import QueuePool
 
 from brazecfg import redact
 from brazecfg.errors import WarehouseError
@@ -30,6 +31,8 @@ from brazecfg.warehouse.compile import (
     HASH_NONE,
     HASH_VALUES,
     KEY_SLOT,
+    MAX_FUNCTION_ARGS,
+    SQLITE_MAX_FUNCTION_ARGS,
     SQLITE_ROW_HASH,
     STATE_ALIAS,
     KeyRange,
@@ -350,7 +353,7 @@ class SqlWarehouse:
                     model, now=now, hash_kind=hash_kind, key_slots=slots))
         query = self.query(model, now=now, changed_since=changed_since, only_keys=only_keys,
                            hash_kind=hash_kind)
-        if changed_since is None and only_keys is None and self._splits(model):
+        if changed_since is None and only_keys is None and self._may_split():
             # SQLite's record hash is a Python function, which the statement computing ahead
             # would call for every row while the reader holds Python's lock: each range
             # has it computed from the row as it is read instead (the same bytes).
@@ -360,11 +363,16 @@ class SqlWarehouse:
                 row_hash=hash_kind == HASH_VALUES and query.hashed)
         return self._rows(model, query, batch_size)
 
+    def _may_split(self) -> bool:
+        """A ``type: sqlite`` app: a file on a pool of connections any thread may use
+        (SQLAlchemy's for a file; an in-memory database would be another one per thread)."""
+        return (self.engine.dialect.name == "sqlite"
+                and self.project.apps[self.app_name].type == "sqlite"
+                and isinstance(self.engine.pool, QueuePool))
+
     def _splits(self, model: str) -> bool:
         """SQLite: whether a full read of the model may be split (SQLITE_SPLIT_ROWS): every
         source it reads is a table of the main database."""
-        if self.engine.dialect.name != "sqlite":
-            return False
         names = []
         for src in self._sources(model):
             if not src.table or "(" in src.table or "." in src.table.strip('"'):
@@ -400,7 +408,7 @@ class SqlWarehouse:
         """The rows of ``whole``, read as ranges of key text (SQLITE_SPLIT_ROWS) when the
         primary source is large enough, in the same order. ``row_hash``: the ranges' query
         has no record hash, each row's is computed as it is read."""
-        bounds = self._key_bounds(model)
+        bounds = self._key_bounds(model) if self._splits(model) else []
         if not bounds:
             yield from self._rows(model, whole, batch_size)
             return
@@ -619,7 +627,7 @@ class SqlWarehouse:
                     name for name, flag in zip(groups, flags, strict=True) if flag)
             return ModelRow("" if key is None else key if type(key) is str else str(key),
                             dict(zip(names, row[1:n + 1], strict=True)), member,
-                            sqlite_row_hash(*row[1:bad]) if row_hash
+                            sqlite_record_hash(row[1:bad]) if row_hash
                             else _hash_bytes(row[bad + 1]) if hashed else None)
 
         return record
@@ -755,6 +763,16 @@ def sqlite_row_hash(*values: Any) -> bytes:
     built in Python (bench/README.md). A Python whose marshal wrote other bytes would only
     make plans read those records in full again, never skip a change."""
     return _blake2b(_marshal(values, _MARSHAL_VERSION), digest_size=8).digest()
+
+
+def sqlite_record_hash(values: Sequence[Any]) -> bytes:
+    """The record hash SQLite computes over ``values`` (compile._sqlite_hash): one call of
+    ``sqlite_row_hash``, or past SQLITE_MAX_FUNCTION_ARGS values the hash of the hashes of
+    parts of MAX_FUNCTION_ARGS values."""
+    if len(values) <= SQLITE_MAX_FUNCTION_ARGS:
+        return sqlite_row_hash(*values)
+    return sqlite_record_hash([sqlite_row_hash(*values[i:i + MAX_FUNCTION_ARGS])
+                               for i in range(0, len(values), MAX_FUNCTION_ARGS)])
 
 
 _blake2b = hashlib.blake2b
