@@ -103,7 +103,7 @@ SQLITE_CHANGED_BATCH = 250
 # Each range reads every source again (a scan, one per range), so only models whose sources
 # are all tables are split, into one range per SQLITE_SPLIT_ROWS rows of the primary
 # source (estimated from a sample of one row in SQLITE_SPLIT_SAMPLE), at most
-# SQLITE_SPLIT_MAX. The bench model at 1M, the SQL alone (bench/README.md, "Results of
+# SQLITE_SPLIT_MAX, the first half the size of the others (``_key_bounds``). The bench model at 1M, the SQL alone (bench/README.md, "Results of
 # 2026-12-07, late"): one statement 13.9 s to its first row and 15.8 s to its last; four
 # ranges 4.4 to 4.9 s each to their first row, 20.4 s in all; `brazecfg plan` 56 to 59 s
 # before, 48 to 51 s after.
@@ -400,7 +400,11 @@ class SqlWarehouse:
         ranges = min(SQLITE_SPLIT_MAX, len(sample) * SQLITE_SPLIT_SAMPLE // SQLITE_SPLIT_ROWS)
         if ranges < 2:
             return []
-        return sorted(set(sample[len(sample) * i // ranges] for i in range(1, ranges)))
+        # The first range half the size of the others: nothing overlaps its statement, and
+        # the next one is computed while its rows are used, which takes longer.
+        parts = 2 * ranges - 1
+        return sorted(set(sample[len(sample) * (2 * i - 1) // parts]
+                          for i in range(1, ranges)))
 
     def _split_rows(self, model: str, whole: ModelQuery, batch_size: int,
                     query: Callable[[KeyRange], ModelQuery], *, row_hash: bool
