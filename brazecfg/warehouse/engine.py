@@ -103,10 +103,10 @@ SQLITE_CHANGED_BATCH = 250
 # Each range reads every source again (a scan, one per range), so only models whose sources
 # are all tables are split, into one range per SQLITE_SPLIT_ROWS rows of the primary
 # source (estimated from a sample of one row in SQLITE_SPLIT_SAMPLE), at most
-# SQLITE_SPLIT_MAX, the first half the size of the others (``_key_bounds``). The bench model at 1M, the SQL alone (bench/README.md, "Results of
-# 2026-12-07, late"): one statement 13.9 s to its first row and 15.8 s to its last; four
-# ranges 4.4 to 4.9 s each to their first row, 20.4 s in all; `brazecfg plan` 56 to 59 s
-# before, 48 to 51 s after.
+# SQLITE_SPLIT_MAX, the first half the size of the others (``_key_bounds``). The bench
+# model at 1M, the SQL alone (bench/README.md, "Results of 2026-12-07, late"): one statement
+# 13.9 s to its first row and 15.8 s to its last; four ranges 4.4 to 4.9 s each to their
+# first row, 20.4 s in all; `brazecfg plan` 56 to 59 s before, 48 to 51 s after.
 SQLITE_SPLIT_ROWS = 250_000
 SQLITE_SPLIT_MAX = 8
 SQLITE_SPLIT_SAMPLE = 500
@@ -224,13 +224,14 @@ class SqlWarehouse:
         return frozenset(n for n in numeric if self._key_indexed(self.project.sources[n]))
 
     def _key_indexed(self, src: Source) -> bool:
-        if not src.table or "(" in src.table or "." in src.table.strip('"'):
+        table = _plain_table(src)
+        if table is None:
             return False
         try:
             with self.engine.connect() as conn:
                 for name, partial in conn.exec_driver_sql(
                         'SELECT name, "partial" FROM pragma_index_list(?)',
-                        (src.table.strip('"'),)).all():
+                        (table,)).all():
                     first = conn.exec_driver_sql(
                         "SELECT name, coll FROM pragma_index_xinfo(?) WHERE seqno = 0",
                         (name,)).first()
@@ -245,9 +246,10 @@ class SqlWarehouse:
         """SQLite: ``typeof(max(key))`` of a table source (None: not a plain table, or not
         readable). SQLite orders NULL < numbers < text < BLOBs, so this says the kinds of
         value the column holds at most: one seek of an index on it, else one pass."""
-        if not src.table or "(" in src.table or "." in src.table.strip('"'):
+        name = _plain_table(src)
+        if name is None:
             return None
-        table, key = src.table.strip('"').replace('"', '""'), src.key.replace('"', '""')
+        table, key = name.replace('"', '""'), src.key.replace('"', '""')
         try:
             with self.engine.connect() as conn:
                 return conn.exec_driver_sql(
@@ -265,13 +267,14 @@ class SqlWarehouse:
         if self.engine.dialect.name != "sqlite":
             return ""
         src = self.project.primary_source(model)
-        if not src.table or "(" in src.table or "." in src.table.strip('"'):
+        table = _plain_table(src)
+        if table is None:
             return ""
         try:
             with self.engine.connect() as conn:
                 rows = conn.exec_driver_sql(
                     "SELECT name, type, \"notnull\", pk FROM pragma_table_info(?)",
-                    (src.table.strip('"'),)).all()
+                    (table,)).all()
         except DBAPIError:
             return ""
         if [r[0] for r in rows if r[3]] != [src.key]:
@@ -373,11 +376,9 @@ class SqlWarehouse:
     def _splits(self, model: str) -> bool:
         """SQLite: whether a full read of the model may be split (SQLITE_SPLIT_ROWS): every
         source it reads is a table of the main database."""
-        names = []
-        for src in self._sources(model):
-            if not src.table or "(" in src.table or "." in src.table.strip('"'):
-                return False
-            names.append(src.table.strip('"'))
+        names = [_plain_table(src) for src in self._sources(model)]
+        if None in names:
+            return False
         try:
             with self.engine.connect() as conn:
                 return all(conn.exec_driver_sql(
@@ -767,6 +768,14 @@ def sqlite_row_hash(*values: Any) -> bytes:
     built in Python (bench/README.md). A Python whose marshal wrote other bytes would only
     make plans read those records in full again, never skip a change."""
     return _blake2b(_marshal(values, _MARSHAL_VERSION), digest_size=8).digest()
+
+
+def _plain_table(src: Source) -> str | None:
+    """SQLite: the name of a table source in the main database (its one quoting removed);
+    None for a query, a table function or a schema-qualified name."""
+    if not src.table or "(" in src.table or "." in src.table.strip('"'):
+        return None
+    return src.table.strip('"')
 
 
 def sqlite_record_hash(values: Sequence[Any]) -> bytes:
