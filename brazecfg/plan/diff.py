@@ -275,11 +275,18 @@ class _Diff:
     def new_record(self, want: Desired) -> None:
         attrs: dict[str, Any] = {}
         fields: dict[str, str] = {}
-        hashes = self._hashers
-        for f, v in want.values.items():
-            if v is not None:
-                attrs[f] = v
-                fields[f] = hashes[f](v)
+        if self.spool is None:
+            # A new record's field hashes are only ever stored (by the apply of the spool):
+            # a plan that spools nothing has no use for them, and they are most of the
+            # per-value cost of a first plan. Nothing else reads them (not the digest, not
+            # the samples shown).
+            attrs = {f: v for f, v in want.values.items() if v is not None}
+        else:
+            hashes = self._hashers
+            for f, v in want.values.items():
+                if v is not None:
+                    attrs[f] = v
+                    fields[f] = hashes[f](v)
         joins = tuple(sorted(want.groups & self.builder.subscribed_groups))
         action = Action.ENRICH if self.mode == "enrich" else Action.CREATE
         change = RecordChange(action, want.external_id, attrs, fields, want.groups, joins, ())
