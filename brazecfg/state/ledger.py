@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timezone
-from itertools import islice
+from itertools import chain, islice
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
@@ -118,8 +118,10 @@ def _by_ids(conn: Connection, n: int) -> str:
 # DuckDB: the share of its memory_limit its loaded primary-key indexes may hold before a
 # write checkpoints (Ledger._checkpoint_loaded_indexes).
 DUCKDB_INDEX_SHARE = 4
-# Parameters per multi-row INSERT (PostgreSQL allows 65,535 a statement).
+# Parameters per multi-row INSERT (PostgreSQL allows 65,535 a statement); on SQLite, the
+# limit of every SQLite before 3.32 (SQLITE_MAX_VARIABLE_NUMBER; 32,766 since).
 INSERT_PARAMETERS = 2000
+SQLITE_PARAMETERS = 999
 # PostgreSQL plans a read by ids from the table's statistics. A table that grew since it was
 # last analyzed (a first apply: every record, intent and event row is new) has each IN list
 # of ids answered by reading every row of the destination, so each batch costs more than the
@@ -131,11 +133,14 @@ ANALYZE_AFTER_ROWS = 10_000
 
 def _insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]], *,
                  or_replace: bool = False) -> None:
-    """Insert rows that all have the same keys (column names), in the driver's SQL.
+    """Insert rows that all have the same keys (column names), in the driver's SQL, as
+    multi-row INSERTs of at most INSERT_PARAMETERS values (SQLITE_PARAMETERS on SQLite).
     SQLAlchemy's executemany turned every row's dict into parameters in Python, most of an
     apply's ledger time on SQLite (issue 9); DuckDB runs a driver executemany as one
-    statement per row (about 300 us each). So: SQLite, one executemany (its loop is in C);
-    elsewhere, multi-row INSERTs of INSERT_PARAMETERS values.
+    statement per row (about 300 us each); and SQLite's own executemany, though its loop is
+    in C, lets go of the GIL at every row's step: with the senders running, each row waited
+    to get it back (1M rows: 10.4 to 11.8 s against 4.3 to 5.6 s in statements of 249 rows,
+    bench/README.md).
     The values are what the columns store (text, numbers, bytes): no type conversion is asked
     of SQLAlchemy. ``or_replace`` (SQLite only): a row with the primary key of one the table
     holds replaces it (INSERT OR REPLACE), so no DELETE of those keys is needed first."""
@@ -151,14 +156,12 @@ def _insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]], *,
     one = f"({_marks(conn, len(columns))})"
     values = [tuple(row[c] for c in columns) for row in rows] if len(columns) < 2 else \
         list(map(itemgetter(*columns), rows))
-    if conn.dialect.name == "sqlite":
-        conn.exec_driver_sql(head + one, values)
-        return
-    per = max(1, INSERT_PARAMETERS // len(columns))
+    limit = SQLITE_PARAMETERS if conn.dialect.name == "sqlite" else INSERT_PARAMETERS
+    per = max(1, limit // len(columns))
     for i in range(0, len(values), per):
         part = values[i:i + per]
         conn.exec_driver_sql(head + ", ".join([one] * len(part)),
-                             tuple(v for row in part for v in row))
+                             tuple(chain.from_iterable(part)))
 
 
 def _now() -> str:
