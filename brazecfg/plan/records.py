@@ -62,6 +62,11 @@ class RecordBuilder:
             self.subscribed_groups)
 
     @property
+    def nests(self) -> bool:
+        """Whether a field's value can be a nested object (facebook, twitter: nest_hashes)."""
+        return self._nests
+
+    @property
     def field_names(self) -> frozenset[str]:
         return self._field_names
 

@@ -253,3 +253,46 @@ def test_the_merge_keeps_nothing_per_record_it_has_judged() -> None:
 
     small, large = peak(20_000), peak(60_000)
     assert large < small + 400_000, (small, large)
+
+
+def _counted(changes: list[RecordChange]) -> tuple[dict[str, int], dict[str, int], int]:
+    """Fields set, fields removed and data points, counted change by change."""
+    sets: dict[str, int] = {}
+    removals: dict[str, int] = {}
+    points = 0
+    for c in changes:
+        for f, v in c.attributes.items():
+            bucket = removals if v is None else sets
+            bucket[f] = bucket.get(f, 0) + 1
+            points += len(v) if isinstance(v, dict) and v else 1
+    return sets, removals, points
+
+
+def test_fields_and_data_points_are_counted_over_every_shape_of_change() -> None:
+    """A change with every value set is counted by its fields' tuple (a cheaper count);
+    removals and nested values one by one: the totals are those of every change's values."""
+    p, d = project()
+    before = [row(str(i)) for i in range(6)]
+    after = [row("0", last_name="Smith"), row("1", country=None), row("2", ltv=150),
+             row("3", email=None, country="DE"), row("4"),
+             row("6", country=None), row("7", ("vip",), ltv=200), row("8", email=None)]
+    plan, changes = spooled(p, d, after, ledger_of(p, d, before))
+    sets, removals, points = _counted(changes)
+    assert {c.action for c in changes} == {Action.CREATE, Action.UPDATE, Action.DELETE}
+    assert dict(plan.field_sets) == sets  # type: ignore[attr-defined]
+    assert dict(plan.field_removals) == removals  # type: ignore[attr-defined]
+    assert plan.data_points == points  # type: ignore[attr-defined]
+    assert sets["email"] == 2 and removals == {"country": 1, "email": 1}, (sets, removals)
+    # nested values (facebook's id goes as one object): counted value by value
+    props = dict(p.properties)
+    props["fb"] = Property("property", "fb", L, source="users", type="string", column="fb")
+    props["fbn"] = Property("property", "fbn", L, source="users", type="integer", column="fbn")
+    d2 = Destination("destination", "d", L, app="braze", model="users", mode="sync",
+                     mapping={"external_id": "user_id", "email": "email", "facebook.id": "fb",
+                              "facebook.num_friends": "fbn"})
+    p2 = Project(settings=p.settings, apps=p.apps, models=p.models, sources=p.sources,
+                 properties=props, groups=p.groups, destinations={"d": d2})
+    plan2, changes2 = spooled(p2, d2, [row("1", fb="123", fbn=7), row("2")], [])
+    sets2, removals2, points2 = _counted(changes2)
+    assert changes2[0].attributes["facebook"] == {"id": "123", "num_friends": 7}, changes2[0]
+    assert (dict(plan2.field_sets), plan2.data_points) == (sets2, points2)  # type: ignore[attr-defined]
