@@ -154,8 +154,9 @@ class DestinationApplier:
         obj: dict[str, Any] = {"external_id": change.external_id}
         obj.update(change.attributes)
         subs = [{"subscription_group_id": self.group_ids[g], "subscription_state": state}
-                for groups, state in ((change.joins, "subscribed"), (change.leaves, "unsubscribed"))
-                for g in groups if g in self.group_ids]
+                for groups, state in ((change.joins, "subscribed"),
+                                      (change.leaves, "unsubscribed"))
+                for g in groups if g in self.group_ids] if change.joins or change.leaves else None
         if subs:
             obj["subscription_groups"] = subs
         elif not change.attributes and change.action is not Action.CREATE:
@@ -233,8 +234,10 @@ class DestinationApplier:
                 continue
             self._upserts.append(LedgerRecord(c.external_id, c.fields, c.groups, c.row_hash))
             result.count(c.action)
-            result.subscribed += sum(1 for g in c.joins if g in self.group_ids)
-            result.unsubscribed += sum(1 for g in c.leaves if g in self.group_ids)
+            if c.joins:  # most records join and leave nothing: no generator for them
+                result.subscribed += sum(1 for g in c.joins if g in self.group_ids)
+            if c.leaves:
+                result.unsubscribed += sum(1 for g in c.leaves if g in self.group_ids)
         result.deleted += sum(1 for c in outcome.accepted if c.action is Action.DELETE)
         self._failures.extend(outcome.failed)
         self._note_failures(outcome.failed, result)
