@@ -5,8 +5,9 @@ records, and each field's hash so it can tell which changed; ``brazecfg plan`` w
 every row, about 2 s of SQLite's 20 s at 1M users) and its creates no field hashes (about
 5 s of a 1M first plan). What this must never change is the plan: a plain plan and a saved
 one agree, digest included, on a first run, after an apply (the incremental read with its
-related-row counts), on a full read and after a change; and the saved plan's apply stores
-the hashes that make a full read of the same data find nothing to send."""
+related-row counts), on a full read and after a change; and an apply (which plans again,
+with its spool) stores the hashes that make a full read of the same data find nothing to
+send."""
 
 from __future__ import annotations
 

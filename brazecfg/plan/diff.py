@@ -3,7 +3,9 @@ walked together once like a sorted merge join (DESIGN.md invariant 4).
 
 Per record, field hashes decide what to send: only fields whose keyed hash differs from the
 ledger's, and None for a field Braze holds that became empty. Memory stays flat: the only
-buffers are a few samples and, in enrich mode, up to 50 ids waiting for an existence check.
+buffers are a few samples, the changes held behind opt-out checks (HELD_LIMIT), at most
+SHAPE_LIMIT tuples of field names being counted and, in enrich mode, up to 50 ids waiting
+for an existence check.
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ EXISTS_BATCH = 50
 # records, 20,000 changes; tests/plan/test_opt_outs_concurrent.py).
 HELD_LIMIT = 2000
 DRAIN_EVERY = 100
+# Tuples of field names counted per change at most (_Diff._emit): a destination whose
+# updates set many different sets of fields must not hold one per change.
+SHAPE_LIMIT = 1024
 
 
 class OptOutCheck(Protocol):
@@ -236,7 +241,10 @@ class _Diff:
             # every value set, none nested (a data point each): counted by the fields' tuple,
             # spread into field_sets when the merge ends (_count_shapes), a third of the cost
             shape = tuple(attrs)
-            self._shapes[shape] = self._shapes.get(shape, 0) + 1
+            n = self._shapes.get(shape)
+            if n is None and len(self._shapes) >= SHAPE_LIMIT:
+                self._count_shapes()
+            self._shapes[shape] = (n or 0) + 1
             plan.data_points += len(attrs)
         else:
             sets, removals = plan.field_sets, plan.field_removals

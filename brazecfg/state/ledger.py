@@ -138,9 +138,9 @@ def _insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]], *,
     SQLAlchemy's executemany turned every row's dict into parameters in Python, most of an
     apply's ledger time on SQLite (issue 9); DuckDB runs a driver executemany as one
     statement per row (about 300 us each); and SQLite's own executemany, though its loop is
-    in C, lets go of the GIL at every row's step: with the senders running, each row waited
-    to get it back (1M rows: 10.4 to 11.8 s against 4.3 to 5.6 s in statements of 249 rows,
-    bench/README.md).
+    in C, lets go of the GIL at every row's step: with other threads running, each row
+    waited to get it back (1M rows beside two busy threads: 10.4 / 11.8 s, against 4.3 to
+    5.6 s in statements of 249 to 500 rows; bench/README.md).
     The values are what the columns store (text, numbers, bytes): no type conversion is asked
     of SQLAlchemy. ``or_replace`` (SQLite only): a row with the primary key of one the table
     holds replaces it (INSERT OR REPLACE), so no DELETE of those keys is needed first."""

@@ -235,17 +235,23 @@ def test_a_plan_without_a_spool_keeps_nothing_per_record(monkeypatch: pytest.Mon
 def test_the_merge_keeps_nothing_per_record_it_has_judged() -> None:
     """A first plan at 1M users peaked at 194 MB against 100 MB a round before: the merge
     kept a set of every key it read (meant for the ids to read again, a few). Memory of a
-    merge without a spool is flat past its bounded caches (the field hashers' memo of
-    8,192 values): three times the records, about the same peak."""
+    merge is flat past its bounded caches (the field hashers' memo of 8,192 values, which
+    only a spooling plan fills: a plan that spools nothing hashes no create's fields; the
+    spool here keeps nothing): three times the records, about the same peak."""
     import tracemalloc
 
     p, d = project()
+
+    class Discard(io.StringIO):
+        def write(self, line: str) -> int:
+            return len(line)
 
     def peak(n: int) -> int:
         rows = (row(f"{i:07d}", user_id=f"{i:07d}") for i in range(n))  # streamed
         tracemalloc.start()
         try:
-            plan = diff_destination(p, d, rows, iter(()), Hasher(b"k" * 32))  # own caches
+            plan = diff_destination(p, d, rows, iter(()), Hasher(b"k" * 32),  # own caches
+                                    spool=Discard())
             assert plan.counts["create"] == n
             return tracemalloc.get_traced_memory()[1]
         finally:
@@ -268,9 +274,13 @@ def _counted(changes: list[RecordChange]) -> tuple[dict[str, int], dict[str, int
     return sets, removals, points
 
 
-def test_fields_and_data_points_are_counted_over_every_shape_of_change() -> None:
-    """A change with every value set is counted by its fields' tuple (a cheaper count);
-    removals and nested values one by one: the totals are those of every change's values."""
+@pytest.mark.parametrize("limit", [2, 1024])
+def test_fields_and_data_points_are_counted_over_every_shape_of_change(
+        limit: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A change with every value set is counted by its fields' tuple (a cheaper count, at
+    most SHAPE_LIMIT tuples held: past it they are counted out first); removals and nested
+    values one by one: the totals are those of every change's values."""
+    monkeypatch.setattr("brazecfg.plan.diff.SHAPE_LIMIT", limit)
     p, d = project()
     before = [row(str(i)) for i in range(6)]
     after = [row("0", last_name="Smith"), row("1", country=None), row("2", ltv=150),
