@@ -60,6 +60,33 @@ class OptOutCheck(Protocol):
 
     def __call__(self, group_id: str, external_ids: list[str]) -> set[str]: ...
 
+    # Optional: ``start(calls: [(group id, external ids)]) -> Pending | None`` makes the
+    # calls elsewhere, read from the merge's thread with no thread of its own (None: call
+    # on the pool instead; see planner._OptOuts).
+
+
+class Pending(Protocol):
+    """Opt-out calls made elsewhere (OptOutCheck.start): who unsubscribed, per call."""
+
+    def done(self) -> bool: ...
+
+    def result(self) -> list[set[str]]: ...
+
+
+class _Answers:
+    """Pending calls, one per group, answered as the pool's Future would: group -> who
+    unsubscribed."""
+
+    def __init__(self, groups: list[str], pending: Pending) -> None:
+        self._groups = groups
+        self._pending = pending
+
+    def done(self) -> bool:
+        return self._pending.done()
+
+    def result(self) -> dict[str, set[str]]:
+        return dict(zip(self._groups, self._pending.result(), strict=True))
+
 
 DUPLICATE_KEY = "duplicate primary key in the primary source; only the first row is used"
 
@@ -117,7 +144,7 @@ class _Diff:
         self._joins_waiting: list[RecordChange] = []
         # opt-out checks in flight, oldest first: (their joins, the answer per group, the
         # changes emitted after them), so changes are emitted in the order they came
-        self._checks: deque[tuple[list[RecordChange], Future[dict[str, set[str]]],
+        self._checks: deque[tuple[list[RecordChange], Future[dict[str, set[str]]] | _Answers,
                                   list[RecordChange]]] = deque()
         self._pool: ThreadPoolExecutor | None = None
         self._held = 0  # changes in self._checks (HELD_LIMIT)
@@ -181,12 +208,15 @@ class _Diff:
         check = self.opted_out
         if not waiting or check is None:
             return
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=max(1, check.workers),
-                                            thread_name_prefix="brazecfg-opt-outs",
-                                            initializer=leave_signals_to_the_main_thread)
-        self._checks.append((waiting, self._pool.submit(self._ask_opt_outs, check, waiting),
-                             []))
+        answer: Future[dict[str, set[str]]] | _Answers | None = self._ask_elsewhere(check,
+                                                                                  waiting)
+        if answer is None:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=max(1, check.workers),
+                                                thread_name_prefix="brazecfg-opt-outs",
+                                                initializer=leave_signals_to_the_main_thread)
+            answer = self._pool.submit(self._ask_opt_outs, check, waiting)
+        self._checks.append((waiting, answer, []))
         self._held += len(waiting)
         self._drain(block=len(self._checks) > max(1, check.workers)
                     or self._held > HELD_LIMIT)
@@ -198,6 +228,18 @@ class _Diff:
             ids = [c.external_id for c in waiting if g in c.joins]
             out[g] = check(self._group_ids[g], ids)
         return out
+
+    def _ask_elsewhere(self, check: OptOutCheck, waiting: list[RecordChange]
+                       ) -> _Answers | None:
+        """The calls, when the check makes them elsewhere (its ``start``: another process)
+        and no thread of this one need wait for them; None: on the pool."""
+        start = getattr(check, "start", None)
+        if start is None:
+            return None
+        groups = sorted({g for c in waiting for g in c.joins})
+        pending = start([(self._group_ids[g], [c.external_id for c in waiting if g in c.joins])
+                         for g in groups])
+        return None if pending is None else _Answers(groups, pending)
 
     def _drain(self, *, block: bool, every: bool = False) -> None:
         """Emit the checked joins at the front, and the changes after them; ``block``: wait

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from brazecfg.braze.client import BrazeClient
 from brazecfg.braze.limits import DEFAULT_LIMITS
+from brazecfg.braze.remote import Call, StatusProcess
 from brazecfg.braze.settings import braze_settings
 from brazecfg.errors import BrazecfgError, StateError
 from brazecfg.model.graph import fingerprints as resource_fingerprints
@@ -473,7 +475,7 @@ def _describe_state(lock: Lockfile, ledger: Ledger) -> str:
 
 
 def opt_out_check(project: Project, dest: Destination, clients: ClientFactory | None
-                  ) -> OptOutCheck | None:
+                  ) -> _OptOuts | None:
     """respect_opt_outs (the default): who of the members about to join a subscription group
     unsubscribed from it in Braze, asked read-only before the plan counts them as joining.
     Braze's /subscription/status/get answers Subscribed, Unsubscribed or Unknown per user;
@@ -483,18 +485,68 @@ def opt_out_check(project: Project, dest: Destination, clients: ClientFactory | 
     return _OptOuts(clients(project.apps[dest.app]))
 
 
+REMOTE_AFTER = 40  # opt-out checks made on this process's threads before a process of its own
+
+
 class _OptOuts:
-    """The opt-out check over one Braze client: the merge runs calls on up to ``workers``
-    threads (diff.check_opt_outs), as many as the client sends at once and as keep
-    /subscription/status/get at its rate limit; the client's limiter paces them all."""
+    """The opt-out check over one Braze client. The first REMOTE_AFTER calls run on up to
+    ``workers`` threads of the merge (diff.check_opt_outs), as many as the client sends at
+    once and as keep /subscription/status/get at its rate limit; the client's limiter paces
+    them. From then on ``start`` hands each call to a process of its own (braze/remote.py),
+    with as many threads and a limiter of its own, so the calls no longer take the merge's
+    turn at Python's lock: at most REMOTE_AFTER calls more than the bucket's limit in one
+    window (250,000 an hour by default). A plan with fewer checks never starts it; ``close``
+    stops it."""
 
     def __init__(self, client: BrazeClient) -> None:
         self.client = client
         self.workers = client.workers_for("/subscription/status/get")
+        self._calls = 0
+        self._remote: StatusProcess | None = None
+        self._local = False
 
     def __call__(self, group_id: str, external_ids: list[str]) -> set[str]:
-        states = self.client.subscription_status(group_id, external_ids)
-        return {i for i in external_ids if states.get(i) == "Unsubscribed"}
+        return unsubscribed(external_ids, self.client.subscription_status(group_id,
+                                                                          external_ids))
+
+    def start(self, calls: list[tuple[str, list[str]]]) -> _Remote | None:
+        """``calls`` (group id, external ids), made by the other process; None: make them
+        here (``__call__``). Called by the merge's own thread only."""
+        self._calls += len(calls)
+        if self._calls <= REMOTE_AFTER or self._local or getattr(sys, "frozen", False):
+            return None  # (a frozen build's executable is not an interpreter to start)
+        if self._remote is None:
+            try:
+                self._remote = StatusProcess(self.client.settings, self.workers,
+                                             on_retry=self.client.on_retry)
+            except OSError:
+                self._local = True  # no interpreter to start: every call stays here
+                return None
+        return _Remote([(ids, self._remote.start(g, ids)) for g, ids in calls])
+
+    def close(self) -> None:
+        remote, self._remote = self._remote, None
+        if remote is not None:
+            remote.close()
+
+
+class _Remote:
+    """Calls made by the other process, answered as a Future's: who unsubscribed, per call."""
+
+    def __init__(self, calls: list[tuple[list[str], Call]]) -> None:
+        self._calls = calls
+
+    def done(self) -> bool:
+        return all(call.done() for _, call in self._calls)
+
+    def result(self) -> list[set[str]]:
+        return [unsubscribed(ids, call.result()) for ids, call in self._calls]
+
+
+def unsubscribed(external_ids: list[str], states: dict[str, str]) -> set[str]:
+    """Braze's /subscription/status/get answers Subscribed, Unsubscribed or Unknown per
+    user; only Unsubscribed holds a join back."""
+    return {i for i in external_ids if states.get(i) == "Unsubscribed"}
 
 
 def tracked_rows(dest: Destination, rows: Iterable[ModelRow]) -> Iterator[ModelRow]:
@@ -647,11 +699,16 @@ def make_plan(project: Project, *, now: datetime | None = None,
                 exists = None
                 if dest.mode == "enrich" and clients is not None:
                     exists = clients(project.apps[dest.app]).existing
-                plans.append(_plan_destination(
-                    project, dest, warehouses[app.name], ledger, hasher, lock, now=now, fps=fps,
-                    spool_dir=spool_dir, exists=exists, full_refresh=full_refresh,
-                    resend_unknown=resend_unknown, start_over=start_over,
-                    opted_out=opt_out_check(project, dest, clients), on_rows=on_rows))
+                opted_out = opt_out_check(project, dest, clients)
+                try:
+                    plans.append(_plan_destination(
+                        project, dest, warehouses[app.name], ledger, hasher, lock, now=now,
+                        fps=fps, spool_dir=spool_dir, exists=exists, full_refresh=full_refresh,
+                        resend_unknown=resend_unknown, start_over=start_over,
+                        opted_out=opted_out, on_rows=on_rows))
+                finally:
+                    if opted_out is not None:
+                        opted_out.close()
         finally:
             for wh in warehouses.values():
                 wh.close()

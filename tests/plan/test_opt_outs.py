@@ -5,6 +5,7 @@ default); the plan shows them; `respect_opt_outs: false` overturns it on purpose
 from __future__ import annotations
 
 import json
+import sqlite3
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,6 +38,15 @@ def unsubscribe_in_braze(emulator: Emulator, external_id: str) -> None:
                                                 "subscription_state": "unsubscribed",
                                                 "external_ids": [external_id]}]}).encode()
     req = urllib.request.Request(f"{emulator.url}/v2/subscription/status/set", data=body,
+                                 headers={"Authorization": "Bearer local-emulator-key",
+                                          "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        assert r.status == 201
+
+
+def made_in_braze(emulator: Emulator, external_id: str) -> None:
+    body = json.dumps({"attributes": [{"external_id": external_id}]}).encode()
+    req = urllib.request.Request(f"{emulator.url}/users/track", data=body,
                                  headers={"Authorization": "Bearer local-emulator-key",
                                           "Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=10) as r:
@@ -89,3 +99,40 @@ def test_a_lost_state_does_not_resubscribe_those_who_left(project: Path,
     assert cli("apply", str(project), "--auto-approve", "--now", NOW,
                "--start-over").exit_code == 0
     assert state_of(emulator, "6") == "unsubscribed"
+
+
+def test_opt_outs_past_the_first_calls_are_held_back_too(project: Path,
+                                                         emulator: Emulator) -> None:
+    """A big plan hands its opt-out checks to a process of its own after the first
+    REMOTE_AFTER calls (braze/remote.py, issue 9): those answers count as the first ones
+    do. 3,000 new members, 60 calls of 50; unsubscribed in Braze: one early (call 1),
+    several past the first 40 calls, and the very last member."""
+    from brazecfg.plan.planner import REMOTE_AFTER
+
+    sql(project, "SELECT 1")  # builds warehouse.db
+    con = sqlite3.connect(project / "warehouse.db")
+    with con:
+        con.executemany("INSERT INTO users VALUES (?, ?, 'New', 'Member', 'US', "
+                        "'2026-01-05 09:00:00')",
+                        [(1000 + i, f"m{i}@example.com") for i in range(3000)])
+        con.executemany("INSERT INTO purchases (user_id, product, amount, status, created_at) "
+                        "VALUES (?, 'book', 150, 'paid', '2026-01-06 09:00:00')",
+                        [(1000 + i,) for i in range(3000)])
+    con.close()
+    members = sorted(str(1000 + i) for i in range(3000))  # as the merge meets them
+    late = [members[i] for i in (5, REMOTE_AFTER * 50 + 10, 2600, 2999)]
+    for external_id in late:
+        made_in_braze(emulator, external_id)  # by the app's SDK, say: brazecfg never sent it
+        unsubscribe_in_braze(emulator, external_id)
+    plan = cli("plan", str(project), "--now", NOW, "--format", "json")
+    assert plan.exit_code == 0, plan.output
+    d = json.loads(plan.stdout)["destinations"][0]
+    assert d["group_opted_out"] == {"high_value": len(late)}
+    assert d["group_joins"]["high_value"] == d["counts"]["create"] - 7 - len(late)
+    calls = [r for r in emulator_get(emulator.url, "requests")["requests"]
+             if r["path"].startswith("/subscription/status/get")]
+    assert len(calls) > REMOTE_AFTER  # the process made some of them
+    assert cli("apply", str(project), "--auto-approve", "--now", NOW).exit_code == 0
+    for external_id in late:
+        assert state_of(emulator, external_id) == "unsubscribed"
+    assert state_of(emulator, members[6]) == "subscribed"

@@ -68,6 +68,63 @@ def test_concurrent_opt_out_calls_make_the_plan_one_thread_makes() -> None:
     assert plan4.opted_out == plan1.opted_out  # type: ignore[attr-defined]
 
 
+class Elsewhere(Check):
+    """Calls made elsewhere, as planner._OptOuts.start hands them to a process of its own
+    past its first calls: ``start`` makes the first ``local`` calls on the pool (None), and
+    answers the rest only after a few looks, a later call often ready before an earlier
+    one."""
+
+    def __init__(self, local: int, fail: str | None = None) -> None:
+        super().__init__(4)
+        self.local = local
+        self.fail = fail
+        self.started = 0
+        self.looks = 0  # done() asked
+
+    def start(self, calls: list[tuple[str, list[str]]]) -> Late | None:
+        self.started += len(calls)
+        if self.started <= self.local:
+            return None
+        answers = [self(g, ids) for g, ids in calls]
+        failed = any(self.fail in ids for _, ids in calls) if self.fail else False
+        return Late(self, answers, looks=3 - self.started % 3, failed=failed)
+
+
+class Late:
+    def __init__(self, check: Elsewhere, answers: list[set[str]], *, looks: int,
+                 failed: bool) -> None:
+        self.check, self.answers, self.looks, self.failed = check, answers, looks, failed
+
+    def done(self) -> bool:
+        self.check.looks += 1
+        self.looks -= 1
+        return self.looks <= 0
+
+    def result(self) -> list[set[str]]:
+        if self.failed:
+            raise RuntimeError("Braze answered 500")
+        return self.answers
+
+
+@pytest.mark.parametrize("local", [0, 2, 100], ids=["all-elsewhere", "switching", "none"])
+def test_opt_out_calls_made_elsewhere_make_the_plan_one_thread_makes(local: int) -> None:
+    plan1, spool1 = plan_with(Check(1))
+    check = Elsewhere(local)
+    plan2, spool2 = plan_with(check)
+    assert check.started == 4 and len(check.calls) == 4
+    if local == 0:
+        assert check.looks > 0  # looked at while the merge went on, answered later
+    assert spool2 == spool1  # same changes, same order
+    assert plan2.digest == plan1.digest  # type: ignore[attr-defined]
+    assert plan2.counts == plan1.counts  # type: ignore[attr-defined]
+    assert plan2.opted_out == plan1.opted_out == {"vip": 20}  # type: ignore[attr-defined]
+
+
+def test_an_error_in_a_call_made_elsewhere_stops_the_plan() -> None:
+    with pytest.raises(RuntimeError, match="500"):
+        plan_with(Elsewhere(1, fail="0150"))
+
+
 def test_an_error_in_one_call_stops_the_plan() -> None:
     class Failing(Check):
         def __call__(self, group_id: str, external_ids: list[str]) -> set[str]:
