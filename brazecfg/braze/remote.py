@@ -29,6 +29,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 from brazecfg.braze.client import BrazeClient, BrazeSettings, DeliveryUnknown, NotSent
@@ -108,6 +109,10 @@ class StatusProcess:
         fds = [child.fileno() for _, child in pairs]
         self.app = settings.app
         self.on_retry = on_retry
+        # The brazecfg this process runs, first on the child's path, wherever it came from.
+        here = str(Path(__file__).resolve().parents[2])
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            [here, *filter(None, [os.environ.get("PYTHONPATH")])]))
         try:
             # Not multiprocessing: it would import this program's main module in the child.
             # Its output goes nowhere: its failures reach the parent as answers, or as pipes
@@ -116,7 +121,7 @@ class StatusProcess:
                 [sys.executable, "-c", "import sys; from brazecfg.braze.remote import serve; "
                  "serve(sys.argv[1:])", *map(str, fds)],
                 pass_fds=fds, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL, close_fds=True)
+                stderr=subprocess.DEVNULL, close_fds=True, env=env)
         finally:
             for _, child in pairs:
                 child.close()
