@@ -247,9 +247,9 @@ class _Diff:
         the calls not started yet are dropped."""
         while self._checks:
             waiting, answer, after = self._checks[0]
-            if not (block or answer.done()):
-                return
             try:
+                if not (block or answer.done()):  # (an answer read elsewhere may raise)
+                    return
                 out = answer.result()
             except BaseException:
                 if self._pool is not None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from brazecfg.braze.client import BrazeClient
 from brazecfg.braze.limits import DEFAULT_LIMITS
-from brazecfg.braze.remote import Call, StatusProcess
+from brazecfg.braze.remote import Call, StartFailed, StatusProcess
 from brazecfg.braze.settings import braze_settings
 from brazecfg.errors import BrazecfgError, StateError
 from brazecfg.model.graph import fingerprints as resource_fingerprints
@@ -474,36 +474,42 @@ def _describe_state(lock: Lockfile, ledger: Ledger) -> str:
     return here
 
 
-def opt_out_check(project: Project, dest: Destination, clients: ClientFactory | None
-                  ) -> _OptOuts | None:
+def opt_out_check(project: Project, dest: Destination, clients: ClientFactory | None,
+                  checks: dict[str, _OptOuts]) -> _OptOuts | None:
     """respect_opt_outs (the default): who of the members about to join a subscription group
     unsubscribed from it in Braze, asked read-only before the plan counts them as joining.
     Braze's /subscription/status/get answers Subscribed, Unsubscribed or Unknown per user;
-    only Unsubscribed holds a join back (Unknown: never in the group, or a new user)."""
+    only Unsubscribed holds a join back (Unknown: never in the group, or a new user). One
+    check per Braze app (``checks``, closed by the caller), whatever how many destinations
+    use it, so its calls count against one limiter."""
     if clients is None or not dest.subscription_groups or not dest.respect_opt_outs:
         return None
-    return _OptOuts(clients(project.apps[dest.app]))
+    if dest.app not in checks:
+        checks[dest.app] = _OptOuts(clients(project.apps[dest.app]))
+    return checks[dest.app]
 
 
 REMOTE_AFTER = 40  # opt-out checks made on this process's threads before a process of its own
 
 
 class _OptOuts:
-    """The opt-out check over one Braze client. The first REMOTE_AFTER calls run on up to
-    ``workers`` threads of the merge (diff.check_opt_outs), as many as the client sends at
-    once and as keep /subscription/status/get at its rate limit; the client's limiter paces
-    them. From then on ``start`` hands each call to a process of its own (braze/remote.py),
-    with as many threads and a limiter of its own, so the calls no longer take the merge's
-    turn at Python's lock: at most REMOTE_AFTER calls more than the bucket's limit in one
-    window (250,000 an hour by default). A plan with fewer checks never starts it; ``close``
-    stops it."""
+    """The opt-out check over one Braze client, for every destination of its app in one
+    plan. The first REMOTE_AFTER calls run on up to ``workers`` threads of the merge
+    (diff.check_opt_outs), as many as the client sends at once and as keep
+    /subscription/status/get at its rate limit; the client's limiter paces them. From then
+    on ``start`` hands each call to a process of its own (braze/remote.py), with as many
+    threads and a limiter of its own, so the calls no longer take the merge's turn at
+    Python's lock: at most REMOTE_AFTER calls more than the bucket's limit in one window
+    (250,000 an hour by default). A plan with fewer checks never starts it; one that cannot
+    start it makes every call here. ``close`` stops it."""
 
     def __init__(self, client: BrazeClient) -> None:
         self.client = client
         self.workers = client.workers_for("/subscription/status/get")
         self._calls = 0
         self._remote: StatusProcess | None = None
-        self._local = False
+        self.local = bool(getattr(sys, "frozen", False))  # a frozen build's executable
+        # is not an interpreter to start
 
     def __call__(self, group_id: str, external_ids: list[str]) -> set[str]:
         return unsubscribed(external_ids, self.client.subscription_status(group_id,
@@ -513,16 +519,16 @@ class _OptOuts:
         """``calls`` (group id, external ids), made by the other process; None: make them
         here (``__call__``). Called by the merge's own thread only."""
         self._calls += len(calls)
-        if self._calls <= REMOTE_AFTER or self._local or getattr(sys, "frozen", False):
-            return None  # (a frozen build's executable is not an interpreter to start)
+        if self._calls <= REMOTE_AFTER or self.local:
+            return None
         if self._remote is None:
             try:
                 self._remote = StatusProcess(self.client.settings, self.workers,
                                              on_retry=self.client.on_retry)
             except OSError:
-                self._local = True  # no interpreter to start: every call stays here
+                self.local = True  # no interpreter to start: every call stays here
                 return None
-        return _Remote([(ids, self._remote.start(g, ids)) for g, ids in calls])
+        return _Remote(self, [(g, ids, self._remote.start(g, ids)) for g, ids in calls])
 
     def close(self) -> None:
         remote, self._remote = self._remote, None
@@ -531,16 +537,26 @@ class _OptOuts:
 
 
 class _Remote:
-    """Calls made by the other process, answered as a Future's: who unsubscribed, per call."""
+    """Calls made by the other process, answered as a Future's: who unsubscribed, per call.
+    A process that could not start (StartFailed) sent none of them: they are made here, and
+    so is every later call."""
 
-    def __init__(self, calls: list[tuple[list[str], Call]]) -> None:
+    def __init__(self, check: _OptOuts, calls: list[tuple[str, list[str], Call]]) -> None:
+        self._check = check
         self._calls = calls
 
     def done(self) -> bool:
-        return all(call.done() for _, call in self._calls)
+        return all(call.done() for _, _, call in self._calls)
 
     def result(self) -> list[set[str]]:
-        return [unsubscribed(ids, call.result()) for ids, call in self._calls]
+        out = []
+        for group_id, ids, call in self._calls:
+            try:
+                out.append(unsubscribed(ids, call.result()))
+            except StartFailed:
+                self._check.local = True
+                out.append(self._check(group_id, ids))
+        return out
 
 
 def unsubscribed(external_ids: list[str], states: dict[str, str]) -> set[str]:
@@ -688,6 +704,7 @@ def make_plan(project: Project, *, now: datetime | None = None,
         hasher = hasher or hasher_for(paths, ledger, create=False)
         plans: list[DestinationPlan] = []
         warehouses: dict[str, Warehouse] = {}
+        checks: dict[str, _OptOuts] = {}  # the opt-out check of each Braze app
         try:
             for name in sorted(project.destinations):
                 if destinations and name not in destinations:
@@ -699,17 +716,14 @@ def make_plan(project: Project, *, now: datetime | None = None,
                 exists = None
                 if dest.mode == "enrich" and clients is not None:
                     exists = clients(project.apps[dest.app]).existing
-                opted_out = opt_out_check(project, dest, clients)
-                try:
-                    plans.append(_plan_destination(
-                        project, dest, warehouses[app.name], ledger, hasher, lock, now=now,
-                        fps=fps, spool_dir=spool_dir, exists=exists, full_refresh=full_refresh,
-                        resend_unknown=resend_unknown, start_over=start_over,
-                        opted_out=opted_out, on_rows=on_rows))
-                finally:
-                    if opted_out is not None:
-                        opted_out.close()
+                plans.append(_plan_destination(
+                    project, dest, warehouses[app.name], ledger, hasher, lock, now=now, fps=fps,
+                    spool_dir=spool_dir, exists=exists, full_refresh=full_refresh,
+                    resend_unknown=resend_unknown, start_over=start_over,
+                    opted_out=opt_out_check(project, dest, clients, checks), on_rows=on_rows))
         finally:
+            for check in checks.values():
+                check.close()
             for wh in warehouses.values():
                 wh.close()
         moved_away = {p.state_name for p in plans}

@@ -74,8 +74,8 @@ class Elsewhere(Check):
     answers the rest only after a few looks, a later call often ready before an earlier
     one."""
 
-    def __init__(self, local: int, fail: str | None = None) -> None:
-        super().__init__(4)
+    def __init__(self, local: int, fail: str | None = None, workers: int = 4) -> None:
+        super().__init__(workers)
         self.local = local
         self.fail = fail
         self.started = 0
@@ -106,10 +106,13 @@ class Late:
         return self.answers
 
 
-@pytest.mark.parametrize("local", [0, 2, 100], ids=["all-elsewhere", "switching", "none"])
-def test_opt_out_calls_made_elsewhere_make_the_plan_one_thread_makes(local: int) -> None:
+@pytest.mark.parametrize(("local", "workers"), [(0, 4), (2, 4), (100, 4), (0, 1)],
+                         ids=["all-elsewhere", "switching", "none", "one-at-a-time"])
+def test_opt_out_calls_made_elsewhere_make_the_plan_one_thread_makes(local: int,
+                                                                     workers: int) -> None:
+    """(One at a time: a second call in flight makes the merge wait for the first.)"""
     plan1, spool1 = plan_with(Check(1))
-    check = Elsewhere(local)
+    check = Elsewhere(local, workers=workers)
     plan2, spool2 = plan_with(check)
     assert check.started == 4 and len(check.calls) == 4
     if local == 0:
@@ -120,9 +123,10 @@ def test_opt_out_calls_made_elsewhere_make_the_plan_one_thread_makes(local: int)
     assert plan2.opted_out == plan1.opted_out == {"vip": 20}  # type: ignore[attr-defined]
 
 
-def test_an_error_in_a_call_made_elsewhere_stops_the_plan() -> None:
+@pytest.mark.parametrize("local", [0, 1], ids=["all-elsewhere", "switching"])
+def test_an_error_in_a_call_made_elsewhere_stops_the_plan(local: int) -> None:
     with pytest.raises(RuntimeError, match="500"):
-        plan_with(Elsewhere(1, fail="0150"))
+        plan_with(Elsewhere(local, fail="0150"))
 
 
 def test_an_error_in_one_call_stops_the_plan() -> None:
