@@ -93,8 +93,8 @@ class StatusProcess:
     def __init__(self, settings: BrazeSettings, workers: int,
                  on_retry: Callable[[float, str], None] | None = None) -> None:
         """Raises OSError when the child cannot be started."""
-        if not sys.executable:
-            raise OSError("no Python executable to start")
+        if not sys.executable or os.name != "posix":  # (pipes passed as descriptors)
+            raise OSError("no Python executable to start, or not on POSIX")
         self.app = settings.app
         self.on_retry = on_retry
         self._closed = False
