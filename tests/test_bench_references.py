@@ -118,3 +118,23 @@ def test_the_loop_leaves_the_sink_as_brazecfg_apply_does(tmp_path: Path,
     (tmp_path / "deleted.txt").write_text("\n".join(deleted))
     loop("--deletes", str(tmp_path / "deleted.txt"))
     assert sink.users() == second
+
+
+def test_pairs_runs_a_command_on_two_commits_in_turn(tmp_path: Path) -> None:
+    """bench/pairs.py (how bench/README's before/after figures are taken): one plan on HEAD
+    and one on this checkout, in turn; the same inputs print the same plan, and its
+    temporary worktree is gone afterwards."""
+    project = tmp_path / "p"
+    subprocess.run([PY, str(BENCH / "generate.py"), str(project), "--users", "200"],
+                   check=True, capture_output=True)
+    before = subprocess.run(["git", "-C", str(ROOT), "worktree", "list"], check=True,
+                            capture_output=True, text=True).stdout
+    r = subprocess.run([PY, str(BENCH / "pairs.py"), str(project), "--base", "HEAD",
+                        "--runs", "1", "--", "plan", "--format", "json"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "base 1: exit 0" in r.stdout and "new 1: exit 0" in r.stdout
+    assert "| 1 | " in r.stdout and "| the same |" in r.stdout
+    after = subprocess.run(["git", "-C", str(ROOT), "worktree", "list"], check=True,
+                           capture_output=True, text=True).stdout
+    assert after == before
