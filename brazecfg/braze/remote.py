@@ -86,7 +86,6 @@ class _Pipe:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.calls: deque[Call] = deque()
-        self.ready = False
 
 
 class StatusProcess:
@@ -165,7 +164,7 @@ class StatusProcess:
                     self._fail(pipe)
                     continue
                 if kind == "ready":
-                    pipe.ready = self._ever_ready = True
+                    self._ever_ready = True  # its first message, before any answer
                 elif kind == "retry":
                     notices.append(value)
                 else:

@@ -88,6 +88,12 @@ class _Answers:
         return dict(zip(self._groups, self._pending.result(), strict=True))
 
 
+def _ask_opt_outs(check: OptOutCheck, groups: list[str], calls: list[tuple[str, list[str]]]
+                  ) -> dict[str, set[str]]:
+    """The calls on a pool thread, one after the other: group -> who unsubscribed."""
+    return {g: check(group_id, ids) for g, (group_id, ids) in zip(groups, calls, strict=True)}
+
+
 DUPLICATE_KEY = "duplicate primary key in the primary source; only the first row is used"
 
 
@@ -208,38 +214,24 @@ class _Diff:
         check = self.opted_out
         if not waiting or check is None:
             return
-        answer: Future[dict[str, set[str]]] | _Answers | None = self._ask_elsewhere(check,
-                                                                                  waiting)
-        if answer is None:
+        groups = sorted({g for c in waiting for g in c.joins})
+        calls = [(self._group_ids[g], [c.external_id for c in waiting if g in c.joins])
+                 for g in groups]  # one per group its joins go to
+        start = getattr(check, "start", None)  # made elsewhere, with no thread here waiting
+        pending = start(calls) if start is not None else None
+        answer: Future[dict[str, set[str]]] | _Answers
+        if pending is not None:
+            answer = _Answers(groups, pending)
+        else:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(max_workers=max(1, check.workers),
                                                 thread_name_prefix="brazecfg-opt-outs",
                                                 initializer=leave_signals_to_the_main_thread)
-            answer = self._pool.submit(self._ask_opt_outs, check, waiting)
+            answer = self._pool.submit(_ask_opt_outs, check, groups, calls)
         self._checks.append((waiting, answer, []))
         self._held += len(waiting)
         self._drain(block=len(self._checks) > max(1, check.workers)
                     or self._held > HELD_LIMIT)
-
-    def _ask_opt_outs(self, check: OptOutCheck, waiting: list[RecordChange]
-                      ) -> dict[str, set[str]]:
-        out: dict[str, set[str]] = {}
-        for g in sorted({g for c in waiting for g in c.joins}):
-            ids = [c.external_id for c in waiting if g in c.joins]
-            out[g] = check(self._group_ids[g], ids)
-        return out
-
-    def _ask_elsewhere(self, check: OptOutCheck, waiting: list[RecordChange]
-                       ) -> _Answers | None:
-        """The calls, when the check makes them elsewhere (its ``start``: another process)
-        and no thread of this one need wait for them; None: on the pool."""
-        start = getattr(check, "start", None)
-        if start is None:
-            return None
-        groups = sorted({g for c in waiting for g in c.joins})
-        pending = start([(self._group_ids[g], [c.external_id for c in waiting if g in c.joins])
-                         for g in groups])
-        return None if pending is None else _Answers(groups, pending)
 
     def _drain(self, *, block: bool, every: bool = False) -> None:
         """Emit the checked joins at the front, and the changes after them; ``block``: wait
